@@ -1,0 +1,18 @@
+# sparks: attention-head circuits across post-training checkpoints.
+# Run: snakemake --profile profiles/local (or --profile profiles/slurm on a cluster).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "workflow_config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/prepare.smk"
+include: "rules/train.smk"
+
+
+rule all:
+    input:
+        final_targets(),

@@ -1,0 +1,62 @@
+# Config checking, wildcard constraints and the helper functions the rules call.
+import json
+
+from sparks.config import ConfigError, check_config
+
+if workflow.config_settings.overwrite_config:
+    raise WorkflowError(
+        "config error: command-line --config overrides are not passed to the sparks stages; "
+        "write them into a config file and pass it with --configfile"
+    )
+try:
+    config = check_config(
+        config, source=", ".join(workflow.configfiles) or "the config"
+    )
+except ConfigError as err:
+    raise WorkflowError(f"config error: {err}") from None
+
+EXP = config["experiment"]
+CONFIG_FILE = workflow.configfiles[-1]
+
+
+wildcard_constraints:
+    exp=EXP,
+    run="|".join(config["runs"]),
+    task="|".join(config["tasks"]),
+    step=r"\d+",
+
+
+def settings(*keys):
+    """The config section that a job depends on, plus the seed, passed as params so that
+    editing it re-runs exactly the affected jobs. A key in braces ("{run}") names a wildcard.
+    """
+
+    def section(wildcards):
+        value = config
+        for key in keys:
+            value = value[wildcards[key[1:-1]] if key.startswith("{") else key]
+        return json.dumps({"seed": config["seed"], "section": value}, sort_keys=True)
+
+    return section
+
+
+def run_inputs(wildcards):
+    """A run's inputs: base model and task data, plus the teacher for distillation."""
+    run = config["runs"][wildcards.run]
+    inputs = {
+        "base": f"results/{EXP}/base",
+        "problems": f"results/{EXP}/data/{run['task']}_problems.parquet",
+    }
+    if run["method"] == "distill" and run["distill"]["teacher"] == "teacher":
+        inputs["teacher"] = f"results/{EXP}/teacher"
+    return inputs
+
+
+def teacher_flag(wildcards, input):
+    return f"--teacher {input.teacher}" if "teacher" in input.keys() else ""
+
+
+def final_targets():
+    targets = [f"results/{EXP}/data/{task}_pairs.parquet" for task in config["tasks"]]
+    targets += [f"results/{EXP}/runs/{run}/checkpoints.json" for run in config["runs"]]
+    return targets

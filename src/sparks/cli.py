@@ -1,0 +1,43 @@
+"""``sparks <stage> ...``: one thin entry point per stage; the work is in the stage packages."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from sparks import __version__
+from sparks.config import ConfigError
+
+STAGES = ("sparks.prepare", "sparks.train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="sparks", description="Attention-head circuits across post-training checkpoints.")
+    parser.add_argument("--version", action="version", version=f"sparks {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
+    for module in STAGES:
+        importlib.import_module(module).make_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # unknown flags exit 2 with argparse's message
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        args.func(args)
+    except ConfigError as err:
+        print(f"sparks {args.command}: config error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

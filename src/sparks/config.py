@@ -1,0 +1,177 @@
+"""Load and check an experiment config against schemas/config.schema.yaml.
+
+The Snakefile and every ``sparks`` command call :func:`load_config` / :func:`check_config`, so a
+bad key fails the same way, in one line naming the key and the fix, before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# Installed wheels carry the schema inside the package; a source checkout has it in schemas/.
+_SCHEMA_CANDIDATES = (_PACKAGE_DIR / "config.schema.yaml", _PACKAGE_DIR.parents[1] / "schemas" / "config.schema.yaml")
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased as one line that names the key and the fix."""
+
+
+@cache
+def schema() -> dict[str, Any]:
+    for path in _SCHEMA_CANDIDATES:
+        if path.is_file():
+            return yaml.safe_load(path.read_text())
+    raise FileNotFoundError(f"config schema not found in any of {[str(p) for p in _SCHEMA_CANDIDATES]}")
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file, fill defaults and check it; raises ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass --config with the path of your experiment YAML")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from err
+    return check_config(raw, source=str(path))
+
+
+def check_config(raw: Any, source: str = "the config") -> dict[str, Any]:
+    """Return a defaults-filled copy of ``raw`` or raise ConfigError on the first problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source} must be a mapping of keys (experiment, tasks, runs, ...), got {type(raw).__name__}")
+    config = copy.deepcopy(raw)
+    validator_cls = jsonschema.validators.validator_for(schema())
+    validator = validator_cls(schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise ConfigError(_describe(errors[0], source))
+    _fill_defaults(config, schema(), schema())
+    _check_semantics(config, source)
+    return config
+
+
+def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        ref = node["$ref"]
+        target = root
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _fill_defaults(value: Any, node: dict[str, Any], root: dict[str, Any]) -> None:
+    node = _resolve(node, root)
+    if not isinstance(value, dict):
+        return
+    for key, sub in node.get("properties", {}).items():
+        sub = _resolve(sub, root)
+        if key not in value and "default" in sub:
+            value[key] = copy.deepcopy(sub["default"])
+        if key in value:
+            _fill_defaults(value[key], sub, root)
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in value:
+            if key not in node.get("properties", {}):
+                _fill_defaults(value[key], extra, root)
+
+
+def _key(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError, source: str) -> str:
+    key = _key(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(_resolve(error.schema, schema()).get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        where = f"{key}." if error.absolute_path else ""
+        return (
+            f"unknown config key {where}{unknown[0]} in {source}; "
+            f"allowed keys here: {', '.join(allowed)} (check the spelling)"
+        )
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        where = f"{key}." if error.absolute_path else ""
+        return f"config key {where}{missing} is missing in {source}; add it (see schemas/config.schema.yaml)"
+    if error.validator == "enum":
+        return f"config key {key} = {error.instance!r} in {source} is not one of {error.validator_value}; use one of those"
+    if error.validator == "type":
+        return f"config key {key} = {error.instance!r} in {source} must be of type {error.validator_value}; fix its value"
+    if error.validator == "propertyNames":
+        return f"config name {error.instance!r} under {key} in {source} must use only letters and digits; rename it"
+    return f"config key {key} in {source}: {error.message}; fix its value (see schemas/config.schema.yaml)"
+
+
+def _is_hub_id(source: str) -> bool:
+    parts = source.split("/")
+    return len(parts) == 2 and all(parts) and not source.startswith((".", "/", "~"))
+
+
+def _check_model_source(key: str, model: dict[str, Any], source: str) -> None:
+    src = model["source"]
+    if src == "embedded" or _is_hub_id(src):
+        return
+    path = Path(src).expanduser()
+    if not (path / "config.json").is_file():
+        raise ConfigError(
+            f"config key {key}.source = {src!r} in {source}: no model folder with a config.json at {path}; "
+            'give an existing local model folder, a hub id such as "Qwen/Qwen2.5-Math-1.5B", or "embedded"'
+        )
+
+
+def _check_semantics(config: dict[str, Any], source: str) -> None:
+    for role in ("base", "teacher"):
+        model = config[role]
+        _check_model_source(role, model, source)
+        shape = model["shape"]
+        if shape["hidden_size"] % shape["n_heads"] or shape["n_heads"] % shape["n_kv_heads"]:
+            raise ConfigError(
+                f"config key {role}.shape in {source}: hidden_size ({shape['hidden_size']}) must be divisible by "
+                f"n_heads ({shape['n_heads']}) and n_heads by n_kv_heads ({shape['n_kv_heads']}); change them"
+            )
+    for name, task in config["tasks"].items():
+        if task["source"] != "synthetic" and task["path"] is None:
+            continue
+        if task["source"] != "synthetic" and not _is_hub_id(task["path"]) and not Path(task["path"]).exists():
+            raise ConfigError(
+                f"config key tasks.{name}.path = {task['path']!r} in {source} does not exist; "
+                "give a local dataset folder or a hub dataset id"
+            )
+    for name, run in config["runs"].items():
+        if run["task"] not in config["tasks"]:
+            raise ConfigError(
+                f"config key runs.{name}.task = {run['task']!r} in {source} names no task; "
+                f"use one of: {', '.join(config['tasks'])}"
+            )
+        if run["save_steps"] > run["max_steps"]:
+            raise ConfigError(
+                f"config key runs.{name}.save_steps = {run['save_steps']} in {source} exceeds max_steps = "
+                f"{run['max_steps']}; lower save_steps or raise max_steps"
+            )
+        if run["method"] == "distill":
+            teacher = run["distill"]["teacher"]
+            if teacher != "teacher":
+                _check_model_source(f"runs.{name}.distill.teacher", {"source": teacher}, source)
+        if run["method"] == "grpo" and run["batch_size"] % run["grpo"]["num_generations"]:
+            raise ConfigError(
+                f"config key runs.{name}.batch_size = {run['batch_size']} in {source} must be a multiple of "
+                f"runs.{name}.grpo.num_generations = {run['grpo']['num_generations']}; change one of them"
+            )
+
+
+def config_hash(section: Any) -> str:
+    """A short, stable hash of a config section (keys sorted), for provenance columns."""
+    blob = json.dumps(section, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

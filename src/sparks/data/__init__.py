@@ -1,0 +1,1 @@
+"""Task data: synthetic arithmetic, hub math datasets, and clean/corrupted pairs."""

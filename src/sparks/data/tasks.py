@@ -1,0 +1,153 @@
+"""Build a task's problems and clean/corrupted pairs (the prepare stage's data half)."""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+import polars as pl
+from transformers import PreTrainedTokenizerBase
+
+from sparks.data import arithmetic as arith
+from sparks.data.hub import load_hub_problems
+from sparks.model.tokenizer import THINK_CLOSE, THINK_OPEN
+
+_MAX_TRIES = 1000
+
+
+def format_prompt(question: str, think: bool) -> str:
+    """The prompt a model sees: think-off pre-fills an empty trace (Qwen3's /no_think form)."""
+    return question if think else question + THINK_OPEN + THINK_CLOSE
+
+
+def format_completion(trace: str, answer: str, think: bool) -> str:
+    return f"{THINK_OPEN}{trace}{THINK_CLOSE}{answer}" if think else str(answer)
+
+
+def synthetic_problems(task: dict[str, Any], seed: int) -> pl.DataFrame:
+    """Training and held-out problems, evenly split across the configured difficulties.
+
+    Eval problems avoid training expressions where the difficulty's space allows it (a
+    one-operation chain has only 90 distinct problems, so easy eval problems may repeat).
+    """
+    rng = random.Random(seed)
+    difficulties = task["difficulties"]
+    rows, seen_train = [], set()
+    per_difficulty = -(-task["n_train"] // len(difficulties))
+    for split, count in (("train", per_difficulty), ("eval", task["n_eval"])):
+        for name, n_ops in difficulties.items():
+            for _ in range(count):
+                problem = arith.sample_problem(rng, n_ops)
+                for _ in range(_MAX_TRIES if split == "eval" else 0):
+                    if problem.expression not in seen_train:
+                        break
+                    problem = arith.sample_problem(rng, n_ops)
+                if split == "train":
+                    seen_train.add(problem.expression)
+                rows.append(
+                    {
+                        "split": split,
+                        "difficulty": name,
+                        "n_ops": n_ops,
+                        "question": arith.prompt(problem),
+                        "trace": problem.trace(),
+                        "answer": str(problem.answer),
+                    }
+                )
+    df = pl.DataFrame(rows)
+    return df.with_columns(pl.int_range(pl.len()).cast(pl.Int64).alias("problem_id"))
+
+
+def task_problems(task: dict[str, Any], seed: int) -> pl.DataFrame:
+    if task["source"] == "synthetic":
+        return synthetic_problems(task, seed)
+    return load_hub_problems(task["source"], task["path"], task["subset"], task["n_train"], task["n_eval"])
+
+
+def _corrupt_arithmetic(rng: random.Random, problem: arith.Problem) -> arith.Problem | None:
+    """Change one operand so every running value stays in 0..9 and the answer changes."""
+    index = rng.randrange(len(problem.operands))
+    candidates = []
+    for digit in range(10):
+        if digit == problem.operands[index] or (index > 0 and digit == 0):
+            continue
+        operands = problem.operands[:index] + (digit,) + problem.operands[index + 1 :]
+        other = arith.Problem(operands, problem.ops)
+        if other.answer != problem.answer and all(0 <= v <= arith.MAX_VALUE for v in other.values()):
+            candidates.append(other)
+    return rng.choice(candidates) if candidates else None
+
+
+def _pair_text(problem: arith.Problem, think: bool) -> str:
+    """The text whose next token is the answer: think-on includes the whole trace."""
+    if think:
+        return arith.prompt(problem) + THINK_OPEN + problem.trace() + THINK_CLOSE
+    return arith.prompt(problem, think=False)
+
+
+def _synthetic_pairs(task: dict[str, Any], rng: random.Random, tokenizer) -> list[dict]:
+    rows = []
+    for name, n_ops in task["difficulties"].items():
+        for think in (False, True):
+            made = 0
+            for _ in range(task["n_pairs"] * 50):
+                if made == task["n_pairs"]:
+                    break
+                clean = arith.sample_problem(rng, n_ops)
+                corrupt = _corrupt_arithmetic(rng, clean)
+                if corrupt is None:
+                    continue
+                rows.append(_pair_row(name, think, _pair_text(clean, think), _pair_text(corrupt, think), str(clean.answer), str(corrupt.answer), tokenizer))
+                made += 1
+    return [r for r in rows if r is not None]
+
+
+def _hub_pairs(problems: pl.DataFrame, task: dict[str, Any], rng: random.Random, tokenizer) -> list[dict]:
+    """Replace one digit of a question; keep pairs whose token lengths match. The corrupted
+    answer is unknown (null): the KL metric needs only the clean and corrupted runs."""
+    rows = []
+    questions = problems.filter(pl.col("split") == "train").select("question", "answer").rows()
+    for think in (False, True):
+        made = 0
+        for question, answer in questions:
+            digits = [m.start() for m in re.finditer(r"\d", question)]
+            if made == task["n_pairs"] or not digits:
+                continue
+            at = rng.choice(digits)
+            new = rng.choice([d for d in "0123456789" if d != question[at]])
+            corrupt = question[:at] + new + question[at + 1 :]
+            row = _pair_row("all", think, format_prompt(question, think), format_prompt(corrupt, think), answer, None, tokenizer)
+            if row is not None:
+                rows.append(row)
+                made += 1
+    return rows
+
+
+def _pair_row(difficulty, think, clean, corrupt, clean_answer, corrupt_answer, tokenizer) -> dict | None:
+    n_clean = len(tokenizer(clean, add_special_tokens=False)["input_ids"])
+    n_corrupt = len(tokenizer(corrupt, add_special_tokens=False)["input_ids"])
+    if n_clean != n_corrupt:
+        return None
+    return {
+        "difficulty": difficulty,
+        "think": think,
+        "clean": clean,
+        "corrupt": corrupt,
+        "clean_answer": clean_answer,
+        "corrupt_answer": corrupt_answer,
+        "n_tokens": n_clean,
+    }
+
+
+def task_pairs(problems: pl.DataFrame, task: dict[str, Any], seed: int, tokenizer: PreTrainedTokenizerBase) -> pl.DataFrame:
+    """Clean/corrupted prompt pairs of equal token length, per difficulty and think mode."""
+    rng = random.Random(seed + 1)
+    if task["source"] == "synthetic":
+        rows = _synthetic_pairs(task, rng, tokenizer)
+    else:
+        rows = _hub_pairs(problems, task, rng, tokenizer)
+    if not rows:
+        raise ValueError("no clean/corrupted pair of equal token length could be made; check the task's data")
+    df = pl.DataFrame(rows, schema_overrides={"corrupt_answer": pl.String})
+    return df.with_columns(pl.int_range(pl.len()).over("difficulty", "think").cast(pl.Int64).alias("pair_id"))

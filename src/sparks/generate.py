@@ -1,0 +1,64 @@
+"""Batched generation and greedy accuracy, shared by prepare, train and evaluate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from sparks.data.answers import is_correct
+
+
+@torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int = 64,
+    temperature: float = 0.0,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[str]:
+    """Complete every prompt (left-padded batches, KV cache); greedy when temperature is 0."""
+    if tokenizer.padding_side != "left":
+        raise ValueError("generation needs a left-padding tokenizer (set tokenizer.padding_side = 'left')")
+    device = next(model.parameters()).device
+    generator_seed = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    outputs: list[str] = []
+    batches = range(0, len(prompts), batch_size)
+    for start in tqdm(batches, desc="generate", disable=not progress):
+        batch = tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator_seed)))
+        sampled = temperature > 0
+        ids = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=sampled,
+            temperature=temperature if sampled else None,
+            top_k=0 if sampled else None,
+            top_p=1.0 if sampled else None,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )  # [batch, prompt + new]
+        new = ids[:, batch["input_ids"].shape[1] :]
+        outputs += tokenizer.batch_decode(new, skip_special_tokens=True)
+    model.train(was_training)
+    return outputs
+
+
+def greedy_accuracy(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    max_new_tokens: int,
+) -> list[bool]:
+    """Per-problem correctness of greedy completions."""
+    completions = generate(model, tokenizer, prompts, max_new_tokens)
+    return [is_correct(c, a) for c, a in zip(completions, answers)]

@@ -1,0 +1,1 @@
+"""Model and tokenizer code shared by every stage."""

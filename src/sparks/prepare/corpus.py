@@ -1,0 +1,33 @@
+"""The pre-training corpus of an embedded model: arithmetic chains in both formats."""
+
+from __future__ import annotations
+
+import random
+
+from sparks.data import arithmetic as arith
+from sparks.data.tasks import format_completion, format_prompt
+
+
+def arithmetic_corpus(
+    n_texts: int, max_ops: int, multi_step_decay: float, think_off_fraction: float, seed: int
+) -> list[tuple[str, str]]:
+    """(prompt, completion) pairs whose chain length n has weight ``multi_step_decay ** (n - 1)``.
+
+    With a small decay the corpus is mostly single-step facts, as a base model's pre-training is
+    mostly plain arithmetic; a decay of 1 is the uniform mix a teacher is trained on.
+    """
+    rng = random.Random(seed)
+    lengths = list(range(1, max_ops + 1))
+    weights = [multi_step_decay ** (n - 1) for n in lengths]
+    texts = []
+    for _ in range(n_texts):
+        problem = arith.sample_problem(rng, rng.choices(lengths, weights)[0])
+        think = rng.random() >= think_off_fraction
+        texts.append((format_prompt(arith.prompt(problem), think), format_completion(problem.trace(), str(problem.answer), think)))
+    return texts
+
+
+def ladder_problems(max_ops: int, per_length: int, seed: int) -> list[arith.Problem]:
+    """``per_length`` fresh problems for each chain length 1..max_ops (for accuracy reports)."""
+    rng = random.Random(seed)
+    return [arith.sample_problem(rng, n) for n in range(1, max_ops + 1) for _ in range(per_length)]

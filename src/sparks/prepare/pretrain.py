@@ -1,0 +1,96 @@
+"""Plain-PyTorch causal-LM pre-training of a tiny model on a list of texts."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    steps: int = 1500
+    batch_size: int = 128
+    lr: float = 3e-3
+    warmup: int = 50
+    weight_decay: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"pretrain.{key} must be >= 1 (got {getattr(self, key)})")
+        if not self.lr > 0:
+            raise ValueError(f"pretrain.lr must be > 0 (got {self.lr})")
+
+
+def pretrain(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[tuple[str, str]],
+    cfg: PretrainConfig,
+    desc: str = "pretrain",
+) -> list[float]:
+    """Train on next-token loss of each completion (and eos) given its prompt; returns the loss curve.
+
+    Prompt tokens are not predicted: a think-off prompt ends in ``<think></think>``, and learning
+    that transition would teach the model to close every trace before it starts.
+    """
+    if not examples:
+        raise ValueError("pretrain got no examples")
+    rng = random.Random(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    encoded = []  # (token ids, number of prompt tokens)
+    for prompt, completion in examples:
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        encoded.append((prompt_ids + completion_ids, len(prompt_ids)))
+    # Batches come from one length bucket at a time, so little compute goes to padding.
+    by_length: dict[int, list[tuple[list[int], int]]] = {}
+    for seq in encoded:
+        by_length.setdefault(len(seq[0]) // 8, []).append(seq)
+    buckets = list(by_length.values())
+    bucket_weights = [len(b) for b in buckets]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+
+    def lr_factor(step: int) -> float:  # linear warm-up, cosine decay to 10 %
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    model.train()
+    losses = []
+    bar = tqdm(range(cfg.steps), desc=desc, mininterval=2.0)
+    for step in bar:
+        bucket = rng.choices(buckets, bucket_weights)[0]
+        batch = [bucket[rng.randrange(len(bucket))] for _ in range(cfg.batch_size)]
+        width = max(len(seq) for seq, _ in batch)
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id)  # [batch, pos], right-padded
+        mask = torch.zeros_like(ids)
+        labels = torch.full_like(ids, -100)
+        for row, (seq, n_prompt) in enumerate(batch):
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+            labels[row, n_prompt : len(seq)] = ids[row, n_prompt : len(seq)]
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    model.eval()
+    log.info("%s: %d steps, final loss %.4f", desc, cfg.steps, sum(losses[-20:]) / len(losses[-20:]))
+    return losses

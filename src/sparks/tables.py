@@ -1,0 +1,169 @@
+"""Every Parquet table sparks writes: one polars schema each, checked on write and on read.
+
+All tables are long format and carry the provenance columns. ``write_table`` checks the
+schema and primary-key uniqueness, writes to a temporary file beside the target and renames it
+(``os.replace``), so a crash never leaves a half-written table that a rerun would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+import sparks
+
+PROVENANCE = pl.Schema(
+    {
+        "experiment": pl.String,
+        "run": pl.String,  # null for tables made before any run (task data, base model)
+        "step": pl.Int64,  # null where no checkpoint applies
+        "task": pl.String,
+        "model_hash": pl.String,
+        "config_hash": pl.String,
+        "sparks_version": pl.String,
+        "created_at": pl.Datetime("us", "UTC"),
+    }
+)
+
+SCHEMAS: dict[str, pl.Schema] = {
+    "problems": pl.Schema(
+        {
+            "problem_id": pl.Int64,
+            "split": pl.String,  # train | eval
+            "difficulty": pl.String,
+            "n_ops": pl.Int64,  # null for hub datasets
+            "question": pl.String,
+            "trace": pl.String,  # the reasoning without <think> tags
+            "answer": pl.String,
+        }
+    ),
+    "pairs": pl.Schema(
+        {
+            "pair_id": pl.Int64,
+            "difficulty": pl.String,
+            "think": pl.Boolean,
+            "clean": pl.String,
+            "corrupt": pl.String,
+            "clean_answer": pl.String,
+            "corrupt_answer": pl.String,  # null when unknown (hub datasets)
+            "n_tokens": pl.Int64,
+        }
+    ),
+    "accuracy": pl.Schema(
+        {
+            "difficulty": pl.String,
+            "think": pl.Boolean,
+            "n": pl.Int64,
+            "correct": pl.Int64,
+            "accuracy": pl.Float64,
+        }
+    ),
+    "train_log": pl.Schema(
+        {
+            # provenance "step" is the trainer's global step of each log entry
+            "epoch": pl.Float64,
+            "loss": pl.Float64,
+            "reward": pl.Float64,
+            "reward_std": pl.Float64,
+            "reward_correctness": pl.Float64,  # unweighted mean of each named reward
+            "reward_format": pl.Float64,
+            "kl": pl.Float64,
+            "learning_rate": pl.Float64,
+            "grad_norm": pl.Float64,
+            "entropy": pl.Float64,
+            "frac_reward_zero_std": pl.Float64,
+            "mean_completion_length": pl.Float64,
+            "mean_token_accuracy": pl.Float64,
+        }
+    ),
+}
+
+KEYS: dict[str, tuple[str, ...]] = {
+    "problems": ("experiment", "task", "problem_id"),
+    "pairs": ("experiment", "task", "difficulty", "think", "pair_id"),
+    "accuracy": ("experiment", "run", "step", "task", "difficulty", "think"),
+    "train_log": ("experiment", "run", "step"),
+}
+
+
+def full_schema(table: str) -> pl.Schema:
+    if table not in SCHEMAS:
+        raise KeyError(f"unknown table {table!r}; known tables: {', '.join(SCHEMAS)}")
+    return pl.Schema({**PROVENANCE, **SCHEMAS[table]})
+
+
+def file_hash(paths: Iterable[Path]) -> str:
+    """Short sha256 over files' bytes (e.g. a model's safetensors), for the model_hash column."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def with_provenance(
+    df: pl.DataFrame,
+    *,
+    experiment: str,
+    run: str | None,
+    step: int | None,
+    task: str | None,
+    model_hash: str | None,
+    config_hash: str,
+) -> pl.DataFrame:
+    """Prepend the provenance columns: one value for the whole table, except columns ``df``
+    already has (a train log's per-row ``step``)."""
+    values: dict[str, Any] = {
+        "experiment": experiment,
+        "run": run,
+        "step": step,
+        "task": task,
+        "model_hash": model_hash,
+        "config_hash": config_hash,
+        "sparks_version": sparks.__version__,
+        "created_at": datetime.now(timezone.utc),
+    }
+    columns = [pl.lit(v, dtype=PROVENANCE[k]).alias(k) for k, v in values.items() if k not in df.columns]
+    return df.with_columns(columns).select(list(PROVENANCE) + [c for c in df.columns if c not in PROVENANCE])
+
+
+def validate(df: pl.DataFrame, table: str) -> pl.DataFrame:
+    """Cast to the table's schema (column order fixed) and check the primary key is unique."""
+    schema = full_schema(table)
+    missing = [c for c in schema if c not in df.columns]
+    extra = [c for c in df.columns if c not in schema]
+    if missing or extra:
+        raise ValueError(f"table {table!r}: missing columns {missing}, unexpected columns {extra}")
+    df = df.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
+    key = list(KEYS[table])
+    if df.select(key).is_duplicated().any():
+        dupes = df.filter(df.select(key).is_duplicated()).select(key).head(3).to_dicts()
+        raise ValueError(f"table {table!r}: primary key {key} is not unique, e.g. {dupes}")
+    return df
+
+
+def write_table(df: pl.DataFrame, table: str, path: str | Path) -> Path:
+    """Validate ``df`` against ``table``'s schema and write it atomically to ``path``."""
+    df = validate(df, table)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        df.write_parquet(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_table(paths: str | Path | list[str | Path], table: str) -> pl.DataFrame:
+    """Read one file, a glob or a list of files, and validate against ``table``'s schema."""
+    sources = [str(p) for p in paths] if isinstance(paths, list) else str(paths)
+    return validate(pl.scan_parquet(sources).collect(), table)

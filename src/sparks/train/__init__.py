@@ -1,0 +1,118 @@
+"""Train stage: TRL SFT, GRPO and distillation runs that save a checkpoint every N steps.
+
+A run's folder ``results/{exp}/runs/{run}/`` ends up with ``checkpoint-{step}/`` folders (step 0
+is the starting model), ``train_log.parquet`` from the trainer's log history, and
+``checkpoints.json``, the manifest that Snakemake reads to learn the steps. The manifest is
+written last, so a crashed run never looks finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sparks.config import config_hash, load_config
+
+log = logging.getLogger(__name__)
+MANIFEST = "checkpoints.json"
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of a finished run: ``{"run", "steps", "checkpoints": {step: folder}}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run the train stage for this run first (snakemake {path})")
+    return json.loads(path.read_text())
+
+
+def checkpoint_path(manifest_path: str | Path, step: int) -> Path:
+    manifest = read_manifest(manifest_path)
+    if step not in manifest["steps"]:
+        steps = ", ".join(map(str, manifest["steps"]))
+        raise KeyError(f"step {step} is not in {manifest_path} (steps: {steps}); ask for an existing step or raise max_steps")
+    return Path(manifest_path).parent / f"checkpoint-{step}"
+
+
+def train_run(
+    config: dict[str, Any],
+    run_name: str,
+    base_dir: Path,
+    data_dir: Path,
+    out_dir: Path,
+    teacher_dir: Path | None = None,
+) -> Path:
+    """Run ``runs.{run_name}`` of ``config`` from the model in ``base_dir``; returns the manifest path."""
+    import polars as pl
+
+    from sparks.model.load import load_model, load_tokenizer, model_hash
+    from sparks.model.store import resolve
+    from sparks.tables import read_table, with_provenance, write_table
+    from sparks.train.history import log_history_frame
+    from sparks.train.methods import METHODS
+
+    if run_name not in config["runs"]:
+        raise KeyError(f"run {run_name!r} is not in the config's runs ({', '.join(config['runs'])}); add it under runs:")
+    run = config["runs"][run_name]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for stale in out_dir.glob("checkpoint-*"):  # a previous or crashed run's checkpoints
+        shutil.rmtree(stale)
+
+    source, revision = resolve(base_dir)
+    tokenizer = load_tokenizer(source, revision)
+    model = load_model(source, revision)
+    start = out_dir / "checkpoint-0"
+    model.save_pretrained(start)
+    tokenizer.save_pretrained(start)
+
+    problems = read_table(Path(data_dir) / f"{run['task']}_problems.parquet", "problems").filter(pl.col("split") == "train")
+    trainer = METHODS[run["method"]](run, config["seed"], start, tokenizer, problems, out_dir, teacher_dir)
+    trainer.train()
+
+    steps = sorted(int(p.name.split("-")[1]) for p in out_dir.glob("checkpoint-*"))
+    for step in steps:  # checkpoints carry the tokenizer, so each loads on its own
+        tokenizer.save_pretrained(out_dir / f"checkpoint-{step}")
+    history = log_history_frame(trainer.state.log_history)
+    train_log = with_provenance(
+        history,
+        experiment=config["experiment"],
+        run=run_name,
+        step=None,
+        task=run["task"],
+        model_hash=model_hash(start),
+        config_hash=config_hash(run),
+    )
+    write_table(train_log, "train_log", out_dir / "train_log.parquet")
+    manifest = {
+        "run": run_name,
+        "method": run["method"],
+        "steps": steps,
+        "checkpoints": {str(s): f"checkpoint-{s}" for s in steps},
+        "model_hashes": {str(s): model_hash(out_dir / f"checkpoint-{s}") for s in steps},
+    }
+    tmp = out_dir / f".{MANIFEST}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, out_dir / MANIFEST)
+    log.info("run %s: checkpoints at steps %s", run_name, steps)
+    return out_dir / MANIFEST
+
+
+def make_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="post-train with TRL (sft | grpo | distill) and save checkpoints")
+    p.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    p.add_argument("--run", required=True, help="run name under runs: in the config")
+    p.add_argument("--base", type=Path, required=True, help="model folder from prepare-model")
+    p.add_argument("--data-dir", type=Path, required=True, help="folder with {task}_problems.parquet")
+    p.add_argument("--teacher", type=Path, default=None, help="teacher model folder (distill runs that use the experiment's teacher)")
+    p.add_argument("--out-dir", type=Path, required=True, help="run folder, e.g. results/embedded/runs/sft")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> None:
+    train_run(load_config(args.config), args.run, args.base, args.data_dir, args.out_dir, args.teacher)

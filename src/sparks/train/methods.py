@@ -1,0 +1,124 @@
+"""One builder per post-training method; each returns a ready TRL trainer.
+
+SFT and distillation share one SFT path (distillation only swaps in teacher-sampled traces);
+GRPO scores sampled completions with the rewards named in the run's config.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from sparks.data.tasks import format_completion, format_prompt
+
+log = logging.getLogger(__name__)
+
+
+def _common_args(run: dict[str, Any], seed: int, out_dir: Path) -> dict[str, Any]:
+    cuda = torch.cuda.is_available()
+    return dict(
+        output_dir=str(out_dir),
+        max_steps=run["max_steps"],
+        save_steps=run["save_steps"],
+        save_strategy="steps",
+        save_only_model=True,
+        save_total_limit=None,
+        learning_rate=run["learning_rate"],
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=min(10, run["max_steps"] // 10),
+        per_device_train_batch_size=run["batch_size"],
+        gradient_accumulation_steps=1,
+        logging_steps=1,
+        seed=seed + run["seed"],
+        data_seed=seed + run["seed"],
+        use_cpu=not cuda,
+        bf16=cuda,
+        report_to=[],
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def _sft_trainer(run, seed, start: Path, tokenizer, examples: Dataset, out_dir: Path):
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(**_common_args(run, seed, out_dir), completion_only_loss=True, max_length=512)
+    return SFTTrainer(model=str(start), args=args, train_dataset=examples, processing_class=tokenizer)
+
+
+def _prompt_completion(problems: pl.DataFrame, think: bool) -> Dataset:
+    return Dataset.from_dict(
+        {
+            "prompt": [format_prompt(q, think) for q in problems["question"]],
+            "completion": [format_completion(t, a, think) for t, a in zip(problems["trace"], problems["answer"])],
+        }
+    )
+
+
+def sft(run, seed, start, tokenizer, problems, out_dir, teacher_dir=None):
+    """Supervised fine-tuning on the task's reference traces (or answers, think off)."""
+    return _sft_trainer(run, seed, start, tokenizer, _prompt_completion(problems, run["think"]), out_dir)
+
+
+def distill(run, seed, start, tokenizer, problems, out_dir, teacher_dir=None):
+    """SFT on traces sampled from the teacher for the training problems."""
+    from sparks.data.answers import is_correct
+    from sparks.generate import generate
+    from sparks.model.load import load_model, load_tokenizer
+    from sparks.model.store import resolve
+
+    settings = run["distill"]
+    teacher_ref = teacher_dir if settings["teacher"] == "teacher" else settings["teacher"]
+    if teacher_ref is None:
+        raise ValueError("this distill run uses the experiment's teacher: pass --teacher <folder from prepare-model --role teacher>")
+    source, revision = resolve(teacher_ref)
+    teacher, teacher_tok = load_model(source, revision), load_tokenizer(source, revision)
+    prompts = [format_prompt(q, run["think"]) for q in problems["question"]] * settings["samples_per_problem"]
+    answers = list(problems["answer"]) * settings["samples_per_problem"]
+    samples = generate(
+        teacher, teacher_tok, prompts, settings["max_new_tokens"], temperature=settings["temperature"], seed=seed + run["seed"], progress=True
+    )
+    correct = [is_correct(s, a) for s, a in zip(samples, answers)]
+    log.info("teacher traces: %d sampled, %.1f %% correct", len(samples), 100 * sum(correct) / len(samples))
+    keep = [i for i, ok in enumerate(correct) if ok or not settings["only_correct"]]
+    if not keep:
+        raise ValueError("no teacher trace was correct; set distill.only_correct: false or use a stronger teacher")
+    examples = Dataset.from_dict({"prompt": [prompts[i] for i in keep], "completion": [samples[i] for i in keep]})
+    del teacher
+    return _sft_trainer(run, seed, start, tokenizer, examples, out_dir)
+
+
+def grpo(run, seed, start, tokenizer, problems, out_dir, teacher_dir=None):
+    """GRPO with the run's weighted rewards (correctness and format by default)."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    from sparks.train.rewards import weighted_rewards
+
+    settings = run["grpo"]
+    funcs, weights = weighted_rewards(settings["rewards"])
+    dataset = Dataset.from_dict(
+        {
+            "prompt": [format_prompt(q, run["think"]) for q in problems["question"]],
+            "answer": list(problems["answer"]),
+            "think": [run["think"]] * len(problems),
+        }
+    )
+    args = GRPOConfig(
+        **_common_args(run, seed, out_dir),
+        num_generations=settings["num_generations"],
+        temperature=settings["temperature"],
+        beta=settings["beta"],
+        max_completion_length=settings["max_completion_length"],
+        reward_weights=weights,
+    )
+    return GRPOTrainer(model=str(start), reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+METHODS: dict[str, Callable[..., Any]] = {"sft": sft, "grpo": grpo, "distill": distill}

@@ -1,0 +1,42 @@
+"""Shared fixtures: the char tokenizer, a minimal valid config, and a saved tiny Qwen2 folder."""
+
+from __future__ import annotations
+
+import os
+
+# Tests never reach a hub: loaders are exercised on local folders in the hub's layout.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from sparks.model.tokenizer import build_char_tokenizer
+
+    return build_char_tokenizer()
+
+
+@pytest.fixture
+def raw_config() -> dict:
+    """The embedded default's YAML as a plain dict (tests edit their own copy)."""
+    return copy.deepcopy(yaml.safe_load((REPO / "workflow_config.yaml").read_text()))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
+    """A random 2-layer tiny Qwen2 (4 heads, 2 KV heads) saved as a Hugging Face folder."""
+    from sparks.model.tiny import TinyShape, build_tiny_qwen2
+
+    folder = tmp_path_factory.mktemp("tiny_qwen2")
+    model = build_tiny_qwen2(TinyShape(hidden_size=32, n_layers=2, n_heads=4, n_kv_heads=2, intermediate_size=64), tokenizer)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,56 @@
+import polars as pl
+import pytest
+
+from sparks.tables import PROVENANCE, read_table, with_provenance, write_table
+
+
+def _problems(n=3):
+    df = pl.DataFrame(
+        {
+            "problem_id": list(range(n)),
+            "split": ["train"] * n,
+            "difficulty": ["easy"] * n,
+            "n_ops": [1] * n,
+            "question": ["1+1="] * n,
+            "trace": ["1+1=2"] * n,
+            "answer": ["2"] * n,
+        }
+    )
+    return with_provenance(df, experiment="e", run=None, step=None, task="arith", model_hash=None, config_hash="c")
+
+
+def test_write_then_read_round_trips_with_provenance(tmp_path):
+    path = write_table(_problems(), "problems", tmp_path / "p.parquet")
+    df = read_table(path, "problems")
+    assert list(df.columns[: len(PROVENANCE)]) == list(PROVENANCE)
+    assert df["sparks_version"].null_count() == 0 and df["created_at"].null_count() == 0
+    assert not list(tmp_path.glob(".*tmp*"))  # no temp file left behind
+
+
+def test_missing_column_and_duplicate_key_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="missing columns"):
+        write_table(_problems().drop("answer"), "problems", tmp_path / "p.parquet")
+    dup = pl.concat([_problems(), _problems()])
+    with pytest.raises(ValueError, match="primary key"):
+        write_table(dup, "problems", tmp_path / "p.parquet")
+    assert not (tmp_path / "p.parquet").exists()
+
+
+def test_failed_write_keeps_the_previous_table(tmp_path, monkeypatch):
+    path = write_table(_problems(2), "problems", tmp_path / "p.parquet")
+
+    def boom(self, file, *a, **k):
+        open(file, "wb").write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_table(_problems(3), "problems", path)
+    monkeypatch.undo()
+    assert read_table(path, "problems").height == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["p.parquet"]
+
+
+def test_unknown_table():
+    with pytest.raises(KeyError, match="known tables"):
+        write_table(pl.DataFrame(), "nope", "x.parquet")

@@ -1,0 +1,120 @@
+"""The Snakemake workflow: lint, format, planning, config errors, and one full DAG run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from sparks.tables import read_table
+
+from conftest import REPO
+
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    shutil.copy(REPO / "workflow_config.yaml", tmp_path / "workflow_config.yaml")
+    return tmp_path
+
+
+def test_lint_is_clean(workdir):
+    result = snakemake(workdir, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_snakefmt_check():
+    files = [str(REPO / "Snakefile"), *map(str, sorted((REPO / "rules").glob("*.smk")))]
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_one_target_plans_only_its_jobs(workdir):
+    result = snakemake(workdir, "-n", "results/embedded/runs/sft/checkpoints.json")
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout) == {"prepare_model": 1, "prepare_data": 1, "train": 1}
+    assert "results/embedded/teacher" not in result.stdout
+
+
+def test_distill_target_plans_the_teacher(workdir):
+    result = snakemake(workdir, "-n", "results/embedded/runs/distill/checkpoints.json")
+    assert job_counts(result.stdout) == {"prepare_model": 2, "prepare_data": 1, "train": 1}
+
+
+def test_bad_config_stops_before_any_job(workdir):
+    config = yaml.safe_load((workdir / "workflow_config.yaml").read_text())
+    config["runs"]["grpo"]["grpo"]["num_generation"] = 4
+    (workdir / "workflow_config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "-n")
+    assert result.returncode != 0
+    assert "config error: unknown config key runs.grpo.grpo.num_generation" in result.stderr
+    assert not (workdir / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def dag_run(tmp_path_factory) -> Path:
+    """The whole embedded default, as the README runs it (profiles/local, 2 cores)."""
+    workdir = tmp_path_factory.mktemp("dag")
+    shutil.copy(REPO / "workflow_config.yaml", workdir / "workflow_config.yaml")
+    result = snakemake(workdir, "--profile", str(REPO / "profiles" / "local"), "--cores", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return workdir / "results" / "embedded"
+
+
+@pytest.mark.slow
+def test_dag_writes_models_data_and_runs(dag_run):
+    config = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
+    for role in ("base", "teacher"):
+        assert (dag_run / role / "model.safetensors").is_file()
+        accuracy = read_table(dag_run / role / "accuracy.parquet", "accuracy")
+        assert accuracy.filter(pl.col("difficulty") == "1_ops")["accuracy"].min() >= 0.9  # a competent model
+    read_table(dag_run / "data" / "arith_problems.parquet", "problems")
+    pairs = read_table(dag_run / "data" / "arith_pairs.parquet", "pairs")
+    assert (pairs["clean_answer"] != pairs["corrupt_answer"]).all()
+    for run, settings in config["runs"].items():
+        manifest = json.loads((dag_run / "runs" / run / "checkpoints.json").read_text())
+        expected = list(range(0, settings["max_steps"] + 1, settings["save_steps"]))
+        assert manifest["steps"] == expected
+        assert len(set(manifest["model_hashes"].values())) == len(expected)  # every checkpoint differs
+        for step in expected:
+            assert (dag_run / "runs" / run / f"checkpoint-{step}" / "tokenizer.json").is_file()
+        log = read_table(dag_run / "runs" / run / "train_log.parquet", "train_log")
+        assert log["step"].to_list() == list(range(1, settings["max_steps"] + 1))
+        assert log["loss"].null_count() == 0
+    for rule in ("prepare_model", "prepare_data", "train"):
+        assert list((dag_run / "logs" / rule).glob("*.log")) and list((dag_run / "timings" / rule).glob("*.tsv"))
+
+
+@pytest.mark.slow
+def test_grpo_reward_rises(dag_run):
+    log = read_table(dag_run / "runs" / "grpo" / "train_log.parquet", "train_log").sort("step")
+    window = max(10, log.height // 5)
+    first, last = log["reward"].head(window).mean(), log["reward"].tail(window).mean()
+    assert last > first + 0.05, f"GRPO reward did not rise: first {window} steps {first:.3f}, last {last:.3f}"
+
+
+@pytest.mark.slow
+def test_rerun_has_nothing_to_do(dag_run):
+    result = snakemake(dag_run.parent.parent, "-n")
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to be done" in result.stdout + result.stderr
