@@ -14,6 +14,25 @@ def test_stage_help(stage):
 
 
 def test_unknown_flag_is_rejected_by_name():
-    result = subprocess.run([sys.executable, "-m", "sparks.cli", "train", "--run", "sft", "--base", "b", "--data-dir", "d", "--out-dir", "o", "--learning-rate", "1"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparks.cli",
+            "train",
+            "--run",
+            "sft",
+            "--base",
+            "b",
+            "--data-dir",
+            "d",
+            "--out-dir",
+            "o",
+            "--learning-rate",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert "--learning-rate" in result.stderr

@@ -61,7 +61,22 @@ def test_cli_prints_one_line_config_error(tmp_path, raw_config):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(raw_config))
     result = subprocess.run(
-        [sys.executable, "-m", "sparks.cli", "train", "--config", str(path), "--run", "sft", "--base", "b", "--data-dir", "d", "--out-dir", "o"],
+        [
+            sys.executable,
+            "-m",
+            "sparks.cli",
+            "train",
+            "--config",
+            str(path),
+            "--run",
+            "sft",
+            "--base",
+            "b",
+            "--data-dir",
+            "d",
+            "--out-dir",
+            "o",
+        ],
         capture_output=True,
         text=True,
     )

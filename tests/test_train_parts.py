@@ -6,8 +6,24 @@ from sparks.train.rewards import REWARDS, correctness, think_format, weighted_re
 
 def test_log_history_frame_maps_trl_keys_and_drops_summary():
     history = [
-        {"loss": 0.5, "grad_norm": 1.0, "learning_rate": 1e-3, "entropy": 2.0, "mean_token_accuracy": 0.4, "epoch": 0.1, "step": 1},
-        {"loss": 0.1, "reward": 0.7, "reward_std": 0.2, "kl": 0.01, "frac_reward_zero_std": 0.25, "completions/mean_length": 9.0, "step": 2},
+        {
+            "loss": 0.5,
+            "grad_norm": 1.0,
+            "learning_rate": 1e-3,
+            "entropy": 2.0,
+            "mean_token_accuracy": 0.4,
+            "epoch": 0.1,
+            "step": 1,
+        },
+        {
+            "loss": 0.1,
+            "reward": 0.7,
+            "reward_std": 0.2,
+            "kl": 0.01,
+            "frac_reward_zero_std": 0.25,
+            "completions/mean_length": 9.0,
+            "step": 2,
+        },
         {"train_runtime": 3.0, "train_loss": 0.3, "step": 2},
     ]
     df = log_history_frame(history)

@@ -97,10 +97,7 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
         allowed = sorted(_resolve(error.schema, schema()).get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
         where = f"{key}." if error.absolute_path else ""
-        return (
-            f"unknown config key {where}{unknown[0]} in {source}; "
-            f"allowed keys here: {', '.join(allowed)} (check the spelling)"
-        )
+        return f"unknown config key {where}{unknown[0]} in {source}; allowed keys here: {', '.join(allowed)} (check the spelling)"
     if error.validator == "required":
         missing = error.message.split("'")[1]
         where = f"{key}." if error.absolute_path else ""
@@ -159,6 +156,14 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
             raise ConfigError(
                 f"config key runs.{name}.save_steps = {run['save_steps']} in {source} exceeds max_steps = "
                 f"{run['max_steps']}; lower save_steps or raise max_steps"
+            )
+        task = config["tasks"][run["task"]]
+        known = list(task["difficulties"]) if task["source"] == "synthetic" else ["all"]
+        unknown = [d for d in run["difficulties"] or [] if d not in known]
+        if unknown:
+            raise ConfigError(
+                f"config key runs.{name}.difficulties names {unknown[0]!r}, which task {run['task']!r} "
+                f"does not have; use some of: {', '.join(known)}"
             )
         if run["method"] == "distill":
             teacher = run["distill"]["teacher"]

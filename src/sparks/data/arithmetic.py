@@ -1,10 +1,17 @@
 """Synthetic multi-step arithmetic with a chain-of-thought trace.
 
-A problem is a chain ``a op b op c ...`` over single digits, every intermediate value kept in
-0..9, so each step is one fact the base model learned in pre-training. Formats::
+A problem is a chain ``a op b op c ...`` over digits, evaluated left to right, where every step
+keeps only the last digit (arithmetic modulo 10), so each step is one of 200 facts the base model
+learned in pre-training. Mixing ``+`` and ``*`` makes the chain serial: unlike a sum of signed
+digits, it cannot be computed in one parallel pass, so a long chain needs its trace.
 
-    think-on   prompt "3+4-2="                      completion "<think>3+4=7;7-2=5</think>5"
-    think-off  prompt "3+4-2=<think></think>"       completion "5"
+The trace rewrites the chain once per step, replacing its first operation by the result
+(``3+4*2+9`` -> ``7*2+9`` -> ``4+9`` -> ``3``): each step is one fact at the head plus a copy of
+the previous line's tail, and every step can be checked exactly against the line before it.
+Formats::
+
+    think-on   prompt "3+4*2+9="                    completion "<think>7*2+9;4+9;3</think>3"
+    think-off  prompt "3+4*2+9=<think></think>"     completion "3"
 
 Think-off pre-fills an empty trace, as Qwen3's ``/no_think`` template does. Difficulty is the
 number of operations; a run's config maps difficulty names to operation counts.
@@ -18,10 +25,12 @@ from dataclasses import dataclass
 
 from sparks.model.tokenizer import THINK_CLOSE, THINK_OPEN
 
-OPS = ("+", "-")
+OPS = ("+", "*")
+MODULUS = 10
 STEP_SEP = ";"
-MAX_VALUE = 9
-_STEP_RE = re.compile(r"^(\d)([+-])(\d)=(\d+)$")
+# Smallest right operand per operator: "+0", "*0" and "*1" would make a step carry no information.
+MIN_OPERAND = {"+": 1, "*": 2}
+_CHAIN_RE = re.compile(r"\d([+*]\d)*")
 
 
 @dataclass(frozen=True)
@@ -51,34 +60,36 @@ class Problem:
         return self.values()[-1]
 
     def trace(self) -> str:
-        """The step list inside ``<think>``: ``3+4=7;7-2=5``."""
-        steps, value = [], self.operands[0]
-        for op, b, result in zip(self.ops, self.operands[1:], self.values()):
-            steps.append(f"{value}{op}{b}={result}")
-            value = result
+        """The rewritten chains inside ``<think>``: ``7*2+9;4+9;3`` for ``3+4*2+9``."""
+        steps, chain = [], self.expression
+        for _ in self.ops:
+            chain = reduce_once(chain)
+            steps.append(chain)
         return STEP_SEP.join(steps)
 
 
 def apply(a: int, op: str, b: int) -> int:
+    """One step: the last digit of ``a op b``."""
     if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
+        return (a + b) % MODULUS
+    if op == "*":
+        return (a * b) % MODULUS
     raise ValueError(f"unknown operator {op!r}; expected one of {OPS}")
 
 
+def reduce_once(chain: str) -> str:
+    """Replace the first operation of a chain by its result: ``3+4*2`` -> ``7*2``."""
+    return str(apply(int(chain[0]), chain[1], int(chain[2]))) + chain[3:]
+
+
 def sample_problem(rng: random.Random, n_ops: int) -> Problem:
-    """Draw a chain of ``n_ops`` operations whose every running value stays in 0..9."""
+    """Draw a chain of ``n_ops`` operations (operators uniform, operands informative)."""
     if n_ops < 1:
         raise ValueError(f"n_ops must be >= 1 (got {n_ops})")
-    value = rng.randint(0, MAX_VALUE)
-    operands, ops = [value], []
+    operands, ops = [rng.randint(0, MODULUS - 1)], []
     for _ in range(n_ops):
-        choices = [op for op in OPS if (op == "+" and value < MAX_VALUE) or (op == "-" and value > 0)]
-        op = rng.choice(choices)
-        b = rng.randint(1, MAX_VALUE - value) if op == "+" else rng.randint(1, value)
-        value = apply(value, op, b)
-        operands.append(b)
+        op = rng.choice(OPS)
+        operands.append(rng.randint(MIN_OPERAND[op], MODULUS - 1))
         ops.append(op)
     return Problem(tuple(operands), tuple(ops))
 
@@ -96,15 +107,20 @@ def completion(problem: Problem, think: bool = True) -> str:
 
 def parse_expression(expression: str) -> Problem:
     """Inverse of ``Problem.expression``; raises ValueError on anything else."""
-    if not re.fullmatch(r"\d([+-]\d)+", expression):
+    if not re.fullmatch(r"\d([+*]\d)+", expression):
         raise ValueError(f"not an arithmetic chain of single digits: {expression!r}")
     return Problem(tuple(int(c) for c in expression[0::2]), tuple(expression[1::2]))
 
 
-def check_steps(trace: str) -> list[bool]:
-    """For each ``a op b = c`` step of a trace, whether its arithmetic is right."""
-    checks = []
-    for step in filter(None, trace.split(STEP_SEP)):
-        match = _STEP_RE.match(step)
-        checks.append(bool(match) and apply(int(match[1]), match[2], int(match[3])) == int(match[4]))
+def check_steps(expression: str, trace: str) -> list[bool]:
+    """For each step of a trace, whether it is exactly the previous chain reduced once.
+
+    A step is wrong when its head is miscalculated or its tail miscopied; a step after a wrong
+    one is judged against the wrong one, so one error is counted once.
+    """
+    checks, previous = [], expression
+    for step in trace.split(STEP_SEP) if trace else []:
+        ok = bool(_CHAIN_RE.fullmatch(previous)) and len(previous) >= 3 and step == reduce_once(previous)
+        checks.append(ok)
+        previous = step
     return checks

@@ -29,7 +29,7 @@ def synthetic_problems(task: dict[str, Any], seed: int) -> pl.DataFrame:
     """Training and held-out problems, evenly split across the configured difficulties.
 
     Eval problems avoid training expressions where the difficulty's space allows it (a
-    one-operation chain has only 90 distinct problems, so easy eval problems may repeat).
+    one-operation chain has only 170 distinct problems, so easy eval problems may repeat).
     """
     rng = random.Random(seed)
     difficulties = task["difficulties"]
@@ -39,10 +39,12 @@ def synthetic_problems(task: dict[str, Any], seed: int) -> pl.DataFrame:
         for name, n_ops in difficulties.items():
             for _ in range(count):
                 problem = arith.sample_problem(rng, n_ops)
-                for _ in range(_MAX_TRIES if split == "eval" else 0):
-                    if problem.expression not in seen_train:
-                        break
-                    problem = arith.sample_problem(rng, n_ops)
+                if split == "eval" and problem.expression in seen_train:
+                    for _ in range(_MAX_TRIES):
+                        candidate = arith.sample_problem(rng, n_ops)
+                        if candidate.expression not in seen_train:
+                            problem = candidate
+                            break
                 if split == "train":
                     seen_train.add(problem.expression)
                 rows.append(
@@ -66,15 +68,14 @@ def task_problems(task: dict[str, Any], seed: int) -> pl.DataFrame:
 
 
 def _corrupt_arithmetic(rng: random.Random, problem: arith.Problem) -> arith.Problem | None:
-    """Change one operand so every running value stays in 0..9 and the answer changes."""
+    """Change one operand (within its operator's range) so that the answer changes."""
     index = rng.randrange(len(problem.operands))
+    low = 0 if index == 0 else arith.MIN_OPERAND[problem.ops[index - 1]]
     candidates = []
-    for digit in range(10):
-        if digit == problem.operands[index] or (index > 0 and digit == 0):
-            continue
+    for digit in range(low, arith.MODULUS):
         operands = problem.operands[:index] + (digit,) + problem.operands[index + 1 :]
         other = arith.Problem(operands, problem.ops)
-        if other.answer != problem.answer and all(0 <= v <= arith.MAX_VALUE for v in other.values()):
+        if other.answer != problem.answer:
             candidates.append(other)
     return rng.choice(candidates) if candidates else None
 
@@ -98,7 +99,17 @@ def _synthetic_pairs(task: dict[str, Any], rng: random.Random, tokenizer) -> lis
                 corrupt = _corrupt_arithmetic(rng, clean)
                 if corrupt is None:
                     continue
-                rows.append(_pair_row(name, think, _pair_text(clean, think), _pair_text(corrupt, think), str(clean.answer), str(corrupt.answer), tokenizer))
+                rows.append(
+                    _pair_row(
+                        name,
+                        think,
+                        _pair_text(clean, think),
+                        _pair_text(corrupt, think),
+                        str(clean.answer),
+                        str(corrupt.answer),
+                        tokenizer,
+                    )
+                )
                 made += 1
     return [r for r in rows if r is not None]
 

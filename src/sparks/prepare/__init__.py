@@ -46,7 +46,9 @@ def prepare_model(config: dict[str, Any], role: str, out_dir: Path) -> Path:
         p = section["pretrain"]
         seed = config["seed"] + (0 if role == "base" else 1000)
         texts = arithmetic_corpus(p["n_texts"], p["max_ops"], p["multi_step_decay"], p["think_off_fraction"], seed)
-        pretrain(model, tokenizer, texts, PretrainConfig(p["steps"], p["batch_size"], p["lr"], seed=seed), desc=f"pretrain {role}")
+        pretrain(
+            model, tokenizer, texts, PretrainConfig(p["steps"], p["batch_size"], p["lr"], seed=seed), desc=f"pretrain {role}"
+        )
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_pointer(tmp, ".", None, role=role, n_parameters=sum(t.numel() for t in model.parameters()))
@@ -62,11 +64,23 @@ def prepare_model(config: dict[str, Any], role: str, out_dir: Path) -> Path:
     rows = []
     for think in (True, False):
         ok = greedy_accuracy(
-            model, tokenizer, [format_prompt(arith.prompt(q), think) for q in problems], [str(q.answer) for q in problems], max_new_tokens=12 * max_ops + 8
+            model,
+            tokenizer,
+            [format_prompt(arith.prompt(q), think) for q in problems],
+            [str(q.answer) for q in problems],
+            max_new_tokens=12 * max_ops + 8,
         )
         for n_ops in range(1, max_ops + 1):
             hits = [o for o, q in zip(ok, problems) if len(q.ops) == n_ops]
-            rows.append({"difficulty": f"{n_ops}_ops", "think": think, "n": len(hits), "correct": sum(hits), "accuracy": sum(hits) / len(hits)})
+            rows.append(
+                {
+                    "difficulty": f"{n_ops}_ops",
+                    "think": think,
+                    "n": len(hits),
+                    "correct": sum(hits),
+                    "accuracy": sum(hits) / len(hits),
+                }
+            )
     accuracy = with_provenance(
         pl.DataFrame(rows),
         experiment=config["experiment"],
@@ -96,7 +110,9 @@ def prepare_data(config: dict[str, Any], task_name: str, tokenizer_dir: Path, ou
     tokenizer = load_tokenizer(*resolve(tokenizer_dir))
     problems = task_problems(task, config["seed"])
     pairs = task_pairs(problems, task, config["seed"], tokenizer)
-    provenance = dict(experiment=config["experiment"], run=None, step=None, task=task_name, model_hash=None, config_hash=config_hash(task))
+    provenance = dict(
+        experiment=config["experiment"], run=None, step=None, task=task_name, model_hash=None, config_hash=config_hash(task)
+    )
     out_dir = Path(out_dir)
     problems_path = write_table(with_provenance(problems, **provenance), "problems", out_dir / f"{task_name}_problems.parquet")
     pairs_path = write_table(with_provenance(pairs, **provenance), "pairs", out_dir / f"{task_name}_pairs.parquet")
@@ -107,14 +123,18 @@ def prepare_data(config: dict[str, Any], task_name: str, tokenizer_dir: Path, ou
 def make_parser(subparsers: argparse._SubParsersAction) -> None:
     model = subparsers.add_parser("prepare-model", help="pre-train an embedded base/teacher model or record a hub model")
     model.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
-    model.add_argument("--role", choices=["base", "teacher"], default="base", help="which model of the config (default: %(default)s)")
+    model.add_argument(
+        "--role", choices=["base", "teacher"], default="base", help="which model of the config (default: %(default)s)"
+    )
     model.add_argument("--out", type=Path, required=True, help="output folder, e.g. results/embedded/base")
     model.set_defaults(func=main_model)
 
     data = subparsers.add_parser("prepare-data", help="write a task's problems and clean/corrupted pairs")
     data.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
     data.add_argument("--task", required=True, help="task name under tasks: in the config")
-    data.add_argument("--tokenizer", type=Path, required=True, help="model folder from prepare-model (its tokenizer sets pair lengths)")
+    data.add_argument(
+        "--tokenizer", type=Path, required=True, help="model folder from prepare-model (its tokenizer sets pair lengths)"
+    )
     data.add_argument("--out-dir", type=Path, required=True, help="output folder, e.g. results/embedded/data")
     data.set_defaults(func=main_data)
 

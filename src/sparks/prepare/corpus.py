@@ -22,8 +22,13 @@ def arithmetic_corpus(
     texts = []
     for _ in range(n_texts):
         problem = arith.sample_problem(rng, rng.choices(lengths, weights)[0])
-        think = rng.random() >= think_off_fraction
-        texts.append((format_prompt(arith.prompt(problem), think), format_completion(problem.trace(), str(problem.answer), think)))
+        # A direct answer is an empty trace the model writes itself, "<think></think>5", so a base
+        # model sampled on a plain prompt sometimes reasons and sometimes answers at once, as
+        # real base models do; a think-off prompt pre-fills the empty trace.
+        trace = "" if rng.random() < think_off_fraction else problem.trace()
+        texts.append(
+            (format_prompt(arith.prompt(problem), think=True), format_completion(trace, str(problem.answer), think=True))
+        )
     return texts
 
 

@@ -41,8 +41,8 @@ def pretrain(
 ) -> list[float]:
     """Train on next-token loss of each completion (and eos) given its prompt; returns the loss curve.
 
-    Prompt tokens are not predicted: a think-off prompt ends in ``<think></think>``, and learning
-    that transition would teach the model to close every trace before it starts.
+    Prompt tokens are not predicted, as in supervised fine-tuning: the model learns to answer
+    questions, not to write them.
     """
     if not examples:
         raise ValueError("pretrain got no examples")

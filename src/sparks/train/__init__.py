@@ -72,6 +72,8 @@ def train_run(
     tokenizer.save_pretrained(start)
 
     problems = read_table(Path(data_dir) / f"{run['task']}_problems.parquet", "problems").filter(pl.col("split") == "train")
+    if run["difficulties"] is not None:
+        problems = problems.filter(pl.col("difficulty").is_in(run["difficulties"]))
     trainer = METHODS[run["method"]](run, config["seed"], start, tokenizer, problems, out_dir, teacher_dir)
     trainer.train()
 
@@ -109,7 +111,9 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run", required=True, help="run name under runs: in the config")
     p.add_argument("--base", type=Path, required=True, help="model folder from prepare-model")
     p.add_argument("--data-dir", type=Path, required=True, help="folder with {task}_problems.parquet")
-    p.add_argument("--teacher", type=Path, default=None, help="teacher model folder (distill runs that use the experiment's teacher)")
+    p.add_argument(
+        "--teacher", type=Path, default=None, help="teacher model folder (distill runs that use the experiment's teacher)"
+    )
     p.add_argument("--out-dir", type=Path, required=True, help="run folder, e.g. results/embedded/runs/sft")
     p.set_defaults(func=main)
 

@@ -14,7 +14,6 @@ from typing import Any
 import polars as pl
 import torch
 from datasets import Dataset
-from transformers import PreTrainedTokenizerBase
 
 from sparks.data.tasks import format_completion, format_prompt
 
@@ -77,13 +76,21 @@ def distill(run, seed, start, tokenizer, problems, out_dir, teacher_dir=None):
     settings = run["distill"]
     teacher_ref = teacher_dir if settings["teacher"] == "teacher" else settings["teacher"]
     if teacher_ref is None:
-        raise ValueError("this distill run uses the experiment's teacher: pass --teacher <folder from prepare-model --role teacher>")
+        raise ValueError(
+            "this distill run uses the experiment's teacher: pass --teacher <folder from prepare-model --role teacher>"
+        )
     source, revision = resolve(teacher_ref)
     teacher, teacher_tok = load_model(source, revision), load_tokenizer(source, revision)
     prompts = [format_prompt(q, run["think"]) for q in problems["question"]] * settings["samples_per_problem"]
     answers = list(problems["answer"]) * settings["samples_per_problem"]
     samples = generate(
-        teacher, teacher_tok, prompts, settings["max_new_tokens"], temperature=settings["temperature"], seed=seed + run["seed"], progress=True
+        teacher,
+        teacher_tok,
+        prompts,
+        settings["max_new_tokens"],
+        temperature=settings["temperature"],
+        seed=seed + run["seed"],
+        progress=True,
     )
     correct = [is_correct(s, a) for s, a in zip(samples, answers)]
     log.info("teacher traces: %d sampled, %.1f %% correct", len(samples), 100 * sum(correct) / len(samples))
@@ -115,6 +122,8 @@ def grpo(run, seed, start, tokenizer, problems, out_dir, teacher_dir=None):
         num_generations=settings["num_generations"],
         temperature=settings["temperature"],
         beta=settings["beta"],
+        scale_rewards=settings["scale_rewards"],
+        num_iterations=settings["num_iterations"],
         max_completion_length=settings["max_completion_length"],
         reward_weights=weights,
     )
