@@ -68,7 +68,7 @@ def test_bad_config_stops_before_any_job(workdir):
     (workdir / "workflow_config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(workdir, "-n")
     assert result.returncode != 0
-    assert "config error: unknown config key runs.grpo.grpo.num_generation" in result.stderr
+    assert "config error: unknown config key runs.grpo.grpo.num_generation" in result.stdout + result.stderr
     assert not (workdir / "results").exists()
 
 

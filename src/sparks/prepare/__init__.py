@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +22,36 @@ ACCURACY_PROBLEMS_PER_LENGTH = 100
 
 def prepare_model(config: dict[str, Any], role: str, out_dir: Path) -> Path:
     """Write ``out_dir`` holding the model of ``role`` (base | teacher) and its accuracy table."""
+    from sparks.model.store import replace_dir, temp_dir_for
+
+    if role not in ("base", "teacher"):
+        raise ValueError(f"role must be 'base' or 'teacher' (got {role!r})")
+    out_dir = Path(out_dir)
+    tmp = temp_dir_for(out_dir)
+    try:
+        _write_model(config, role, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left behind
+        raise
+    replace_dir(tmp, out_dir)
+    return out_dir
+
+
+def _write_model(config: dict[str, Any], role: str, tmp: Path) -> None:
     import torch
 
     from sparks.data import arithmetic as arith
     from sparks.data.tasks import format_prompt
     from sparks.generate import greedy_accuracy
     from sparks.model.load import load_model, load_tokenizer, model_hash
-    from sparks.model.store import replace_dir, temp_dir_for, write_pointer
+    from sparks.model.store import write_pointer
     from sparks.model.tiny import TinyShape, build_tiny_qwen2
     from sparks.model.tokenizer import build_char_tokenizer
     from sparks.prepare.corpus import arithmetic_corpus, ladder_problems
     from sparks.prepare.pretrain import PretrainConfig, pretrain
     from sparks.tables import with_provenance, write_table
 
-    if role not in ("base", "teacher"):
-        raise ValueError(f"role must be 'base' or 'teacher' (got {role!r})")
     section = config[role]
-    out_dir = Path(out_dir)
-    tmp = temp_dir_for(out_dir)
     torch.manual_seed(config["seed"])
     if section["source"] == "embedded":
         tokenizer = build_char_tokenizer()
@@ -93,8 +106,6 @@ def prepare_model(config: dict[str, Any], role: str, out_dir: Path) -> Path:
     write_table(accuracy, "accuracy", tmp / "accuracy.parquet")
     for row in rows:
         log.info("%s accuracy %s think=%s: %.2f", role, row["difficulty"], row["think"], row["accuracy"])
-    replace_dir(tmp, out_dir)
-    return out_dir
 
 
 def prepare_data(config: dict[str, Any], task_name: str, tokenizer_dir: Path, out_dir: Path) -> tuple[Path, Path]:
