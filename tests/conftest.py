@@ -9,6 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,8 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def run_sparks(*args: str) -> subprocess.CompletedProcess:
+    """Run the ``sparks`` CLI in a subprocess, as a Snakemake rule would."""
+    return subprocess.run([sys.executable, "-m", "sparks.cli", *args], capture_output=True, text=True)

@@ -1,12 +1,9 @@
-import subprocess
-import sys
-
 import pytest
 import yaml
 
 from sparks.config import ConfigError, check_config, load_config
 
-from conftest import REPO
+from conftest import REPO, run_sparks
 
 
 def test_default_config_is_valid_and_filled(raw_config):
@@ -60,26 +57,7 @@ def test_cli_prints_one_line_config_error(tmp_path, raw_config):
     raw_config["runs"]["sft"]["learning_rte"] = 0.1
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(raw_config))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sparks.cli",
-            "train",
-            "--config",
-            str(path),
-            "--run",
-            "sft",
-            "--base",
-            "b",
-            "--data-dir",
-            "d",
-            "--out-dir",
-            "o",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = run_sparks("train", "--config", str(path), "--run", "sft", "--base", "b", "--data-dir", "d", "--out-dir", "o")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
