@@ -23,14 +23,14 @@ import random
 import re
 from dataclasses import dataclass
 
-from sparks.model.tokenizer import THINK_CLOSE, THINK_OPEN
+from sparks.data.formats import format_completion, format_prompt
 
 OPS = ("+", "*")
 MODULUS = 10
 STEP_SEP = ";"
 # Smallest right operand per operator: "+0", "*0" and "*1" would make a step carry no information.
 MIN_OPERAND = {"+": 1, "*": 2}
-_CHAIN_RE = re.compile(r"\d([+*]\d)*")
+_CHAIN_RE = re.compile(r"\d([+*]\d)+")  # a chain with at least one operation
 
 
 @dataclass(frozen=True)
@@ -95,19 +95,16 @@ def sample_problem(rng: random.Random, n_ops: int) -> Problem:
 
 
 def prompt(problem: Problem, think: bool = True) -> str:
-    base = problem.expression + "="
-    return base if think else base + THINK_OPEN + THINK_CLOSE
+    return format_prompt(problem.expression + "=", think)
 
 
 def completion(problem: Problem, think: bool = True) -> str:
-    if think:
-        return f"{THINK_OPEN}{problem.trace()}{THINK_CLOSE}{problem.answer}"
-    return str(problem.answer)
+    return format_completion(problem.trace(), str(problem.answer), think)
 
 
 def parse_expression(expression: str) -> Problem:
     """Inverse of ``Problem.expression``; raises ValueError on anything else."""
-    if not re.fullmatch(r"\d([+*]\d)+", expression):
+    if not _CHAIN_RE.fullmatch(expression):
         raise ValueError(f"not an arithmetic chain of single digits: {expression!r}")
     return Problem(tuple(int(c) for c in expression[0::2]), tuple(expression[1::2]))
 
@@ -120,7 +117,7 @@ def check_steps(expression: str, trace: str) -> list[bool]:
     """
     checks, previous = [], expression
     for step in trace.split(STEP_SEP) if trace else []:
-        ok = bool(_CHAIN_RE.fullmatch(previous)) and len(previous) >= 3 and step == reduce_once(previous)
+        ok = bool(_CHAIN_RE.fullmatch(previous)) and step == reduce_once(previous)
         checks.append(ok)
         previous = step
     return checks

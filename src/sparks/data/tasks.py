@@ -11,18 +11,10 @@ from transformers import PreTrainedTokenizerBase
 
 from sparks.data import arithmetic as arith
 from sparks.data.hub import load_hub_problems
+from sparks.data.formats import format_prompt
 from sparks.model.tokenizer import THINK_CLOSE, THINK_OPEN
 
 _MAX_TRIES = 1000
-
-
-def format_prompt(question: str, think: bool) -> str:
-    """The prompt a model sees: think-off pre-fills an empty trace (Qwen3's /no_think form)."""
-    return question if think else question + THINK_OPEN + THINK_CLOSE
-
-
-def format_completion(trace: str, answer: str, think: bool) -> str:
-    return f"{THINK_OPEN}{trace}{THINK_CLOSE}{answer}" if think else str(answer)
 
 
 def synthetic_problems(task: dict[str, Any], seed: int) -> pl.DataFrame:

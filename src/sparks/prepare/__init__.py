@@ -41,7 +41,6 @@ def _write_model(config: dict[str, Any], role: str, tmp: Path) -> None:
     import torch
 
     from sparks.data import arithmetic as arith
-    from sparks.data.tasks import format_prompt
     from sparks.generate import greedy_accuracy
     from sparks.model.load import load_model, load_tokenizer, model_hash
     from sparks.model.store import write_pointer
@@ -79,7 +78,7 @@ def _write_model(config: dict[str, Any], role: str, tmp: Path) -> None:
         ok = greedy_accuracy(
             model,
             tokenizer,
-            [format_prompt(arith.prompt(q), think) for q in problems],
+            [arith.prompt(q, think) for q in problems],
             [str(q.answer) for q in problems],
             max_new_tokens=12 * max_ops + 8,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from sparks.data import arithmetic as arith
-from sparks.data.tasks import format_completion, format_prompt
+from sparks.data.formats import format_completion
 
 
 def arithmetic_corpus(
@@ -26,9 +26,7 @@ def arithmetic_corpus(
         # model sampled on a plain prompt sometimes reasons and sometimes answers at once, as
         # real base models do; a think-off prompt pre-fills the empty trace.
         trace = "" if rng.random() < think_off_fraction else problem.trace()
-        texts.append(
-            (format_prompt(arith.prompt(problem), think=True), format_completion(trace, str(problem.answer), think=True))
-        )
+        texts.append((arith.prompt(problem), format_completion(trace, str(problem.answer), think=True)))
     return texts
 
 

@@ -15,7 +15,7 @@ import polars as pl
 import torch
 from datasets import Dataset
 
-from sparks.data.tasks import format_completion, format_prompt
+from sparks.data.formats import format_completion, format_prompt
 
 log = logging.getLogger(__name__)
 
