@@ -11,8 +11,9 @@ configfile: "workflow_config.yaml"
 include: "rules/common.smk"
 include: "rules/prepare.smk"
 include: "rules/train.smk"
+include: "rules/attribute.smk"
 
 
 rule all:
     input:
-        final_targets(),
+        final_targets,

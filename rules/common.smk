@@ -56,7 +56,23 @@ def teacher_flag(wildcards, input):
     return f"--teacher {input.teacher}" if "teacher" in input.keys() else ""
 
 
-def final_targets():
+def checkpoint_steps(run):
+    """The steps a finished run saved (Snakemake re-evaluates this once training is done)."""
+    manifest = checkpoints.train.get(exp=EXP, run=run).output.manifest
+    with open(manifest) as handle:
+        return json.load(handle)["steps"]
+
+
+def head_tables(run):
+    task = config["runs"][run]["task"]
+    return [
+        f"results/{EXP}/heads/{run}/{step}/{task}.parquet"
+        for step in checkpoint_steps(run)
+    ]
+
+
+def final_targets(wildcards):
     targets = [f"results/{EXP}/data/{task}_pairs.parquet" for task in config["tasks"]]
-    targets += [f"results/{EXP}/runs/{run}/checkpoints.json" for run in config["runs"]]
+    for run in config["runs"]:
+        targets += head_tables(run)
     return targets

@@ -9,6 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import copy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,24 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def dag_run(tmp_path_factory) -> Path:
+    """The whole embedded default, as the README runs it (profiles/local, 2 cores)."""
+    workdir = tmp_path_factory.mktemp("dag")
+    shutil.copy(REPO / "workflow_config.yaml", workdir / "workflow_config.yaml")
+    result = snakemake(workdir, "--profile", str(REPO / "profiles" / "local"), "--cores", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return workdir / "results" / "embedded"
 
 
 def run_sparks(*args: str) -> subprocess.CompletedProcess:

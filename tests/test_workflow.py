@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,14 +16,7 @@ import yaml
 
 from sparks.tables import read_table
 
-from conftest import REPO
-
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
+from conftest import REPO, snakemake
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -70,16 +62,6 @@ def test_bad_config_stops_before_any_job(workdir):
     assert result.returncode != 0
     assert "config error: unknown config key runs.grpo.grpo.num_generation" in result.stdout + result.stderr
     assert not (workdir / "results").exists()
-
-
-@pytest.fixture(scope="module")
-def dag_run(tmp_path_factory) -> Path:
-    """The whole embedded default, as the README runs it (profiles/local, 2 cores)."""
-    workdir = tmp_path_factory.mktemp("dag")
-    shutil.copy(REPO / "workflow_config.yaml", workdir / "workflow_config.yaml")
-    result = snakemake(workdir, "--profile", str(REPO / "profiles" / "local"), "--cores", "2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return workdir / "results" / "embedded"
 
 
 @pytest.mark.slow

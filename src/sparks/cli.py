@@ -9,7 +9,7 @@ import sys
 from sparks import __version__
 from sparks.config import ConfigError
 
-STAGES = ("sparks.prepare", "sparks.train")
+STAGES = ("sparks.prepare", "sparks.train", "sparks.attribute")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,6 +57,7 @@ def check_config(raw: Any, source: str = "the config") -> dict[str, Any]:
         raise ConfigError(_describe(errors[0], source))
     _fill_defaults(config, schema(), schema())
     _check_semantics(config, source)
+    _check_attribute(config, source)
     return config
 
 
@@ -157,14 +158,7 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 f"config key runs.{name}.save_steps = {run['save_steps']} in {source} exceeds max_steps = "
                 f"{run['max_steps']}; lower save_steps or raise max_steps"
             )
-        task = config["tasks"][run["task"]]
-        known = list(task["difficulties"]) if task["source"] == "synthetic" else ["all"]
-        unknown = [d for d in run["difficulties"] or [] if d not in known]
-        if unknown:
-            raise ConfigError(
-                f"config key runs.{name}.difficulties names {unknown[0]!r}, which task {run['task']!r} "
-                f"does not have; use some of: {', '.join(known)}"
-            )
+        _check_difficulties(f"runs.{name}.difficulties", run["difficulties"], run["task"], config["tasks"][run["task"]])
         if run["method"] == "distill":
             teacher = run["distill"]["teacher"]
             if teacher != "teacher":
@@ -174,6 +168,26 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 f"config key runs.{name}.batch_size = {run['batch_size']} in {source} must be a multiple of "
                 f"runs.{name}.grpo.num_generations = {run['grpo']['num_generations']}; change one of them"
             )
+
+
+def _check_difficulties(key: str, names: list[str] | None, task_name: str, task: dict[str, Any]) -> None:
+    known = list(task["difficulties"]) if task["source"] == "synthetic" else ["all"]
+    unknown = [d for d in names or [] if d not in known]
+    if unknown:
+        raise ConfigError(
+            f"config key {key} names {unknown[0]!r}, which task {task_name!r} does not have; use some of: {', '.join(known)}"
+        )
+
+
+def _check_attribute(config: dict[str, Any], source: str) -> None:
+    section = config["attribute"]
+    if section["metric"] == "kl" and section["ig_steps"] == 1:
+        raise ConfigError(
+            f"config key attribute.ig_steps = 1 with attribute.metric = kl in {source}: plain EAP takes the gradient "
+            "on the clean run, where the KL gradient is exactly zero; raise ig_steps (e.g. 5) or use metric logit_diff"
+        )
+    for name, task in config["tasks"].items():
+        _check_difficulties("attribute.difficulties", section["difficulties"], name, task)
 
 
 def config_hash(section: Any) -> str:

@@ -82,6 +82,42 @@ SCHEMAS: dict[str, pl.Schema] = {
             "mean_token_accuracy": pl.Float64,
         }
     ),
+    "heads": pl.Schema(
+        {
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "kv_head": pl.Int64,  # the KV head whose k and v inputs this head shares (GQA)
+            "score": pl.Float64,  # node score of the head's output (its o_proj input slice)
+            "abs_score": pl.Float64,
+            "rank": pl.Int64,  # 1 = largest |score| at this checkpoint
+            "score_q": pl.Float64,  # sum of the edge scores into the head's q input
+            "score_k": pl.Float64,  # ... into its KV head's k input (shared within the group)
+            "score_v": pl.Float64,  # ... into its KV head's v input (shared within the group)
+            "score_out": pl.Float64,  # sum of the edge scores out of the head (equals score)
+        }
+    ),
+    "edges": pl.Schema(
+        {
+            "src": pl.String,  # input | a{l}.h{h} | m{l}
+            "dst": pl.String,  # a{l}.h{h} (q) | a{l}.kv{g} (k, v) | m{l} | logits
+            "dst_input": pl.String,  # q | k | v | mlp | logits
+            "score": pl.Float64,
+            "abs_score": pl.Float64,
+            "rank": pl.Int64,  # 1 = largest |score| at this checkpoint
+        }
+    ),
+    "faithfulness": pl.Schema(
+        {
+            "n_edges": pl.Int64,  # circuit size: the top n_edges edges by |score|
+            "edge_fraction": pl.Float64,
+            "metric_circuit": pl.Float64,  # mean metric with every other edge patched to corrupted
+            "faithfulness": pl.Float64,  # (m(circuit) - m(corrupt)) / (m(model) - m(corrupt))
+            "metric_model": pl.Float64,
+            "metric_corrupt": pl.Float64,
+            "cpr": pl.Float64,  # area under the faithfulness curve (same on every row)
+            "cmd": pl.Float64,  # area under |1 - faithfulness| (same on every row)
+        }
+    ),
 }
 
 KEYS: dict[str, tuple[str, ...]] = {
@@ -89,6 +125,9 @@ KEYS: dict[str, tuple[str, ...]] = {
     "pairs": ("experiment", "task", "difficulty", "think", "pair_id"),
     "accuracy": ("experiment", "run", "step", "task", "difficulty", "think"),
     "train_log": ("experiment", "run", "step"),
+    "heads": ("experiment", "run", "step", "task", "layer", "head"),
+    "edges": ("experiment", "run", "step", "task", "src", "dst", "dst_input"),
+    "faithfulness": ("experiment", "run", "step", "task", "n_edges"),
 }
 
 

@@ -37,10 +37,13 @@ def load_tokenizer(source: str | Path, revision: str | None = None) -> PreTraine
     return tokenizer
 
 
-def load_model(source: str | Path, revision: str | None = None, device: str | None = None) -> PreTrainedModel:
-    """A causal LM in float32 on CPU, or bfloat16 on CUDA when one is present."""
+def load_model(
+    source: str | Path, revision: str | None = None, device: str | None = None, dtype: torch.dtype | None = None
+) -> PreTrainedModel:
+    """A causal LM on CUDA when one is present (else CPU), in ``dtype`` or by default bfloat16
+    on CUDA and float32 on CPU."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(source), revision=revision, dtype=dtype)
     except (OSError, ValueError) as err:

@@ -1,0 +1,27 @@
+rule attribute:
+    input:
+        manifest="results/{exp}/runs/{run}/checkpoints.json",
+        pairs="results/{exp}/data/{task}_pairs.parquet",
+    output:
+        heads="results/{exp}/heads/{run}/{step}/{task}.parquet",
+        edges="results/{exp}/edges/{run}/{step}/{task}.parquet",
+        faithfulness="results/{exp}/faithfulness/{run}/{step}/{task}.parquet",
+    log:
+        "results/{exp}/logs/attribute/{run}/{step}/{task}.log",
+    benchmark:
+        "results/{exp}/timings/attribute/{run}/{step}/{task}.tsv"
+    conda:
+        "../envs/sparks.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
+    params:
+        config=CONFIG_FILE,
+        settings=settings("attribute"),
+    shell:
+        "sparks attribute --config {params.config} --manifest {input.manifest} "
+        "--step {wildcards.step} --task {wildcards.task} --pairs {input.pairs} "
+        "--heads {output.heads} --edges {output.edges} "
+        "--faithfulness {output.faithfulness} > {log} 2>&1"

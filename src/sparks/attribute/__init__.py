@@ -1,0 +1,168 @@
+"""Attribute stage: EAP-IG circuits of one checkpoint on one task's clean/corrupted pairs.
+
+Writes three tables (schemas in :mod:`sparks.tables`): ``heads`` (node scores of every head,
+plus its summed q/k/v input and output edge scores), ``edges`` (every edge of the graph in
+:mod:`sparks.attribute.graph`) and ``faithfulness`` (the top-n circuit curve with CPR/CMD).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from sparks.config import ConfigError, config_hash, load_config
+
+if TYPE_CHECKING:
+    from sparks.attribute.graph import Graph
+    from sparks.types import EdgeScores
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AttributeSettings:
+    """The ``attribute`` section of the config (checked by the schema and ``check_config``)."""
+
+    ig_steps: int = 5
+    metric: str = "kl"
+    batch_size: int = 32
+    think: bool = False
+    difficulties: tuple[str, ...] | None = None
+    max_pairs: int | None = None
+    faithfulness_fractions: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> AttributeSettings:
+        s = dict(config["attribute"])
+        s["difficulties"] = None if s["difficulties"] is None else tuple(s["difficulties"])
+        s["faithfulness_fractions"] = tuple(s["faithfulness_fractions"])
+        return cls(**s)
+
+
+def select_pairs(pairs: pl.DataFrame, settings: AttributeSettings) -> pl.DataFrame:
+    """The pairs the settings ask for: one think mode, some difficulties, at most max_pairs each."""
+    chosen = pairs.filter(pl.col("think") == settings.think)
+    if settings.difficulties is not None:
+        chosen = chosen.filter(pl.col("difficulty").is_in(list(settings.difficulties)))
+    if settings.max_pairs is not None:
+        chosen = chosen.sort("difficulty", "pair_id").group_by("difficulty", maintain_order=True).head(settings.max_pairs)
+    if chosen.is_empty():
+        raise ValueError(
+            f"no pairs with think={settings.think} and difficulties {settings.difficulties} in the pairs table; "
+            "check attribute.think and attribute.difficulties against the task's pairs"
+        )
+    return chosen
+
+
+def head_table(scores: EdgeScores, graph: Graph) -> pl.DataFrame:
+    """One row per head: node score, rank, and the summed edge scores into q/k/v and out of it."""
+    rows = []
+    for layer in range(graph.n_layers):
+        first, upstream = graph.reader_index(layer), graph.head_index(layer)
+        into = scores.edges[:, first : first + graph.n_heads + 2 * graph.n_kv_heads].sum(0)  # [H + 2 KV]
+        out = scores.edges[upstream : upstream + graph.n_heads].sum(1)  # [H]
+        for head in range(graph.n_heads):
+            kv = graph.kv_head(head)
+            rows.append(
+                {
+                    "layer": layer,
+                    "head": head,
+                    "kv_head": kv,
+                    "score": float(scores.heads[layer, head]),
+                    "score_q": float(into[head]),
+                    "score_k": float(into[graph.n_heads + kv]),
+                    "score_v": float(into[graph.n_heads + graph.n_kv_heads + kv]),
+                    "score_out": float(out[head]),
+                }
+            )
+    df = pl.DataFrame(rows).with_columns(pl.col("score").abs().alias("abs_score"))
+    df = df.with_columns(pl.col("abs_score").rank("ordinal", descending=True).cast(pl.Int64).alias("rank"))
+    return df.select("layer", "head", "kv_head", "score", "abs_score", "rank", "score_q", "score_k", "score_v", "score_out")
+
+
+def score_checkpoint(checkpoint: str | Path, pairs: pl.DataFrame, settings: AttributeSettings, device: str | None = None):
+    """EAP-IG on one checkpoint: returns (heads, edges, faithfulness) tables without provenance."""
+    import torch
+
+    from sparks.attribute.batches import pair_batches
+    from sparks.attribute.eap import eap_ig
+    from sparks.attribute.faithfulness import faithfulness_curve
+    from sparks.attribute.graph import Graph
+    from sparks.attribute.metrics import metric
+    from sparks.model.load import load_model, load_tokenizer
+    from sparks.model.store import resolve
+
+    source, revision = resolve(checkpoint)
+    tokenizer = load_tokenizer(source, revision)
+    model = load_model(source, revision, device=device, dtype=torch.float32)  # gradients in full precision
+    chosen = select_pairs(pairs, settings)
+    batches = pair_batches(chosen, tokenizer, settings.batch_size)
+    fn = metric(settings.metric)
+    log.info(
+        "attributing %s on %d pairs in %d batches (m=%d, %s)",
+        checkpoint,
+        len(chosen),
+        len(batches),
+        settings.ig_steps,
+        fn.__name__,
+    )
+    scores = eap_ig(model, batches, fn, settings.ig_steps)
+    graph = Graph.of(model.config)
+    faithfulness = faithfulness_curve(model, batches, scores.edges, fn, settings.faithfulness_fractions)
+    log.info("faithfulness CPR %.3f CMD %.3f", faithfulness["cpr"][0], faithfulness["cmd"][0])
+    return head_table(scores, graph), graph.edges_frame(scores.edges), faithfulness
+
+
+def attribute_checkpoint(
+    config: dict[str, Any], manifest: Path, step: int, task: str, pairs_path: Path, out: dict[str, Path]
+) -> dict[str, Path]:
+    """Score checkpoint ``step`` of the run in ``manifest`` and write ``out["heads" | "edges" | "faithfulness"]``."""
+    from sparks.model.load import model_hash
+    from sparks.tables import read_table, with_provenance, write_table
+    from sparks.train import checkpoint_path, read_manifest
+
+    missing = {"heads", "edges", "faithfulness"} - set(out)
+    if missing:
+        raise ValueError(f"attribute_checkpoint needs output paths for {sorted(missing)}")
+    settings = AttributeSettings.from_config(config)
+    run = read_manifest(manifest)["run"]
+    checkpoint = checkpoint_path(manifest, step)
+    pairs = read_table(pairs_path, "pairs")
+    tables = dict(zip(("heads", "edges", "faithfulness"), score_checkpoint(checkpoint, pairs, settings)))
+    provenance = dict(
+        experiment=config["experiment"],
+        run=run,
+        step=step,
+        task=task,
+        model_hash=model_hash(checkpoint),
+        config_hash=config_hash(config["attribute"]),
+    )
+    for name, df in tables.items():
+        write_table(with_provenance(df, **provenance), name, out[name])
+    return out
+
+
+def make_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("attribute", help="EAP-IG head and edge scores of one checkpoint on one task")
+    p.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    p.add_argument("--manifest", type=Path, required=True, help="the run's checkpoints.json")
+    p.add_argument("--step", type=int, required=True, help="checkpoint step (one listed in the manifest)")
+    p.add_argument("--task", required=True, help="task name under tasks: in the config")
+    p.add_argument("--pairs", type=Path, required=True, help="the task's {task}_pairs.parquet")
+    p.add_argument("--heads", type=Path, required=True, help="output: head table (Parquet)")
+    p.add_argument("--edges", type=Path, required=True, help="output: edge table (Parquet)")
+    p.add_argument("--faithfulness", type=Path, required=True, help="output: faithfulness curve (Parquet)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> None:
+    config = load_config(args.config)
+    if args.task not in config["tasks"]:
+        raise ConfigError(f"--task {args.task!r} is not in the config's tasks ({', '.join(config['tasks'])}); pass one of them")
+    out = {"heads": args.heads, "edges": args.edges, "faithfulness": args.faithfulness}
+    attribute_checkpoint(config, args.manifest, args.step, args.task, args.pairs, out)

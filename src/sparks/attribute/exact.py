@@ -1,0 +1,79 @@
+"""Slow, independent references for the attribution code (used by tests and benchmarks/ only).
+
+- :func:`head_patching_effects`: exact activation patching of each head's output, by brute
+  force with plain PyTorch hooks (one forward per head).
+- :func:`reference_edge_scores`: EAP-IG computed through :mod:`sparks.attribute.edgewise`, where
+  every reader's input is a tensor of its own, so autograd gives dL/dx_v directly (no nnsight, no
+  hand-written norm gradients).
+Sign convention as everywhere: corrupted minus clean.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+
+from sparks.attribute.batches import PairBatch
+from sparks.attribute.eap import Metric
+from sparks.attribute.edgewise import run_edgewise
+from sparks.attribute.graph import Graph
+from sparks.attribute.metrics import Targets
+from sparks.types import EdgeScores
+
+
+@torch.no_grad()
+def head_patching_effects(model: PreTrainedModel, batches: list[PairBatch], metric: Metric) -> torch.Tensor:
+    """[n_layers, n_heads]: mean over pairs of m(head's o_proj input slice patched to its
+    corrupted value at every position) - m(clean)."""
+    g = Graph.of(model.config)
+    layers = model.model.layers
+    dh = layers[0].self_attn.o_proj.in_features // g.n_heads
+    effects = torch.zeros(g.n_layers, g.n_heads, dtype=torch.float64)
+    n = 0
+    for batch in batches:
+        corrupted: dict[int, torch.Tensor] = {}
+        saves = [
+            layer.self_attn.o_proj.register_forward_pre_hook(lambda mod, args, i=i: corrupted.__setitem__(i, args[0]))
+            for i, layer in enumerate(layers)
+        ]
+        model(batch.corrupt_ids, use_cache=False)
+        for handle in saves:
+            handle.remove()
+        clean_logits = model(batch.clean_ids, use_cache=False).logits[:, -1]
+        targets = Targets(clean_logits, batch.clean_answer, batch.corrupt_answer)
+        base = metric(clean_logits, targets)
+        for layer in range(g.n_layers):
+            for head in range(g.n_heads):
+                cols = slice(head * dh, (head + 1) * dh)
+
+                def patch(mod, args, layer=layer, cols=cols):
+                    x = args[0].clone()
+                    x[..., cols] = corrupted[layer][..., cols]
+                    return (x,)
+
+                handle = layers[layer].self_attn.o_proj.register_forward_pre_hook(patch)
+                patched = model(batch.clean_ids, use_cache=False).logits[:, -1]
+                handle.remove()
+                effects[layer, head] += (metric(patched, targets) - base).sum().item()
+        n += len(batch)
+    return effects / n
+
+
+def reference_edge_scores(model: PreTrainedModel, batch: PairBatch, metric: Metric, ig_steps: int) -> EdgeScores:
+    """EAP-IG edge scores of one batch (summed over its pairs) by autograd through the edgewise forward."""
+    g = Graph.of(model.config)
+    model.requires_grad_(False)
+    embed = model.model.embed_tokens
+    e_clean, e_corrupt = embed(batch.clean_ids), embed(batch.corrupt_ids)  # [b, s, d]
+    clean, corrupt = run_edgewise(model, e_clean), run_edgewise(model, e_corrupt)
+    delta = corrupt.outputs - clean.outputs  # [b, s, n_up, d]
+    targets = Targets(clean.logits.detach(), batch.clean_answer, batch.corrupt_answer)
+    grad_sum = torch.zeros(*delta.shape[:2], g.n_readers, delta.shape[-1])  # [b, s, n_readers, d]
+    for k in range(1, ig_steps + 1):
+        embeds = (e_corrupt + k / ig_steps * (e_clean - e_corrupt)).requires_grad_(True)
+        run = run_edgewise(model, embeds)
+        grads = torch.autograd.grad(metric(run.logits, targets).sum(), run.inputs)
+        grad_sum += torch.cat(grads, dim=2)
+    edges = torch.einsum("bsud,bsvd->uv", delta, grad_sum / ig_steps) * g.edge_mask
+    heads = torch.stack([edges[g.head_index(layer) : g.mlp_index(layer)].sum(1) for layer in range(g.n_layers)])
+    return EdgeScores(edges=edges, heads=heads, n_pairs=len(batch))

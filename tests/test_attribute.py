@@ -1,0 +1,230 @@
+"""The attribute stage: graph, EAP-IG against independent references, planted circuit,
+faithfulness, and the CLI writing its three tables."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+import yaml
+from conftest import run_sparks
+
+from sparks.attribute import AttributeSettings, select_pairs
+from sparks.attribute.batches import pair_batches
+from sparks.attribute.eap import EapIg, eap_ig, rms_norm_vjp
+from sparks.attribute.edgewise import run_edgewise
+from sparks.attribute.exact import head_patching_effects, reference_edge_scores
+from sparks.attribute.faithfulness import circuit_sizes, faithfulness_curve, top_edges
+from sparks.attribute.graph import Graph
+from sparks.attribute.metrics import METRICS
+from sparks.config import ConfigError, check_config
+from sparks.data.tasks import task_pairs
+from sparks.model.load import load_model
+from sparks.tables import read_table, with_provenance, write_table
+
+TASK = {"source": "synthetic", "difficulties": {"easy": 1, "medium": 2}, "n_pairs": 24}
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    torch.manual_seed(0)
+    return load_model(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def pairs(tokenizer) -> pl.DataFrame:
+    return task_pairs(pl.DataFrame(), TASK, seed=3, tokenizer=tokenizer).filter(~pl.col("think"))
+
+
+@pytest.fixture(scope="module")
+def batches(pairs, tokenizer):
+    return pair_batches(pairs, tokenizer, batch_size=8)
+
+
+def test_graph_of_a_gqa_model():
+    g = Graph(n_layers=2, n_heads=4, n_kv_heads=2)
+    assert g.n_upstream == 1 + 2 * (4 + 1)
+    assert g.n_readers == 2 * (4 + 2 + 2 + 1) + 1
+    assert g.upstream_names[:6] == ["input", "a0.h0", "a0.h1", "a0.h2", "a0.h3", "m0"]
+    assert g.readers[:9] == [
+        *[(f"a0.h{h}", "q") for h in range(4)],
+        ("a0.kv0", "k"),
+        ("a0.kv1", "k"),
+        ("a0.kv0", "v"),
+        ("a0.kv1", "v"),
+        ("m0", "mlp"),
+    ]
+    assert [g.kv_head(h) for h in range(4)] == [0, 0, 1, 1]
+    mask = g.edge_mask
+    assert mask[0].all()  # the embeddings feed every reader
+    assert not mask[g.head_index(0, 1), g.reader_index(0)]  # a head does not feed its own layer's heads
+    assert mask[g.head_index(0, 1), g.reader_index(0) + 8]  # ... but feeds its layer's MLP
+    assert not mask[g.mlp_index(0), 8] and mask[g.mlp_index(0), g.reader_index(1)]
+    # layer 0: 8 attention readers x 1 + mlp x 5; layer 1: 8 x 6 + mlp x 10; logits x 11
+    assert g.n_edges == 8 * 1 + 5 + 8 * 6 + 10 + 11
+
+
+def test_rms_norm_vjp_matches_autograd(model):
+    norm = model.model.layers[0].input_layernorm
+    x = torch.randn(3, 5, model.config.hidden_size, requires_grad=True)
+    grad = torch.randn(3, 5, model.config.hidden_size)
+    (expected,) = torch.autograd.grad(norm(x), x, grad)
+    torch.testing.assert_close(rms_norm_vjp(x.detach(), norm.weight, norm.variance_epsilon, grad), expected)
+
+
+def test_edgewise_forward_is_the_model(model, batches):
+    batch = batches[0]
+    expected = model(batch.clean_ids).logits[:, -1]
+    run = run_edgewise(model, model.model.embed_tokens(batch.clean_ids))
+    torch.testing.assert_close(run.logits, expected, atol=1e-5, rtol=1e-4)
+    assert run.outputs.shape[2] == Graph.of(model.config).n_upstream
+    assert sum(x.shape[2] for x in run.inputs) == Graph.of(model.config).n_readers
+
+
+@pytest.mark.parametrize(("metric", "steps"), [("kl", 5), ("logit_diff", 5), ("logit_diff", 1), ("logprob", 3)])
+def test_eap_ig_equals_autograd_reference(model, batches, metric, steps):
+    """The nnsight path (hooks + per-head norm gradients) against autograd through the edgewise
+    forward, where every reader's input is its own tensor: the same numbers."""
+    batch = batches[-1]
+    fast = EapIg(model, METRICS[metric], steps).batch_scores(batch)
+    slow = reference_edge_scores(model, batch, METRICS[metric], steps)
+    scale = slow.edges.abs().max()
+    assert scale > 0
+    torch.testing.assert_close(fast.edges, slow.edges, atol=1e-4 * scale, rtol=1e-3)
+    torch.testing.assert_close(fast.heads, slow.heads, atol=1e-4 * scale, rtol=1e-3)
+
+
+def test_scores_average_over_batches(model, batches):
+    whole = eap_ig(model, batches, METRICS["logit_diff"], 2)
+    parts = [EapIg(model, METRICS["logit_diff"], 2).batch_scores(b) for b in batches]
+    assert whole.n_pairs == sum(len(b) for b in batches)
+    torch.testing.assert_close(whole.edges, sum(p.edges for p in parts) / whole.n_pairs, atol=1e-6, rtol=1e-4)
+
+
+def test_planted_circuit_is_recovered(tiny_model_dir, batches):
+    """Zero every head's output projection except two: the answer depends on the sequence only
+    through those heads, so they must rank first and every other head must score exactly 0."""
+    planted = {(0, 1), (1, 2)}
+    model = load_model(tiny_model_dir, device="cpu")
+    dh = model.config.hidden_size // model.config.num_attention_heads
+    with torch.no_grad():
+        for layer, block in enumerate(model.model.layers):
+            for head in range(model.config.num_attention_heads):
+                if (layer, head) not in planted:
+                    block.self_attn.o_proj.weight[:, head * dh : (head + 1) * dh] = 0
+    scores = eap_ig(model, batches, METRICS["logit_diff"], 5)
+    top = torch.topk(scores.heads.abs().flatten(), len(planted)).indices
+    n_heads = model.config.num_attention_heads
+    assert {divmod(int(i), n_heads) for i in top} == planted
+    others = [scores.heads[layer, head] for layer in range(2) for head in range(n_heads) if (layer, head) not in planted]
+    assert torch.stack(others).abs().max() == 0
+    g = Graph.of(model.config)
+    for layer, head in {(layer, h) for layer in range(2) for h in range(n_heads)} - planted:
+        assert scores.edges[g.head_index(layer, head)].abs().max() == 0  # nothing flows out of them
+    exact = head_patching_effects(model, batches, METRICS["logit_diff"])
+    assert {divmod(int(i), n_heads) for i in torch.topk(exact.abs().flatten(), 2).indices} == planted
+
+
+def test_faithfulness_of_full_and_empty_circuits(model, batches):
+    scores = eap_ig(model, batches, METRICS["logit_diff"], 3)
+    curve = faithfulness_curve(model, batches, scores.edges, METRICS["logit_diff"], [0.1, 0.5])
+    g = Graph.of(model.config)
+    assert (
+        curve["n_edges"].to_list()
+        == circuit_sizes(g.n_edges, [0.1, 0.5])
+        == [0, round(0.1 * g.n_edges), round(0.5 * g.n_edges), g.n_edges]
+    )
+    assert curve["faithfulness"][0] == pytest.approx(0.0, abs=1e-5)
+    assert curve["faithfulness"][-1] == pytest.approx(1.0, abs=1e-5)
+    assert curve["metric_model"][0] != curve["metric_corrupt"][0]
+    assert 0 <= curve["cmd"][0] and curve["cpr"][0] + curve["cmd"][0] >= 1 - 1e-6  # |1 - f| >= 1 - f
+
+
+def test_top_edges_mask():
+    g = Graph(n_layers=1, n_heads=2, n_kv_heads=1)
+    scores = torch.zeros(g.n_upstream, g.n_readers)
+    scores[0, 0], scores[1, g.n_readers - 1], scores[1, 0] = -3.0, 2.0, 99.0  # [1, 0] is no edge
+    keep = top_edges(g, scores, 2)
+    assert keep.sum() == 2 and keep[0, 0] and keep[1, -1] and not keep[1, 0]
+
+
+def test_pair_batches_group_by_length(pairs, tokenizer):
+    batches = pair_batches(pairs, tokenizer, batch_size=5)
+    assert sum(len(b) for b in batches) == pairs.height
+    for batch in batches:
+        assert batch.clean_ids.shape == batch.corrupt_ids.shape and len(batch) <= 5
+        assert (batch.clean_answer != batch.corrupt_answer).all()
+    assert len({b.clean_ids.shape[1] for b in batches}) == pairs["n_tokens"].n_unique()
+
+
+def test_pair_of_unequal_length_is_refused(pairs, tokenizer):
+    broken = pairs.head(2).with_columns(pl.col("corrupt") + "1")
+    with pytest.raises(ValueError, match="tokenize to .* remake the pairs"):
+        pair_batches(broken, tokenizer, 4)
+
+
+def test_select_pairs(pairs):
+    chosen = select_pairs(pairs, AttributeSettings(difficulties=("medium",), max_pairs=5))
+    assert chosen["difficulty"].unique().to_list() == ["medium"] and chosen.height == 5
+    with pytest.raises(ValueError, match="attribute.think"):
+        select_pairs(pairs, AttributeSettings(think=True))
+
+
+def test_logit_diff_needs_corrupted_answers(pairs, tokenizer, model):
+    hub_like = pairs.head(4).with_columns(pl.lit(None, pl.String).alias("corrupt_answer"))
+    with pytest.raises(ValueError, match="use attribute.metric: kl or logprob"):
+        eap_ig(model, pair_batches(hub_like, tokenizer, 4), METRICS["logit_diff"], 2)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"ig_steps": 1}, "KL gradient is exactly zero"),
+        ({"ig_steps": 0}, "attribute.ig_steps"),
+        ({"difficulties": ["expert"]}, "attribute.difficulties names 'expert'"),
+        ({"metric": "l2"}, "attribute.metric"),
+        ({"faithfulness_fractions": [0.0]}, "attribute.faithfulness_fractions"),
+    ],
+)
+def test_bad_attribute_config(raw_config, section, message):
+    raw_config["attribute"] = section
+    with pytest.raises(ConfigError, match=message):
+        check_config(raw_config)
+
+
+def test_cli_writes_three_tables(tmp_path, tiny_model_dir, raw_config, pairs):
+    run_dir = tmp_path / "runs" / "sft"
+    shutil.copytree(tiny_model_dir, run_dir / "checkpoint-0")
+    (run_dir / "checkpoints.json").write_text(json.dumps({"run": "sft", "steps": [0], "checkpoints": {"0": "checkpoint-0"}}))
+    pairs_path = tmp_path / "arith_pairs.parquet"
+    write_table(
+        with_provenance(pairs, experiment="embedded", run=None, step=None, task="arith", model_hash=None, config_hash="x"),
+        "pairs",
+        pairs_path,
+    )
+    raw_config["attribute"] = {"batch_size": 16, "max_pairs": 10, "faithfulness_fractions": [0.2]}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw_config))
+    out = {name: tmp_path / "out" / f"{name}.parquet" for name in ("heads", "edges", "faithfulness")}
+    args = ["attribute", "--config", str(config), "--manifest", str(run_dir / "checkpoints.json"), "--step", "0"]
+    args += ["--task", "arith", "--pairs", str(pairs_path)]
+    args += [x for name, path in out.items() for x in (f"--{name}", str(path))]
+    result = run_sparks(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    heads = read_table(out["heads"], "heads")
+    assert heads.height == 2 * 4 and sorted(heads["rank"].to_list()) == list(range(1, 9))
+    assert (heads["kv_head"] == heads["head"] // 2).all()
+    np.testing.assert_allclose(heads["score"], heads["score_out"], atol=1e-5)  # a head's score = its outgoing edges
+    edges = read_table(out["edges"], "edges")
+    assert edges.height == Graph(2, 4, 2).n_edges
+    assert set(edges["dst_input"]) == {"q", "k", "v", "mlp", "logits"}
+    curve = read_table(out["faithfulness"], "faithfulness")
+    assert curve["faithfulness"][-1] == pytest.approx(1.0, abs=1e-4)
+    assert (heads["step"] == 0).all() and (heads["run"] == "sft").all()
+
+    missing = run_sparks(*[a if a != "0" else "7" for a in args])
+    assert missing.returncode != 0 and "step 7 is not in" in missing.stderr
