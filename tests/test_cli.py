@@ -2,14 +2,14 @@ import pytest
 
 from conftest import run_sparks
 
-STAGES = ["prepare-model", "prepare-data", "train"]
+STAGES = {"prepare-model": "--out", "prepare-data": "--out", "train": "--out-dir", "attribute": "--heads"}
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_stage_help(stage):
+@pytest.mark.parametrize(("stage", "output_flag"), STAGES.items())
+def test_stage_help(stage, output_flag):
     result = run_sparks(stage, "--help")
     assert result.returncode == 0, result.stderr
-    assert "--config" in result.stdout and "--out" in result.stdout
+    assert "--config" in result.stdout and output_flag in result.stdout
 
 
 def test_unknown_flag_is_rejected_by_name():

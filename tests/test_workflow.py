@@ -49,6 +49,13 @@ def test_one_target_plans_only_its_jobs(workdir):
     assert "results/embedded/teacher" not in result.stdout
 
 
+def test_one_head_table_plans_only_its_run(workdir):
+    result = snakemake(workdir, "-n", "results/embedded/heads/sft/30/arith.parquet")
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout) == {"prepare_model": 1, "prepare_data": 1, "train": 1, "attribute": 1}
+    assert "runs/grpo" not in result.stdout
+
+
 def test_distill_target_plans_the_teacher(workdir):
     result = snakemake(workdir, "-n", "results/embedded/runs/distill/checkpoints.json")
     assert job_counts(result.stdout) == {"prepare_model": 2, "prepare_data": 1, "train": 1}
@@ -85,8 +92,22 @@ def test_dag_writes_models_data_and_runs(dag_run):
         log = read_table(dag_run / "runs" / run / "train_log.parquet", "train_log")
         assert log["step"].to_list() == list(range(1, settings["max_steps"] + 1))
         assert log["loss"].null_count() == 0
-    for rule in ("prepare_model", "prepare_data", "train"):
+    for rule in ("prepare_model", "prepare_data", "train", "attribute"):
         assert list((dag_run / "logs" / rule).glob("*.log")) and list((dag_run / "timings" / rule).glob("*.tsv"))
+
+
+@pytest.mark.slow
+def test_dag_attributes_every_checkpoint(dag_run):
+    config = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
+    for run, settings in config["runs"].items():
+        for step in range(0, settings["max_steps"] + 1, settings["save_steps"]):
+            heads = read_table(dag_run / "heads" / run / str(step) / "arith.parquet", "heads")
+            assert heads.height == 4 * 8 and (heads["step"] == step).all() and (heads["run"] == run).all()
+            edges = read_table(dag_run / "edges" / run / str(step) / "arith.parquet", "edges")
+            assert edges["rank"].min() == 1 and edges["score"].is_finite().all()
+            curve = read_table(dag_run / "faithfulness" / run / str(step) / "arith.parquet", "faithfulness")
+            assert abs(curve["faithfulness"][0]) < 1e-4 and abs(curve["faithfulness"][-1] - 1) < 1e-4
+            assert curve["metric_corrupt"][0] > 0.1  # the corrupted operand changes the answer distribution
 
 
 @pytest.mark.slow

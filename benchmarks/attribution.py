@@ -1,0 +1,152 @@
+"""How much EAP-IG costs over the passes it cannot avoid, on the tiny default and a 0.5B shape.
+
+For one batch of clean/corrupted pairs (batch 8, 24 tokens by default) this prints, measured in
+this run (median of --repeats after a warm-up):
+- EAP-IG time: ``EapIg.batch_scores`` (corrupted forward, m stacked IG forward+backward through
+  nnsight, per-head norm gradients, all edge and head scores);
+- the bare cost: m forward+backward passes of the same batch in plain PyTorch, parameters frozen
+  and the gradient taken w.r.t. the input embeddings (what IG itself needs), and also with
+  parameter gradients (an ordinary training step's backward) for reference;
+- ratio = EAP-IG / bare (target <= 1.5), and the peak memory per example of EAP-IG (the rise of
+  the process's peak RSS over the loaded model on CPU, peak allocated memory on CUDA).
+Models are randomly initialised: "qwen2.5-0.5b" has Qwen2.5-0.5B's shape (24 layers, 14 heads,
+2 KV heads, hidden 896, vocabulary 151936).
+Run: python benchmarks/attribution.py [--shape tiny|qwen2.5-0.5b|all] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from sparks.attribute.batches import PairBatch
+from sparks.attribute.eap import EapIg
+from sparks.attribute.metrics import METRICS, Targets
+
+SHAPES = {
+    "tiny": dict(
+        hidden_size=64, intermediate_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, vocab_size=101
+    ),
+    "qwen2.5-0.5b": dict(
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+    ),
+}
+
+
+def build(shape: str, device: str) -> Qwen2ForCausalLM:
+    torch.manual_seed(0)
+    config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=True, max_position_embeddings=4096, rope_theta=1e6)
+    return Qwen2ForCausalLM(config).to(device).eval()
+
+
+def make_batch(vocab: int, batch: int, seq: int, device: str) -> PairBatch:
+    clean = torch.randint(10, vocab, (batch, seq))  # [batch, pos]
+    corrupt = clean.clone()
+    corrupt[:, seq // 2] = (clean[:, seq // 2] + 1) % vocab  # one token changed per pair
+    answers = torch.randint(10, vocab, (2, batch))
+    return PairBatch(clean, corrupt, answers[0], answers[1]).to(device)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeats: int, device: str) -> float:
+    fn()  # warm-up: pages in weights, allocator pools
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def clean_targets(model, batch: PairBatch) -> Targets:
+    with torch.no_grad():
+        clean_logits = model(batch.clean_ids, use_cache=False, logits_to_keep=1).logits[:, -1]
+    return Targets(clean_logits, batch.clean_answer, batch.corrupt_answer)
+
+
+def bare_passes(model, batch: PairBatch, targets: Targets, steps: int, param_grads: bool) -> None:
+    """``steps`` forward+backward passes of the batch (KL against the clean logits), nothing else."""
+    model.requires_grad_(param_grads)
+    for _ in range(steps):
+        embeds = model.model.embed_tokens(batch.corrupt_ids).detach().requires_grad_(not param_grads)
+        logits = model(inputs_embeds=embeds, use_cache=False, logits_to_keep=1).logits[:, -1]
+        METRICS["kl"](logits, targets).sum().backward()
+    model.zero_grad(set_to_none=True)
+    model.requires_grad_(False)
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM")) / 1024
+
+
+def reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as handle:  # "5" resets the peak RSS (Linux)
+        handle.write("5")
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmRSS")) / 1024
+
+
+def peak_memory_per_example(scorer: EapIg, batch: PairBatch, device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        scorer.batch_scores(batch)
+        return (torch.cuda.max_memory_allocated() - base) / 2**20 / len(batch)
+    base = current_rss_mb()
+    reset_peak_rss()
+    scorer.batch_scores(batch)
+    return (peak_rss_mb() - base) / len(batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", choices=[*SHAPES, "all"], default="all")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=24)
+    parser.add_argument("--ig-steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(
+        f"device {args.device}, torch threads {torch.get_num_threads()}, batch {args.batch} x {args.seq} tokens, m = {args.ig_steps}"
+    )
+    for shape in SHAPES if args.shape == "all" else [args.shape]:
+        model = build(shape, args.device)
+        batch = make_batch(model.config.vocab_size, args.batch, args.seq, args.device)
+        scorer = EapIg(model, METRICS["kl"], args.ig_steps)
+        eap = timed(lambda: scorer.batch_scores(batch), args.repeats, args.device)
+        targets = clean_targets(model, batch)
+        frozen = timed(lambda: bare_passes(model, batch, targets, args.ig_steps, False), args.repeats, args.device)
+        trained = timed(lambda: bare_passes(model, batch, targets, args.ig_steps, True), args.repeats, args.device)
+        memory = peak_memory_per_example(scorer, batch, args.device)
+        n_params = sum(p.numel() for p in model.parameters()) / 1e6
+        print(
+            f"{shape:>13} ({n_params:.1f}M params, {scorer.graph.n_edges} edges): EAP-IG {eap:.3f} s | "
+            f"{args.ig_steps} bare fwd+bwd: frozen {frozen:.3f} s, with parameter grads {trained:.3f} s | "
+            f"ratio {eap / frozen:.2f} (vs parameter-grad passes {eap / trained:.2f}) | "
+            f"peak memory {memory:.1f} MiB per example"
+        )
+
+
+if __name__ == "__main__":
+    main()
