@@ -93,7 +93,7 @@ def test_dag_writes_models_data_and_runs(dag_run):
         assert log["step"].to_list() == list(range(1, settings["max_steps"] + 1))
         assert log["loss"].null_count() == 0
     for rule in ("prepare_model", "prepare_data", "train", "attribute"):
-        assert list((dag_run / "logs" / rule).glob("*.log")) and list((dag_run / "timings" / rule).glob("*.tsv"))
+        assert list((dag_run / "logs" / rule).rglob("*.log")) and list((dag_run / "timings" / rule).rglob("*.tsv"))
 
 
 @pytest.mark.slow

@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"sparks {args.command}: config error: {err}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, KeyError) as err:  # a missing input file, run, step or task: say which, in one line
+        if args.verbose:
+            raise
+        print(f"sparks {args.command}: error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -180,14 +180,14 @@ def _check_difficulties(key: str, names: list[str] | None, task_name: str, task:
 
 
 def _check_attribute(config: dict[str, Any], source: str) -> None:
-    section = config["attribute"]
-    if section["metric"] == "kl" and section["ig_steps"] == 1:
-        raise ConfigError(
-            f"config key attribute.ig_steps = 1 with attribute.metric = kl in {source}: plain EAP takes the gradient "
-            "on the clean run, where the KL gradient is exactly zero; raise ig_steps (e.g. 5) or use metric logit_diff"
-        )
+    from sparks.attribute import AttributeSettings
+
+    try:
+        AttributeSettings.from_config(config)
+    except ConfigError as err:
+        raise ConfigError(f"{err} (in {source})") from None
     for name, task in config["tasks"].items():
-        _check_difficulties("attribute.difficulties", section["difficulties"], name, task)
+        _check_difficulties("attribute.difficulties", config["attribute"]["difficulties"], name, task)
 
 
 def config_hash(section: Any) -> str:

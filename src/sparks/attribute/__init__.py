@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sparks.types import EdgeScores
 
 log = logging.getLogger(__name__)
+METRIC_NAMES = ("kl", "logit_diff", "logprob")  # the keys of metrics.METRICS (named here without importing torch)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,18 @@ class AttributeSettings:
     difficulties: tuple[str, ...] | None = None
     max_pairs: int | None = None
     faithfulness_fractions: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRIC_NAMES:
+            raise ConfigError(f"attribute.metric = {self.metric!r} is not one of {', '.join(METRIC_NAMES)}; set attribute.metric")
+        for key in ("ig_steps", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"attribute.{key} must be >= 1 (got {getattr(self, key)}); set attribute.{key}")
+        if self.metric == "kl" and self.ig_steps == 1:
+            raise ConfigError(
+                "attribute.ig_steps = 1 with attribute.metric = kl: plain EAP takes the gradient on the clean run, where "
+                "the KL gradient is exactly zero; raise attribute.ig_steps (e.g. 5) or use metric logit_diff"
+            )
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> AttributeSettings:

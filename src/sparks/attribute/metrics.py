@@ -42,14 +42,14 @@ def logit_difference(logits: torch.Tensor, targets: Targets) -> torch.Tensor:
             "use attribute.metric: kl or logprob"
         )
     logits = logits.float()
-    rows = torch.arange(len(logits))
+    rows = torch.arange(len(logits), device=logits.device)
     return logits[rows, targets.clean_answer] - logits[rows, targets.corrupt_answer]
 
 
 def answer_logprob(logits: torch.Tensor, targets: Targets) -> torch.Tensor:
     """log p(clean answer)."""
     logprobs = torch.log_softmax(logits.float(), dim=-1)  # [batch, vocab]
-    return logprobs[torch.arange(len(logits)), targets.clean_answer]
+    return logprobs[torch.arange(len(logits), device=logits.device), targets.clean_answer]
 
 
 METRICS: dict[str, Callable[[torch.Tensor, Targets], torch.Tensor]] = {
