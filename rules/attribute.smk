@@ -5,6 +5,7 @@ rule attribute:
     output:
         heads="results/{exp}/heads/{run}/{step}/{task}.parquet",
         edges="results/{exp}/edges/{run}/{step}/{task}.parquet",
+        pair_edges="results/{exp}/pair_edges/{run}/{step}/{task}.parquet",
         faithfulness="results/{exp}/faithfulness/{run}/{step}/{task}.parquet",
     log:
         "results/{exp}/logs/attribute/{run}/{step}/{task}.log",
@@ -23,5 +24,5 @@ rule attribute:
     shell:
         "sparks attribute --config {params.config} --manifest {input.manifest} "
         "--step {wildcards.step} --task {wildcards.task} --pairs {input.pairs} "
-        "--heads {output.heads} --edges {output.edges} "
+        "--heads {output.heads} --edges {output.edges} --pair-edges {output.pair_edges} "
         "--faithfulness {output.faithfulness} > {log} 2>&1"

@@ -100,6 +100,8 @@ def test_eap_ig_equals_autograd_reference(model, batches, metric, steps):
 
 def test_scores_average_over_batches(model, batches):
     whole = eap_ig(model, batches, METRICS["logit_diff"], 2)
+    assert whole.pair_edges.shape == (whole.n_pairs, Graph.of(model.config).n_edges)
+    torch.testing.assert_close(whole.pair_edges.mean(0), whole.edges[Graph.of(model.config).edge_mask], atol=1e-6, rtol=1e-4)
     parts = [EapIg(model, METRICS["logit_diff"], 2).batch_scores(b) for b in batches]
     assert whole.n_pairs == sum(len(b) for b in batches)
     torch.testing.assert_close(whole.edges, sum(p.edges for p in parts) / whole.n_pairs, atol=1e-6, rtol=1e-4)
@@ -218,10 +220,10 @@ def test_cli_writes_three_tables(tmp_path, tiny_model_dir, raw_config, pairs):
     raw_config["attribute"] = {"batch_size": 16, "max_pairs": 10, "faithfulness_fractions": [0.2]}
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw_config))
-    out = {name: tmp_path / "out" / f"{name}.parquet" for name in ("heads", "edges", "faithfulness")}
+    out = {name: tmp_path / "out" / f"{name}.parquet" for name in ("heads", "edges", "pair_edges", "faithfulness")}
     args = ["attribute", "--config", str(config), "--manifest", str(run_dir / "checkpoints.json"), "--step", "0"]
     args += ["--task", "arith", "--pairs", str(pairs_path)]
-    args += [x for name, path in out.items() for x in (f"--{name}", str(path))]
+    args += [x for name, path in out.items() for x in (f"--{name.replace('_', '-')}", str(path))]
     result = run_sparks(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     heads = read_table(out["heads"], "heads")
@@ -231,6 +233,10 @@ def test_cli_writes_three_tables(tmp_path, tiny_model_dir, raw_config, pairs):
     edges = read_table(out["edges"], "edges")
     assert edges.height == Graph(2, 4, 2).n_edges
     assert set(edges["dst_input"]) == {"q", "k", "v", "mlp", "logits"}
+    per_pair = read_table(out["pair_edges"], "pair_edges")
+    assert per_pair.height == 20 and per_pair["difficulty"].value_counts()["count"].to_list() == [10, 10]
+    mean = np.stack(per_pair["scores"].to_numpy()).mean(0)
+    np.testing.assert_allclose(mean, edges["score"].to_numpy(), atol=1e-5)  # both in graph order
     curve = read_table(out["faithfulness"], "faithfulness")
     assert curve["faithfulness"][-1] == pytest.approx(1.0, abs=1e-4)
     assert (heads["step"] == 0).all() and (heads["run"] == "sft").all()

@@ -105,6 +105,8 @@ def test_dag_attributes_every_checkpoint(dag_run):
             assert heads.height == 4 * 8 and (heads["step"] == step).all() and (heads["run"] == run).all()
             edges = read_table(dag_run / "edges" / run / str(step) / "arith.parquet", "edges")
             assert edges["rank"].min() == 1 and edges["score"].is_finite().all()
+            per_pair = read_table(dag_run / "pair_edges" / run / str(step) / "arith.parquet", "pair_edges")
+            assert per_pair.height == 3 * 256 and per_pair["scores"].list.len().unique().to_list() == [edges.height]
             curve = read_table(dag_run / "faithfulness" / run / str(step) / "arith.parquet", "faithfulness")
             assert abs(curve["faithfulness"][0]) < 1e-4 and abs(curve["faithfulness"][-1] - 1) < 1e-4
             assert curve["metric_corrupt"][0] > 0.1  # the corrupted operand changes the answer distribution

@@ -106,6 +106,14 @@ SCHEMAS: dict[str, pl.Schema] = {
             "rank": pl.Int64,  # 1 = largest |score| at this checkpoint
         }
     ),
+    "pair_edges": pl.Schema(
+        {
+            "pair_id": pl.Int64,  # the pair in {task}_pairs.parquet (with difficulty and think)
+            "difficulty": pl.String,
+            "think": pl.Boolean,
+            "scores": pl.List(pl.Float32),  # this pair's edge scores, in the order of the graph's edges
+        }
+    ),
     "faithfulness": pl.Schema(
         {
             "n_edges": pl.Int64,  # circuit size: the top n_edges edges by |score|
@@ -128,6 +136,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "heads": ("experiment", "run", "step", "task", "layer", "head"),
     "edges": ("experiment", "run", "step", "task", "src", "dst", "dst_input"),
     "faithfulness": ("experiment", "run", "step", "task", "n_edges"),
+    "pair_edges": ("experiment", "run", "step", "task", "difficulty", "think", "pair_id"),
 }
 
 

@@ -31,3 +31,4 @@ class EdgeScores:
     edges: torch.Tensor  # [n_upstream, n_readers]; 0 where no edge exists (see Graph.edge_mask)
     heads: torch.Tensor  # [n_layers, n_heads]; node scores of each head's output (o_proj input slice)
     n_pairs: int  # examples the scores are averaged over
+    pair_edges: torch.Tensor | None = None  # [n_pairs, n_edges] each pair's edge scores, edges in Graph.edge_mask order

@@ -1,8 +1,10 @@
 """Attribute stage: EAP-IG circuits of one checkpoint on one task's clean/corrupted pairs.
 
-Writes three tables (schemas in :mod:`sparks.tables`): ``heads`` (node scores of every head,
+Writes four tables (schemas in :mod:`sparks.tables`): ``heads`` (node scores of every head,
 plus its summed q/k/v input and output edge scores), ``edges`` (every edge of the graph in
-:mod:`sparks.attribute.graph`) and ``faithfulness`` (the top-n circuit curve with CPR/CMD).
+:mod:`sparks.attribute.graph`, in graph order), ``pair_edges`` (each pair's edge scores, in
+the same order, for bootstrap resampling downstream) and ``faithfulness`` (the top-n circuit
+curve with CPR/CMD).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from sparks.types import EdgeScores
 
 log = logging.getLogger(__name__)
+TABLES = ("heads", "edges", "pair_edges", "faithfulness")
 METRIC_NAMES = ("kl", "logit_diff", "logprob")  # the keys of metrics.METRICS (named here without importing torch)
 
 
@@ -99,7 +102,7 @@ def head_table(scores: EdgeScores, graph: Graph) -> pl.DataFrame:
 
 
 def score_checkpoint(checkpoint: str | Path, pairs: pl.DataFrame, settings: AttributeSettings, device: str | None = None):
-    """EAP-IG on one checkpoint: returns (heads, edges, faithfulness) tables without provenance."""
+    """EAP-IG on one checkpoint: returns the tables (heads, edges, pair_edges, faithfulness) without provenance."""
     import torch
 
     from sparks.attribute.batches import pair_batches
@@ -128,25 +131,33 @@ def score_checkpoint(checkpoint: str | Path, pairs: pl.DataFrame, settings: Attr
     graph = Graph.of(model.config)
     faithfulness = faithfulness_curve(model, batches, scores.edges, fn, settings.faithfulness_fractions)
     log.info("faithfulness CPR %.3f CMD %.3f", faithfulness["cpr"][0], faithfulness["cmd"][0])
-    return head_table(scores, graph), graph.edges_frame(scores.edges), faithfulness
+    order = torch.cat([b.rows for b in batches])  # the pairs in the order they were scored
+    pair_edges = chosen[order.numpy()].select("pair_id", "difficulty", "think")
+    pair_edges = pair_edges.with_columns(pl.Series("scores", scores.pair_edges.numpy(), dtype=pl.List(pl.Float32)))
+    return {
+        "heads": head_table(scores, graph),
+        "edges": graph.edges_frame(scores.edges),
+        "pair_edges": pair_edges,
+        "faithfulness": faithfulness,
+    }
 
 
 def attribute_checkpoint(
     config: dict[str, Any], manifest: Path, step: int, task: str, pairs_path: Path, out: dict[str, Path]
 ) -> dict[str, Path]:
-    """Score checkpoint ``step`` of the run in ``manifest`` and write ``out["heads" | "edges" | "faithfulness"]``."""
+    """Score checkpoint ``step`` of the run in ``manifest`` and write the tables to ``out[name]`` (see TABLES)."""
     from sparks.model.load import model_hash
     from sparks.tables import read_table, with_provenance, write_table
     from sparks.train import checkpoint_path, read_manifest
 
-    missing = {"heads", "edges", "faithfulness"} - set(out)
+    missing = set(TABLES) - set(out)
     if missing:
         raise ValueError(f"attribute_checkpoint needs output paths for {sorted(missing)}")
     settings = AttributeSettings.from_config(config)
     run = read_manifest(manifest)["run"]
     checkpoint = checkpoint_path(manifest, step)
     pairs = read_table(pairs_path, "pairs")
-    tables = dict(zip(("heads", "edges", "faithfulness"), score_checkpoint(checkpoint, pairs, settings)))
+    tables = score_checkpoint(checkpoint, pairs, settings)
     provenance = dict(
         experiment=config["experiment"],
         run=run,
@@ -169,6 +180,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=Path, required=True, help="the task's {task}_pairs.parquet")
     p.add_argument("--heads", type=Path, required=True, help="output: head table (Parquet)")
     p.add_argument("--edges", type=Path, required=True, help="output: edge table (Parquet)")
+    p.add_argument("--pair-edges", type=Path, required=True, help="output: each pair's edge scores (Parquet)")
     p.add_argument("--faithfulness", type=Path, required=True, help="output: faithfulness curve (Parquet)")
     p.set_defaults(func=main)
 
@@ -177,5 +189,5 @@ def main(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     if args.task not in config["tasks"]:
         raise ConfigError(f"--task {args.task!r} is not in the config's tasks ({', '.join(config['tasks'])}); pass one of them")
-    out = {"heads": args.heads, "edges": args.edges, "faithfulness": args.faithfulness}
+    out = {name: getattr(args, name) for name in TABLES}
     attribute_checkpoint(config, args.manifest, args.step, args.task, args.pairs, out)

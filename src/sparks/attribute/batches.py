@@ -16,13 +16,14 @@ class PairBatch:
     corrupt_ids: torch.Tensor  # [batch, pos]
     clean_answer: torch.Tensor  # [batch] first token of the clean answer
     corrupt_answer: torch.Tensor | None  # [batch]; None when the pairs have no corrupted answer
+    rows: torch.Tensor | None = None  # [batch] row numbers in the pairs frame the batch was cut from
 
     def __len__(self) -> int:
         return len(self.clean_ids)
 
     def to(self, device: torch.device | str) -> PairBatch:
         corrupt = None if self.corrupt_answer is None else self.corrupt_answer.to(device)
-        return PairBatch(self.clean_ids.to(device), self.corrupt_ids.to(device), self.clean_answer.to(device), corrupt)
+        return PairBatch(self.clean_ids.to(device), self.corrupt_ids.to(device), self.clean_answer.to(device), corrupt, self.rows)
 
 
 def _ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
@@ -57,6 +58,7 @@ def pair_batches(pairs: pl.DataFrame, tokenizer: PreTrainedTokenizerBase, batch_
                     corrupt_ids=torch.tensor([corrupt[r] for r in chunk]),
                     clean_answer=torch.tensor([answers[r] for r in chunk]),
                     corrupt_answer=torch.tensor([wrong[r] for r in chunk]) if has_corrupt else None,
+                    rows=torch.tensor(chunk),
                 )
             )
     return batches

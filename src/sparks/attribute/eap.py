@@ -4,7 +4,7 @@ For a batch of clean/corrupted pairs of equal length, with m integration steps:
 
     score(u -> v) = sum_{pos} (z_u(corrupt) - z_u(clean)) . (1/m) sum_{k=1..m} dL/dx_v(alpha_k)
 
-where z_u is what node u writes into the residual stream, x_v is reader v's residual input and
+per pair (kept, for bootstrap resampling of circuits), where z_u is what node u writes into the residual stream, x_v is reader v's residual input and
 alpha_k = k/m moves the input embeddings from corrupted (0) to clean (1). Scores are summed over
 pairs here; :func:`eap_ig` divides by the number of pairs.
 
@@ -143,7 +143,7 @@ class EapIg:
         # z(corrupt) - z(clean) of every upstream node, built layer by layer
         delta = torch.zeros(b, s, g.n_upstream, e_clean.shape[-1], device=self.device)  # [b, s, n_up, d]
         delta[:, :, 0] = e_corrupt.float() - e_clean.float()
-        edges = torch.zeros(g.n_upstream, g.n_readers, device=self.device)  # [n_up, n_readers]
+        edges = torch.zeros(b, g.n_upstream, g.n_readers, device=self.device)  # [b, n_up, n_readers]
         heads = torch.zeros(g.n_layers, g.n_heads, device=self.device)  # [L, H]
         for layer in range(g.n_layers):
             block = self.model.model.layers[layer]
@@ -157,7 +157,9 @@ class EapIg:
                 readers.append(mean_over_steps(rms_norm_vjp(x, ln.weight, ln.variance_epsilon, normed)))
             attn_in = torch.cat(readers, dim=2)  # [b, s, H + 2 KV, d]
             first, upstream = g.reader_index(layer), g.head_index(layer)
-            edges[:upstream, first : first + attn_in.shape[2]] = torch.einsum("bsud,bsvd->uv", delta[:, :, :upstream], attn_in)
+            edges[:, :upstream, first : first + attn_in.shape[2]] = torch.einsum(
+                "bsud,bsvd->buv", delta[:, :, :upstream], attn_in
+            )
 
             d_heads = (corrupt["o", layer].float() - clean(values["o", layer])).view(b, s, g.n_heads, dh)  # [b,s,H,dh]
             heads[layer] = torch.einsum("bshe,bshe->h", d_heads, mean_over_steps(grads["o", layer]).view(b, s, g.n_heads, dh))
@@ -168,13 +170,13 @@ class EapIg:
                 rms_norm_vjp(values["x_mlp", layer], post.weight, post.variance_epsilon, grads["mlp", layer])
             )  # [b, s, d]
             mlp = g.mlp_index(layer)
-            edges[:mlp, first + g.readers_per_layer - 1] = torch.einsum("bsud,bsd->u", delta[:, :, :mlp], mlp_in)
+            edges[:, :mlp, first + g.readers_per_layer - 1] = torch.einsum("bsud,bsd->bu", delta[:, :, :mlp], mlp_in)
             delta[:, :, mlp] = corrupt["mlp", layer].float() - clean(values["mlp", layer])
 
         norm = self.model.model.norm
         final = mean_over_steps(rms_norm_vjp(values["x_final"], norm.weight, norm.variance_epsilon, grads["final"]))
-        edges[:, -1] = torch.einsum("bsud,bsd->u", delta, final)
-        return EdgeScores(edges=edges, heads=heads, n_pairs=b)
+        edges[:, :, -1] = torch.einsum("bsud,bsd->bu", delta, final)
+        return EdgeScores(edges=edges.sum(0), heads=heads, n_pairs=b, pair_edges=edges[:, g.edge_mask.to(self.device)])
 
 
 def eap_ig(model: PreTrainedModel, batches: list[PairBatch], metric: Metric, ig_steps: int = 5) -> EdgeScores:
@@ -183,6 +185,7 @@ def eap_ig(model: PreTrainedModel, batches: list[PairBatch], metric: Metric, ig_
     g = scorer.graph
     edges = torch.zeros(g.n_upstream, g.n_readers, dtype=torch.float64)
     heads = torch.zeros(g.n_layers, g.n_heads, dtype=torch.float64)
+    pair_edges = []  # [batch, n_edges] per batch
     n = 0
     bar = tqdm(batches, unit="batch", mininterval=2.0)
     for batch in bar:
@@ -190,5 +193,6 @@ def eap_ig(model: PreTrainedModel, batches: list[PairBatch], metric: Metric, ig_
         scores = scorer.batch_scores(batch)
         edges += scores.edges.double().cpu()
         heads += scores.heads.double().cpu()
+        pair_edges.append(scores.pair_edges.cpu())
         n += scores.n_pairs
-    return EdgeScores(edges=(edges / n).float(), heads=(heads / n).float(), n_pairs=n)
+    return EdgeScores(edges=(edges / n).float(), heads=(heads / n).float(), n_pairs=n, pair_edges=torch.cat(pair_edges))
