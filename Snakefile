@@ -12,6 +12,7 @@ include: "rules/common.smk"
 include: "rules/prepare.smk"
 include: "rules/train.smk"
 include: "rules/attribute.smk"
+include: "rules/aggregate.smk"
 
 
 rule all:

@@ -63,16 +63,18 @@ def checkpoint_steps(run):
         return json.load(handle)["steps"]
 
 
-def head_tables(run):
-    task = config["runs"][run]["task"]
-    return [
-        f"results/{EXP}/heads/{run}/{step}/{task}.parquet"
-        for step in checkpoint_steps(run)
-    ]
+def attribution_tables(wildcards):
+    """Every attribute-stage table of a run's checkpoints, by kind (for aggregate)."""
+    steps = checkpoint_steps(wildcards.run)
+    root = f"results/{EXP}/{{kind}}/{wildcards.run}/{{step}}/{wildcards.task}.parquet"
+    kinds = ("heads", "edges", "pair_edges", "faithfulness")
+    return {k: [root.format(kind=k, step=s) for s in steps] for k in kinds}
 
 
 def final_targets(wildcards):
     targets = [f"results/{EXP}/data/{task}_pairs.parquet" for task in config["tasks"]]
-    for run in config["runs"]:
-        targets += head_tables(run)
+    for run, settings in config["runs"].items():
+        targets.append(
+            f"results/{EXP}/circuits/{run}/{settings['task']}/cohorts.parquet"
+        )
     return targets

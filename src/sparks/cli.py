@@ -9,7 +9,7 @@ import sys
 from sparks import __version__
 from sparks.config import ConfigError
 
-STAGES = ("sparks.prepare", "sparks.train", "sparks.attribute")
+STAGES = ("sparks.prepare", "sparks.train", "sparks.attribute", "sparks.aggregate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,7 +57,7 @@ def check_config(raw: Any, source: str = "the config") -> dict[str, Any]:
         raise ConfigError(_describe(errors[0], source))
     _fill_defaults(config, schema(), schema())
     _check_semantics(config, source)
-    _check_attribute(config, source)
+    _check_stage_settings(config, source)
     return config
 
 
@@ -179,11 +179,13 @@ def _check_difficulties(key: str, names: list[str] | None, task_name: str, task:
         )
 
 
-def _check_attribute(config: dict[str, Any], source: str) -> None:
+def _check_stage_settings(config: dict[str, Any], source: str) -> None:
+    from sparks.aggregate import AggregateSettings
     from sparks.attribute import AttributeSettings
 
     try:
         AttributeSettings.from_config(config)
+        AggregateSettings(**config["aggregate"])
     except ConfigError as err:
         raise ConfigError(f"{err} (in {source})") from None
     for name, task in config["tasks"].items():

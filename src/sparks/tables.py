@@ -126,6 +126,52 @@ SCHEMAS: dict[str, pl.Schema] = {
             "cmd": pl.Float64,  # area under |1 - faithfulness| (same on every row)
         }
     ),
+    "circuit": pl.Schema(
+        {
+            # provenance "step" is the checkpoint of each row
+            "node": pl.String,  # a{layer}.h{head}
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "in_circuit": pl.Boolean,  # active: some circuit edge touches the head
+            "n_edges": pl.Int64,  # circuit edges touching it (out, q, or k/v of its KV head)
+        }
+    ),
+    "cohorts": pl.Schema(
+        {
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "cohort_step": pl.Int64,  # first step at which it is emergent (null for base heads)
+            "first_step": pl.Int64,  # first step at which it is active
+            "last_step": pl.Int64,
+            "active_steps": pl.Int64,  # number of checkpoints at which it is active
+            "status": pl.String,  # emergent | maintained | lost
+        }
+    ),
+    "frequency": pl.Schema(
+        {
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "frequency": pl.Float64,  # fraction of checkpoints at which it is active
+            "active_in_base": pl.Boolean,
+            "active_in_final": pl.Boolean,
+        }
+    ),
+    "stability": pl.Schema(
+        {
+            # provenance "step" is the checkpoint of each row
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "p_in_circuit": pl.Float64,  # share of bootstrap resamples of the pairs whose circuit touches the head
+        }
+    ),
+    "similarity": pl.Schema(
+        {
+            # provenance "step" is the later checkpoint of each consecutive pair
+            "previous_step": pl.Int64,
+            "jaccard_edges": pl.Float64,  # |E_t & E_prev| / |E_t | E_prev| of the circuits' edge sets
+            "jaccard_heads": pl.Float64,  # the same for their active heads
+        }
+    ),
 }
 
 KEYS: dict[str, tuple[str, ...]] = {
@@ -137,6 +183,11 @@ KEYS: dict[str, tuple[str, ...]] = {
     "edges": ("experiment", "run", "step", "task", "src", "dst", "dst_input"),
     "faithfulness": ("experiment", "run", "step", "task", "n_edges"),
     "pair_edges": ("experiment", "run", "step", "task", "difficulty", "think", "pair_id"),
+    "circuit": ("experiment", "run", "step", "task", "layer", "head"),
+    "cohorts": ("experiment", "run", "task", "layer", "head"),
+    "frequency": ("experiment", "run", "task", "layer", "head"),
+    "stability": ("experiment", "run", "step", "task", "layer", "head"),
+    "similarity": ("experiment", "run", "step", "task"),
 }
 
 

@@ -1,0 +1,28 @@
+rule aggregate:
+    input:
+        unpack(attribution_tables),
+        manifest="results/{exp}/runs/{run}/checkpoints.json",
+    output:
+        circuit="results/{exp}/circuits/{run}/{task}/circuit.parquet",
+        cohorts="results/{exp}/circuits/{run}/{task}/cohorts.parquet",
+        frequency="results/{exp}/circuits/{run}/{task}/frequency.parquet",
+        stability="results/{exp}/circuits/{run}/{task}/stability.parquet",
+        similarity="results/{exp}/circuits/{run}/{task}/similarity.parquet",
+    log:
+        "results/{exp}/logs/aggregate/{run}/{task}.log",
+    benchmark:
+        "results/{exp}/timings/aggregate/{run}/{task}.tsv"
+    conda:
+        "../envs/sparks.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        config=CONFIG_FILE,
+        settings=settings("aggregate"),
+    shell:
+        "sparks aggregate --config {params.config} --manifest {input.manifest} "
+        "--task {wildcards.task} --circuit {output.circuit} --cohorts {output.cohorts} "
+        "--frequency {output.frequency} --stability {output.stability} "
+        "--similarity {output.similarity} > {log} 2>&1"

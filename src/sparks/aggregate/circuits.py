@@ -1,0 +1,144 @@
+"""Circuits, cohorts and activation frequency from per-checkpoint edge tables (polars only).
+
+A checkpoint's circuit is its top-N edges by |score|. A head is *active* when a circuit edge
+touches it: an edge out of it, into its query, or into the key or value of its KV head (with
+grouped-query attention every head of the group reads that k and v, so all of them are touched).
+Relative to the first checkpoint (the base model, step 0):
+- emergent: not active in the base, active (and stable under resampling) at some later step; its
+  cohort is the first such step;
+- maintained: active in the base and in the final checkpoint;  lost: active in the base only.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+_HEAD = r"^a(\d+)\.h(\d+)$"
+_KV = r"^a(\d+)\.kv(\d+)$"
+
+
+def circuit_edges(edges: pl.LazyFrame, top_n: int | pl.DataFrame) -> pl.LazyFrame:
+    """The circuit edges of every checkpoint: rank <= top_n (an int, or a frame of step, top_n)."""
+    if isinstance(top_n, int):
+        return edges.filter(pl.col("rank") <= top_n)
+    return edges.join(top_n.lazy(), on="step").filter(pl.col("rank") <= pl.col("top_n")).drop("top_n")
+
+
+def touched_heads(edges: pl.LazyFrame | pl.DataFrame, heads: pl.DataFrame) -> pl.LazyFrame:
+    """(step, layer, head) for every head each circuit edge touches, one row per (edge, head).
+
+    ``heads`` lists the model's heads: layer, head, kv_head.
+    """
+    edges = edges.lazy()
+    out = edges.select(
+        "step",
+        pl.col("src").str.extract(_HEAD, 1).cast(pl.Int64).alias("layer"),
+        pl.col("src").str.extract(_HEAD, 2).cast(pl.Int64).alias("head"),
+    )
+    query = edges.filter(pl.col("dst_input") == "q").select(
+        "step",
+        pl.col("dst").str.extract(_HEAD, 1).cast(pl.Int64).alias("layer"),
+        pl.col("dst").str.extract(_HEAD, 2).cast(pl.Int64).alias("head"),
+    )
+    key_value = (
+        edges.filter(pl.col("dst_input").is_in(["k", "v"]))
+        .select(
+            "step",
+            pl.col("dst").str.extract(_KV, 1).cast(pl.Int64).alias("layer"),
+            pl.col("dst").str.extract(_KV, 2).cast(pl.Int64).alias("kv_head"),
+        )
+        .join(heads.lazy().select("layer", "head", "kv_head"), on=["layer", "kv_head"])
+        .select("step", "layer", "head")
+    )
+    return pl.concat([out, query, key_value]).drop_nulls()
+
+
+def circuit_table(edges: pl.LazyFrame, heads: pl.DataFrame, steps: list[int]) -> pl.DataFrame:
+    """One row per (step, head): in_circuit and n_edges (circuit edges touching the head)."""
+    counts = touched_heads(edges, heads).group_by("step", "layer", "head").agg(pl.len().cast(pl.Int64).alias("n_edges"))
+    grid = pl.DataFrame({"step": steps}).join(heads.select("layer", "head").unique(), how="cross")
+    return (
+        grid.lazy()
+        .join(counts, on=["step", "layer", "head"], how="left")
+        .with_columns(
+            pl.format("a{}.h{}", "layer", "head").alias("node"),
+            pl.col("n_edges").fill_null(0),
+        )
+        .with_columns((pl.col("n_edges") > 0).alias("in_circuit"))
+        .select("step", "node", "layer", "head", "in_circuit", "n_edges")
+        .sort("step", "layer", "head")
+        .collect()
+    )
+
+
+def cohort_table(circuit: pl.DataFrame, stable: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Cohorts of the heads that are ever active. ``stable`` (step, layer, head, stable) gates
+    emergence: a head becomes emergent only at a step where it is active and stable."""
+    steps = sorted(circuit["step"].unique().to_list())
+    base, final = steps[0], steps[-1]
+    df = circuit if stable is None else circuit.join(stable, on=["step", "layer", "head"], how="left")
+    if "stable" not in df.columns:
+        df = df.with_columns(pl.lit(True).alias("stable"))
+    df = df.with_columns(pl.col("stable").fill_null(False))
+    in_base = df.filter((pl.col("step") == base) & pl.col("in_circuit")).select("layer", "head").with_columns(base=pl.lit(True))
+    df = df.join(in_base, on=["layer", "head"], how="left").with_columns(pl.col("base").fill_null(False))
+    emerging = pl.col("in_circuit") & pl.col("stable") & ~pl.col("base") & (pl.col("step") > base)
+    summary = df.group_by("layer", "head").agg(
+        pl.col("step").filter(emerging).min().alias("cohort_step"),
+        pl.col("step").filter(pl.col("in_circuit")).min().alias("first_step"),
+        pl.col("step").filter(pl.col("in_circuit")).max().alias("last_step"),
+        pl.col("in_circuit").sum().cast(pl.Int64).alias("active_steps"),
+        pl.col("base").first(),
+        (pl.col("in_circuit") & (pl.col("step") == final)).any().alias("in_final"),
+    )
+    status = (
+        pl.when(pl.col("base") & pl.col("in_final"))
+        .then(pl.lit("maintained"))
+        .when(pl.col("base"))
+        .then(pl.lit("lost"))
+        .when(pl.col("cohort_step").is_not_null())
+        .then(pl.lit("emergent"))
+    )
+    return (
+        summary.with_columns(status.alias("status"))
+        .filter(pl.col("status").is_not_null())
+        .select("layer", "head", "cohort_step", "first_step", "last_step", "active_steps", "status")
+        .sort("layer", "head")
+    )
+
+
+def frequency_table(circuit: pl.DataFrame) -> pl.DataFrame:
+    """Per head: the fraction of checkpoints in which it is active, and whether it is in the base / final circuit."""
+    steps = sorted(circuit["step"].unique().to_list())
+    return (
+        circuit.group_by("layer", "head")
+        .agg(
+            pl.col("in_circuit").mean().alias("frequency"),
+            pl.col("in_circuit").filter(pl.col("step") == steps[0]).any().alias("active_in_base"),
+            pl.col("in_circuit").filter(pl.col("step") == steps[-1]).any().alias("active_in_final"),
+        )
+        .sort("layer", "head")
+    )
+
+
+def jaccard_table(circuit_edges: pl.DataFrame, circuit: pl.DataFrame) -> pl.DataFrame:
+    """Jaccard similarity of each checkpoint's circuit with the previous one, by edges and by active heads."""
+    steps = sorted(circuit["step"].unique().to_list())
+    edge_sets = {s: set(g.select("src", "dst", "dst_input").rows()) for (s,), g in circuit_edges.group_by("step")}
+    head_sets = {s: set(g.select("layer", "head").rows()) for (s,), g in circuit.filter(pl.col("in_circuit")).group_by("step")}
+
+    def jaccard(a: set, b: set) -> float | None:
+        return len(a & b) / len(a | b) if a | b else None
+
+    rows = [
+        {
+            "step": cur,
+            "previous_step": prev,
+            "jaccard_edges": jaccard(edge_sets.get(cur, set()), edge_sets.get(prev, set())),
+            "jaccard_heads": jaccard(head_sets.get(cur, set()), head_sets.get(prev, set())),
+        }
+        for prev, cur in zip(steps, steps[1:])
+    ]
+    return pl.DataFrame(
+        rows, schema={"step": pl.Int64, "previous_step": pl.Int64, "jaccard_edges": pl.Float64, "jaccard_heads": pl.Float64}
+    )

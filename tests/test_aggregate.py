@@ -1,0 +1,120 @@
+"""The aggregate stage on hand-made tables: circuits, cohorts, statuses, frequency, Jaccard and bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from sparks.aggregate import AggregateSettings, circuit_sizes
+from sparks.aggregate.bootstrap import head_stability
+from sparks.aggregate.circuits import circuit_edges, circuit_table, cohort_table, frequency_table, jaccard_table
+from sparks.config import ConfigError
+
+# 2 layers x 4 heads, 2 KV heads: heads 0, 1 share kv0 and heads 2, 3 share kv1
+HEADS = pl.DataFrame({"layer": [0] * 4 + [1] * 4, "head": [0, 1, 2, 3] * 2, "kv_head": [0, 0, 1, 1] * 2})
+EDGES = pl.DataFrame(
+    [
+        (0, "input", "a0.h0", "q", 1),
+        (0, "a0.h1", "logits", "logits", 2),
+        (0, "a1.h3", "logits", "logits", 3),
+        (10, "a0.h0", "m0", "mlp", 1),
+        (10, "input", "a1.kv1", "k", 2),  # touches a1.h2 and a1.h3, which share kv1
+        (10, "a0.h1", "logits", "logits", 3),
+        (20, "a1.h2", "logits", "logits", 1),
+        (20, "a0.h0", "logits", "logits", 2),
+        (20, "a0.h1", "logits", "logits", 3),
+    ],
+    schema=["step", "src", "dst", "dst_input", "rank"],
+    orient="row",
+)
+STEPS = [0, 10, 20]
+
+
+def active(circuit: pl.DataFrame, step: int) -> set[str]:
+    return set(circuit.filter((pl.col("step") == step) & pl.col("in_circuit"))["node"])
+
+
+@pytest.fixture
+def circuit() -> pl.DataFrame:
+    return circuit_table(circuit_edges(EDGES.lazy(), 2), HEADS, STEPS)
+
+
+def test_circuit_membership(circuit):
+    assert circuit.height == 3 * 8
+    assert active(circuit, 0) == {"a0.h0", "a0.h1"}
+    assert active(circuit, 10) == {"a0.h0", "a1.h2", "a1.h3"}
+    assert active(circuit, 20) == {"a0.h0", "a1.h2"}
+    row = circuit.filter((pl.col("step") == 10) & (pl.col("node") == "a1.h2"))
+    assert row["n_edges"].item() == 1 and row["layer"].item() == 1
+
+
+def test_cohorts_and_statuses(circuit):
+    cohorts = cohort_table(circuit)
+    assert cohorts.rows() == [
+        (0, 0, None, 0, 20, 3, "maintained"),
+        (0, 1, None, 0, 0, 1, "lost"),
+        (1, 2, 10, 10, 20, 2, "emergent"),
+        (1, 3, 10, 10, 10, 1, "emergent"),
+    ]
+
+
+def test_emergence_waits_for_stability(circuit):
+    stable = pl.DataFrame({"step": [10, 10, 20], "layer": [1, 1, 1], "head": [2, 3, 2], "stable": [False, False, True]})
+    cohorts = cohort_table(circuit, stable)
+    assert cohorts.filter(pl.col("status") == "emergent").rows() == [(1, 2, 20, 10, 20, 2, "emergent")]
+    assert (1, 3) not in set(cohorts.select("layer", "head").rows())  # active once, never stable
+
+
+def test_frequency(circuit):
+    freq = {(r["layer"], r["head"]): r for r in frequency_table(circuit).iter_rows(named=True)}
+    assert freq[0, 0]["frequency"] == 1 and freq[0, 0]["active_in_base"] and freq[0, 0]["active_in_final"]
+    assert freq[0, 1]["frequency"] == pytest.approx(1 / 3) and not freq[0, 1]["active_in_final"]
+    assert freq[1, 2]["frequency"] == pytest.approx(2 / 3) and not freq[1, 2]["active_in_base"]
+    assert freq[1, 0]["frequency"] == 0 and len(freq) == 8
+
+
+def test_jaccard_of_consecutive_circuits(circuit):
+    chosen = circuit_edges(EDGES.lazy(), 2).collect()
+    table = jaccard_table(chosen, circuit)
+    assert table["step"].to_list() == [10, 20] and table["previous_step"].to_list() == [0, 10]
+    assert table["jaccard_edges"].to_list() == [0.0, 0.0]
+    assert table["jaccard_heads"].to_list() == pytest.approx([1 / 4, 2 / 3])
+
+
+def test_bootstrap_probabilities():
+    names = EDGES.filter(pl.col("step") == 0).select("src", "dst", "dst_input")  # 3 edges
+    same = np.tile([[5.0, -4.0, 1.0]], (10, 1))  # every pair agrees: top-2 = edges 0 and 1
+    p = head_stability(same, names, HEADS, top_n=2, resamples=20, seed=0)
+    assert dict(zip(zip(p["layer"], p["head"]), p["p_in_circuit"])) == {
+        **{(layer, head): 0.0 for layer in (0, 1) for head in range(4)},
+        (0, 0): 1.0,
+        (0, 1): 1.0,
+    }
+    split = np.array([[5.0, 0.0, 0.0]] * 5 + [[0.0, 0.0, 5.0]] * 5)  # half the pairs favour edge 0, half edge 2
+    p = head_stability(split, names, HEADS, top_n=1, resamples=200, seed=0)
+    share = p.filter((pl.col("layer") == 0) & (pl.col("head") == 0))["p_in_circuit"].item()
+    assert 0.2 < share < 0.8
+
+
+def test_circuit_size_from_a_faithfulness_target():
+    curve = pl.DataFrame(
+        {"step": [0] * 3 + [10] * 3, "n_edges": [1, 10, 100] * 2, "faithfulness": [0.2, 0.95, 1.0, 0.5, 0.7, 1.0]}
+    )
+    sizes = circuit_sizes(curve.lazy(), AggregateSettings(faithfulness_target=0.9), [0, 10])
+    assert sizes.rows() == [(0, 10), (10, 100)]
+    assert circuit_sizes(curve.lazy(), AggregateSettings(top_n=7), [0, 10]).rows() == [(0, 7), (10, 7)]
+
+
+def test_bad_settings():
+    with pytest.raises(ConfigError, match="aggregate.top_n"):
+        AggregateSettings(top_n=0)
+    with pytest.raises(ConfigError, match="faithfulness_target"):
+        AggregateSettings(faithfulness_target=1.5)
+
+
+def test_settings_defaults_match_the_schema():
+    from sparks.config import schema
+
+    section = schema()["properties"]["aggregate"]["properties"]
+    assert {key: spec["default"] for key, spec in section.items()} == AggregateSettings().__dict__
