@@ -71,10 +71,27 @@ def attribution_tables(wildcards):
     return {k: [root.format(kind=k, step=s) for s in steps] for k in kinds}
 
 
-def final_targets(wildcards):
-    targets = [f"results/{EXP}/data/{task}_pairs.parquet" for task in config["tasks"]]
+def aggregate_tables(wildcards):
+    """A run's aggregate tables and faithfulness curves (for plot)."""
+    root = f"results/{EXP}/circuits/{wildcards.run}/{wildcards.task}"
+    tables = {
+        name: f"{root}/{name}.parquet" for name in ("circuit", "cohorts", "frequency")
+    }
+    tables["faithfulness"] = attribution_tables(wildcards)["faithfulness"]
+    return tables
+
+
+def report_inputs(wildcards):
+    """Every run's figures (the report embeds them) and aggregate tables."""
+    inputs = []
     for run, settings in config["runs"].items():
-        targets.append(
-            f"results/{EXP}/circuits/{run}/{settings['task']}/cohorts.parquet"
+        for name in ("cohorts", "frequency", "faithfulness"):
+            inputs.append(f"results/{EXP}/figures/{run}/{settings['task']}_{name}.png")
+        inputs.append(
+            f"results/{EXP}/circuits/{run}/{settings['task']}/similarity.parquet"
         )
-    return targets
+    return inputs
+
+
+def final_targets(wildcards):
+    return [f"results/{EXP}/report.html"]

@@ -1,0 +1,47 @@
+rule plot:
+    input:
+        unpack(aggregate_tables),
+        manifest="results/{exp}/runs/{run}/checkpoints.json",
+        train_log="results/{exp}/runs/{run}/train_log.parquet",
+    output:
+        multiext("results/{exp}/figures/{run}/{task}_cohorts", ".png", ".svg"),
+        multiext("results/{exp}/figures/{run}/{task}_frequency", ".png", ".svg"),
+        multiext("results/{exp}/figures/{run}/{task}_faithfulness", ".png", ".svg"),
+    log:
+        "results/{exp}/logs/plot/{run}/{task}.log",
+    benchmark:
+        "results/{exp}/timings/plot/{run}/{task}.tsv"
+    conda:
+        "../envs/sparks.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        config=CONFIG_FILE,
+    shell:
+        "sparks plot --config {params.config} --manifest {input.manifest} "
+        "--task {wildcards.task} --out-dir results/{wildcards.exp}/figures/{wildcards.run} "
+        "> {log} 2>&1"
+
+
+rule report:
+    input:
+        report_inputs,
+    output:
+        "results/{exp}/report.html",
+    log:
+        "results/{exp}/logs/report.log",
+    benchmark:
+        "results/{exp}/timings/report.tsv"
+    conda:
+        "../envs/sparks.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        config=CONFIG_FILE,
+    shell:
+        "sparks report --config {params.config} --results results/{wildcards.exp} "
+        "--out {output} > {log} 2>&1"

@@ -1,0 +1,75 @@
+"""Plot stage: a run's figures (PNG and SVG) from its aggregate tables, train log and
+faithfulness curves; ``sparks report`` gathers every run into one self-contained HTML page."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+
+from sparks.config import ConfigError, load_config
+
+log = logging.getLogger(__name__)
+FIGURES = ("cohorts", "frequency", "faithfulness")
+
+
+def figure_stems(figures_dir: Path, task: str) -> dict[str, Path]:
+    return {name: Path(figures_dir) / f"{task}_{name}" for name in FIGURES}
+
+
+def plot_run(root: Path, run: str, task: str, steps: list[int], out_dir: Path) -> list[Path]:
+    """Draw the three figures of ``run`` from the tables under ``root`` (= results/{exp})."""
+    from sparks.plot.figures import cohort_figure, faithfulness_figure, frequency_figure, save
+    from sparks.tables import read_table
+
+    circuits = root / "circuits" / run / task
+    circuit = read_table(circuits / "circuit.parquet", "circuit")
+    cohorts = read_table(circuits / "cohorts.parquet", "cohorts")
+    frequency = read_table(circuits / "frequency.parquet", "frequency")
+    train_log = read_table(root / "runs" / run / "train_log.parquet", "train_log")
+    curves = read_table([root / "faithfulness" / run / str(s) / f"{task}.parquet" for s in steps], "faithfulness")
+    stems = figure_stems(out_dir, task)
+    paths = []
+    paths += save(
+        cohort_figure(circuit, cohorts, train_log, f"{run}: active heads by emergence cohort ({task})"), stems["cohorts"]
+    )
+    paths += save(frequency_figure(frequency, cohorts, f"{run}: activation frequency per head ({task})"), stems["frequency"])
+    paths += save(faithfulness_figure(curves, f"{run}: circuit faithfulness per checkpoint ({task})"), stems["faithfulness"])
+    log.info("wrote %d figure files to %s", len(paths), out_dir)
+    return paths
+
+
+def make_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("plot", help="figures of one run: cohorts over reward, frequency heatmap, faithfulness")
+    p.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    p.add_argument("--manifest", type=Path, required=True, help="the run's checkpoints.json")
+    p.add_argument("--task", required=True, help="task name under tasks: in the config")
+    p.add_argument("--out-dir", type=Path, required=True, help="figure folder, e.g. results/embedded/figures/grpo")
+    p.set_defaults(func=main)
+
+    r = subparsers.add_parser("report", help="one self-contained HTML page with every run's figures and key tables")
+    r.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    r.add_argument("--results", type=Path, required=True, help="the experiment's results folder, e.g. results/embedded")
+    r.add_argument("--out", type=Path, required=True, help="output HTML file")
+    r.set_defaults(func=report_main)
+
+
+def _check_task(config: dict[str, Any], task: str) -> None:
+    if task not in config["tasks"]:
+        raise ConfigError(f"--task {task!r} is not in the config's tasks ({', '.join(config['tasks'])}); pass one of them")
+
+
+def main(args: argparse.Namespace) -> None:
+    from sparks.train import read_manifest
+
+    _check_task(load_config(args.config), args.task)
+    info = read_manifest(args.manifest)
+    plot_run(Path(args.manifest).parents[2], info["run"], args.task, info["steps"], args.out_dir)
+
+
+def report_main(args: argparse.Namespace) -> None:
+    from sparks.plot.report import write_report
+
+    write_report(load_config(args.config), args.results, args.out)

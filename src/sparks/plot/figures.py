@@ -1,0 +1,152 @@
+"""The figures of one run (seaborn/matplotlib, Agg backend; no global state is touched at import).
+
+- cohorts: stacked area of active heads per checkpoint, maintained base heads at the bottom and
+  one band per emergence cohort, above the run's reward (GRPO) or loss curve;
+- frequency: layer x head heatmaps of activation frequency, base heads and emergent heads side
+  by side, heads active in the final checkpoint outlined;
+- faithfulness: the top-n circuit faithfulness curve of every checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+FIGSIZE = (8, 6)
+DPI = 100  # 800 x 600 pixels
+
+
+def _theme() -> None:
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+
+
+def cohort_bands(circuit: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:
+    """Active heads per checkpoint by band: "base (maintained)" and "cohort {step}" (emergent heads
+    of that cohort still active). Columns: step, band, n_heads."""
+    active = circuit.filter(pl.col("in_circuit")).join(cohorts, on=["layer", "head"], how="inner")
+    bands = active.with_columns(
+        pl.when(pl.col("status") == "emergent")
+        .then(pl.format("cohort {}", pl.col("cohort_step")))
+        .otherwise(pl.lit("base (maintained)"))
+        .alias("band")
+    )
+    # an emergent head counts from its cohort step on; base heads at every step they are active
+    bands = bands.filter((pl.col("status") != "emergent") | (pl.col("step") >= pl.col("cohort_step")))
+    steps = circuit.select("step").unique()
+    names = bands.select("band").unique()
+    counts = bands.group_by("step", "band").agg(pl.len().cast(pl.Int64).alias("n_heads"))
+    return (
+        steps.join(names, how="cross")
+        .join(counts, on=["step", "band"], how="left")
+        .with_columns(pl.col("n_heads").fill_null(0))
+        .sort("step", "band")
+    )
+
+
+def cohort_figure(circuit: pl.DataFrame, cohorts: pl.DataFrame, train_log: pl.DataFrame, title: str) -> Figure:
+    _theme()
+    bands = cohort_bands(circuit, cohorts)
+    steps = sorted(circuit["step"].unique().to_list())
+    names = sorted(
+        bands["band"].unique().to_list(),
+        key=lambda b: (b != "base (maintained)", int(b.split()[-1]) if b.startswith("cohort") else -1),
+    )
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=FIGSIZE, dpi=DPI, sharex=True, height_ratios=[2, 1])
+    if names:
+        values = [bands.filter(pl.col("band") == n).sort("step")["n_heads"].to_numpy() for n in names]
+        colors = ["#bbbbbb"] + sns.color_palette("colorblind", max(1, len(names) - 1)) if names[0].startswith("base") else None
+        top.stackplot(steps, values, labels=names, colors=colors[: len(names)] if colors else None, alpha=0.9)
+        top.legend(loc="upper left", fontsize=8, ncol=2, title="active heads", title_fontsize=8)
+    top.set_ylabel("active heads")
+    top.set_title(title)
+    metric = "reward" if train_log["reward"].null_count() < train_log.height else "loss"
+    log = train_log.filter(pl.col(metric).is_not_null()).sort("step")
+    bottom.plot(log["step"], log[metric], color=sns.color_palette("colorblind")[0], linewidth=0.8, alpha=0.5)
+    if log.height >= 10:
+        window = max(1, log.height // 20)
+        smooth = log[metric].rolling_mean(window, min_samples=1)
+        bottom.plot(
+            log["step"], smooth, color=sns.color_palette("colorblind")[0], linewidth=2, label=f"{metric} (mean of {window})"
+        )
+        bottom.legend(loc="best", fontsize=8)
+    for step in steps:
+        bottom.axvline(step, color="grey", linewidth=0.5, linestyle=":")
+    bottom.set_ylabel(metric)
+    bottom.set_xlabel("training step (checkpoints dotted)")
+    fig.tight_layout()
+    return fig
+
+
+def frequency_figure(frequency: pl.DataFrame, cohorts: pl.DataFrame, title: str) -> Figure:
+    _theme()
+    n_layers, n_heads = frequency["layer"].max() + 1, frequency["head"].max() + 1
+    df = frequency.join(cohorts.select("layer", "head", "status"), on=["layer", "head"], how="left")
+    panels = {
+        "base heads (active in step 0)": df.filter(pl.col("active_in_base")),
+        "emergent heads": df.filter(pl.col("status") == "emergent"),
+    }
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI, sharey=True)
+    for ax, (name, part) in zip(axes, panels.items()):
+        grid = np.full((n_layers, n_heads), np.nan)
+        for row in part.iter_rows(named=True):
+            grid[row["layer"], row["head"]] = row["frequency"]
+        sns.heatmap(
+            grid,
+            ax=ax,
+            vmin=0,
+            vmax=1,
+            cmap="viridis",
+            square=True,
+            cbar=ax is axes[-1],
+            linewidths=0.5,
+            linecolor="white",
+            cbar_kws={"label": "activation frequency", "shrink": 0.6},
+        )
+        for row in df.filter(pl.col("active_in_final")).iter_rows(named=True):
+            if not np.isnan(grid[row["layer"], row["head"]]):
+                ax.add_patch(Rectangle((row["head"], row["layer"]), 1, 1, fill=False, edgecolor="#d55e00", linewidth=2))
+        ax.set_title(f"{name} ({len(part)})", fontsize=10)
+        ax.set_xlabel("head")
+    axes[0].set_ylabel("layer")
+    fig.suptitle(f"{title}\n(outlined: active in the final checkpoint)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def faithfulness_figure(curves: pl.DataFrame, title: str) -> Figure:
+    _theme()
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    data = curves.filter(pl.col("edge_fraction") > 0).to_pandas()
+    sns.lineplot(data=data, x="edge_fraction", y="faithfulness", hue="step", palette="viridis", marker="o", ax=ax)
+    ax.set_xscale("log")
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("circuit size (fraction of edges, top by |EAP-IG score|)")
+    ax.set_ylabel("faithfulness")
+    ax.set_title(title)
+    ax.legend(title="checkpoint", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: Figure, stem: Path) -> list[Path]:
+    """Write ``stem``.png and ``stem``.svg atomically; closes the figure."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "svg"):
+        path = stem.with_suffix(f".{ext}")
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.{ext}")
+        fig.savefig(tmp, format=ext)
+        os.replace(tmp, path)
+        paths.append(path)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,82 @@
+"""A self-contained HTML report of one experiment: every run's figures (embedded PNG) and key tables."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+import sparks
+from sparks.plot import FIGURES, figure_stems
+from sparks.tables import read_table
+
+_STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f2f2f2}img{max-width:100%;border:1px solid #eee}h2{border-bottom:2px solid #0072b2}"""
+
+
+def _table(df: pl.DataFrame, digits: int = 3) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
+    rows = []
+    for row in df.iter_rows():
+        cells = "".join(f"<td>{html.escape(f'{v:.{digits}f}' if isinstance(v, float) else str(v))}</td>" for v in row)
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<p><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"></p>'
+
+
+def run_section(results: Path, run: str, task: str) -> str:
+    circuits = results / "circuits" / run / task
+    circuit = read_table(circuits / "circuit.parquet", "circuit")
+    cohorts = read_table(circuits / "cohorts.parquet", "cohorts")
+    similarity = read_table(circuits / "similarity.parquet", "similarity")
+    faithfulness = read_table(str(results / "faithfulness" / run / "*" / f"{task}.parquet"), "faithfulness")
+    per_step = (
+        circuit.group_by("step")
+        .agg(pl.col("in_circuit").sum().alias("active heads"))
+        .join(similarity.select("step", "jaccard_edges", "jaccard_heads"), on="step", how="left")
+        .join(faithfulness.group_by("step").agg(pl.col("cpr").first(), pl.col("cmd").first()), on="step", how="left")
+        .sort("step")
+    )
+    status = cohorts.group_by("status").agg(pl.len().alias("heads")).sort("status")
+    emergent = (
+        cohorts.filter(pl.col("status") == "emergent")
+        .group_by("cohort_step")
+        .agg(pl.len().alias("heads"), pl.format("a{}.h{}", "layer", "head").str.join(" ").alias("which"))
+        .sort("cohort_step")
+    )
+    parts = [f"<h2>run {html.escape(run)} (task {html.escape(task)})</h2>"]
+    stems = figure_stems(results / "figures" / run, task)
+    parts += [_image(stems[name].with_suffix(".png")) for name in FIGURES]
+    parts += ["<h3>Heads by status</h3>", _table(status), "<h3>Emergence cohorts</h3>", _table(emergent)]
+    parts += ["<h3>Per checkpoint</h3>", _table(per_step)]
+    return "\n".join(parts)
+
+
+def write_report(config: dict[str, Any], results: Path, out: Path) -> Path:
+    results, out = Path(results), Path(out)
+    sections = [run_section(results, run, settings["task"]) for run, settings in config["runs"].items()]
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>sparks: {html.escape(config["experiment"])}</title>
+<style>{_STYLE}</style></head><body>
+<h1>sparks report: experiment {html.escape(config["experiment"])}</h1>
+<p>sparks {sparks.__version__}, made {created}. Circuits: top {config["aggregate"]["top_n"]} edges by |EAP-IG score|
+(m = {config["attribute"]["ig_steps"]}, metric {config["attribute"]["metric"]}); a head is emergent once it is active, absent
+from the base circuit, and in at least {config["aggregate"]["stability_threshold"]:.0%} of
+{config["aggregate"]["bootstrap"]} bootstrap circuits.</p>
+{"".join(sections)}
+</body></html>"""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.write_text(page)
+    os.replace(tmp, out)
+    return out
