@@ -2,7 +2,15 @@ import pytest
 
 from conftest import run_sparks
 
-STAGES = {"prepare-model": "--out", "prepare-data": "--out", "train": "--out-dir", "attribute": "--heads"}
+STAGES = {
+    "prepare-model": "--out",
+    "prepare-data": "--out",
+    "train": "--out-dir",
+    "attribute": "--heads",
+    "aggregate": "--cohorts",
+    "plot": "--out-dir",
+    "report": "--out",
+}
 
 
 @pytest.mark.parametrize(("stage", "output_flag"), STAGES.items())

@@ -92,7 +92,7 @@ def test_dag_writes_models_data_and_runs(dag_run):
         log = read_table(dag_run / "runs" / run / "train_log.parquet", "train_log")
         assert log["step"].to_list() == list(range(1, settings["max_steps"] + 1))
         assert log["loss"].null_count() == 0
-    for rule in ("prepare_model", "prepare_data", "train", "attribute"):
+    for rule in ("prepare_model", "prepare_data", "train", "attribute", "aggregate", "plot"):
         assert list((dag_run / "logs" / rule).rglob("*.log")) and list((dag_run / "timings" / rule).rglob("*.tsv"))
 
 
@@ -110,6 +110,42 @@ def test_dag_attributes_every_checkpoint(dag_run):
             curve = read_table(dag_run / "faithfulness" / run / str(step) / "arith.parquet", "faithfulness")
             assert abs(curve["faithfulness"][0]) < 1e-4 and abs(curve["faithfulness"][-1] - 1) < 1e-4
             assert curve["metric_corrupt"][0] > 0.1  # the corrupted operand changes the answer distribution
+
+
+@pytest.mark.slow
+def test_dag_aggregates_every_run(dag_run):
+    config = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
+    for run, settings in config["runs"].items():
+        steps = list(range(0, settings["max_steps"] + 1, settings["save_steps"]))
+        circuits = dag_run / "circuits" / run / "arith"
+        circuit = read_table(circuits / "circuit.parquet", "circuit")
+        assert sorted(circuit["step"].unique()) == steps and circuit.height == len(steps) * 32
+        assert circuit.filter(pl.col("step") == 0)["in_circuit"].any()
+        cohorts = read_table(circuits / "cohorts.parquet", "cohorts")
+        assert set(cohorts["status"]) <= {"emergent", "maintained", "lost"}
+        frequency = read_table(circuits / "frequency.parquet", "frequency")
+        assert frequency.height == 32 and frequency["frequency"].is_between(0, 1).all()
+        stability = read_table(circuits / "stability.parquet", "stability")
+        assert stability["p_in_circuit"].is_between(0, 1).all()
+        similarity = read_table(circuits / "similarity.parquet", "similarity")
+        assert similarity.height == len(steps) - 1 and similarity["jaccard_edges"].is_between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_dag_draws_every_figure_and_the_report(dag_run):
+    from matplotlib.image import imread
+
+    config = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
+    for run in config["runs"]:
+        for name in ("cohorts", "frequency", "faithfulness"):
+            png = dag_run / "figures" / run / f"arith_{name}.png"
+            image = imread(png)
+            assert image.shape[:2] == (600, 800), png
+            assert image[..., :3].std() > 0.05, f"{png} looks blank"
+            assert (png.with_suffix(".svg")).stat().st_size > 10_000
+    report = (dag_run / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == 3 * len(config["runs"])
+    assert all(f"run {run}" in report for run in config["runs"])
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 FIGSIZE = (8, 6)
+BASE_BAND = "base heads still active"
 DPI = 100  # 800 x 600 pixels
 
 
@@ -31,13 +32,13 @@ def _theme() -> None:
 
 
 def cohort_bands(circuit: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:
-    """Active heads per checkpoint by band: "base (maintained)" and "cohort {step}" (emergent heads
-    of that cohort still active). Columns: step, band, n_heads."""
+    """Active heads per checkpoint by band: base heads still active, and "cohort {step}" (emergent
+    heads of that cohort still active). Columns: step, band, n_heads."""
     active = circuit.filter(pl.col("in_circuit")).join(cohorts, on=["layer", "head"], how="inner")
     bands = active.with_columns(
         pl.when(pl.col("status") == "emergent")
         .then(pl.format("cohort {}", pl.col("cohort_step")))
-        .otherwise(pl.lit("base (maintained)"))
+        .otherwise(pl.lit(BASE_BAND))
         .alias("band")
     )
     # an emergent head counts from its cohort step on; base heads at every step they are active
@@ -53,19 +54,21 @@ def cohort_bands(circuit: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _band_order(band: str) -> tuple[int, int]:
+    return (0, 0) if band == BASE_BAND else (1, int(band.split()[-1]))
+
+
 def cohort_figure(circuit: pl.DataFrame, cohorts: pl.DataFrame, train_log: pl.DataFrame, title: str) -> Figure:
     _theme()
     bands = cohort_bands(circuit, cohorts)
     steps = sorted(circuit["step"].unique().to_list())
-    names = sorted(
-        bands["band"].unique().to_list(),
-        key=lambda b: (b != "base (maintained)", int(b.split()[-1]) if b.startswith("cohort") else -1),
-    )
+    names = sorted(bands["band"].unique().to_list(), key=_band_order)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=FIGSIZE, dpi=DPI, sharex=True, height_ratios=[2, 1])
     if names:
         values = [bands.filter(pl.col("band") == n).sort("step")["n_heads"].to_numpy() for n in names]
-        colors = ["#bbbbbb"] + sns.color_palette("colorblind", max(1, len(names) - 1)) if names[0].startswith("base") else None
-        top.stackplot(steps, values, labels=names, colors=colors[: len(names)] if colors else None, alpha=0.9)
+        palette = iter(sns.color_palette("colorblind", len(names)))
+        colors = ["#bbbbbb" if n == BASE_BAND else next(palette) for n in names]
+        top.stackplot(steps, values, labels=names, colors=colors, alpha=0.9)
         top.legend(loc="upper left", fontsize=8, ncol=2, title="active heads", title_fontsize=8)
     top.set_ylabel("active heads")
     top.set_title(title)

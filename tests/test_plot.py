@@ -1,0 +1,43 @@
+"""Plot stage pieces on the hand-made tables of test_aggregate."""
+
+from __future__ import annotations
+
+import polars as pl
+from matplotlib.image import imread
+from test_aggregate import EDGES, HEADS, STEPS
+
+from sparks.aggregate.circuits import circuit_edges, circuit_table, cohort_table, frequency_table
+from sparks.plot.figures import BASE_BAND, cohort_bands, cohort_figure, faithfulness_figure, frequency_figure, save
+
+
+def tables():
+    circuit = circuit_table(circuit_edges(EDGES.lazy(), 2), HEADS, STEPS)
+    return circuit, cohort_table(circuit), frequency_table(circuit)
+
+
+def test_cohort_bands_count_active_heads_per_cohort():
+    circuit, cohorts, _ = tables()
+    bands = {(r["step"], r["band"]): r["n_heads"] for r in cohort_bands(circuit, cohorts).iter_rows(named=True)}
+    assert bands == {
+        (0, BASE_BAND): 2,  # a0.h0 and a0.h1
+        (10, BASE_BAND): 1,  # a0.h0 (a0.h1 lost)
+        (20, BASE_BAND): 1,
+        (0, "cohort 10"): 0,
+        (10, "cohort 10"): 2,  # a1.h2 and a1.h3
+        (20, "cohort 10"): 1,  # a1.h2
+    }
+
+
+def test_figures_are_written_as_png_and_svg(tmp_path):
+    circuit, cohorts, frequency = tables()
+    log = pl.DataFrame({"step": list(range(1, 21)), "reward": [i / 20 for i in range(20)], "loss": [None] * 20})
+    curves = pl.DataFrame({"step": [0, 0, 10, 10], "edge_fraction": [0.1, 1.0, 0.1, 1.0], "faithfulness": [0.5, 1.0, 0.7, 1.0]})
+    figures = {
+        "cohorts": cohort_figure(circuit, cohorts, log, "test"),
+        "frequency": frequency_figure(frequency, cohorts, "test"),
+        "faithfulness": faithfulness_figure(curves, "test"),
+    }
+    for name, fig in figures.items():
+        png, svg = save(fig, tmp_path / name)
+        assert imread(png).shape[:2] == (600, 800) and svg.stat().st_size > 5000
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.{e}" for n in figures for e in ("png", "svg"))
