@@ -37,7 +37,12 @@ def active(circuit: pl.DataFrame, step: int) -> set[str]:
 
 @pytest.fixture
 def circuit() -> pl.DataFrame:
-    return circuit_table(circuit_edges(EDGES.lazy(), 2), HEADS, STEPS)
+    return circuit_table(circuit_edges(EDGES.lazy(), 2), HEADS, STEPS, kv_edges_activate_group=True)
+
+
+def test_kv_edges_activate_no_head_by_default():
+    circuit = circuit_table(circuit_edges(EDGES.lazy(), 2), HEADS, STEPS)
+    assert active(circuit, 10) == {"a0.h0"}  # input -> a1.kv1<k> belongs to no single head
 
 
 def test_circuit_membership(circuit):

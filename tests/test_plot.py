@@ -11,7 +11,7 @@ from sparks.plot.figures import BASE_BAND, cohort_bands, cohort_figure, faithful
 
 
 def tables():
-    circuit = circuit_table(circuit_edges(EDGES.lazy(), 2), HEADS, STEPS)
+    circuit = circuit_table(circuit_edges(EDGES.lazy(), 2), HEADS, STEPS, kv_edges_activate_group=True)
     return circuit, cohort_table(circuit), frequency_table(circuit)
 
 

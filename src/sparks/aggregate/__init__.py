@@ -31,6 +31,7 @@ class AggregateSettings:
     faithfulness_target: float | None = None
     bootstrap: int = 100
     stability_threshold: float = 0.8
+    kv_edges_activate_group: bool = False
 
     def __post_init__(self) -> None:
         if self.top_n < 1:
@@ -73,7 +74,7 @@ def aggregate_run(
     heads = pl.read_parquet(files("heads")[0], columns=["layer", "head", "kv_head"])
     sizes = circuit_sizes(pl.scan_parquet(files("faithfulness")), settings, steps)
     chosen = circuit_edges(pl.scan_parquet(files("edges")), sizes).select("step", "src", "dst", "dst_input").collect()
-    circuit = circuit_table(chosen.lazy(), heads, steps)
+    circuit = circuit_table(chosen.lazy(), heads, steps, settings.kv_edges_activate_group)
 
     names = pl.read_parquet(files("edges")[0], columns=["src", "dst", "dst_input"])  # graph order, as pair_edges
     stability = []
@@ -81,7 +82,7 @@ def aggregate_run(
         n = int(sizes.filter(pl.col("step") == step)["top_n"].item())
         scores = np.stack(pl.read_parquet(path, columns=["scores"])["scores"].to_numpy())  # [n_pairs, n_edges]
         if settings.bootstrap:
-            table = head_stability(scores, names, heads, n, settings.bootstrap, seed + step)
+            table = head_stability(scores, names, heads, n, settings.bootstrap, seed + step, settings.kv_edges_activate_group)
         else:
             table = heads.select("layer", "head").join(circuit.filter(pl.col("step") == step), on=["layer", "head"])
             table = table.select("layer", "head", pl.col("in_circuit").cast(pl.Float64).alias("p_in_circuit"))

@@ -14,7 +14,13 @@ from sparks.aggregate.circuits import touched_heads
 
 
 def head_stability(
-    pair_scores: np.ndarray, edges: pl.DataFrame, heads: pl.DataFrame, top_n: int, resamples: int, seed: int
+    pair_scores: np.ndarray,
+    edges: pl.DataFrame,
+    heads: pl.DataFrame,
+    top_n: int,
+    resamples: int,
+    seed: int,
+    kv_edges_activate_group: bool = False,
 ) -> pl.DataFrame:
     """(layer, head, p_in_circuit) for one checkpoint.
 
@@ -28,7 +34,9 @@ def head_stability(
         mean = pair_scores[rng.integers(0, n_pairs, n_pairs)].mean(0)  # [n_edges]
         top = np.argpartition(-np.abs(mean), top_n - 1)[:top_n] if top_n < len(mean) else np.arange(len(mean))
         chosen = edges[top].select("src", "dst", "dst_input").with_columns(pl.lit(0, pl.Int64).alias("step"))
-        for layer, head in touched_heads(chosen, heads).select("layer", "head").unique().collect().rows():
+        for layer, head in (
+            touched_heads(chosen, heads, kv_edges_activate_group).select("layer", "head").unique().collect().rows()
+        ):
             counts[layer, head] = counts.get((layer, head), 0) + 1
     hits = pl.DataFrame(
         [(layer, head, n) for (layer, head), n in counts.items()],

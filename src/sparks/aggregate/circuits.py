@@ -1,8 +1,10 @@
 """Circuits, cohorts and activation frequency from per-checkpoint edge tables (polars only).
 
 A checkpoint's circuit is its top-N edges by |score|. A head is *active* when a circuit edge
-touches it: an edge out of it, into its query, or into the key or value of its KV head (with
-grouped-query attention every head of the group reads that k and v, so all of them are touched).
+touches it: an edge out of it or into its query. With grouped-query attention the key and value
+inputs belong to the KV head and are read by every head of its group, so an edge into them cannot
+be assigned to one head; by default it activates none (``kv_edges_activate_group=False``), else
+it activates the whole group (then one k/v edge makes n_heads / n_kv_heads heads active).
 Relative to the first checkpoint (the base model, step 0):
 - emergent: not active in the base, active (and stable under resampling) at some later step; its
   cohort is the first such step;
@@ -24,7 +26,7 @@ def circuit_edges(edges: pl.LazyFrame, top_n: int | pl.DataFrame) -> pl.LazyFram
     return edges.join(top_n.lazy(), on="step").filter(pl.col("rank") <= pl.col("top_n")).drop("top_n")
 
 
-def touched_heads(edges: pl.LazyFrame | pl.DataFrame, heads: pl.DataFrame) -> pl.LazyFrame:
+def touched_heads(edges: pl.LazyFrame | pl.DataFrame, heads: pl.DataFrame, kv_edges_activate_group: bool = False) -> pl.LazyFrame:
     """(step, layer, head) for every head each circuit edge touches, one row per (edge, head).
 
     ``heads`` lists the model's heads: layer, head, kv_head.
@@ -50,12 +52,18 @@ def touched_heads(edges: pl.LazyFrame | pl.DataFrame, heads: pl.DataFrame) -> pl
         .join(heads.lazy().select("layer", "head", "kv_head"), on=["layer", "kv_head"])
         .select("step", "layer", "head")
     )
-    return pl.concat([out, query, key_value]).drop_nulls()
+    return pl.concat([out, query, key_value] if kv_edges_activate_group else [out, query]).drop_nulls()
 
 
-def circuit_table(edges: pl.LazyFrame, heads: pl.DataFrame, steps: list[int]) -> pl.DataFrame:
+def circuit_table(
+    edges: pl.LazyFrame, heads: pl.DataFrame, steps: list[int], kv_edges_activate_group: bool = False
+) -> pl.DataFrame:
     """One row per (step, head): in_circuit and n_edges (circuit edges touching the head)."""
-    counts = touched_heads(edges, heads).group_by("step", "layer", "head").agg(pl.len().cast(pl.Int64).alias("n_edges"))
+    counts = (
+        touched_heads(edges, heads, kv_edges_activate_group)
+        .group_by("step", "layer", "head")
+        .agg(pl.len().cast(pl.Int64).alias("n_edges"))
+    )
     grid = pl.DataFrame({"step": steps}).join(heads.select("layer", "head").unique(), how="cross")
     return (
         grid.lazy()
