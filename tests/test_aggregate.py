@@ -123,3 +123,15 @@ def test_settings_defaults_match_the_schema():
 
     section = schema()["properties"]["aggregate"]["properties"]
     assert {key: spec["default"] for key, spec in section.items()} == AggregateSettings().__dict__
+
+
+def test_emergence_by_checkpoint_and_its_correlation(circuit):
+    from sparks.aggregate.emergence import emergence_by_checkpoint, pearson_with_interval
+
+    log = pl.DataFrame({"step": list(range(1, 21)), "reward": [0.0] * 10 + [1.0] * 10})
+    table = emergence_by_checkpoint(circuit, cohort_table(circuit), log)
+    assert table.rows() == [(10, 2, 2, 0.0), (20, 1, 0, 1.0)]
+    r, low, high = pearson_with_interval([1, 2, 3, 4, 5], [2, 4, 5, 4, 5])
+    assert r == pytest.approx(np.corrcoef([1, 2, 3, 4, 5], [2, 4, 5, 4, 5])[0, 1])
+    assert low < r < high <= 1
+    assert pearson_with_interval([1, 1, 1, 1], [1, 2, 3, 4]) == (None, None, None)

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 import sparks
+from sparks.aggregate.emergence import emergence_by_checkpoint, pearson_with_interval
 from sparks.plot import FIGURES, figure_stems
 from sparks.tables import read_table
 
@@ -59,6 +60,21 @@ def run_section(results: Path, run: str, task: str) -> str:
     parts += [_image(stems[name].with_suffix(".png")) for name in FIGURES]
     parts += ["<h3>Heads by status</h3>", _table(status), "<h3>Emergence cohorts</h3>", _table(emergent)]
     parts += ["<h3>Per checkpoint</h3>", _table(per_step)]
+    train_log = read_table(results / "runs" / run / "train_log.parquet", "train_log")
+    if train_log["reward"].null_count() < train_log.height:
+        emergence = emergence_by_checkpoint(circuit, cohorts, train_log)
+        r, low, high = pearson_with_interval(emergence["emergent_active"].to_list(), emergence["reward"].to_list())
+        verdict = (
+            "undefined (no spread in one of the two series)"
+            if r is None
+            else f"Pearson r = {r:.2f}" + (f", 95 % interval [{low:.2f}, {high:.2f}]" if low is not None else "")
+        )
+        parts += [
+            "<h3>Newly activated heads vs reward</h3>",
+            f"<p>Emergent heads active at each checkpoint against the mean reward since the previous one, "
+            f"over {emergence.height} checkpoints: {verdict}.</p>",
+            _table(emergence),
+        ]
     return "\n".join(parts)
 
 
