@@ -69,6 +69,7 @@ def cohort_figure(circuit: pl.DataFrame, cohorts: pl.DataFrame, train_log: pl.Da
         palette = iter(sns.color_palette("colorblind", len(names)))
         colors = ["#bbbbbb" if n == BASE_BAND else next(palette) for n in names]
         top.stackplot(steps, values, labels=names, colors=colors, alpha=0.9)
+        top.set_ylim(0, 1.4 * max(1, max(sum(v) for v in zip(*values))))  # room for the legend above the bands
         top.legend(loc="upper left", fontsize=8, ncol=2, title="active heads", title_fontsize=8)
     top.set_ylabel("active heads")
     top.set_title(title)
