@@ -140,9 +140,14 @@ def test_faithfulness_of_full_and_empty_circuits(model, batches):
         == circuit_sizes(g.n_edges, [0.1, 0.5])
         == [0, round(0.1 * g.n_edges), round(0.5 * g.n_edges), g.n_edges]
     )
-    assert curve["faithfulness"][0] == pytest.approx(0.0, abs=1e-5)
-    assert curve["faithfulness"][-1] == pytest.approx(1.0, abs=1e-5)
-    assert curve["metric_model"][0] != curve["metric_corrupt"][0]
+    # the empty circuit is the corrupted run and the full graph the model, to float precision
+    scale = max(abs(curve["metric_model"][0]), abs(curve["metric_corrupt"][0]))
+    assert curve["metric_circuit"][0] == pytest.approx(curve["metric_corrupt"][0], abs=1e-5 * scale)
+    assert curve["metric_circuit"][-1] == pytest.approx(curve["metric_model"][0], abs=1e-5 * scale)
+    gap = abs(curve["metric_model"][0] - curve["metric_corrupt"][0])
+    assert gap > 1e-3 * scale  # else faithfulness would be a ratio of rounding errors
+    assert curve["faithfulness"][0] == pytest.approx(0.0, abs=1e-5 * scale / gap)
+    assert curve["faithfulness"][-1] == pytest.approx(1.0, abs=1e-5 * scale / gap)
     assert 0 <= curve["cmd"][0] and curve["cpr"][0] + curve["cmd"][0] >= 1 - 1e-6  # |1 - f| >= 1 - f
 
 
