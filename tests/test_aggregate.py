@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sparks.aggregate import AggregateSettings, circuit_sizes
+from sparks.aggregate import AggregateSettings, circuit_size_per_step
 from sparks.aggregate.bootstrap import head_stability
 from sparks.aggregate.circuits import circuit_edges, circuit_table, cohort_table, frequency_table, jaccard_table
 from sparks.config import ConfigError
@@ -106,9 +106,9 @@ def test_circuit_size_from_a_faithfulness_target():
     curve = pl.DataFrame(
         {"step": [0] * 3 + [10] * 3, "n_edges": [1, 10, 100] * 2, "faithfulness": [0.2, 0.95, 1.0, 0.5, 0.7, 1.0]}
     )
-    sizes = circuit_sizes(curve.lazy(), AggregateSettings(faithfulness_target=0.9), [0, 10])
+    sizes = circuit_size_per_step(curve.lazy(), AggregateSettings(faithfulness_target=0.9), [0, 10])
     assert sizes.rows() == [(0, 10), (10, 100)]
-    assert circuit_sizes(curve.lazy(), AggregateSettings(top_n=7), [0, 10]).rows() == [(0, 7), (10, 7)]
+    assert circuit_size_per_step(curve.lazy(), AggregateSettings(top_n=7), [0, 10]).rows() == [(0, 7), (10, 7)]
 
 
 def test_bad_settings():

@@ -42,7 +42,7 @@ class AggregateSettings:
             raise ConfigError("aggregate.bootstrap must be >= 0 and aggregate.stability_threshold in [0, 1]")
 
 
-def circuit_sizes(faithfulness: pl.LazyFrame, settings: AggregateSettings, steps: list[int]) -> pl.DataFrame:
+def circuit_size_per_step(faithfulness: pl.LazyFrame, settings: AggregateSettings, steps: list[int]) -> pl.DataFrame:
     """(step, top_n): top_n from the config, or the smallest curve size reaching the faithfulness target."""
     if settings.faithfulness_target is None:
         return pl.DataFrame({"step": steps, "top_n": [settings.top_n] * len(steps)})
@@ -72,7 +72,7 @@ def aggregate_run(
         return [str(p) for p in paths]
 
     heads = pl.read_parquet(files("heads")[0], columns=["layer", "head", "kv_head"])
-    sizes = circuit_sizes(pl.scan_parquet(files("faithfulness")), settings, steps)
+    sizes = circuit_size_per_step(pl.scan_parquet(files("faithfulness")), settings, steps)
     chosen = circuit_edges(pl.scan_parquet(files("edges")), sizes).select("step", "src", "dst", "dst_input").collect()
     circuit = circuit_table(chosen.lazy(), heads, steps, settings.kv_edges_activate_group)
 
