@@ -9,7 +9,7 @@ import sys
 from sparks import __version__
 from sparks.config import ConfigError
 
-STAGES = ("sparks.prepare", "sparks.train", "sparks.attribute", "sparks.aggregate", "sparks.plot")
+STAGES = ("sparks.prepare", "sparks.train", "sparks.attribute", "sparks.aggregate", "sparks.evaluate", "sparks.plot")
 
 
 def build_parser() -> argparse.ArgumentParser:

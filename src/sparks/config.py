@@ -182,10 +182,12 @@ def _check_difficulties(key: str, names: list[str] | None, task_name: str, task:
 def _check_stage_settings(config: dict[str, Any], source: str) -> None:
     from sparks.aggregate import AggregateSettings
     from sparks.attribute import AttributeSettings
+    from sparks.evaluate import EvaluateSettings
 
     try:
         AttributeSettings.from_config(config)
         AggregateSettings(**config["aggregate"])
+        EvaluateSettings.from_config(config)
     except ConfigError as err:
         raise ConfigError(f"{err} (in {source})") from None
     for name, task in config["tasks"].items():

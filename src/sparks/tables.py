@@ -172,6 +172,34 @@ SCHEMAS: dict[str, pl.Schema] = {
             "jaccard_heads": pl.Float64,  # the same for their active heads
         }
     ),
+    "eval": pl.Schema(
+        {
+            # provenance "step" is the evaluated checkpoint
+            "difficulty": pl.String,
+            "sample_id": pl.Int64,  # the problem (problem_id in {task}_problems.parquet)
+            "k": pl.Int64,  # which of the problem's n samples (0 .. n-1)
+            "correct": pl.Boolean,
+            "n_tokens": pl.Int64,  # generated tokens
+            "answer": pl.String,  # extracted answer; null when there is none
+            "completion": pl.String,  # the generated text
+        }
+    ),
+    "interventions": pl.Schema(
+        {
+            # provenance "step": the final checkpoint (ablate) or the starting model (scale)
+            "kind": pl.String,  # ablate | scale
+            "heads_from": pl.String,  # none (unmodified model) | emergent | random (control, same layers)
+            "seed": pl.Int64,  # the random control's seed; null otherwise
+            "heads": pl.String,  # e.g. "a3.h6 a1.h4"
+            "alpha": pl.Float64,  # scale factor; null for ablation and for the unmodified model
+            "difficulty": pl.String,
+            "n_samples": pl.Int64,
+            "accuracy": pl.Float64,  # mean over all samples
+            "k_samples": pl.Int64,
+            "pass_at_k": pl.Float64,
+            "success_at_k": pl.Float64,
+        }
+    ),
 }
 
 KEYS: dict[str, tuple[str, ...]] = {
@@ -188,6 +216,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "frequency": ("experiment", "run", "task", "layer", "head"),
     "stability": ("experiment", "run", "step", "task", "layer", "head"),
     "similarity": ("experiment", "run", "step", "task"),
+    "eval": ("experiment", "run", "step", "task", "sample_id", "k"),
+    "interventions": ("experiment", "run", "step", "task", "kind", "heads_from", "seed", "alpha", "difficulty"),
 }
 
 

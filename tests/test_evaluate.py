@@ -1,0 +1,86 @@
+"""The benchmark stage: head interventions, answer extraction, sample and pass tables."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+
+from sparks.data.answers import extract_answer, is_correct
+from sparks.evaluate import EvaluateSettings, pass_table, sample_table
+from sparks.evaluate.interventions import HeadIntervention, head_means, intervene, random_heads_like
+from sparks.generate import generate
+from sparks.model.load import load_model, load_tokenizer
+from sparks.types import HeadId
+
+PROMPTS = ["3+4*2=", "7*8+1=", "2+2=", "9*9*9+3="]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return load_model(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir):
+    return load_tokenizer(tiny_model_dir)
+
+
+def logits(model, tok, change=None):
+    batch = tok(PROMPTS, return_tensors="pt", padding=True)
+    with torch.no_grad(), intervene(model, change):
+        return model(**batch).logits
+
+
+def test_scaling_by_one_changes_nothing(model, tok):
+    heads = (HeadId(0, 1), HeadId(1, 3))
+    plain = generate(model, tok, PROMPTS, 12)
+    with intervene(model, HeadIntervention("scale", heads, alpha=1.0)):
+        scaled = generate(model, tok, PROMPTS, 12)
+    assert scaled == plain
+    torch.testing.assert_close(logits(model, tok, HeadIntervention("scale", heads, 1.0)), logits(model, tok))
+
+
+@pytest.mark.parametrize("ablation", ["zero", "mean"])
+def test_ablating_a_whole_layer_changes_the_output(model, tok, ablation):
+    layer = tuple(HeadId(0, h) for h in range(model.config.num_attention_heads))
+    means = head_means(model, tok, PROMPTS)
+    change = HeadIntervention("ablate", layer, ablation=ablation, means=means)
+    assert not torch.allclose(logits(model, tok, change), logits(model, tok))
+    assert not model.model.layers[0].self_attn.o_proj._forward_pre_hooks  # hooks are gone after the block
+
+
+def test_mean_ablation_needs_means():
+    with pytest.raises(ValueError, match="head_means"):
+        HeadIntervention("ablate", (HeadId(0, 0),), ablation="mean")
+
+
+def test_random_heads_come_from_the_same_layers():
+    heads = (HeadId(1, 2), HeadId(3, 0), HeadId(3, 5))
+    control = random_heads_like(heads, n_heads=8, seed=1, exclude=heads)
+    assert sorted(h.layer for h in control) == [1, 3, 3] and not set(control) & set(heads)
+    assert control == random_heads_like(heads, n_heads=8, seed=1, exclude=heads)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "<think>", "<think>1+2;3", "</think>", "<think></think>", "<think>x</think>abc", "9" * 5000, "ü<think>ß</think>", None],
+)
+def test_malformed_generations_have_no_answer_or_a_number(text):
+    answer = extract_answer(text)
+    assert answer is None or answer.lstrip("-").replace(".", "").isdigit()
+    assert is_correct(text, "3") in (True, False)
+    assert extract_answer("<think>1+2;3") is None and extract_answer("<think>1+2;3</think>3") == "3"
+
+
+def test_sample_and_pass_tables(model, tok):
+    problems = pl.DataFrame(
+        {"problem_id": [0, 1], "difficulty": ["easy", "hard"], "question": ["2+2=", "3+4*2+9="], "answer": ["4", "3"]}
+    )
+    settings = EvaluateSettings(n_samples=3, k=(1, 3), max_new_tokens=8, temperature=1.0)
+    samples = sample_table(model, tok, problems, settings, seed=0)
+    assert samples.height == 6 and samples["k"].to_list() == [0, 1, 2, 0, 1, 2]
+    assert samples["n_tokens"].max() <= 8
+    table = pass_table(samples, settings.k)
+    assert table.height == 4 and table["pass_at_k"].is_between(0, 1).all()
+    assert (table.filter(pl.col("k_samples") == 1)["pass_at_k"] == table.filter(pl.col("k_samples") == 1)["success_at_k"]).all()
