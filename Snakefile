@@ -13,6 +13,7 @@ include: "rules/prepare.smk"
 include: "rules/train.smk"
 include: "rules/attribute.smk"
 include: "rules/aggregate.smk"
+include: "rules/benchmark.smk"
 include: "rules/plot.smk"
 
 

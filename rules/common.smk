@@ -71,13 +71,19 @@ def attribution_tables(wildcards):
     return {k: [root.format(kind=k, step=s) for s in steps] for k in kinds}
 
 
-def aggregate_tables(wildcards):
-    """A run's aggregate tables and faithfulness curves (for plot)."""
-    root = f"results/{EXP}/circuits/{wildcards.run}/{wildcards.task}"
+def plot_inputs(wildcards):
+    """A run's aggregate tables, faithfulness curves and benchmark tables (for plot)."""
+    run, task = wildcards.run, wildcards.task
+    root = f"results/{EXP}/circuits/{run}/{task}"
     tables = {
         name: f"{root}/{name}.parquet" for name in ("circuit", "cohorts", "frequency")
     }
     tables["faithfulness"] = attribution_tables(wildcards)["faithfulness"]
+    tables["eval"] = [
+        f"results/{EXP}/bench/{run}/eval/{step}/{task}.parquet"
+        for step in checkpoint_steps(run)
+    ]
+    tables["interventions"] = f"results/{EXP}/bench/{run}/interventions/{task}.parquet"
     return tables
 
 
@@ -85,7 +91,14 @@ def report_inputs(wildcards):
     """Every run's figures (the report embeds them) and aggregate tables."""
     inputs = []
     for run, settings in config["runs"].items():
-        for name in ("cohorts", "frequency", "faithfulness"):
+        for name in (
+            "cohorts",
+            "frequency",
+            "faithfulness",
+            "accuracy",
+            "passk",
+            "scaling",
+        ):
             inputs.append(f"results/{EXP}/figures/{run}/{settings['task']}_{name}.png")
         inputs.append(
             f"results/{EXP}/circuits/{run}/{settings['task']}/similarity.parquet"

@@ -1,12 +1,15 @@
 rule plot:
     input:
-        unpack(aggregate_tables),
+        unpack(plot_inputs),
         manifest="results/{exp}/runs/{run}/checkpoints.json",
         train_log="results/{exp}/runs/{run}/train_log.parquet",
     output:
         multiext("results/{exp}/figures/{run}/{task}_cohorts", ".png", ".svg"),
         multiext("results/{exp}/figures/{run}/{task}_frequency", ".png", ".svg"),
         multiext("results/{exp}/figures/{run}/{task}_faithfulness", ".png", ".svg"),
+        multiext("results/{exp}/figures/{run}/{task}_accuracy", ".png", ".svg"),
+        multiext("results/{exp}/figures/{run}/{task}_passk", ".png", ".svg"),
+        multiext("results/{exp}/figures/{run}/{task}_scaling", ".png", ".svg"),
     log:
         "results/{exp}/logs/plot/{run}/{task}.log",
     benchmark:

@@ -8,6 +8,8 @@ STAGES = {
     "train": "--out-dir",
     "attribute": "--heads",
     "aggregate": "--cohorts",
+    "evaluate": "--step",
+    "intervene": "--cohorts",
     "plot": "--out-dir",
     "report": "--out",
 }

@@ -84,3 +84,14 @@ def test_sample_and_pass_tables(model, tok):
     table = pass_table(samples, settings.k)
     assert table.height == 4 and table["pass_at_k"].is_between(0, 1).all()
     assert (table.filter(pl.col("k_samples") == 1)["pass_at_k"] == table.filter(pl.col("k_samples") == 1)["success_at_k"]).all()
+
+
+def test_hub_answers_are_checked_with_math_verify():
+    from sparks.data.answers import answer_checker, is_correct_math
+
+    assert answer_checker("gsm8k") is is_correct_math
+    assert is_correct_math("<think>half of it</think>$\\frac{1}{2}$", "0.5")
+    assert is_correct_math("<think>6*12</think>The answer is 72.", "72")
+    assert not is_correct_math("<think>6*12 is 72", "72")  # never closed
+    for junk in ("", None, "</think>$\\frac{", "\\" * 100):
+        assert is_correct_math(junk, "72") is False

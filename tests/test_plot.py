@@ -41,3 +41,41 @@ def test_figures_are_written_as_png_and_svg(tmp_path):
         png, svg = save(fig, tmp_path / name)
         assert imread(png).shape[:2] == (600, 800) and svg.stat().st_size > 5000
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.{e}" for n in figures for e in ("png", "svg"))
+
+
+def test_benchmark_figures(tmp_path):
+    from sparks.plot.figures import accuracy_figure, passk_figure, scaling_figure
+
+    samples = pl.DataFrame(
+        {
+            "step": [0] * 8 + [10] * 8,
+            "difficulty": (["easy"] * 4 + ["hard"] * 4) * 2,
+            "sample_id": [0, 0, 1, 1, 2, 2, 3, 3] * 2,
+            "correct": [True, True, True, False, False, False, True, False] * 2,
+        }
+    )
+    passk = pl.DataFrame(
+        {
+            "difficulty": ["easy", "easy", "hard", "hard"] * 2,
+            "k_samples": [1, 2] * 4,
+            "pass_at_k": [0.7, 0.9, 0.2, 0.3] * 2,
+            "success_at_k": [0.7, 0.5, 0.2, 0.05] * 2,
+            "checkpoint": ["base"] * 4 + ["final"] * 4,
+        }
+    )
+    interventions = pl.DataFrame(
+        {
+            "kind": ["scale"] * 4 + ["ablate"] * 3,
+            "heads_from": ["none", "emergent", "random", "random", "none", "emergent", "random"],
+            "alpha": [None, 2.0, 2.0, 2.0, None, None, None],
+            "difficulty": ["hard"] * 7,
+            "accuracy": [0.2, 0.3, 0.2, 0.25, 0.5, 0.4, 0.5],
+        }
+    )
+    for name, fig in {
+        "accuracy": accuracy_figure(samples, "t"),
+        "passk": passk_figure(passk, "t"),
+        "scaling": scaling_figure(interventions, "t"),
+    }.items():
+        png, _ = save(fig, tmp_path / name)
+        assert imread(png).shape[:2] == (600, 800)

@@ -92,7 +92,7 @@ def test_dag_writes_models_data_and_runs(dag_run):
         log = read_table(dag_run / "runs" / run / "train_log.parquet", "train_log")
         assert log["step"].to_list() == list(range(1, settings["max_steps"] + 1))
         assert log["loss"].null_count() == 0
-    for rule in ("prepare_model", "prepare_data", "train", "attribute", "aggregate", "plot"):
+    for rule in ("prepare_model", "prepare_data", "train", "attribute", "aggregate", "evaluate", "intervene", "plot"):
         assert list((dag_run / "logs" / rule).rglob("*.log")) and list((dag_run / "timings" / rule).rglob("*.tsv"))
 
 
@@ -132,19 +132,33 @@ def test_dag_aggregates_every_run(dag_run):
 
 
 @pytest.mark.slow
+def test_dag_benchmarks_every_checkpoint(dag_run):
+    config = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
+    problems = read_table(dag_run / "data" / "arith_problems.parquet", "problems").filter(pl.col("split") == "eval")
+    for run, settings in config["runs"].items():
+        for step in range(0, settings["max_steps"] + 1, settings["save_steps"]):
+            samples = read_table(dag_run / "bench" / run / "eval" / str(step) / "arith.parquet", "eval")
+            assert samples.height == problems.height * 4  # evaluate.n_samples
+            assert samples.filter(pl.col("difficulty") == "easy")["correct"].mean() > 0.8  # competent on 1-op chains
+        table = read_table(dag_run / "bench" / run / "interventions" / "arith.parquet", "interventions")
+        assert set(table["kind"]) == {"ablate", "scale"} and "none" in set(table["heads_from"])
+        assert table["accuracy"].is_between(0, 1).all()
+
+
+@pytest.mark.slow
 def test_dag_draws_every_figure_and_the_report(dag_run):
     from matplotlib.image import imread
 
     config = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
     for run in config["runs"]:
-        for name in ("cohorts", "frequency", "faithfulness"):
+        for name in ("cohorts", "frequency", "faithfulness", "accuracy", "passk", "scaling"):
             png = dag_run / "figures" / run / f"arith_{name}.png"
             image = imread(png)
             assert image.shape[:2] == (600, 800), png
             assert image[..., :3].std() > 0.05, f"{png} looks blank"
             assert (png.with_suffix(".svg")).stat().st_size > 10_000
     report = (dag_run / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 3 * len(config["runs"])
+    assert report.count("data:image/png;base64,") == 6 * len(config["runs"])
     assert all(f"run {run}" in report for run in config["runs"])
 
 

@@ -42,3 +42,22 @@ def has_think_format(completion: str) -> bool:
     """True when the text is exactly one ``<think>...</think>`` trace followed by an answer."""
     match = _FORMAT.match(completion.strip()) if isinstance(completion, str) else None
     return bool(match) and _NUMBER.fullmatch(match["answer"].strip()) is not None
+
+
+def is_correct_math(completion: str, answer: str) -> bool:
+    """Hub math sets: the text after the last ``</think>`` against the reference with math-verify
+    (LaTeX, fractions, equivalent forms); an unclosed trace or any parse failure is wrong, never an error."""
+    if not isinstance(completion, str) or (THINK_OPEN in completion and THINK_CLOSE not in completion):
+        return False
+    tail = completion.rsplit(THINK_CLOSE, 1)[-1]
+    try:
+        from math_verify import parse, verify
+
+        return bool(verify(parse(str(answer)), parse(tail)))
+    except Exception:  # math-verify raises on some malformed LaTeX; a malformed answer is a wrong answer
+        return False
+
+
+def answer_checker(source: str):
+    """The checker for a task's source: exact numbers for synthetic tasks, math-verify for hub sets."""
+    return is_correct if source == "synthetic" else is_correct_math

@@ -46,11 +46,17 @@ class EvaluateSettings:
 
 
 def sample_table(
-    model, tokenizer, problems: pl.DataFrame, settings: EvaluateSettings, intervention=None, seed: int = 0
+    model,
+    tokenizer,
+    problems: pl.DataFrame,
+    settings: EvaluateSettings,
+    intervention=None,
+    seed: int = 0,
+    source: str = "synthetic",
 ) -> pl.DataFrame:
     """One row per (problem, sample): sample_id (the problem), k (sample index), correct, n_tokens,
     answer (extracted; null when none), completion."""
-    from sparks.data.answers import extract_answer, is_correct
+    from sparks.data.answers import answer_checker, extract_answer
     from sparks.evaluate.interventions import intervene
     from sparks.generate import generate
 
@@ -67,7 +73,7 @@ def sample_table(
             "difficulty": [d for d in problems["difficulty"] for _ in range(settings.n_samples)],
             "sample_id": [i for i in problems["problem_id"] for _ in range(settings.n_samples)],
             "k": list(range(settings.n_samples)) * problems.height,
-            "correct": [is_correct(c, a) for c, a in zip(completions, answers)],
+            "correct": [answer_checker(source)(c, a) for c, a in zip(completions, answers)],
             "n_tokens": n_tokens,
             "answer": [extract_answer(c) for c in completions],
             "completion": completions,
@@ -114,7 +120,8 @@ def evaluate_stage(config: dict[str, Any], manifest: Path, step: int, task: str,
     checkpoint = checkpoint_path(manifest, step)
     source, revision = resolve(checkpoint)
     model, tokenizer = load_model(source, revision), load_tokenizer(source, revision)
-    samples = sample_table(model, tokenizer, _eval_problems(data_dir, task), settings, seed=config["seed"] + step)
+    source = config["tasks"][task]["source"]
+    samples = sample_table(model, tokenizer, _eval_problems(data_dir, task), settings, seed=config["seed"] + step, source=source)
     log.info("step %d accuracy by difficulty: %s", step, samples.group_by("difficulty").agg(pl.col("correct").mean()).rows())
     provenance = {
         "experiment": config["experiment"],
@@ -159,7 +166,9 @@ def intervention_table(config: dict[str, Any], manifest: Path, task: str, data_d
                 if heads_from == "none" and alpha not in (None, alphas[0]):
                     continue  # one unmodified run per model
                 change = HeadIntervention(kind, heads, alpha or 1.0, settings.ablation, means) if heads else None
-                samples = sample_table(model, tokenizer, problems, settings, change, seed=config["seed"])
+                samples = sample_table(
+                    model, tokenizer, problems, settings, change, seed=config["seed"], source=config["tasks"][task]["source"]
+                )
                 for r in pass_table(samples, (max(settings.k),)).iter_rows(named=True):
                     rows.append(
                         {

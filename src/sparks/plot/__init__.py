@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 
+import polars as pl
+
 from sparks.config import ConfigError, load_config
 
 log = logging.getLogger(__name__)
-FIGURES = ("cohorts", "frequency", "faithfulness")
+FIGURES = ("cohorts", "frequency", "faithfulness", "accuracy", "passk", "scaling")
 
 
 def figure_stems(figures_dir: Path, task: str) -> dict[str, Path]:
@@ -21,7 +23,16 @@ def figure_stems(figures_dir: Path, task: str) -> dict[str, Path]:
 
 def plot_run(root: Path, run: str, task: str, steps: list[int], out_dir: Path) -> list[Path]:
     """Draw the three figures of ``run`` from the tables under ``root`` (= results/{exp})."""
-    from sparks.plot.figures import cohort_figure, faithfulness_figure, frequency_figure, save
+    from sparks.evaluate import pass_table
+    from sparks.plot.figures import (
+        accuracy_figure,
+        cohort_figure,
+        faithfulness_figure,
+        frequency_figure,
+        passk_figure,
+        save,
+        scaling_figure,
+    )
     from sparks.tables import read_table
 
     circuits = root / "circuits" / run / task
@@ -37,6 +48,16 @@ def plot_run(root: Path, run: str, task: str, steps: list[int], out_dir: Path) -
     )
     paths += save(frequency_figure(frequency, cohorts, f"{run}: activation frequency per head ({task})"), stems["frequency"])
     paths += save(faithfulness_figure(curves, f"{run}: circuit faithfulness per checkpoint ({task})"), stems["faithfulness"])
+    samples = read_table([root / "bench" / run / "eval" / str(s) / f"{task}.parquet" for s in steps], "eval")
+    paths += save(accuracy_figure(samples, f"{run}: accuracy by difficulty across checkpoints ({task})"), stems["accuracy"])
+    ks = tuple(range(1, int(samples.group_by("step", "sample_id").len()["len"].min()) + 1))
+    ends = [
+        pass_table(samples.filter(pl.col("step") == step), ks).with_columns(pl.lit(name).alias("checkpoint"))
+        for name, step in ((f"base (step {steps[0]})", steps[0]), (f"final (step {steps[-1]})", steps[-1]))
+    ]
+    paths += save(passk_figure(pl.concat(ends), f"{run}: pass@k and success@k ({task})"), stems["passk"])
+    interventions = read_table(root / "bench" / run / "interventions" / f"{task}.parquet", "interventions")
+    paths += save(scaling_figure(interventions, f"{run}: emergent heads vs random heads ({task})"), stems["scaling"])
     log.info("wrote %d figure files to %s", len(paths), out_dir)
     return paths
 

@@ -154,3 +154,101 @@ def save(fig: Figure, stem: Path) -> list[Path]:
         paths.append(path)
     plt.close(fig)
     return paths
+
+
+def accuracy_figure(samples: pl.DataFrame, title: str) -> Figure:
+    """Sampled accuracy by difficulty across checkpoints; 95 % bootstrap intervals over problems."""
+    _theme()
+    per_problem = samples.group_by("step", "difficulty", "sample_id").agg(pl.col("correct").mean().alias("accuracy"))
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    sns.lineplot(
+        data=per_problem.sort("step").to_pandas(),
+        x="step",
+        y="accuracy",
+        hue="difficulty",
+        hue_order=sorted(per_problem["difficulty"].unique()),
+        marker="o",
+        errorbar=("ci", 95),
+        n_boot=500,
+        seed=0,
+        ax=ax,
+    )
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("checkpoint (training step)")
+    ax.set_ylabel("accuracy (sampled; 95 % CI over problems)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def passk_figure(table: pl.DataFrame, title: str) -> Figure:
+    """pass@k and success@k against k (coverage), by difficulty, base vs final checkpoint."""
+    _theme()
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI, sharey=True)
+    data = table.to_pandas()
+    for ax, column in zip(axes, ("pass_at_k", "success_at_k")):
+        sns.lineplot(
+            data=data,
+            x="k_samples",
+            y=column,
+            hue="difficulty",
+            hue_order=sorted(table["difficulty"].unique()),
+            style="checkpoint",
+            marker="o",
+            ax=ax,
+        )
+        ax.set_xlabel("k (samples drawn)")
+        ax.set_title(column.replace("_at_", "@"))
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel("share of problems")
+    axes[1].get_legend().remove()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def scaling_figure(interventions: pl.DataFrame, title: str) -> Figure:
+    """Left: accuracy of the base model with the emergent heads (or random heads, mean over seeds)
+    scaled by alpha. Right: the final checkpoint with those heads ablated."""
+    _theme()
+    fig, (left, right) = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI, sharey=True)
+    scale = interventions.filter(pl.col("kind") == "scale")
+    plain = scale.filter(pl.col("heads_from") == "none")
+    curves = []
+    for source in ("emergent", "random"):
+        part = scale.filter(pl.col("heads_from") == source)
+        if part.height:
+            curves.append(pl.concat([part, plain.with_columns(pl.lit(source).alias("heads_from"), pl.lit(1.0).alias("alpha"))]))
+    if curves:
+        data = pl.concat(curves).to_pandas()
+        sns.lineplot(
+            data=data,
+            x="alpha",
+            y="accuracy",
+            hue="difficulty",
+            hue_order=sorted(scale["difficulty"].unique()),
+            style="heads_from",
+            marker="o",
+            errorbar="sd",
+            ax=left,
+        )
+    left.set_title("scaling in the base model")
+    left.set_xlabel("alpha (1 = unmodified)")
+    left.set_ylabel("accuracy (random heads: mean +- sd over seeds)")
+    ablate = interventions.filter(pl.col("kind") == "ablate").to_pandas()
+    if len(ablate):
+        sns.barplot(
+            data=ablate,
+            x="difficulty",
+            y="accuracy",
+            order=sorted(set(ablate["difficulty"])),
+            hue="heads_from",
+            hue_order=["none", "emergent", "random"],
+            errorbar="sd",
+            ax=right,
+        )
+    right.set_title("ablation in the final checkpoint")
+    left.set_ylim(-0.02, 1.02)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

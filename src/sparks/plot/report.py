@@ -60,6 +60,7 @@ def run_section(results: Path, run: str, task: str) -> str:
     parts += [_image(stems[name].with_suffix(".png")) for name in FIGURES]
     parts += ["<h3>Heads by status</h3>", _table(status), "<h3>Emergence cohorts</h3>", _table(emergent)]
     parts += ["<h3>Per checkpoint</h3>", _table(per_step)]
+    parts += benchmark_section(results, run, task, sorted(circuit["step"].unique().to_list()))
     train_log = read_table(results / "runs" / run / "train_log.parquet", "train_log")
     if train_log["reward"].null_count() < train_log.height:
         emergence = emergence_by_checkpoint(circuit, cohorts, train_log)
@@ -76,6 +77,38 @@ def run_section(results: Path, run: str, task: str) -> str:
             _table(emergence),
         ]
     return "\n".join(parts)
+
+
+def benchmark_section(results: Path, run: str, task: str, steps: list[int]) -> list[str]:
+    """Accuracy by difficulty (base vs final) and the interventions against their random controls."""
+    samples = read_table([results / "bench" / run / "eval" / str(s) / f"{task}.parquet" for s in (steps[0], steps[-1])], "eval")
+    per_problem = samples.group_by("step", "difficulty", "sample_id").agg(pl.col("correct").mean())
+    accuracy = (
+        per_problem.group_by("step", "difficulty")
+        .agg(
+            pl.col("correct").mean().alias("accuracy"),
+            (pl.col("correct").std() / pl.len().sqrt()).alias("se over problems"),
+            pl.len().alias("problems"),
+        )
+        .sort("difficulty", "step")
+    )
+    interventions = read_table(results / "bench" / run / "interventions" / f"{task}.parquet", "interventions")
+    summary = (
+        interventions.group_by("kind", "alpha", "heads_from", "difficulty")
+        .agg(
+            pl.col("accuracy").mean().alias("accuracy"),
+            pl.col("accuracy").std().alias("sd over seeds"),
+            pl.len().alias("runs"),
+            pl.col("heads").first(),
+        )
+        .sort("kind", "difficulty", "alpha", "heads_from", nulls_last=False)
+    )
+    return [
+        "<h3>Accuracy, base vs final checkpoint</h3>",
+        _table(accuracy),
+        "<h3>Interventions on the emergent heads vs random heads of the same layers</h3>",
+        _table(summary),
+    ]
 
 
 def write_report(config: dict[str, Any], results: Path, out: Path) -> Path:
