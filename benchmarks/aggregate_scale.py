@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from sparks.aggregate import AggregateSettings, aggregate_run
-from sparks.attribute.graph import Graph
+from sparks.attribute.graph import Graph, ranked
 
 
 def peak_rss_mb() -> float:
@@ -40,9 +40,8 @@ def write_tables(root: Path, graph: Graph, steps: list[int], seed: int) -> int:
     n_bytes = 0
     for step in steps:
         scores = rng.standard_normal(graph.n_edges) * rng.gamma(0.5, size=graph.n_edges)
-        edges = template.with_columns(pl.Series("score", scores), pl.lit(step).alias("step"))
-        edges = edges.with_columns(pl.col("score").abs().alias("abs_score"))
-        edges = edges.with_columns(pl.col("abs_score").rank("ordinal", descending=True).cast(pl.Int64).alias("rank"))
+        edges = ranked(template.select("src", "dst", "dst_input").with_columns(pl.Series("score", scores)))
+        edges = edges.with_columns(pl.lit(step).alias("step"))
         n_bytes += edges.estimated_size()
         curve = pl.DataFrame({"step": [step] * 3, "n_edges": [0, 100, graph.n_edges], "faithfulness": [0.0, 0.9, 1.0]})
         for kind, df in (("edges", edges), ("heads", heads), ("faithfulness", curve)):

@@ -1,7 +1,9 @@
 # Config checking, wildcard constraints and the helper functions the rules call.
 import json
 
+from sparks.attribute import TABLES as ATTRIBUTE_TABLES
 from sparks.config import ConfigError, check_config
+from sparks.plot import FIGURES
 
 if workflow.config_settings.overwrite_config:
     raise WorkflowError(
@@ -67,8 +69,7 @@ def attribution_tables(wildcards):
     """Every attribute-stage table of a run's checkpoints, by kind (for aggregate)."""
     steps = checkpoint_steps(wildcards.run)
     root = f"results/{EXP}/{{kind}}/{wildcards.run}/{{step}}/{wildcards.task}.parquet"
-    kinds = ("heads", "edges", "pair_edges", "faithfulness")
-    return {k: [root.format(kind=k, step=s) for s in steps] for k in kinds}
+    return {k: [root.format(kind=k, step=s) for s in steps] for k in ATTRIBUTE_TABLES}
 
 
 def plot_inputs(wildcards):
@@ -91,14 +92,7 @@ def report_inputs(wildcards):
     """Every run's figures (the report embeds them) and aggregate tables."""
     inputs = []
     for run, settings in config["runs"].items():
-        for name in (
-            "cohorts",
-            "frequency",
-            "faithfulness",
-            "accuracy",
-            "passk",
-            "scaling",
-        ):
+        for name in FIGURES:
             inputs.append(f"results/{EXP}/figures/{run}/{settings['task']}_{name}.png")
         inputs.append(
             f"results/{EXP}/circuits/{run}/{settings['task']}/similarity.parquet"

@@ -4,12 +4,11 @@ rule plot:
         manifest="results/{exp}/runs/{run}/checkpoints.json",
         train_log="results/{exp}/runs/{run}/train_log.parquet",
     output:
-        multiext("results/{exp}/figures/{run}/{task}_cohorts", ".png", ".svg"),
-        multiext("results/{exp}/figures/{run}/{task}_frequency", ".png", ".svg"),
-        multiext("results/{exp}/figures/{run}/{task}_faithfulness", ".png", ".svg"),
-        multiext("results/{exp}/figures/{run}/{task}_accuracy", ".png", ".svg"),
-        multiext("results/{exp}/figures/{run}/{task}_passk", ".png", ".svg"),
-        multiext("results/{exp}/figures/{run}/{task}_scaling", ".png", ".svg"),
+        expand(
+            "results/{{exp}}/figures/{{run}}/{{task}}_{name}.{ext}",
+            name=FIGURES,
+            ext=("png", "svg"),
+        ),
     log:
         "results/{exp}/logs/plot/{run}/{task}.log",
     benchmark:

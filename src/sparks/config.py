@@ -194,6 +194,12 @@ def _check_stage_settings(config: dict[str, Any], source: str) -> None:
         _check_difficulties("attribute.difficulties", config["attribute"]["difficulties"], name, task)
 
 
+def check_task(config: dict[str, Any], task: str) -> None:
+    """A stage's --task must name a task of the config."""
+    if task not in config["tasks"]:
+        raise ConfigError(f"--task {task!r} is not in the config's tasks ({', '.join(config['tasks'])}); pass one of them")
+
+
 def config_hash(section: Any) -> str:
     """A short, stable hash of a config section (keys sorted), for provenance columns."""
     blob = json.dumps(section, sort_keys=True, default=str).encode()

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from sparks.config import ConfigError, config_hash, load_config
+from sparks.config import ConfigError, check_task, config_hash, load_config
 
 log = logging.getLogger(__name__)
 TABLES = ("circuit", "cohorts", "frequency", "stability", "similarity")
@@ -131,6 +131,5 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> None:
     config = load_config(args.config)
-    if args.task not in config["tasks"]:
-        raise ConfigError(f"--task {args.task!r} is not in the config's tasks ({', '.join(config['tasks'])}); pass one of them")
+    check_task(config, args.task)
     aggregate_stage(config, args.manifest, args.task, {name: getattr(args, name) for name in TABLES})

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from sparks.config import ConfigError, config_hash, load_config
+from sparks.config import ConfigError, check_task, config_hash, load_config
 
 if TYPE_CHECKING:
     from sparks.attribute.graph import Graph
@@ -96,9 +96,11 @@ def head_table(scores: EdgeScores, graph: Graph) -> pl.DataFrame:
                     "score_out": float(out[head]),
                 }
             )
-    df = pl.DataFrame(rows).with_columns(pl.col("score").abs().alias("abs_score"))
-    df = df.with_columns(pl.col("abs_score").rank("ordinal", descending=True).cast(pl.Int64).alias("rank"))
-    return df.select("layer", "head", "kv_head", "score", "abs_score", "rank", "score_q", "score_k", "score_v", "score_out")
+    from sparks.attribute.graph import ranked
+
+    return ranked(pl.DataFrame(rows)).select(
+        "layer", "head", "kv_head", "score", "abs_score", "rank", "score_q", "score_k", "score_v", "score_out"
+    )
 
 
 def score_checkpoint(checkpoint: str | Path, pairs: pl.DataFrame, settings: AttributeSettings, device: str | None = None):
@@ -110,12 +112,9 @@ def score_checkpoint(checkpoint: str | Path, pairs: pl.DataFrame, settings: Attr
     from sparks.attribute.faithfulness import faithfulness_curve
     from sparks.attribute.graph import Graph
     from sparks.attribute.metrics import metric
-    from sparks.model.load import load_model, load_tokenizer
-    from sparks.model.store import resolve
+    from sparks.model.load import load_checkpoint
 
-    source, revision = resolve(checkpoint)
-    tokenizer = load_tokenizer(source, revision)
-    model = load_model(source, revision, device=device, dtype=torch.float32)  # gradients in full precision
+    model, tokenizer = load_checkpoint(checkpoint, device=device, dtype=torch.float32)  # gradients in full precision
     chosen = select_pairs(pairs, settings)
     batches = pair_batches(chosen, tokenizer, settings.batch_size)
     fn = metric(settings.metric)
@@ -187,7 +186,6 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> None:
     config = load_config(args.config)
-    if args.task not in config["tasks"]:
-        raise ConfigError(f"--task {args.task!r} is not in the config's tasks ({', '.join(config['tasks'])}); pass one of them")
+    check_task(config, args.task)
     out = {name: getattr(args, name) for name in TABLES}
     attribute_checkpoint(config, args.manifest, args.step, args.task, args.pairs, out)

@@ -31,6 +31,7 @@ from transformers import PreTrainedModel
 from sparks.attribute.batches import PairBatch
 from sparks.attribute.graph import Graph
 from sparks.attribute.metrics import Targets
+from sparks.model import head_dim
 from sparks.types import EdgeScores
 
 Metric = Callable[[torch.Tensor, Targets], torch.Tensor]
@@ -61,7 +62,7 @@ class EapIg:
         self.metric = metric
         self.ig_steps = ig_steps
         cfg = model.config
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.head_dim = head_dim(cfg)
         self.device = next(model.parameters()).device
 
     def _layer_weights(self, layer: int) -> dict[str, torch.Tensor]:

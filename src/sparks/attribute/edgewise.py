@@ -16,6 +16,7 @@ from transformers import PreTrainedModel
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
 from sparks.attribute.graph import Graph
+from sparks.model import head_dim
 
 
 @dataclass
@@ -37,7 +38,7 @@ def run_edgewise(
     cfg = model.config
     g = Graph.of(cfg)
     n_rep = g.n_heads // g.n_kv_heads
-    dh = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    dh = head_dim(cfg)
     b, s, _ = embeds.shape
     position_ids = torch.arange(s, device=embeds.device)[None].expand(b, s)
     cos, sin = model.model.rotary_emb(embeds, position_ids)  # [b, s, dh] each

@@ -18,6 +18,7 @@ from sparks.attribute.eap import Metric
 from sparks.attribute.edgewise import run_edgewise
 from sparks.attribute.graph import Graph
 from sparks.attribute.metrics import Targets
+from sparks.model import head_dim
 from sparks.types import EdgeScores
 
 
@@ -27,7 +28,7 @@ def head_patching_effects(model: PreTrainedModel, batches: list[PairBatch], metr
     corrupted value at every position) - m(clean)."""
     g = Graph.of(model.config)
     layers = model.model.layers
-    dh = layers[0].self_attn.o_proj.in_features // g.n_heads
+    dh = head_dim(model.config)
     effects = torch.zeros(g.n_layers, g.n_heads, dtype=torch.float64)
     n = 0
     for batch in batches:

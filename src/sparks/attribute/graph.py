@@ -100,12 +100,13 @@ class Graph:
                 "score": values,
             }
         )
-        return _ranked(df)
+        return ranked(df)
 
     def kv_head(self, head: int) -> int:
         return head // (self.n_heads // self.n_kv_heads)
 
 
-def _ranked(df: pl.DataFrame) -> pl.DataFrame:
+def ranked(df: pl.DataFrame) -> pl.DataFrame:
+    """Add abs_score and rank (1 = largest |score|) to a table with a score column."""
     df = df.with_columns(pl.col("score").abs().alias("abs_score"))
     return df.with_columns(pl.col("abs_score").rank("ordinal", descending=True).cast(pl.Int64).alias("rank"))

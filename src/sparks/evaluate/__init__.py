@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from sparks.config import ConfigError, config_hash, load_config
+from sparks.config import ConfigError, check_task, config_hash, load_config
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def sample_table(
     from sparks.evaluate.interventions import intervene
     from sparks.generate import generate
 
+    check = answer_checker(source)
     # the plain question: the model decides whether to think (as in GRPO's prompts)
     repeated = [q for q in problems["question"] for _ in range(settings.n_samples)]
     with intervene(model, intervention):
@@ -73,7 +74,7 @@ def sample_table(
             "difficulty": [d for d in problems["difficulty"] for _ in range(settings.n_samples)],
             "sample_id": [i for i in problems["problem_id"] for _ in range(settings.n_samples)],
             "k": list(range(settings.n_samples)) * problems.height,
-            "correct": [answer_checker(source)(c, a) for c, a in zip(completions, answers)],
+            "correct": [check(c, a) for c, a in zip(completions, answers)],
             "n_tokens": n_tokens,
             "answer": [extract_answer(c) for c in completions],
             "completion": completions,
@@ -111,17 +112,21 @@ def _eval_problems(data_dir: Path, task: str) -> pl.DataFrame:
 
 
 def evaluate_stage(config: dict[str, Any], manifest: Path, step: int, task: str, data_dir: Path, out: Path) -> Path:
-    from sparks.model.load import load_model, load_tokenizer, model_hash
-    from sparks.model.store import resolve
+    from sparks.model.load import load_checkpoint, model_hash
     from sparks.tables import with_provenance, write_table
     from sparks.train import checkpoint_path, read_manifest
 
     settings = EvaluateSettings.from_config(config)
     checkpoint = checkpoint_path(manifest, step)
-    source, revision = resolve(checkpoint)
-    model, tokenizer = load_model(source, revision), load_tokenizer(source, revision)
-    source = config["tasks"][task]["source"]
-    samples = sample_table(model, tokenizer, _eval_problems(data_dir, task), settings, seed=config["seed"] + step, source=source)
+    model, tokenizer = load_checkpoint(checkpoint)
+    samples = sample_table(
+        model,
+        tokenizer,
+        _eval_problems(data_dir, task),
+        settings,
+        seed=config["seed"] + step,
+        source=config["tasks"][task]["source"],
+    )
     log.info("step %d accuracy by difficulty: %s", step, samples.group_by("difficulty").agg(pl.col("correct").mean()).rows())
     provenance = {
         "experiment": config["experiment"],
@@ -138,8 +143,7 @@ def intervention_table(config: dict[str, Any], manifest: Path, task: str, data_d
     """Ablation of the run's emergent heads in its final checkpoint and their scaling in its
     starting (base) model, each with no intervention and with random heads from the same layers."""
     from sparks.evaluate.interventions import HeadIntervention, head_means, random_heads_like
-    from sparks.model.load import load_model, load_tokenizer
-    from sparks.model.store import resolve
+    from sparks.model.load import load_checkpoint
     from sparks.train import checkpoint_path, read_manifest
     from sparks.types import HeadId
 
@@ -151,8 +155,7 @@ def intervention_table(config: dict[str, Any], manifest: Path, task: str, data_d
         log.warning("run has no emergent heads: the interventions table lists only the unmodified models")
     rows = []
     for kind, step, alphas in (("ablate", steps[-1], (None,)), ("scale", steps[0], settings.alphas)):
-        source, revision = resolve(checkpoint_path(manifest, step))
-        model, tokenizer = load_model(source, revision), load_tokenizer(source, revision)
+        model, tokenizer = load_checkpoint(checkpoint_path(manifest, step))
         n_heads = model.config.num_attention_heads
         means = head_means(model, tokenizer, list(problems["question"])) if kind == "ablate" else {}
         variants = [("none", None, ())]
@@ -226,8 +229,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     config = load_config(args.config)
-    if args.task not in config["tasks"]:
-        raise ConfigError(f"--task {args.task!r} is not in the config's tasks ({', '.join(config['tasks'])}); pass one of them")
+    check_task(config, args.task)
     return config
 
 

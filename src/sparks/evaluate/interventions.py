@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from sparks.model import head_dim
 from sparks.types import HeadId
 
 KINDS = ("ablate", "scale")
@@ -36,18 +37,13 @@ class HeadIntervention:
             raise ValueError("mean ablation needs the mean o_proj input of every layer it touches (see head_means)")
 
 
-def _head_dim(model: PreTrainedModel) -> int:
-    cfg = model.config
-    return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-
-
 @contextmanager
 def intervene(model: PreTrainedModel, intervention: HeadIntervention | None) -> Iterator[None]:
     """Apply ``intervention`` to every forward of ``model`` inside the block (None: no change)."""
     if intervention is None or not intervention.heads:
         yield
         return
-    dh = _head_dim(model)
+    dh = head_dim(model.config)
     by_layer: dict[int, list[int]] = {}
     for head in intervention.heads:
         by_layer.setdefault(head.layer, []).append(head.head)

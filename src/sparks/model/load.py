@@ -51,6 +51,16 @@ def load_model(
     return model.to(device)
 
 
+def load_checkpoint(
+    folder: str | Path, device: str | None = None, dtype: torch.dtype | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model and tokenizer of a folder made by prepare or train (a pointer to a hub model, or the weights)."""
+    from sparks.model.store import resolve
+
+    source, revision = resolve(folder)
+    return load_model(source, revision, device=device, dtype=dtype), load_tokenizer(source, revision)
+
+
 def model_hash(folder: str | Path) -> str:
     """Hash of a local model folder's weights; for a hub id, a hash of the id itself."""
     folder = Path(folder)

@@ -6,12 +6,9 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
-
-
 import polars as pl
 
-from sparks.config import ConfigError, load_config
+from sparks.config import check_task, load_config
 
 log = logging.getLogger(__name__)
 FIGURES = ("cohorts", "frequency", "faithfulness", "accuracy", "passk", "scaling")
@@ -22,7 +19,7 @@ def figure_stems(figures_dir: Path, task: str) -> dict[str, Path]:
 
 
 def plot_run(root: Path, run: str, task: str, steps: list[int], out_dir: Path) -> list[Path]:
-    """Draw the three figures of ``run`` from the tables under ``root`` (= results/{exp})."""
+    """Draw the figures of ``run`` (see FIGURES) from the tables under ``root`` (= results/{exp})."""
     from sparks.evaluate import pass_table
     from sparks.plot.figures import (
         accuracy_figure,
@@ -77,15 +74,10 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     r.set_defaults(func=report_main)
 
 
-def _check_task(config: dict[str, Any], task: str) -> None:
-    if task not in config["tasks"]:
-        raise ConfigError(f"--task {task!r} is not in the config's tasks ({', '.join(config['tasks'])}); pass one of them")
-
-
 def main(args: argparse.Namespace) -> None:
     from sparks.train import read_manifest
 
-    _check_task(load_config(args.config), args.task)
+    check_task(load_config(args.config), args.task)
     info = read_manifest(args.manifest)
     plot_run(Path(args.manifest).parents[2], info["run"], args.task, info["steps"], args.out_dir)
 

@@ -49,8 +49,7 @@ def train_run(
     """Run ``runs.{run_name}`` of ``config`` from the model in ``base_dir``; returns the manifest path."""
     import polars as pl
 
-    from sparks.model.load import load_model, load_tokenizer, model_hash
-    from sparks.model.store import resolve
+    from sparks.model.load import load_checkpoint, model_hash
     from sparks.tables import read_table, with_provenance, write_table
     from sparks.train.history import log_history_frame
     from sparks.train.methods import METHODS
@@ -64,9 +63,7 @@ def train_run(
     for stale in out_dir.glob("checkpoint-*"):  # a previous or crashed run's checkpoints
         shutil.rmtree(stale)
 
-    source, revision = resolve(base_dir)
-    tokenizer = load_tokenizer(source, revision)
-    model = load_model(source, revision)
+    model, tokenizer = load_checkpoint(base_dir)
     start = out_dir / "checkpoint-0"
     model.save_pretrained(start)
     tokenizer.save_pretrained(start)

@@ -70,8 +70,7 @@ def distill(run, seed, start, tokenizer, problems, out_dir, teacher_dir=None):
     """SFT on traces sampled from the teacher for the training problems."""
     from sparks.data.answers import is_correct
     from sparks.generate import generate
-    from sparks.model.load import load_model, load_tokenizer
-    from sparks.model.store import resolve
+    from sparks.model.load import load_checkpoint
 
     settings = run["distill"]
     teacher_ref = teacher_dir if settings["teacher"] == "teacher" else settings["teacher"]
@@ -79,8 +78,7 @@ def distill(run, seed, start, tokenizer, problems, out_dir, teacher_dir=None):
         raise ValueError(
             "this distill run uses the experiment's teacher: pass --teacher <folder from prepare-model --role teacher>"
         )
-    source, revision = resolve(teacher_ref)
-    teacher, teacher_tok = load_model(source, revision), load_tokenizer(source, revision)
+    teacher, teacher_tok = load_checkpoint(teacher_ref)
     prompts = [format_prompt(q, run["think"]) for q in problems["question"]] * settings["samples_per_problem"]
     answers = list(problems["answer"]) * settings["samples_per_problem"]
     samples = generate(
