@@ -26,3 +26,27 @@ rule aggregate:
         "--task {wildcards.task} --circuit {output.circuit} --cohorts {output.cohorts} "
         "--frequency {output.frequency} --stability {output.stability} "
         "--similarity {output.similarity} > {log} 2>&1"
+
+
+rule think_modes:
+    input:
+        unpack(think_mode_tables),
+        manifest="results/{exp}/runs/{run}/checkpoints.json",
+    output:
+        "results/{exp}/circuits/{run}/{task}/think_modes.parquet",
+    log:
+        "results/{exp}/logs/think_modes/{run}/{task}.log",
+    benchmark:
+        "results/{exp}/timings/think_modes/{run}/{task}.tsv"
+    conda:
+        "../envs/sparks.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        config=CONFIG_FILE,
+        settings=settings("aggregate"),
+    shell:
+        "sparks think-modes --config {params.config} --manifest {input.manifest} "
+        "--task {wildcards.task} --out {output} > {log} 2>&1"

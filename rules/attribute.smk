@@ -20,9 +20,36 @@ rule attribute:
         gpu=1,
     params:
         config=CONFIG_FILE,
-        settings=settings("attribute"),
+        settings=settings("attribute", ignore=("compare_think_at",)),
     shell:
         "sparks attribute --config {params.config} --manifest {input.manifest} "
         "--step {wildcards.step} --task {wildcards.task} --pairs {input.pairs} "
         "--heads {output.heads} --edges {output.edges} --pair-edges {output.pair_edges} "
         "--faithfulness {output.faithfulness} > {log} 2>&1"
+
+
+rule attribute_think:
+    input:
+        manifest="results/{exp}/runs/{run}/checkpoints.json",
+        pairs="results/{exp}/data/{task}_pairs.parquet",
+    output:
+        heads="results/{exp}/think/{mode}/heads/{run}/{step}/{task}.parquet",
+        edges="results/{exp}/think/{mode}/edges/{run}/{step}/{task}.parquet",
+    log:
+        "results/{exp}/logs/attribute_think/{mode}/{run}/{step}/{task}.log",
+    benchmark:
+        "results/{exp}/timings/attribute_think/{mode}/{run}/{step}/{task}.tsv"
+    conda:
+        "../envs/sparks.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
+    params:
+        config=CONFIG_FILE,
+        settings=settings("attribute", ignore=("compare_think_at",)),
+    shell:
+        "sparks attribute --config {params.config} --manifest {input.manifest} "
+        "--step {wildcards.step} --task {wildcards.task} --pairs {input.pairs} "
+        "--think {wildcards.mode} --heads {output.heads} --edges {output.edges} > {log} 2>&1"

@@ -1,9 +1,11 @@
 # Config checking, wildcard constraints and the helper functions the rules call.
 import json
+from pathlib import Path
 
 from sparks.attribute import TABLES as ATTRIBUTE_TABLES
 from sparks.config import ConfigError, check_config
-from sparks.plot import FIGURES
+from sparks.aggregate.think_modes import compare_steps, mode_table_path
+from sparks.plot import figure_names
 
 if workflow.config_settings.overwrite_config:
     raise WorkflowError(
@@ -26,17 +28,20 @@ wildcard_constraints:
     run="|".join(config["runs"]),
     task="|".join(config["tasks"]),
     step=r"\d+",
+    mode="on|off",
 
 
-def settings(*keys):
+def settings(*keys, ignore=()):
     """The config section that a job depends on, plus the seed, passed as params so that
-    editing it re-runs exactly the affected jobs. A key in braces ("{run}") names a wildcard.
+    editing it re-runs exactly the affected jobs. A key in braces ("{run}") names a wildcard;
+    ``ignore`` names keys of the section that the job does not read.
     """
 
     def section(wildcards):
         value = config
         for key in keys:
             value = value[wildcards[key[1:-1]] if key.startswith("{") else key]
+        value = {k: v for k, v in value.items() if k not in ignore}
         return json.dumps({"seed": config["seed"], "section": value}, sort_keys=True)
 
     return section
@@ -85,6 +90,8 @@ def plot_inputs(wildcards):
         for step in checkpoint_steps(run)
     ]
     tables["interventions"] = f"results/{EXP}/bench/{run}/interventions/{task}.parquet"
+    if config["attribute"]["compare_think_at"] != "none":
+        tables["think_modes"] = f"{root}/think_modes.parquet"
     return tables
 
 
@@ -92,12 +99,33 @@ def report_inputs(wildcards):
     """Every run's figures (the report embeds them) and aggregate tables."""
     inputs = []
     for run, settings in config["runs"].items():
-        for name in FIGURES:
+        for name in figure_names(config):
             inputs.append(f"results/{EXP}/figures/{run}/{settings['task']}_{name}.png")
         inputs.append(
             f"results/{EXP}/circuits/{run}/{settings['task']}/similarity.parquet"
         )
     return inputs
+
+
+def think_mode_tables(wildcards):
+    """Heads and edges of a run's compared checkpoints in both think modes (for think_modes)."""
+    root = Path(f"results/{EXP}")
+    steps = compare_steps(
+        checkpoint_steps(wildcards.run), config["attribute"]["compare_think_at"]
+    )
+    main = config["attribute"]["think"]
+    return {
+        f"{kind}_{mode}": [
+            str(
+                mode_table_path(
+                    root, kind, wildcards.run, s, wildcards.task, think, main
+                )
+            )
+            for s in steps
+        ]
+        for kind in ("heads", "edges")
+        for mode, think in (("on", True), ("off", False))
+    }
 
 
 def final_targets(wildcards):

@@ -6,7 +6,7 @@ rule plot:
     output:
         expand(
             "results/{{exp}}/figures/{{run}}/{{task}}_{name}.{ext}",
-            name=FIGURES,
+            name=figure_names(config),
             ext=("png", "svg"),
         ),
     log:

@@ -70,3 +70,78 @@ def test_distill_without_teacher_explains(small_config, data_dir, tiny_model_dir
 def test_unknown_run_lists_runs(small_config, data_dir, tiny_model_dir, tmp_path):
     with pytest.raises(KeyError, match="sft, grpo, distill"):
         train_run(small_config, "ppo", tiny_model_dir, data_dir, tmp_path / "x")
+
+
+def _weights(folder):
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.glob("*.safetensors")}
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_complete_checkpoint(small_config, data_dir, tiny_model_dir, tmp_path):
+    """SIGKILL a training job right after a checkpoint is complete; the rerun keeps the finished
+    checkpoints byte for byte, trains only the rest, and ends where an uninterrupted run ends."""
+    import copy
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    config = copy.deepcopy(small_config)
+    config["runs"]["sft"].update(max_steps=40, save_steps=10)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "killed"
+
+    def train(out_dir):  # the CLI, as the workflow runs it (its thread settings are the stage's own)
+        cmd = [sys.executable, "-m", "sparks.cli", "train", "--config", str(tmp_path / "config.yaml"), "--run", "sft"]
+        cmd += ["--base", str(tiny_model_dir), "--data-dir", str(data_dir), "--out-dir", str(out_dir)]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    # TRL's result depends on the output folder's path (measured), so the uninterrupted reference
+    # trains in the same folder first.
+    assert train(out).wait() == 0
+    straight = read_manifest(out / "checkpoints.json")
+    shutil.rmtree(out)
+
+    job = train(out)
+    marker = out / "checkpoint-10" / ".sparks-complete"
+    deadline = time.monotonic() + 300
+    while not marker.exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert job.returncode == -signal.SIGKILL, "training finished before it could be killed; raise max_steps"
+    assert not (out / "checkpoints.json").exists()
+    kept = {step: _weights(out / f"checkpoint-{step}") for step in (0, 10)}
+
+    assert train(out).wait() == 0
+    manifest = read_manifest(out / "checkpoints.json")
+    assert manifest["steps"] == [0, 10, 20, 30, 40]
+    assert {step: _weights(out / f"checkpoint-{step}") for step in (0, 10)} == kept  # not redone
+    assert not list(out.glob("checkpoint-*/optimizer.pt"))  # resume state is gone once the run is over
+    log = read_table(out / "train_log.parquet", "train_log")
+    assert log["step"].to_list() == list(range(1, 41))
+    assert manifest["model_hashes"] == straight["model_hashes"]
+
+
+def test_finished_run_is_not_trained_again(small_config, data_dir, tiny_model_dir, tmp_path):
+    out = tmp_path / "sft"
+    first = read_manifest(train_run(small_config, "sft", tiny_model_dir, data_dir, out))
+    before = _weights(out / "checkpoint-4")
+    (out / "checkpoints.json").unlink()  # e.g. killed after the last checkpoint, before the manifest
+    again = read_manifest(train_run(small_config, "sft", tiny_model_dir, data_dir, out))
+    assert again == first and _weights(out / "checkpoint-4") == before
+
+
+def test_other_settings_start_afresh(small_config, data_dir, tiny_model_dir, tmp_path):
+    import copy
+
+    out = tmp_path / "sft"
+    first = read_manifest(train_run(small_config, "sft", tiny_model_dir, data_dir, out))
+    config = copy.deepcopy(small_config)
+    config["runs"]["sft"]["learning_rate"] *= 2
+    second = read_manifest(train_run(config, "sft", tiny_model_dir, data_dir, out))
+    assert second["model_hashes"]["0"] == first["model_hashes"]["0"]
+    assert second["model_hashes"]["4"] != first["model_hashes"]["4"]

@@ -178,3 +178,50 @@ def test_rerun_has_nothing_to_do(dag_run):
     result = snakemake(dag_run.parent.parent, "-n")
     assert result.returncode == 0, result.stderr
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_killed_attribute_job_reruns_to_the_same_table(dag_run, tmp_path):
+    """SIGKILL snakemake and its attribute job (a node crash) while the job writes its tables:
+    what it left is never trusted, and the rerun writes the same tables as the undisturbed run."""
+    import os
+    import signal
+    import time
+
+    from sparks.attribute import TABLES
+
+    work = tmp_path / "work"
+    shutil.copytree(dag_run.parent.parent, work)  # file times kept: nothing else is out of date
+    results = work / "results" / "embedded"
+    outputs = [results / kind / "sft" / "30" / "arith.parquet" for kind in TABLES]
+    for path in outputs:
+        path.unlink()
+    targets = [str(p.relative_to(work)) for p in outputs]
+    profile = str(REPO / "profiles" / "local")
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(work)]
+    from conftest import ENV
+
+    crashed = subprocess.Popen([*cmd, "--profile", profile, *targets], env=ENV, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    folders = {p.parent for p in outputs}
+    deadline = time.monotonic() + 600
+    while crashed.poll() is None and time.monotonic() < deadline:
+        if any(f.name.startswith((".arith.parquet.tmp", "arith.parquet")) for d in folders if d.exists() for f in d.iterdir()):
+            break
+        time.sleep(0.005)
+    os.killpg(crashed.pid, signal.SIGKILL)  # snakemake and the job, as a crashed node would
+    crashed.wait()
+    written = [p for p in outputs if p.exists()]
+    assert len(written) < len(TABLES), "the job finished before it could be killed"
+
+    # Without being told to, snakemake refuses to build on what the killed job left behind.
+    plan = snakemake(work, *targets, "-n")
+    assert plan.returncode != 0 and "incomplete" in (plan.stdout + plan.stderr).lower()
+    # The profile reruns the job; its tables equal the undisturbed run's, and no temporary is left.
+    rerun = snakemake(work, "--profile", profile, *targets)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert job_counts(rerun.stdout + rerun.stderr).get("attribute") == 1
+    for kind, path in zip(TABLES, outputs):
+        before = read_table(dag_run / kind / "sft" / "30" / "arith.parquet", kind).drop("created_at")
+        assert read_table(path, kind).drop("created_at").equals(before), kind
+    assert not [f for d in folders for f in d.iterdir() if ".tmp-" in f.name]

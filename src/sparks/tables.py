@@ -8,7 +8,6 @@ schema and primary-key uniqueness, writes to a temporary file beside the target 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import polars as pl
 
 import sparks
+from sparks.atomic import atomic_file
 
 PROVENANCE = pl.Schema(
     {
@@ -136,6 +136,23 @@ SCHEMAS: dict[str, pl.Schema] = {
             "n_edges": pl.Int64,  # circuit edges touching it (out, q, or k/v of its KV head)
         }
     ),
+    "think_modes": pl.Schema(
+        {
+            # provenance "step" and "model_hash" are the compared checkpoint of each row
+            "node": pl.String,
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "active_think_on": pl.Boolean,  # in the top-N circuit on think-on pairs
+            "n_edges_think_on": pl.Int64,
+            "score_think_on": pl.Float64,  # EAP-IG node score on think-on pairs
+            "rank_think_on": pl.Int64,
+            "active_think_off": pl.Boolean,
+            "n_edges_think_off": pl.Int64,
+            "score_think_off": pl.Float64,
+            "rank_think_off": pl.Int64,
+            "mode": pl.String,  # both | think_on_only | think_off_only | neither
+        }
+    ),
     "cohorts": pl.Schema(
         {
             "layer": pl.Int64,
@@ -212,6 +229,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "faithfulness": ("experiment", "run", "step", "task", "n_edges"),
     "pair_edges": ("experiment", "run", "step", "task", "difficulty", "think", "pair_id"),
     "circuit": ("experiment", "run", "step", "task", "layer", "head"),
+    "think_modes": ("experiment", "run", "step", "task", "layer", "head"),
     "cohorts": ("experiment", "run", "task", "layer", "head"),
     "frequency": ("experiment", "run", "task", "layer", "head"),
     "stability": ("experiment", "run", "step", "task", "layer", "head"),
@@ -281,15 +299,9 @@ def validate(df: pl.DataFrame, table: str) -> pl.DataFrame:
 def write_table(df: pl.DataFrame, table: str, path: str | Path) -> Path:
     """Validate ``df`` against ``table``'s schema and write it atomically to ``path``."""
     df = validate(df, table)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_file(path) as tmp:
         df.write_parquet(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def read_table(paths: str | Path | list[str | Path], table: str) -> pl.DataFrame:

@@ -127,6 +127,9 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     for name in TABLES:
         p.add_argument(f"--{name}", type=Path, required=True, help=f"output: {name} table (Parquet)")
     p.set_defaults(func=main)
+    from sparks.aggregate import think_modes
+
+    think_modes.make_parser(subparsers)
 
 
 def main(args: argparse.Namespace) -> None:

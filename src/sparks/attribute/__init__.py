@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TABLES = ("heads", "edges", "pair_edges", "faithfulness")
+COMPARE_THINK_AT = ("none", "ends", "all")  # checkpoints also scored in the other think mode
 METRIC_NAMES = ("kl", "logit_diff", "logprob")  # the keys of metrics.METRICS (named here without importing torch)
 
 
@@ -39,8 +40,13 @@ class AttributeSettings:
     difficulties: tuple[str, ...] | None = None
     max_pairs: int | None = None
     faithfulness_fractions: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+    compare_think_at: str = "ends"
 
     def __post_init__(self) -> None:
+        if self.compare_think_at not in COMPARE_THINK_AT:
+            raise ConfigError(
+                f"attribute.compare_think_at = {self.compare_think_at!r} is not one of {', '.join(COMPARE_THINK_AT)}"
+            )
         if self.metric not in METRIC_NAMES:
             raise ConfigError(f"attribute.metric = {self.metric!r} is not one of {', '.join(METRIC_NAMES)}; set attribute.metric")
         for key in ("ig_steps", "batch_size"):
@@ -103,8 +109,17 @@ def head_table(scores: EdgeScores, graph: Graph) -> pl.DataFrame:
     )
 
 
-def score_checkpoint(checkpoint: str | Path, pairs: pl.DataFrame, settings: AttributeSettings, device: str | None = None):
-    """EAP-IG on one checkpoint: returns the tables (heads, edges, pair_edges, faithfulness) without provenance."""
+def score_checkpoint(
+    checkpoint: str | Path,
+    pairs: pl.DataFrame,
+    settings: AttributeSettings,
+    device: str | None = None,
+    tables: tuple[str, ...] = TABLES,
+) -> dict[str, pl.DataFrame]:
+    """EAP-IG on one checkpoint: returns the asked-for ``tables`` (of TABLES) without provenance.
+
+    The faithfulness curve, the one costly extra, is computed only when asked for.
+    """
     import torch
 
     from sparks.attribute.batches import pair_batches
@@ -128,42 +143,51 @@ def score_checkpoint(checkpoint: str | Path, pairs: pl.DataFrame, settings: Attr
     )
     scores = eap_ig(model, batches, fn, settings.ig_steps)
     graph = Graph.of(model.config)
-    faithfulness = faithfulness_curve(model, batches, scores.edges, fn, settings.faithfulness_fractions)
-    log.info("faithfulness CPR %.3f CMD %.3f", faithfulness["cpr"][0], faithfulness["cmd"][0])
-    order = torch.cat([b.rows for b in batches])  # the pairs in the order they were scored
-    pair_edges = chosen[order.numpy()].select("pair_id", "difficulty", "think")
-    pair_edges = pair_edges.with_columns(pl.Series("scores", scores.pair_edges.numpy(), dtype=pl.List(pl.Float32)))
-    return {
-        "heads": head_table(scores, graph),
-        "edges": graph.edges_frame(scores.edges),
-        "pair_edges": pair_edges,
-        "faithfulness": faithfulness,
-    }
+    out = {"heads": head_table(scores, graph), "edges": graph.edges_frame(scores.edges)}
+    if "pair_edges" in tables:
+        order = torch.cat([b.rows for b in batches])  # the pairs in the order they were scored
+        pair_edges = chosen[order.numpy()].select("pair_id", "difficulty", "think")
+        out["pair_edges"] = pair_edges.with_columns(pl.Series("scores", scores.pair_edges.numpy(), dtype=pl.List(pl.Float32)))
+    if "faithfulness" in tables:
+        out["faithfulness"] = faithfulness_curve(model, batches, scores.edges, fn, settings.faithfulness_fractions)
+        log.info("faithfulness CPR %.3f CMD %.3f", out["faithfulness"]["cpr"][0], out["faithfulness"]["cmd"][0])
+    return {name: out[name] for name in tables}
 
 
 def attribute_checkpoint(
-    config: dict[str, Any], manifest: Path, step: int, task: str, pairs_path: Path, out: dict[str, Path]
+    config: dict[str, Any],
+    manifest: Path,
+    step: int,
+    task: str,
+    pairs_path: Path,
+    out: dict[str, Path],
+    think: bool | None = None,
 ) -> dict[str, Path]:
-    """Score checkpoint ``step`` of the run in ``manifest`` and write the tables to ``out[name]`` (see TABLES)."""
+    """Score checkpoint ``step`` of the run in ``manifest`` and write the tables to ``out[name]``.
+
+    ``out`` names some of TABLES; ``think`` overrides ``attribute.think`` (which pairs are scored).
+    """
     from sparks.model.load import model_hash
     from sparks.tables import read_table, with_provenance, write_table
     from sparks.train import checkpoint_path, read_manifest
 
-    missing = set(TABLES) - set(out)
-    if missing:
-        raise ValueError(f"attribute_checkpoint needs output paths for {sorted(missing)}")
+    unknown = set(out) - set(TABLES)
+    if unknown or not out:
+        raise ValueError(f"attribute_checkpoint writes some of {', '.join(TABLES)}; got {sorted(out)}")
     settings = AttributeSettings.from_config(config)
+    if think is not None:
+        settings = replace(settings, think=think)
     run = read_manifest(manifest)["run"]
     checkpoint = checkpoint_path(manifest, step)
     pairs = read_table(pairs_path, "pairs")
-    tables = score_checkpoint(checkpoint, pairs, settings)
+    tables = score_checkpoint(checkpoint, pairs, settings, tables=tuple(name for name in TABLES if name in out))
     provenance = dict(
         experiment=config["experiment"],
         run=run,
         step=step,
         task=task,
         model_hash=model_hash(checkpoint),
-        config_hash=config_hash(config["attribute"]),
+        config_hash=config_hash({**config["attribute"], "think": settings.think}),
     )
     for name, df in tables.items():
         write_table(with_provenance(df, **provenance), name, out[name])
@@ -177,15 +201,19 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--step", type=int, required=True, help="checkpoint step (one listed in the manifest)")
     p.add_argument("--task", required=True, help="task name under tasks: in the config")
     p.add_argument("--pairs", type=Path, required=True, help="the task's {task}_pairs.parquet")
-    p.add_argument("--heads", type=Path, required=True, help="output: head table (Parquet)")
-    p.add_argument("--edges", type=Path, required=True, help="output: edge table (Parquet)")
-    p.add_argument("--pair-edges", type=Path, required=True, help="output: each pair's edge scores (Parquet)")
-    p.add_argument("--faithfulness", type=Path, required=True, help="output: faithfulness curve (Parquet)")
+    p.add_argument("--think", choices=("on", "off"), default=None, help="score these pairs (default: attribute.think)")
+    p.add_argument("--heads", type=Path, help="output: head table (Parquet)")
+    p.add_argument("--edges", type=Path, help="output: edge table (Parquet)")
+    p.add_argument("--pair-edges", type=Path, help="output: each pair's edge scores (Parquet)")
+    p.add_argument("--faithfulness", type=Path, help="output: faithfulness curve (Parquet; the costly one)")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     check_task(config, args.task)
-    out = {name: getattr(args, name) for name in TABLES}
-    attribute_checkpoint(config, args.manifest, args.step, args.task, args.pairs, out)
+    out = {name: getattr(args, name) for name in TABLES if getattr(args, name) is not None}
+    if not out:
+        raise SystemExit("sparks attribute: name at least one output (--heads, --edges, --pair-edges, --faithfulness)")
+    think = None if args.think is None else args.think == "on"
+    attribute_checkpoint(config, args.manifest, args.step, args.task, args.pairs, out, think)

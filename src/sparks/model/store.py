@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sparks.atomic import temp_sibling
+
 POINTER = "sparks_model.json"
 
 
@@ -43,7 +45,7 @@ def replace_dir(tmp: Path, final: Path) -> None:
 
 
 def temp_dir_for(final: Path) -> Path:
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    tmp = temp_sibling(final)
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     return tmp

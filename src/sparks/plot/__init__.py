@@ -6,20 +6,28 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
+
 import polars as pl
 
 from sparks.config import check_task, load_config
 
 log = logging.getLogger(__name__)
 FIGURES = ("cohorts", "frequency", "faithfulness", "accuracy", "passk", "scaling")
+THINK_FIGURE = "think_modes"  # drawn unless attribute.compare_think_at is none
 
 
-def figure_stems(figures_dir: Path, task: str) -> dict[str, Path]:
-    return {name: Path(figures_dir) / f"{task}_{name}" for name in FIGURES}
+def figure_names(config: dict[str, Any]) -> tuple[str, ...]:
+    return FIGURES + ((THINK_FIGURE,) if config["attribute"]["compare_think_at"] != "none" else ())
 
 
-def plot_run(root: Path, run: str, task: str, steps: list[int], out_dir: Path) -> list[Path]:
-    """Draw the figures of ``run`` (see FIGURES) from the tables under ``root`` (= results/{exp})."""
+def figure_stems(figures_dir: Path, task: str, names: tuple[str, ...] = FIGURES + (THINK_FIGURE,)) -> dict[str, Path]:
+    return {name: Path(figures_dir) / f"{task}_{name}" for name in names}
+
+
+def plot_run(root: Path, run: str, task: str, steps: list[int], out_dir: Path, think_modes: bool = True) -> list[Path]:
+    """Draw the figures of ``run`` (FIGURES, and THINK_FIGURE if ``think_modes``) from the
+    tables under ``root`` (= results/{exp})."""
     from sparks.evaluate import pass_table
     from sparks.plot.figures import (
         accuracy_figure,
@@ -29,6 +37,7 @@ def plot_run(root: Path, run: str, task: str, steps: list[int], out_dir: Path) -
         passk_figure,
         save,
         scaling_figure,
+        think_modes_figure,
     )
     from sparks.tables import read_table
 
@@ -55,6 +64,10 @@ def plot_run(root: Path, run: str, task: str, steps: list[int], out_dir: Path) -
     paths += save(passk_figure(pl.concat(ends), f"{run}: pass@k and success@k ({task})"), stems["passk"])
     interventions = read_table(root / "bench" / run / "interventions" / f"{task}.parquet", "interventions")
     paths += save(scaling_figure(interventions, f"{run}: emergent heads vs random heads ({task})"), stems["scaling"])
+    if think_modes:
+        table = read_table(circuits / "think_modes.parquet", "think_modes")
+        figure = think_modes_figure(table, f"{run}: heads active on think-on vs think-off prompts ({task})")
+        paths += save(figure, stems[THINK_FIGURE])
     log.info("wrote %d figure files to %s", len(paths), out_dir)
     return paths
 
@@ -77,9 +90,11 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> None:
     from sparks.train import read_manifest
 
-    check_task(load_config(args.config), args.task)
+    config = load_config(args.config)
+    check_task(config, args.task)
     info = read_manifest(args.manifest)
-    plot_run(Path(args.manifest).parents[2], info["run"], args.task, info["steps"], args.out_dir)
+    think_modes = THINK_FIGURE in figure_names(config)
+    plot_run(Path(args.manifest).parents[2], info["run"], args.task, info["steps"], args.out_dir, think_modes)
 
 
 def report_main(args: argparse.Namespace) -> None:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +20,8 @@ import polars as pl  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+
+from sparks.atomic import atomic_file  # noqa: E402
 
 FIGSIZE = (8, 6)
 BASE_BAND = "base heads still active"
@@ -144,13 +145,11 @@ def faithfulness_figure(curves: pl.DataFrame, title: str) -> Figure:
 
 def save(fig: Figure, stem: Path) -> list[Path]:
     """Write ``stem``.png and ``stem``.svg atomically; closes the figure."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "svg"):
         path = stem.with_suffix(f".{ext}")
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.{ext}")
-        fig.savefig(tmp, format=ext)
-        os.replace(tmp, path)
+        with atomic_file(path, suffix=f".{ext}") as tmp:
+            fig.savefig(tmp, format=ext)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -251,4 +250,46 @@ def scaling_figure(interventions: pl.DataFrame, title: str) -> Figure:
     left.set_ylim(-0.02, 1.02)
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+THINK_COLOURS = {  # colourblind palette: both, think on only, think off only, neither
+    "both": "#0173b2",
+    "think_on_only": "#de8f05",
+    "think_off_only": "#029e73",
+    "neither": "#eeeeee",
+}
+
+
+def think_modes_figure(table: pl.DataFrame, title: str) -> Figure:
+    """Layer x head grid per compared checkpoint, each head coloured by the think modes it is active in."""
+    from matplotlib.colors import ListedColormap
+
+    from sparks.aggregate.think_modes import MODES, overlap_summary
+
+    _theme()
+    steps = sorted(table["step"].unique())
+    n_layers, n_heads = table["layer"].max() + 1, table["head"].max() + 1
+    summary = {row["step"]: row for row in overlap_summary(table).iter_rows(named=True)}
+    fig, axes = plt.subplots(1, len(steps), figsize=FIGSIZE, dpi=DPI, sharey=True, squeeze=False)
+    cmap = ListedColormap([THINK_COLOURS[m] for m in MODES])
+    for ax, step in zip(axes[0], steps):
+        grid = np.zeros((n_layers, n_heads))
+        for row in table.filter(pl.col("step") == step).iter_rows(named=True):
+            grid[row["layer"], row["head"]] = MODES.index(row["mode"])
+        sns.heatmap(grid, ax=ax, cmap=cmap, vmin=-0.5, vmax=len(MODES) - 0.5, cbar=False, square=True,
+                    linewidths=0.5, linecolor="white")  # fmt: skip
+        s = summary[step]
+        jaccard = "n/a" if s["jaccard"] is None else f"{s['jaccard']:.2f}"
+        ax.set_title(
+            f"step {step}: both {s['both']}, on only {s['think_on_only']}, off only {s['think_off_only']}\n"
+            f"Jaccard {jaccard}",
+            fontsize=9,
+        )
+        ax.set_xlabel("head")
+    axes[0][0].set_ylabel("layer")
+    handles = [Rectangle((0, 0), 1, 1, color=THINK_COLOURS[m]) for m in MODES]
+    fig.legend(handles, [m.replace("_", " ") for m in MODES], loc="lower center", ncol=len(MODES), fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,9 @@ from typing import Any
 import polars as pl
 
 import sparks
+from sparks.atomic import atomic_file
 from sparks.aggregate.emergence import emergence_by_checkpoint, pearson_with_interval
-from sparks.plot import FIGURES, figure_stems
+from sparks.plot import THINK_FIGURE, figure_names, figure_stems
 from sparks.tables import read_table
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -35,7 +35,7 @@ def _image(path: Path) -> str:
     return f'<p><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"></p>'
 
 
-def run_section(results: Path, run: str, task: str) -> str:
+def run_section(results: Path, run: str, task: str, figures: tuple[str, ...]) -> str:
     circuits = results / "circuits" / run / task
     circuit = read_table(circuits / "circuit.parquet", "circuit")
     cohorts = read_table(circuits / "cohorts.parquet", "cohorts")
@@ -57,8 +57,10 @@ def run_section(results: Path, run: str, task: str) -> str:
     )
     parts = [f"<h2>run {html.escape(run)} (task {html.escape(task)})</h2>"]
     stems = figure_stems(results / "figures" / run, task)
-    parts += [_image(stems[name].with_suffix(".png")) for name in FIGURES]
+    parts += [_image(stems[name].with_suffix(".png")) for name in figures]
     parts += ["<h3>Heads by status</h3>", _table(status), "<h3>Emergence cohorts</h3>", _table(emergent)]
+    if THINK_FIGURE in figures:
+        parts += think_section(circuits)
     parts += ["<h3>Per checkpoint</h3>", _table(per_step)]
     parts += benchmark_section(results, run, task, sorted(circuit["step"].unique().to_list()))
     train_log = read_table(results / "runs" / run / "train_log.parquet", "train_log")
@@ -77,6 +79,25 @@ def run_section(results: Path, run: str, task: str) -> str:
             _table(emergence),
         ]
     return "\n".join(parts)
+
+
+def think_section(circuits: Path) -> list[str]:
+    from sparks.aggregate.think_modes import overlap_summary
+
+    table = read_table(circuits / "think_modes.parquet", "think_modes")
+    unique = (
+        table.filter(pl.col("mode").is_in(["think_on_only", "think_off_only"]))
+        .group_by("step", "mode")
+        .agg(pl.col("node").str.join(" ").alias("heads"))
+        .sort("step", "mode")
+    )
+    return [
+        "<h3>Think on vs think off (same problems)</h3>",
+        "<p>Heads active in the top-N circuit on think-on prompts (answer after the trace), on "
+        "think-off prompts (answer at once), or both; Jaccard of the two active sets.</p>",
+        _table(overlap_summary(table)),
+        _table(unique),
+    ]
 
 
 def benchmark_section(results: Path, run: str, task: str, steps: list[int]) -> list[str]:
@@ -113,7 +134,8 @@ def benchmark_section(results: Path, run: str, task: str, steps: list[int]) -> l
 
 def write_report(config: dict[str, Any], results: Path, out: Path) -> Path:
     results, out = Path(results), Path(out)
-    sections = [run_section(results, run, settings["task"]) for run, settings in config["runs"].items()]
+    figures = figure_names(config)
+    sections = [run_section(results, run, settings["task"], figures) for run, settings in config["runs"].items()]
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>sparks: {html.escape(config["experiment"])}</title>
 <style>{_STYLE}</style></head><body>
@@ -124,8 +146,6 @@ from the base circuit, and in at least {config["aggregate"]["stability_threshold
 {config["aggregate"]["bootstrap"]} bootstrap circuits.</p>
 {"".join(sections)}
 </body></html>"""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(page)
-    os.replace(tmp, out)
+    with atomic_file(out) as tmp:
+        tmp.write_text(page)
     return out

@@ -3,7 +3,8 @@
 A run's folder ``results/{exp}/runs/{run}/`` ends up with ``checkpoint-{step}/`` folders (step 0
 is the starting model), ``train_log.parquet`` from the trainer's log history, and
 ``checkpoints.json``, the manifest that Snakemake reads to learn the steps. The manifest is
-written last, so a crashed run never looks finished.
+written last, so a crashed run never looks finished, and a rerun resumes from the last complete
+checkpoint (``sparks.train.resume``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
+from sparks.atomic import atomic_file
 from sparks.config import config_hash, load_config
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,14 @@ def train_run(
     from sparks.tables import read_table, with_provenance, write_table
     from sparks.train.history import log_history_frame
     from sparks.train.methods import METHODS
+    from sparks.train.resume import (
+        CheckpointMarker,
+        complete_steps,
+        drop_resume_state,
+        finished_history,
+        mark_complete,
+        start_or_resume,
+    )
 
     if run_name not in config["runs"]:
         raise KeyError(f"run {run_name!r} is not in the config's runs ({', '.join(config['runs'])}); add it under runs:")
@@ -60,24 +68,38 @@ def train_run(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
-    for stale in out_dir.glob("checkpoint-*"):  # a previous or crashed run's checkpoints
-        shutil.rmtree(stale)
+    identity = {
+        "run": run_name,
+        "settings": config_hash({"seed": config["seed"], "run": run}),
+        "base": model_hash(base_dir),
+        "teacher": None if teacher_dir is None else model_hash(teacher_dir),
+    }
+    resume = start_or_resume(out_dir, identity, run["max_steps"])
 
     model, tokenizer = load_checkpoint(base_dir)
     start = out_dir / "checkpoint-0"
-    model.save_pretrained(start)
-    tokenizer.save_pretrained(start)
+    if resume is None:
+        model.save_pretrained(start)
+        tokenizer.save_pretrained(start)
+        mark_complete(start)
 
     problems = read_table(Path(data_dir) / f"{run['task']}_problems.parquet", "problems").filter(pl.col("split") == "train")
     if run["difficulties"] is not None:
         problems = problems.filter(pl.col("difficulty").is_in(run["difficulties"]))
-    trainer = METHODS[run["method"]](run, config["seed"], start, tokenizer, problems, out_dir, teacher_dir)
-    trainer.train()
+    history = finished_history(resume, run["max_steps"])
+    if history is None:
+        trainer = METHODS[run["method"]](run, config["seed"], start, tokenizer, problems, out_dir, teacher_dir)
+        trainer.add_callback(CheckpointMarker(out_dir))
+        trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
+        history = trainer.state.log_history
 
-    steps = sorted(int(p.name.split("-")[1]) for p in out_dir.glob("checkpoint-*"))
+    steps = complete_steps(out_dir)
+    final = out_dir / f"checkpoint-{steps[-1]}"
+    if finished_history(final, run["max_steps"]) is not None:
+        drop_resume_state(final)  # the run is over: nothing will resume from it
     for step in steps:  # checkpoints carry the tokenizer, so each loads on its own
         tokenizer.save_pretrained(out_dir / f"checkpoint-{step}")
-    history = log_history_frame(trainer.state.log_history)
+    history = log_history_frame(history)
     train_log = with_provenance(
         history,
         experiment=config["experiment"],
@@ -95,9 +117,8 @@ def train_run(
         "checkpoints": {str(s): f"checkpoint-{s}" for s in steps},
         "model_hashes": {str(s): model_hash(out_dir / f"checkpoint-{s}") for s in steps},
     }
-    tmp = out_dir / f".{MANIFEST}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, out_dir / MANIFEST)
+    with atomic_file(out_dir / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2))
     log.info("run %s: checkpoints at steps %s", run_name, steps)
     return out_dir / MANIFEST
 

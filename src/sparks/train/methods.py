@@ -27,7 +27,7 @@ def _common_args(run: dict[str, Any], seed: int, out_dir: Path) -> dict[str, Any
         max_steps=run["max_steps"],
         save_steps=run["save_steps"],
         save_strategy="steps",
-        save_only_model=True,
+        save_only_model=False,  # resume state; sparks.train.resume keeps it in the newest checkpoint only
         save_total_limit=None,
         learning_rate=run["learning_rate"],
         lr_scheduler_type="constant_with_warmup",

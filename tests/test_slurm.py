@@ -1,0 +1,111 @@
+"""profiles/slurm on a real SLURM: slurmctld + slurmd + munge started on localhost by the test.
+
+The embedded default runs through ``snakemake --profile profiles/slurm`` with every job an
+``sbatch``. The node advertises two fake GPUs (GRES), so the GPU stages' ``gpu=1`` requests are
+really scheduled; the code finds no CUDA and runs on the CPU. What the CI override changes, and
+nothing else: the status command is ``squeue`` (no accounting database here) with short polling
+intervals, and the experiment's step and sample counts are scaled down (``scaled_down`` below) so
+that this second full DAG fits the suite's time budget next to the full-size local run.
+
+Needs root and Debian's SLURM packages; ``.ci/run`` installs them and sets SPARKS_REQUIRE_SLURM=1,
+which turns a missing SLURM into a failure instead of a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+import yaml
+
+from conftest import ENV, REPO
+from slurm_cluster import PACKAGES, LocalSlurm, missing_binaries
+
+GPU_RULES = {"prepare_model", "train", "attribute", "attribute_think", "evaluate", "intervene"}
+
+
+def scaled_down(config: dict) -> dict:
+    """The embedded default with fewer steps and samples; same model family, tasks and stages."""
+    for role in ("base", "teacher"):
+        config[role]["pretrain"]["steps"] = 60
+    task = config["tasks"]["arith"]
+    task.update(n_train=96, n_eval=6, n_pairs=12)
+    for run in config["runs"].values():
+        run.update(max_steps=4, save_steps=2)
+    config["runs"]["grpo"]["batch_size"] = 16
+    config["aggregate"] = {"bootstrap": 10}
+    return config
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    missing = missing_binaries()
+    if missing or os.geteuid() != 0:
+        why = f"SLURM needs root and `apt-get install {PACKAGES}` (missing: {', '.join(missing) or 'root'})"
+        if os.environ.get("SPARKS_REQUIRE_SLURM") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    with LocalSlurm(tmp_path_factory.mktemp("slurm")) as cluster:
+        yield cluster
+
+
+@pytest.mark.slow
+def test_embedded_default_runs_through_sbatch(slurm, tmp_path):
+    config = scaled_down(yaml.safe_load((REPO / "workflow_config.yaml").read_text()))
+    (tmp_path / "workflow_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    first_job = slurm.next_job_id()
+    cmd = [
+        "timeout", "-k", "30", "1200",  # snakemake ignores SIGTERM while it waits on SLURM
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(tmp_path),
+        "--profile", str(REPO / "profiles" / "slurm"),
+        # CI override: no slurmdbd here, so no sacct; poll squeue often on a 2-core node.
+        "--slurm-status-command", "squeue",
+        "--slurm-init-seconds-before-status-checks", "5",
+        "--seconds-between-status-checks", "5",
+        "--latency-wait", "5",
+        "--retries", "0",
+    ]  # fmt: skip
+    env = {**ENV, "SBATCH_PARTITION": slurm.partition}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+
+    # Every job snakemake ran went through sbatch, and SLURM ran each to completion.
+    finished = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log)
+    ran = Counter(rule for rule in finished if rule != "all")  # `all` is a local target rule
+    submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)
+    assert len(submitted) == ran.total(), f"{ran.total()} jobs ran, {len(submitted)} went to SLURM"
+    assert slurm.next_job_id() - first_job == len(submitted)
+    jobs = {job["JobId"]: job for job in slurm.completed_jobs()}
+    assert all(jobs[j]["JobState"] == "COMPLETED" and jobs[j]["Partition"] == slurm.partition for j in submitted)
+
+    # Every rule of the workflow ran there; GPU stages asked SLURM for a GPU, CPU stages did not.
+    details = slurm.job_details()
+    by_rule = Counter()
+    for job_id in submitted:
+        fields = details[job_id]
+        rule = fields["Comment"].removeprefix("rule_").split("_wildcards_")[0]
+        by_rule[rule] += 1
+        asked_gpu = "gpu:1" in fields.get("TresPerJob", "") + fields.get("TresPerNode", "")
+        assert asked_gpu == (rule in GPU_RULES), f"job {job_id} of rule {rule}: {fields}"
+    assert by_rule == ran
+    assert set(ran) == workflow_rules() - {"all"}
+
+    # All outputs exist: the plan from the finished folder is empty.
+    again = subprocess.run([*cmd[4:], "-n"], capture_output=True, text=True, env=env)
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
+    assert (tmp_path / "results" / "embedded" / "report.html").stat().st_size > 0
+
+
+def workflow_rules() -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--list-rules"],
+        cwd=REPO, capture_output=True, text=True, env=ENV, check=True,
+    )  # fmt: skip
+    return set(out.stdout.split())
