@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "workflow_config.yaml"
+if (
+    not workflow.config_settings.configfiles
+):  # --configfile <experiment>.yaml replaces the default
+
+    configfile: "workflow_config.yaml"
 
 
 include: "rules/common.smk"

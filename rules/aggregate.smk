@@ -16,8 +16,8 @@ rule aggregate:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=config["resources"]["aggregate"]["mem_mb"],
+        runtime=config["resources"]["aggregate"]["runtime"],
     params:
         config=CONFIG_FILE,
         settings=settings("aggregate"),
@@ -42,8 +42,8 @@ rule think_modes:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=config["resources"]["think_modes"]["mem_mb"],
+        runtime=config["resources"]["think_modes"]["runtime"],
     params:
         config=CONFIG_FILE,
         settings=settings("aggregate"),

@@ -15,8 +15,8 @@ rule attribute:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=config["resources"]["attribute"]["mem_mb"],
+        runtime=config["resources"]["attribute"]["runtime"],
         gpu=1,
     params:
         config=CONFIG_FILE,
@@ -43,8 +43,8 @@ rule attribute_think:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=config["resources"]["attribute_think"]["mem_mb"],
+        runtime=config["resources"]["attribute_think"]["runtime"],
         gpu=1,
     params:
         config=CONFIG_FILE,

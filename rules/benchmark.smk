@@ -12,8 +12,8 @@ rule evaluate:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=config["resources"]["evaluate"]["mem_mb"],
+        runtime=config["resources"]["evaluate"]["runtime"],
         gpu=1,
     params:
         config=CONFIG_FILE,
@@ -39,8 +39,8 @@ rule intervene:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=config["resources"]["intervene"]["mem_mb"],
+        runtime=config["resources"]["intervene"]["runtime"],
         gpu=1,
     params:
         config=CONFIG_FILE,

@@ -7,20 +7,24 @@ from sparks.config import ConfigError, check_config
 from sparks.aggregate.think_modes import compare_steps, mode_table_path
 from sparks.plot import figure_names
 
-if workflow.config_settings.overwrite_config:
+if workflow.config_settings.config:
     raise WorkflowError(
         "config error: command-line --config overrides are not passed to the sparks stages; "
         "write them into a config file and pass it with --configfile"
     )
-try:
-    config = check_config(
-        config, source=", ".join(workflow.configfiles) or "the config"
+if len(workflow.configfiles) != 1:
+    raise WorkflowError(
+        "config error: the sparks stages read one config file, got "
+        f"{len(workflow.configfiles)} ({', '.join(map(str, workflow.configfiles))}); "
+        "merge them into one file and pass it with --configfile"
     )
+try:
+    config = check_config(config, source=str(workflow.configfiles[0]))
 except ConfigError as err:
     raise WorkflowError(f"config error: {err}") from None
 
 EXP = config["experiment"]
-CONFIG_FILE = workflow.configfiles[-1]
+CONFIG_FILE = str(workflow.configfiles[0])
 
 
 wildcard_constraints:

@@ -17,8 +17,8 @@ rule plot:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=config["resources"]["plot"]["mem_mb"],
+        runtime=config["resources"]["plot"]["runtime"],
     params:
         config=CONFIG_FILE,
     shell:
@@ -40,8 +40,8 @@ rule report:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=config["resources"]["report"]["mem_mb"],
+        runtime=config["resources"]["report"]["runtime"],
     params:
         config=CONFIG_FILE,
     shell:

@@ -11,8 +11,8 @@ rule prepare_model:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=config["resources"]["prepare_model"]["mem_mb"],
+        runtime=config["resources"]["prepare_model"]["runtime"],
         gpu=1,
     params:
         config=CONFIG_FILE,
@@ -36,8 +36,8 @@ rule prepare_data:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=config["resources"]["prepare_data"]["mem_mb"],
+        runtime=config["resources"]["prepare_data"]["runtime"],
     params:
         config=CONFIG_FILE,
         settings=settings("tasks", "{task}"),

@@ -12,8 +12,8 @@ checkpoint train:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=config["resources"]["train"]["mem_mb"],
+        runtime=config["resources"]["train"]["runtime"],
         gpu=1,
     params:
         config=CONFIG_FILE,

@@ -135,3 +135,24 @@ def test_emergence_by_checkpoint_and_its_correlation(circuit):
     assert r == pytest.approx(np.corrcoef([1, 2, 3, 4, 5], [2, 4, 5, 4, 5])[0, 1])
     assert low < r < high <= 1
     assert pearson_with_interval([1, 1, 1, 1], [1, 2, 3, 4]) == (None, None, None)
+
+
+def test_think_mode_table_classifies_every_head():
+    from sparks.aggregate.think_modes import compare_steps, overlap_summary, think_mode_table
+
+    heads = pl.DataFrame({"step": [0] * 4, "layer": [0, 0, 1, 1], "head": [0, 1, 0, 1], "kv_head": [0, 0, 0, 0],
+                          "score": [4.0, 3.0, 2.0, 1.0], "rank": [1, 2, 3, 4]})  # fmt: skip
+
+    def edges(pairs):  # (src, dst) with dst a query input, ranked in order
+        return pl.DataFrame({"step": [0] * len(pairs), "src": [s for s, _ in pairs], "dst": [d for _, d in pairs],
+                             "dst_input": ["q"] * len(pairs), "rank": list(range(1, len(pairs) + 1))})  # fmt: skip
+
+    on = edges([("a0.h0", "a1.h0"), ("input", "a0.h1")])
+    off = edges([("a0.h0", "a1.h1"), ("input", "m0")])
+    table = think_mode_table({True: on, False: off}, {True: heads, False: heads}, top_n=2)
+    modes = dict(zip(table["node"], table["mode"]))
+    assert modes == {"a0.h0": "both", "a1.h0": "think_on_only", "a0.h1": "think_on_only", "a1.h1": "think_off_only"}
+    summary = overlap_summary(table).row(0, named=True)
+    assert (summary["both"], summary["think_on_only"], summary["think_off_only"]) == (1, 2, 1)
+    assert summary["jaccard"] == pytest.approx(1 / 4)
+    assert compare_steps([0, 30, 60], "ends") == [0, 60] and compare_steps([0, 30], "none") == []

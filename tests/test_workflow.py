@@ -149,17 +149,37 @@ def test_dag_benchmarks_every_checkpoint(dag_run):
 def test_dag_draws_every_figure_and_the_report(dag_run):
     from matplotlib.image import imread
 
-    config = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
+    from sparks.config import load_config
+    from sparks.plot import figure_names
+
+    config = load_config(REPO / "workflow_config.yaml")
+    names = figure_names(config)
+    assert "think_modes" in names
     for run in config["runs"]:
-        for name in ("cohorts", "frequency", "faithfulness", "accuracy", "passk", "scaling"):
+        for name in names:
             png = dag_run / "figures" / run / f"arith_{name}.png"
             image = imread(png)
             assert image.shape[:2] == (600, 800), png
             assert image[..., :3].std() > 0.05, f"{png} looks blank"
             assert (png.with_suffix(".svg")).stat().st_size > 10_000
     report = (dag_run / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 6 * len(config["runs"])
+    assert report.count("data:image/png;base64,") == len(names) * len(config["runs"])
+    assert report.count("Think on vs think off") == len(config["runs"])
     assert all(f"run {run}" in report for run in config["runs"])
+
+
+@pytest.mark.slow
+def test_dag_compares_think_modes_at_each_runs_ends(dag_run):
+    config = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
+    for run, settings in config["runs"].items():
+        table = read_table(dag_run / "circuits" / run / "arith" / "think_modes.parquet", "think_modes")
+        assert sorted(table["step"].unique()) == [0, settings["max_steps"]]
+        assert table.group_by("step").len()["len"].to_list() == [32, 32]  # every head, one mode each
+        off = read_table(dag_run / "heads" / run / "0" / "arith.parquet", "heads")  # the main (think-off) table
+        joined = table.filter(pl.col("step") == 0).join(off, on=["layer", "head"])
+        assert (joined["score_think_off"] == joined["score"]).all()
+        on = read_table(dag_run / "think" / "on" / "heads" / run / "0" / "arith.parquet", "heads")
+        assert not on.select("layer", "head", "score").equals(off.select("layer", "head", "score"))
 
 
 @pytest.mark.slow
@@ -225,3 +245,23 @@ def test_killed_attribute_job_reruns_to_the_same_table(dag_run, tmp_path):
         before = read_table(dag_run / kind / "sft" / "30" / "arith.parquet", kind).drop("created_at")
         assert read_table(path, kind).drop("created_at").equals(before), kind
     assert not [f for d in folders for f in d.iterdir() if ".tmp-" in f.name]
+
+
+@pytest.mark.parametrize("experiment", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
+def test_paper_scale_config_plans_cleanly(experiment, tmp_path):
+    """Each cluster experiment under config/ plans offline (no model or dataset is touched before
+    its job runs), with one GPU-sized job per stage and the config's own resources."""
+    config = yaml.safe_load((REPO / "config" / experiment).read_text())
+    result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / experiment))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts["train"] == len(config["runs"]) and counts["prepare_data"] == len(config["tasks"])
+    train_mem = config["resources"]["train"]["mem_mb"]
+    assert re.search(rf"checkpoint train:(?:.|\n)*?resources: [^\n]*gpu=1, mem_mb={train_mem}", result.stdout)
+    assert f"results/{config['experiment']}/report.html" in result.stdout
+
+
+def test_two_config_files_are_refused(workdir):
+    other = REPO / "config" / sorted(p.name for p in (REPO / "config").glob("*.yaml"))[0]
+    result = snakemake(workdir, "-n", "--configfile", "workflow_config.yaml", str(other))
+    assert result.returncode != 0 and "read one config file, got 2" in result.stdout + result.stderr

@@ -48,7 +48,7 @@ def _common_args(run: dict[str, Any], seed: int, out_dir: Path) -> dict[str, Any
 def _sft_trainer(run, seed, start: Path, tokenizer, examples: Dataset, out_dir: Path):
     from trl import SFTConfig, SFTTrainer
 
-    args = SFTConfig(**_common_args(run, seed, out_dir), completion_only_loss=True, max_length=512)
+    args = SFTConfig(**_common_args(run, seed, out_dir), completion_only_loss=True, max_length=run["max_length"])
     return SFTTrainer(model=str(start), args=args, train_dataset=examples, processing_class=tokenizer)
 
 
