@@ -96,6 +96,7 @@ def plot_inputs(wildcards):
     tables["interventions"] = f"results/{EXP}/bench/{run}/interventions/{task}.parquet"
     if config["attribute"]["compare_think_at"] != "none":
         tables["think_modes"] = f"{root}/think_modes.parquet"
+    tables["failures"] = f"results/{EXP}/bench/{run}/failures.parquet"
     return tables
 
 
@@ -108,7 +109,22 @@ def report_inputs(wildcards):
         inputs.append(
             f"results/{EXP}/circuits/{run}/{settings['task']}/similarity.parquet"
         )
+        inputs.append(f"results/{EXP}/bench/{run}/failure_changes.parquet")
     return inputs
+
+
+def failure_inputs(wildcards):
+    """Every sample of a run: its eval tables, its intervention samples, and the problems."""
+    task = config["runs"][wildcards.run]["task"]
+    root = f"results/{EXP}/bench/{wildcards.run}"
+    return {
+        "eval": [
+            f"{root}/eval/{step}/{task}.parquet"
+            for step in checkpoint_steps(wildcards.run)
+        ],
+        "samples": f"{root}/interventions/{task}_samples.parquet",
+        "problems": f"results/{EXP}/data/{task}_problems.parquet",
+    }
 
 
 def think_mode_tables(wildcards):

@@ -127,7 +127,8 @@ class LocalSlurm:
         self._start_munge()
         for daemon in ("slurmctld", "slurmd"):
             self._daemons.append(
-                subprocess.Popen([f"/usr/sbin/{daemon}", "-D", "-f", str(self.conf)],
+                subprocess.Popen(
+                    [f"/usr/sbin/{daemon}", "-D", "-f", str(self.conf)],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )

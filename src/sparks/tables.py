@@ -31,6 +31,16 @@ PROVENANCE = pl.Schema(
     }
 )
 
+EVAL_COLUMNS = {
+    "difficulty": pl.String,
+    "sample_id": pl.Int64,  # the problem (problem_id in {task}_problems.parquet)
+    "k": pl.Int64,  # which of the problem's n samples (0 .. n-1)
+    "correct": pl.Boolean,
+    "n_tokens": pl.Int64,  # generated tokens
+    "answer": pl.String,  # extracted answer; null when there is none
+    "completion": pl.String,  # the generated text
+}
+
 SCHEMAS: dict[str, pl.Schema] = {
     "problems": pl.Schema(
         {
@@ -192,13 +202,51 @@ SCHEMAS: dict[str, pl.Schema] = {
     "eval": pl.Schema(
         {
             # provenance "step" is the evaluated checkpoint
+            **EVAL_COLUMNS,
+        }
+    ),
+    "intervention_samples": pl.Schema(
+        {
+            # provenance "step": the final checkpoint (ablate) or the starting model (scale)
+            "kind": pl.String,  # ablate | scale
+            "heads_from": pl.String,  # none | emergent | random
+            "seed": pl.Int64,  # random-head draw (null otherwise)
+            "alpha": pl.Float64,  # scale factor (null for ablate and unmodified)
+            **EVAL_COLUMNS,
+        }
+    ),
+    "failures": pl.Schema(
+        {
+            # provenance "step": the checkpoint that generated the sample
+            "origin": pl.String,  # eval | intervention
+            "kind": pl.String,  # null for eval samples; else ablate | scale
+            "heads_from": pl.String,  # null for eval samples; else none | emergent | random
+            "seed": pl.Int64,
+            "alpha": pl.Float64,
             "difficulty": pl.String,
-            "sample_id": pl.Int64,  # the problem (problem_id in {task}_problems.parquet)
-            "k": pl.Int64,  # which of the problem's n samples (0 .. n-1)
+            "sample_id": pl.Int64,
+            "k": pl.Int64,
             "correct": pl.Boolean,
+            "category": pl.String,  # correct | calculation_error | loop | truncated | format | wrong_plan
+            "n_steps": pl.Int64,  # steps in the trace
             "n_tokens": pl.Int64,  # generated tokens
-            "answer": pl.String,  # extracted answer; null when there is none
-            "completion": pl.String,  # the generated text
+            "first_bad_step": pl.Int64,  # 0-based index of the first wrong step; null when none
+            "bad_step": pl.String,  # its text
+            "answer_abandoned": pl.Boolean,  # wrong, though the trace had reached the right answer
+        }
+    ),
+    "failure_changes": pl.Schema(
+        {
+            "comparison": pl.String,  # final_vs_base | emergent_vs_random (scaled, same alpha)
+            "alpha": pl.Float64,  # scale factor (emergent_vs_random only)
+            "difficulty": pl.String,
+            "category": pl.String,
+            "share_before": pl.Float64,  # base checkpoint / random heads
+            "share_after": pl.Float64,  # final checkpoint / emergent heads
+            "delta": pl.Float64,  # share_after - share_before
+            "ci_low": pl.Float64,  # 95 % bootstrap interval of delta, resampling problems
+            "ci_high": pl.Float64,
+            "n_problems": pl.Int64,
         }
     ),
     "interventions": pl.Schema(
@@ -236,6 +284,9 @@ KEYS: dict[str, tuple[str, ...]] = {
     "similarity": ("experiment", "run", "step", "task"),
     "eval": ("experiment", "run", "step", "task", "sample_id", "k"),
     "interventions": ("experiment", "run", "step", "task", "kind", "heads_from", "seed", "alpha", "difficulty"),
+    "intervention_samples": ("experiment", "run", "step", "task", "kind", "heads_from", "seed", "alpha", "sample_id", "k"),
+    "failures": ("experiment", "run", "step", "task", "origin", "kind", "heads_from", "seed", "alpha", "sample_id", "k"),
+    "failure_changes": ("experiment", "run", "task", "comparison", "alpha", "difficulty", "category"),
 }
 
 

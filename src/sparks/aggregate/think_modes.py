@@ -67,9 +67,7 @@ def overlap_summary(table: pl.DataFrame) -> pl.DataFrame:
     """Per step: heads active in both modes, in one only, and the Jaccard index of the two sets."""
     counts = table.group_by("step").agg(*[(pl.col("mode") == m).sum().alias(m) for m in MODES[:3]])
     union = pl.col("both") + pl.col("think_on_only") + pl.col("think_off_only")
-    return counts.with_columns(
-        pl.when(union > 0).then(pl.col("both") / union).otherwise(None).alias("jaccard")
-    ).sort("step")
+    return counts.with_columns(pl.when(union > 0).then(pl.col("both") / union).otherwise(None).alias("jaccard")).sort("step")
 
 
 def compare_steps(steps: list[int], at: str) -> list[int]:

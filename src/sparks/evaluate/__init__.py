@@ -139,9 +139,14 @@ def evaluate_stage(config: dict[str, Any], manifest: Path, step: int, task: str,
     return write_table(with_provenance(samples, **provenance), "eval", out)
 
 
-def intervention_table(config: dict[str, Any], manifest: Path, task: str, data_dir: Path, cohorts: pl.DataFrame) -> pl.DataFrame:
+def intervention_table(
+    config: dict[str, Any], manifest: Path, task: str, data_dir: Path, cohorts: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Ablation of the run's emergent heads in its final checkpoint and their scaling in its
-    starting (base) model, each with no intervention and with random heads from the same layers."""
+    starting (base) model, each with no intervention and with random heads from the same layers.
+
+    Returns the summary (interventions table) and every sample behind it (intervention_samples).
+    """
     from sparks.evaluate.interventions import HeadIntervention, head_means, random_heads_like
     from sparks.model.load import load_checkpoint
     from sparks.train import checkpoint_path, read_manifest
@@ -153,7 +158,7 @@ def intervention_table(config: dict[str, Any], manifest: Path, task: str, data_d
     emergent = tuple(HeadId(r["layer"], r["head"]) for r in cohorts.filter(pl.col("status") == "emergent").iter_rows(named=True))
     if not emergent:
         log.warning("run has no emergent heads: the interventions table lists only the unmodified models")
-    rows = []
+    rows, all_samples = [], []
     for kind, step, alphas in (("ablate", steps[-1], (None,)), ("scale", steps[0], settings.alphas)):
         model, tokenizer = load_checkpoint(checkpoint_path(manifest, step))
         n_heads = model.config.num_attention_heads
@@ -172,6 +177,16 @@ def intervention_table(config: dict[str, Any], manifest: Path, task: str, data_d
                 samples = sample_table(
                     model, tokenizer, problems, settings, change, seed=config["seed"], source=config["tasks"][task]["source"]
                 )
+                alpha_value = None if kind == "ablate" or heads_from == "none" else alpha
+                all_samples.append(
+                    samples.with_columns(
+                        pl.lit(step, pl.Int64).alias("step"),
+                        pl.lit(kind).alias("kind"),
+                        pl.lit(heads_from).alias("heads_from"),
+                        pl.lit(seed, pl.Int64).alias("seed"),
+                        pl.lit(alpha_value, pl.Float64).alias("alpha"),
+                    )
+                )
                 for r in pass_table(samples, (max(settings.k),)).iter_rows(named=True):
                     rows.append(
                         {
@@ -180,7 +195,7 @@ def intervention_table(config: dict[str, Any], manifest: Path, task: str, data_d
                             "heads_from": heads_from,
                             "seed": seed,
                             "heads": " ".join(h.name for h in heads),
-                            "alpha": None if kind == "ablate" or heads_from == "none" else alpha,
+                            "alpha": alpha_value,
                             "difficulty": r["difficulty"],
                             "n_samples": samples.filter(pl.col("difficulty") == r["difficulty"]).height,
                             "accuracy": r["accuracy"],
@@ -189,14 +204,16 @@ def intervention_table(config: dict[str, Any], manifest: Path, task: str, data_d
                             "success_at_k": r["success_at_k"],
                         }
                     )
-    return pl.DataFrame(rows, schema_overrides={"seed": pl.Int64, "alpha": pl.Float64})
+    return pl.DataFrame(rows, schema_overrides={"seed": pl.Int64, "alpha": pl.Float64}), pl.concat(all_samples)
 
 
-def intervene_stage(config: dict[str, Any], manifest: Path, task: str, data_dir: Path, cohorts_path: Path, out: Path) -> Path:
+def intervene_stage(
+    config: dict[str, Any], manifest: Path, task: str, data_dir: Path, cohorts_path: Path, out: Path, samples_out: Path
+) -> Path:
     from sparks.tables import read_table, with_provenance, write_table
     from sparks.train import read_manifest
 
-    table = intervention_table(config, manifest, task, data_dir, read_table(cohorts_path, "cohorts"))
+    table, samples = intervention_table(config, manifest, task, data_dir, read_table(cohorts_path, "cohorts"))
     provenance = {
         "experiment": config["experiment"],
         "run": read_manifest(manifest)["run"],
@@ -205,6 +222,7 @@ def intervene_stage(config: dict[str, Any], manifest: Path, task: str, data_dir:
         "model_hash": None,
         "config_hash": config_hash({"evaluate": config["evaluate"], "aggregate": config["aggregate"]}),
     }
+    write_table(with_provenance(samples, **provenance), "intervention_samples", samples_out)
     return write_table(with_provenance(table, **provenance), "interventions", out)
 
 
@@ -224,7 +242,11 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     q = subparsers.add_parser("intervene", help="ablate / scale a run's emergent heads against random heads")
     _common(q)
     q.add_argument("--cohorts", type=Path, required=True, help="the run's cohorts.parquet (aggregate stage)")
+    q.add_argument("--samples", type=Path, required=True, help="output: every sample behind the table (Parquet)")
     q.set_defaults(func=intervene_main)
+    from sparks.evaluate import failure_tables
+
+    failure_tables.make_parser(subparsers)
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
@@ -238,4 +260,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 def intervene_main(args: argparse.Namespace) -> None:
-    intervene_stage(_config(args), args.manifest, args.task, args.data_dir, args.cohorts, args.out)
+    intervene_stage(_config(args), args.manifest, args.task, args.data_dir, args.cohorts, args.out, args.samples)

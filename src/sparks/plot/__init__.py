@@ -13,7 +13,7 @@ import polars as pl
 from sparks.config import check_task, load_config
 
 log = logging.getLogger(__name__)
-FIGURES = ("cohorts", "frequency", "faithfulness", "accuracy", "passk", "scaling")
+FIGURES = ("cohorts", "frequency", "faithfulness", "accuracy", "passk", "scaling", "failures", "failure_scaling", "tokens")
 THINK_FIGURE = "think_modes"  # drawn unless attribute.compare_think_at is none
 
 
@@ -32,12 +32,15 @@ def plot_run(root: Path, run: str, task: str, steps: list[int], out_dir: Path, t
     from sparks.plot.figures import (
         accuracy_figure,
         cohort_figure,
+        failure_scaling_figure,
+        failures_figure,
         faithfulness_figure,
         frequency_figure,
         passk_figure,
         save,
         scaling_figure,
         think_modes_figure,
+        tokens_figure,
     )
     from sparks.tables import read_table
 
@@ -64,6 +67,13 @@ def plot_run(root: Path, run: str, task: str, steps: list[int], out_dir: Path, t
     paths += save(passk_figure(pl.concat(ends), f"{run}: pass@k and success@k ({task})"), stems["passk"])
     interventions = read_table(root / "bench" / run / "interventions" / f"{task}.parquet", "interventions")
     paths += save(scaling_figure(interventions, f"{run}: emergent heads vs random heads ({task})"), stems["scaling"])
+    failures = read_table(root / "bench" / run / "failures.parquet", "failures")
+    paths += save(
+        failures_figure(failures, f"{run}: failure categories by difficulty across checkpoints ({task})"), stems["failures"]
+    )
+    figure = failure_scaling_figure(failures, f"{run}: failure categories under head scaling, emergent vs random ({task})")
+    paths += save(figure, stems["failure_scaling"])
+    paths += save(tokens_figure(failures, f"{run}: tokens spent per correct answer ({task})"), stems["tokens"])
     if think_modes:
         table = read_table(circuits / "think_modes.parquet", "think_modes")
         figure = think_modes_figure(table, f"{run}: heads active on think-on vs think-off prompts ({task})")

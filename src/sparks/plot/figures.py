@@ -282,8 +282,7 @@ def think_modes_figure(table: pl.DataFrame, title: str) -> Figure:
         s = summary[step]
         jaccard = "n/a" if s["jaccard"] is None else f"{s['jaccard']:.2f}"
         ax.set_title(
-            f"step {step}: both {s['both']}, on only {s['think_on_only']}, off only {s['think_off_only']}\n"
-            f"Jaccard {jaccard}",
+            f"step {step}: both {s['both']}, on only {s['think_on_only']}, off only {s['think_off_only']}\nJaccard {jaccard}",
             fontsize=9,
         )
         ax.set_xlabel("head")
@@ -292,4 +291,86 @@ def think_modes_figure(table: pl.DataFrame, title: str) -> Figure:
     fig.legend(handles, [m.replace("_", " ") for m in MODES], loc="lower center", ncol=len(MODES), fontsize=9)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
+
+
+CATEGORY_COLOURS = {  # colourblind palette, correct in grey so the failures stand out
+    "correct": "#cccccc",
+    "calculation_error": "#d55e00",
+    "loop": "#cc78bc",
+    "truncated": "#0173b2",
+    "format": "#ece133",
+    "wrong_plan": "#029e73",
+}
+
+
+def _stacked_shares(ax, shares: pl.DataFrame, x: str, labels: list) -> None:
+    from sparks.evaluate.failures import CATEGORIES
+
+    bottom = np.zeros(len(labels))
+    for category in CATEGORIES:
+        values = np.array([shares.filter(pl.col(x) == label)[category].sum() for label in labels])
+        ax.bar(range(len(labels)), values, bottom=bottom, color=CATEGORY_COLOURS[category], label=category.replace("_", " "))
+        bottom += values
+    ax.set_xticks(range(len(labels)), [str(label) for label in labels], rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+
+
+def _category_shares(failures: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    from sparks.evaluate.failures import CATEGORIES
+
+    return failures.group_by(by).agg([(pl.col("category") == c).mean().alias(c) for c in CATEGORIES])
+
+
+def _failure_panels(failures: pl.DataFrame, x: str, labels: list, title: str, xlabel: str) -> Figure:
+    _theme()
+    difficulties = sorted(failures["difficulty"].unique())
+    fig, axes = plt.subplots(1, len(difficulties), figsize=FIGSIZE, dpi=DPI, sharey=True, squeeze=False)
+    shares = _category_shares(failures, ["difficulty", x])
+    for ax, difficulty in zip(axes[0], difficulties):
+        _stacked_shares(ax, shares.filter(pl.col("difficulty") == difficulty), x, labels)
+        ax.set_title(difficulty, fontsize=10)
+        ax.set_xlabel(xlabel)
+    axes[0][0].set_ylabel("share of samples")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def failures_figure(failures: pl.DataFrame, title: str) -> Figure:
+    """Failure categories by difficulty across checkpoints (eval samples), stacked shares."""
+    evals = failures.filter(pl.col("origin") == "eval")
+    return _failure_panels(evals, "step", sorted(evals["step"].unique()), title, "checkpoint step")
+
+
+def failure_scaling_figure(failures: pl.DataFrame, title: str) -> Figure:
+    """Failure categories of the starting model with its emergent heads scaled, next to the same
+    scaling of random heads (draws pooled) and the unmodified model."""
+    scaled = failures.filter(pl.col("kind") == "scale").with_columns(
+        pl.when(pl.col("heads_from") == "none")
+        .then(pl.lit("unmodified"))
+        .otherwise(pl.format("{} x{}", pl.col("heads_from"), pl.col("alpha")))
+        .alias("condition")
+    )
+    labels = ["unmodified"] + sorted(c for c in scaled["condition"].unique() if c != "unmodified")
+    return _failure_panels(scaled, "condition", labels, title, "")
+
+
+def tokens_figure(failures: pl.DataFrame, title: str) -> Figure:
+    """Generated tokens per correct answer (all tokens spent / correct samples) by difficulty."""
+    _theme()
+    evals = failures.filter(pl.col("origin") == "eval")
+    table = (
+        evals.group_by("step", "difficulty")
+        .agg(pl.col("n_tokens").sum().alias("tokens"), pl.col("correct").sum().alias("n_correct"))
+        .with_columns((pl.col("tokens") / pl.col("n_correct")).alias("tokens per correct answer"))
+        .sort("step")
+    )
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    sns.lineplot(table.to_pandas(), x="step", y="tokens per correct answer", hue="difficulty", marker="o", ax=ax)
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
     return fig

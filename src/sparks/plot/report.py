@@ -63,6 +63,7 @@ def run_section(results: Path, run: str, task: str, figures: tuple[str, ...]) ->
         parts += think_section(circuits)
     parts += ["<h3>Per checkpoint</h3>", _table(per_step)]
     parts += benchmark_section(results, run, task, sorted(circuit["step"].unique().to_list()))
+    parts += failure_section(results, run, task)
     train_log = read_table(results / "runs" / run / "train_log.parquet", "train_log")
     if train_log["reward"].null_count() < train_log.height:
         emergence = emergence_by_checkpoint(circuit, cohorts, train_log)
@@ -97,6 +98,61 @@ def think_section(circuits: Path) -> list[str]:
         "think-off prompts (answer at once), or both; Jaccard of the two active sets.</p>",
         _table(overlap_summary(table)),
         _table(unique),
+    ]
+
+
+def _highlighted(completion: str, bad_step: str | None) -> str:
+    """The escaped completion with its first wrong step marked."""
+    text = html.escape(completion)
+    if bad_step:
+        text = text.replace(html.escape(bad_step), f"<mark>{html.escape(bad_step)}</mark>", 1)
+    return f"<code>{text}</code>"
+
+
+def failure_section(results: Path, run: str, task: str, per_category: int = 3) -> list[str]:
+    """Failure shares, the trade-off numbers with intervals, and real example traces per category."""
+    from sparks.evaluate.failures import CATEGORIES
+
+    failures = read_table(results / "bench" / run / "failures.parquet", "failures")
+    changes = read_table(results / "bench" / run / "failure_changes.parquet", "failure_changes")
+    evals = failures.filter(pl.col("origin") == "eval")
+    steps = sorted(evals["step"].unique())
+    ends = evals.filter(pl.col("step").is_in([steps[0], steps[-1]]))
+    shares = (
+        ends.group_by("step", "difficulty")
+        .agg(
+            [(pl.col("category") == c).mean().alias(c) for c in CATEGORIES], pl.col("answer_abandoned").mean().alias("abandoned")
+        )
+        .sort("step", "difficulty")
+    )
+    changes = changes.filter(pl.col("category") != "correct").select(
+        "comparison", "alpha", "difficulty", "category", "share_before", "share_after", "delta", "ci_low", "ci_high", "n_problems"
+    )
+    samples = read_table([results / "bench" / run / "eval" / str(s) / f"{task}.parquet" for s in steps], "eval").select(
+        "step", "sample_id", "k", "completion"
+    )
+    examples = ["<h3>Example traces (first wrong step marked)</h3>"]
+    for category in CATEGORIES[1:]:
+        picked = evals.filter(pl.col("category") == category).sort("step", "sample_id", "k").head(per_category)
+        if picked.is_empty():
+            continue
+        picked = picked.join(samples, on=["step", "sample_id", "k"])
+        examples.append(f"<h4>{category.replace('_', ' ')}</h4><ul>")
+        for r in picked.iter_rows(named=True):
+            examples.append(
+                f"<li>step {r['step']}, {html.escape(r['difficulty'])}: {_highlighted(r['completion'], r['bad_step'])}</li>"
+            )
+        examples.append("</ul>")
+    return [
+        "<h3>Failure anatomy (base and final checkpoint)</h3>",
+        "<p>Share of samples per category, computed from the text of each completion; abandoned: a wrong "
+        "sample whose trace had already reached the right answer.</p>",
+        _table(shares),
+        "<h3>The trade-off in numbers</h3>",
+        "<p>Change in each failure category's share, final minus base checkpoint, and scaled emergent heads "
+        "minus scaled random heads (same alpha), with 95 % bootstrap intervals over problems.</p>",
+        _table(changes),
+        *examples,
     ]
 
 
