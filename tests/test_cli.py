@@ -9,7 +9,9 @@ STAGES = {
     "attribute": "--heads",
     "aggregate": "--cohorts",
     "evaluate": "--step",
-    "intervene": "--cohorts",
+    "intervene": "--samples",
+    "think-modes": "--out",
+    "failures": "--changes",
     "plot": "--out-dir",
     "report": "--out",
 }

@@ -183,6 +183,27 @@ def test_dag_compares_think_modes_at_each_runs_ends(dag_run):
 
 
 @pytest.mark.slow
+def test_dag_classifies_every_sample_once(dag_run):
+    config = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
+    for run, settings in config["runs"].items():
+        failures = read_table(dag_run / "bench" / run / "failures.parquet", "failures")
+        steps = range(0, settings["max_steps"] + 1, settings["save_steps"])
+        evals = read_table([dag_run / "bench" / run / "eval" / str(s) / "arith.parquet" for s in steps], "eval")
+        classified = failures.filter(pl.col("origin") == "eval")
+        joined = evals.join(classified, on=["step", "sample_id", "k"], how="full", coalesce=True)
+        assert joined.height == evals.height == classified.height  # each sample exactly once
+        assert (joined["correct"] == joined["correct_right"]).all()
+        assert ((joined["category"] == "correct") == joined["correct"]).all()
+        samples = read_table(dag_run / "bench" / run / "interventions" / "arith_samples.parquet", "intervention_samples")
+        assert failures.filter(pl.col("origin") == "intervention").height == samples.height
+        changes = read_table(dag_run / "bench" / run / "failure_changes.parquet", "failure_changes")
+        base_final = changes.filter(pl.col("comparison") == "final_vs_base")
+        assert set(base_final["difficulty"]) == {"easy", "medium", "hard"}
+        assert (base_final["ci_low"] <= base_final["delta"] + 1e-12).all()
+        assert (base_final["delta"] <= base_final["ci_high"] + 1e-12).all()
+
+
+@pytest.mark.slow
 def test_grpo_reward_rises(dag_run):
     """The last quarter of GRPO steps earns more reward than the first quarter: a one-sided Welch
     t statistic above 2 (each step's reward is a mean over its prompts' completions)."""

@@ -121,7 +121,7 @@ def failure_section(results: Path, run: str, task: str, per_category: int = 3) -
     shares = (
         ends.group_by("step", "difficulty")
         .agg(
-            [(pl.col("category") == c).mean().alias(c) for c in CATEGORIES], pl.col("answer_abandoned").mean().alias("abandoned")
+            *[(pl.col("category") == c).mean().alias(c) for c in CATEGORIES], pl.col("answer_abandoned").mean().alias("abandoned")
         )
         .sort("step", "difficulty")
     )
