@@ -36,9 +36,9 @@ def raw_config() -> dict:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     """A random 2-layer tiny Qwen2 (4 heads, 2 KV heads) saved as a Hugging Face folder."""
-    from sparks.model.tiny import TinyShape, build_tiny_qwen2
-
     import torch
+
+    from sparks.model.tiny import TinyShape, build_tiny_qwen2
 
     folder = tmp_path_factory.mktemp("tiny_qwen2")
     torch.manual_seed(0)  # the same random model in every session

@@ -1,9 +1,8 @@
 import pytest
 import yaml
+from conftest import REPO, run_sparks
 
 from sparks.config import ConfigError, check_config, load_config
-
-from conftest import REPO, run_sparks
 
 
 def test_default_config_is_valid_and_filled(raw_config):

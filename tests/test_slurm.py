@@ -21,7 +21,6 @@ from collections import Counter
 
 import pytest
 import yaml
-
 from conftest import ENV, REPO
 from slurm_cluster import PACKAGES, LocalSlurm, missing_binaries
 

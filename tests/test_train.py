@@ -15,7 +15,6 @@ from sparks.train import checkpoint_path, read_manifest, train_run
 @pytest.fixture(scope="module")
 def small_config():
     import yaml
-
     from conftest import REPO
 
     raw = yaml.safe_load((REPO / "workflow_config.yaml").read_text())

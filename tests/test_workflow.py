@@ -13,10 +13,9 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+from conftest import REPO, snakemake
 
 from sparks.tables import read_table
-
-from conftest import REPO, snakemake
 
 
 def job_counts(output: str) -> dict[str, int]:

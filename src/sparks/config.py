@@ -204,3 +204,23 @@ def config_hash(section: Any) -> str:
     """A short, stable hash of a config section (keys sorted), for provenance columns."""
     blob = json.dumps(section, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def add_config_argument(parser) -> None:
+    """The ``--config`` flag every stage's command takes."""
+    parser.add_argument(
+        "--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)"
+    )
+
+
+def run_provenance(config: dict[str, Any], run: str, task: str, *sections: str) -> dict[str, Any]:
+    """Provenance of a table that spans a run's checkpoints (per-row ``step`` where it has one);
+    its config hash covers the named config sections."""
+    return {
+        "experiment": config["experiment"],
+        "run": run,
+        "step": None,
+        "task": task,
+        "model_hash": None,
+        "config_hash": config_hash({s: config[s] for s in sections}),
+    }

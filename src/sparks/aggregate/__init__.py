@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from sparks.config import ConfigError, check_task, config_hash, load_config
+from sparks.config import ConfigError, add_config_argument, check_task, load_config, run_provenance
 
 log = logging.getLogger(__name__)
 TABLES = ("circuit", "cohorts", "frequency", "stability", "similarity")
@@ -107,21 +107,14 @@ def aggregate_stage(config: dict[str, Any], manifest: Path, task: str, out: dict
     info = read_manifest(manifest)
     root = Path(manifest).parents[2]  # results/{exp}/runs/{run}/checkpoints.json -> results/{exp}
     tables = aggregate_run(root, info["run"], task, info["steps"], settings, config["seed"])
-    provenance = {
-        "experiment": config["experiment"],
-        "run": info["run"],
-        "step": None,  # the tables span every checkpoint; per-row steps where they have them
-        "task": task,
-        "model_hash": None,
-        "config_hash": config_hash({"attribute": config["attribute"], "aggregate": config["aggregate"]}),
-    }
+    provenance = run_provenance(config, info["run"], task, "attribute", "aggregate")
     for name in TABLES:
         write_table(with_provenance(tables[name], **provenance), name, out[name])
 
 
 def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("aggregate", help="circuits, cohorts, frequency and stability of one run")
-    p.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    add_config_argument(p)
     p.add_argument("--manifest", type=Path, required=True, help="the run's checkpoints.json (its steps are aggregated)")
     p.add_argument("--task", required=True, help="task name under tasks: in the config")
     for name in TABLES:

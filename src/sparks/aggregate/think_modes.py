@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from sparks.aggregate.circuits import circuit_edges, circuit_table
+from sparks.config import add_config_argument
 
 log = logging.getLogger(__name__)
 MODES = ("both", "think_on_only", "think_off_only", "neither")
@@ -89,7 +90,7 @@ def mode_table_path(root: Path, kind: str, run: str, step: int, task: str, think
 def think_modes_stage(config: dict[str, Any], manifest: Path, task: str, out: Path) -> Path:
     """Write the ``think_modes`` table of one run (its compared checkpoints) to ``out``."""
     from sparks.aggregate import AggregateSettings
-    from sparks.config import config_hash
+    from sparks.config import run_provenance
     from sparks.tables import read_table, with_provenance, write_table
     from sparks.train import read_manifest
 
@@ -107,14 +108,7 @@ def think_modes_stage(config: dict[str, Any], manifest: Path, task: str, out: Pa
             into[think] = read_table(paths, kind)
     table = think_mode_table(edges, heads, settings.top_n, settings.kv_edges_activate_group)
     hashes = heads[True].group_by("step").agg(pl.col("model_hash").first())  # per-row step and model
-    provenance = {
-        "experiment": config["experiment"],
-        "run": info["run"],
-        "step": None,
-        "task": task,
-        "model_hash": None,
-        "config_hash": config_hash({"attribute": config["attribute"], "aggregate": config["aggregate"]}),
-    }
+    provenance = run_provenance(config, info["run"], task, "attribute", "aggregate")
     table = with_provenance(table.join(hashes, on="step"), **provenance)
     log.info("run %s: think on/off circuits at steps %s\n%s", info["run"], steps, overlap_summary(table))
     return write_table(table, "think_modes", out)
@@ -122,7 +116,7 @@ def think_modes_stage(config: dict[str, Any], manifest: Path, task: str, out: Pa
 
 def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("think-modes", help="circuits of the same checkpoints on think-on vs think-off prompts")
-    p.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    add_config_argument(p)
     p.add_argument("--manifest", type=Path, required=True, help="the run's checkpoints.json")
     p.add_argument("--task", required=True, help="task name under tasks: in the config")
     p.add_argument("--out", type=Path, required=True, help="output: think_modes table (Parquet)")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from sparks.config import ConfigError, check_task, config_hash, load_config
+from sparks.config import ConfigError, add_config_argument, check_task, config_hash, load_config
 
 if TYPE_CHECKING:
     from sparks.attribute.graph import Graph
@@ -196,7 +196,7 @@ def attribute_checkpoint(
 
 def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("attribute", help="EAP-IG head and edge scores of one checkpoint on one task")
-    p.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    add_config_argument(p)
     p.add_argument("--manifest", type=Path, required=True, help="the run's checkpoints.json")
     p.add_argument("--step", type=int, required=True, help="checkpoint step (one listed in the manifest)")
     p.add_argument("--task", required=True, help="task name under tasks: in the config")

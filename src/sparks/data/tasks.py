@@ -10,8 +10,8 @@ import polars as pl
 from transformers import PreTrainedTokenizerBase
 
 from sparks.data import arithmetic as arith
-from sparks.data.hub import load_hub_problems
 from sparks.data.formats import format_prompt
+from sparks.data.hub import load_hub_problems
 from sparks.model.tokenizer import THINK_CLOSE, THINK_OPEN
 
 _MAX_TRIES = 1000

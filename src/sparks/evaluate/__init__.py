@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from sparks.config import ConfigError, check_task, config_hash, load_config
+from sparks.config import ConfigError, add_config_argument, check_task, config_hash, load_config, run_provenance
 
 log = logging.getLogger(__name__)
 
@@ -214,20 +214,13 @@ def intervene_stage(
     from sparks.train import read_manifest
 
     table, samples = intervention_table(config, manifest, task, data_dir, read_table(cohorts_path, "cohorts"))
-    provenance = {
-        "experiment": config["experiment"],
-        "run": read_manifest(manifest)["run"],
-        "step": None,  # per row: the final checkpoint (ablate) or the base (scale)
-        "task": task,
-        "model_hash": None,
-        "config_hash": config_hash({"evaluate": config["evaluate"], "aggregate": config["aggregate"]}),
-    }
+    provenance = run_provenance(config, read_manifest(manifest)["run"], task, "evaluate", "aggregate")
     write_table(with_provenance(samples, **provenance), "intervention_samples", samples_out)
     return write_table(with_provenance(table, **provenance), "interventions", out)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    add_config_argument(p)
     p.add_argument("--manifest", type=Path, required=True, help="the run's checkpoints.json")
     p.add_argument("--task", required=True, help="task name under tasks: in the config")
     p.add_argument("--data-dir", type=Path, required=True, help="folder with {task}_problems.parquet")

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from sparks.config import add_config_argument
 from sparks.evaluate.failures import CATEGORIES, FailureSettings, classify
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def change_table(failures: pl.DataFrame, steps: list[int], n_boot: int = 1000, s
 def failures_stage(
     config: dict[str, Any], manifest: Path, task: str, data_dir: Path, bench_dir: Path, out: Path, changes_out: Path
 ) -> None:
-    from sparks.config import config_hash
+    from sparks.config import run_provenance
     from sparks.tables import read_table, with_provenance, write_table
     from sparks.train import read_manifest
 
@@ -132,14 +133,7 @@ def failures_stage(
     synthetic = config["tasks"][task]["source"] == "synthetic"
     table = failure_table(samples, problems, config["evaluate"]["max_new_tokens"], synthetic, settings)
     changes = change_table(table, steps, seed=config["seed"])
-    provenance = {
-        "experiment": config["experiment"],
-        "run": info["run"],
-        "step": None,
-        "task": task,
-        "model_hash": None,
-        "config_hash": config_hash({"evaluate": config["evaluate"], "failures": config["failures"]}),
-    }
+    provenance = run_provenance(config, info["run"], task, "evaluate", "failures")
     shares = table.group_by("origin", "difficulty").agg([(pl.col("category") == c).mean().alias(c) for c in CATEGORIES])
     log.info("category shares:\n%s", shares.sort("origin", "difficulty"))
     write_table(with_provenance(table, **provenance), "failures", out)
@@ -148,7 +142,7 @@ def failures_stage(
 
 def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("failures", help="classify every sample of a run (correct, calculation_error, loop, ...)")
-    p.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    add_config_argument(p)
     p.add_argument("--manifest", type=Path, required=True, help="the run's checkpoints.json")
     p.add_argument("--task", required=True, help="task name under tasks: in the config")
     p.add_argument("--data-dir", type=Path, required=True, help="folder with {task}_problems.parquet")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transformers import Qwen2Config, Qwen2ForCausalLM, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
 
 @dataclass(frozen=True)

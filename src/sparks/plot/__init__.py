@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from sparks.config import check_task, load_config
+from sparks.config import add_config_argument, check_task, load_config
 
 log = logging.getLogger(__name__)
 FIGURES = ("cohorts", "frequency", "faithfulness", "accuracy", "passk", "scaling", "failures", "failure_scaling", "tokens")
@@ -84,14 +84,14 @@ def plot_run(root: Path, run: str, task: str, steps: list[int], out_dir: Path, t
 
 def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("plot", help="figures of one run: cohorts over reward, frequency heatmap, faithfulness")
-    p.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    add_config_argument(p)
     p.add_argument("--manifest", type=Path, required=True, help="the run's checkpoints.json")
     p.add_argument("--task", required=True, help="task name under tasks: in the config")
     p.add_argument("--out-dir", type=Path, required=True, help="figure folder, e.g. results/embedded/figures/grpo")
     p.set_defaults(func=main)
 
     r = subparsers.add_parser("report", help="one self-contained HTML page with every run's figures and key tables")
-    r.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    add_config_argument(r)
     r.add_argument("--results", type=Path, required=True, help="the experiment's results folder, e.g. results/embedded")
     r.add_argument("--out", type=Path, required=True, help="output HTML file")
     r.set_defaults(func=report_main)

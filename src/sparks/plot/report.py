@@ -11,8 +11,8 @@ from typing import Any
 import polars as pl
 
 import sparks
-from sparks.atomic import atomic_file
 from sparks.aggregate.emergence import emergence_by_checkpoint, pearson_with_interval
+from sparks.atomic import atomic_file
 from sparks.plot import THINK_FIGURE, figure_names, figure_stems
 from sparks.tables import read_table
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from sparks.config import config_hash, load_config
+from sparks.config import add_config_argument, config_hash, load_config
 
 log = logging.getLogger(__name__)
 ACCURACY_PROBLEMS_PER_LENGTH = 100
@@ -132,7 +132,7 @@ def prepare_data(config: dict[str, Any], task_name: str, tokenizer_dir: Path, ou
 
 def make_parser(subparsers: argparse._SubParsersAction) -> None:
     model = subparsers.add_parser("prepare-model", help="pre-train an embedded base/teacher model or record a hub model")
-    model.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    add_config_argument(model)
     model.add_argument(
         "--role", choices=["base", "teacher"], default="base", help="which model of the config (default: %(default)s)"
     )
@@ -140,7 +140,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     model.set_defaults(func=main_model)
 
     data = subparsers.add_parser("prepare-data", help="write a task's problems and clean/corrupted pairs")
-    data.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    add_config_argument(data)
     data.add_argument("--task", required=True, help="task name under tasks: in the config")
     data.add_argument(
         "--tokenizer", type=Path, required=True, help="model folder from prepare-model (its tokenizer sets pair lengths)"

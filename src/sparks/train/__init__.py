@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sparks.atomic import atomic_file
-from sparks.config import config_hash, load_config
+from sparks.config import add_config_argument, config_hash, load_config
 
 log = logging.getLogger(__name__)
 MANIFEST = "checkpoints.json"
@@ -125,7 +125,7 @@ def train_run(
 
 def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="post-train with TRL (sft | grpo | distill) and save checkpoints")
-    p.add_argument("--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)")
+    add_config_argument(p)
     p.add_argument("--run", required=True, help="run name under runs: in the config")
     p.add_argument("--base", type=Path, required=True, help="model folder from prepare-model")
     p.add_argument("--data-dir", type=Path, required=True, help="folder with {task}_problems.parquet")
