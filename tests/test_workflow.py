@@ -254,6 +254,8 @@ def test_killed_attribute_job_reruns_to_the_same_table(dag_run, tmp_path):
     written = [p for p in outputs if p.exists()]
     assert len(written) < len(TABLES), "the job finished before it could be killed"
 
+    # A killed snakemake leaves its lock: `--unlock` once (as after any crash), then rerun.
+    assert snakemake(work, "--unlock").returncode == 0
     # Without being told to, snakemake refuses to build on what the killed job left behind.
     plan = snakemake(work, *targets, "-n")
     assert plan.returncode != 0 and "incomplete" in (plan.stdout + plan.stderr).lower()
