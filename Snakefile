@@ -5,9 +5,8 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-if (
-    not workflow.config_settings.configfiles
-):  # --configfile <experiment>.yaml replaces the default
+# The embedded default, unless --configfile names another experiment (which then replaces it).
+if not workflow.config_settings.configfiles:
 
     configfile: "workflow_config.yaml"
 
