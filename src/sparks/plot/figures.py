@@ -324,7 +324,7 @@ def _category_shares(failures: pl.DataFrame, by: list[str]) -> pl.DataFrame:
 
 def _failure_panels(failures: pl.DataFrame, x: str, labels: list, title: str, xlabel: str) -> Figure:
     _theme()
-    difficulties = sorted(failures["difficulty"].unique())
+    difficulties = failures["difficulty"].unique(maintain_order=True).to_list()  # the eval order: easy first
     fig, axes = plt.subplots(1, len(difficulties), figsize=FIGSIZE, dpi=DPI, sharey=True, squeeze=False)
     shares = _category_shares(failures, ["difficulty", x])
     for ax, difficulty in zip(axes[0], difficulties):
