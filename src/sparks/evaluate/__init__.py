@@ -104,7 +104,8 @@ def pass_table(samples: pl.DataFrame, ks: tuple[int, ...]) -> pl.DataFrame:
     return pl.DataFrame(rows).sort("difficulty", "k_samples")
 
 
-def _eval_problems(data_dir: Path, task: str) -> pl.DataFrame:
+def eval_problems(data_dir: Path, task: str) -> pl.DataFrame:
+    """The task's held-out problems: problem_id, difficulty, question, answer."""
     from sparks.tables import read_table
 
     problems = read_table(Path(data_dir) / f"{task}_problems.parquet", "problems")
@@ -122,7 +123,7 @@ def evaluate_stage(config: dict[str, Any], manifest: Path, step: int, task: str,
     samples = sample_table(
         model,
         tokenizer,
-        _eval_problems(data_dir, task),
+        eval_problems(data_dir, task),
         settings,
         seed=config["seed"] + step,
         source=config["tasks"][task]["source"],
@@ -154,7 +155,7 @@ def intervention_table(
 
     settings = EvaluateSettings.from_config(config)
     steps = read_manifest(manifest)["steps"]
-    problems = _eval_problems(data_dir, task)
+    problems = eval_problems(data_dir, task)
     emergent = tuple(HeadId(r["layer"], r["head"]) for r in cohorts.filter(pl.col("status") == "emergent").iter_rows(named=True))
     if not emergent:
         log.warning("run has no emergent heads: the interventions table lists only the unmodified models")

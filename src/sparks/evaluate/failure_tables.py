@@ -47,6 +47,11 @@ def failure_table(
     )
 
 
+def category_shares(failures: pl.DataFrame, by: list[str], *extra: pl.Expr) -> pl.DataFrame:
+    """Share of each category (one column per category) in each group of ``by``, plus ``extra``."""
+    return failures.group_by(by).agg(*[(pl.col("category") == c).mean().alias(c) for c in CATEGORIES], *extra)
+
+
 def _shares(per_problem: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Category shares [n_categories] from per-problem counts [n_problems, n_categories]."""
     counts = (per_problem * weights[:, None]).sum(0)
@@ -113,6 +118,7 @@ def failures_stage(
     config: dict[str, Any], manifest: Path, task: str, data_dir: Path, bench_dir: Path, out: Path, changes_out: Path
 ) -> None:
     from sparks.config import run_provenance
+    from sparks.evaluate import eval_problems
     from sparks.tables import read_table, with_provenance, write_table
     from sparks.train import read_manifest
 
@@ -128,13 +134,13 @@ def failures_stage(
     interventions = interventions.with_columns(pl.lit("intervention").alias("origin"))
     columns = [*SAMPLE_KEYS, "difficulty", "sample_id", "k", "correct", "n_tokens", "completion"]
     samples = pl.concat([evals.select(columns), interventions.select(columns)])
-    problems = read_table(Path(data_dir) / f"{task}_problems.parquet", "problems").filter(pl.col("split") == "eval")
+    problems = eval_problems(data_dir, task)
     settings = FailureSettings(**config["failures"])
     synthetic = config["tasks"][task]["source"] == "synthetic"
     table = failure_table(samples, problems, config["evaluate"]["max_new_tokens"], synthetic, settings)
     changes = change_table(table, steps, seed=config["seed"])
     provenance = run_provenance(config, info["run"], task, "evaluate", "failures")
-    shares = table.group_by("origin", "difficulty").agg([(pl.col("category") == c).mean().alias(c) for c in CATEGORIES])
+    shares = category_shares(table, ["origin", "difficulty"])
     log.info("category shares:\n%s", shares.sort("origin", "difficulty"))
     write_table(with_provenance(table, **provenance), "failures", out)
     write_table(with_provenance(changes, **provenance), "failure_changes", changes_out)

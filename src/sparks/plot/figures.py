@@ -316,17 +316,13 @@ def _stacked_shares(ax, shares: pl.DataFrame, x: str, labels: list) -> None:
     ax.set_ylim(0, 1)
 
 
-def _category_shares(failures: pl.DataFrame, by: list[str]) -> pl.DataFrame:
-    from sparks.evaluate.failures import CATEGORIES
-
-    return failures.group_by(by).agg([(pl.col("category") == c).mean().alias(c) for c in CATEGORIES])
-
-
 def _failure_panels(failures: pl.DataFrame, x: str, labels: list, title: str, xlabel: str) -> Figure:
     _theme()
     difficulties = failures["difficulty"].unique(maintain_order=True).to_list()  # the eval order: easy first
     fig, axes = plt.subplots(1, len(difficulties), figsize=FIGSIZE, dpi=DPI, sharey=True, squeeze=False)
-    shares = _category_shares(failures, ["difficulty", x])
+    from sparks.evaluate.failure_tables import category_shares
+
+    shares = category_shares(failures, ["difficulty", x])
     for ax, difficulty in zip(axes[0], difficulties):
         _stacked_shares(ax, shares.filter(pl.col("difficulty") == difficulty), x, labels)
         ax.set_title(difficulty, fontsize=10)

@@ -111,6 +111,7 @@ def _highlighted(completion: str, bad_step: str | None) -> str:
 
 def failure_section(results: Path, run: str, task: str, per_category: int = 3) -> list[str]:
     """Failure shares, the trade-off numbers with intervals, and real example traces per category."""
+    from sparks.evaluate.failure_tables import category_shares
     from sparks.evaluate.failures import CATEGORIES
 
     failures = read_table(results / "bench" / run / "failures.parquet", "failures")
@@ -118,13 +119,8 @@ def failure_section(results: Path, run: str, task: str, per_category: int = 3) -
     evals = failures.filter(pl.col("origin") == "eval")
     steps = sorted(evals["step"].unique())
     ends = evals.filter(pl.col("step").is_in([steps[0], steps[-1]]))
-    shares = (
-        ends.group_by("step", "difficulty")
-        .agg(
-            *[(pl.col("category") == c).mean().alias(c) for c in CATEGORIES], pl.col("answer_abandoned").mean().alias("abandoned")
-        )
-        .sort("step", "difficulty")
-    )
+    abandoned = pl.col("answer_abandoned").mean().alias("abandoned")
+    shares = category_shares(ends, ["step", "difficulty"], abandoned).sort("step", "difficulty")
     changes = changes.filter(pl.col("category") != "correct").select(
         "comparison", "alpha", "difficulty", "category", "share_before", "share_after", "delta", "ci_low", "ci_high", "n_problems"
     )
