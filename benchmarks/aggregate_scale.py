@@ -27,7 +27,8 @@ def peak_rss_mb() -> float:
         return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM")) / 1024
 
 
-def write_tables(root: Path, graph: Graph, steps: list[int], seed: int) -> int:
+def write_tables(root: Path, graph: Graph, steps: list[int], seed: int) -> tuple[dict[str, list[Path]], int]:
+    """Write each checkpoint's tables under ``root``; returns the files by kind and the edge tables' size."""
     rng = np.random.default_rng(seed)
     heads = pl.DataFrame(
         {
@@ -37,21 +38,20 @@ def write_tables(root: Path, graph: Graph, steps: list[int], seed: int) -> int:
         }
     )
     template = graph.edges_frame(graph.edge_mask.float())  # names in graph order
-    n_bytes = 0
+    n_bytes, files = 0, {kind: [] for kind in ("heads", "edges", "pair_edges", "faithfulness")}
     for step in steps:
         scores = rng.standard_normal(graph.n_edges) * rng.gamma(0.5, size=graph.n_edges)
         edges = ranked(template.select("src", "dst", "dst_input").with_columns(pl.Series("score", scores)))
         edges = edges.with_columns(pl.lit(step).alias("step"))
         n_bytes += edges.estimated_size()
         curve = pl.DataFrame({"step": [step] * 3, "n_edges": [0, 100, graph.n_edges], "faithfulness": [0.0, 0.9, 1.0]})
-        for kind, df in (("edges", edges), ("heads", heads), ("faithfulness", curve)):
-            path = root / kind / "run" / str(step) / "task.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
+        pair_scores = pl.DataFrame({"step": [step], "scores": [scores.astype(np.float32)]})
+        step_heads = heads.with_columns(pl.lit(step).alias("step"))
+        for kind, df in (("edges", edges), ("heads", step_heads), ("faithfulness", curve), ("pair_edges", pair_scores)):
+            path = root / f"{kind}-{step}.parquet"
             df.write_parquet(path)
-        path = root / "pair_edges" / "run" / str(step) / "task.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pl.DataFrame({"scores": [scores.astype(np.float32)]}).write_parquet(path)
-    return n_bytes
+            files[kind].append(path)
+    return files, n_bytes
 
 
 def main() -> None:
@@ -64,11 +64,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         start = time.perf_counter()
-        edge_bytes = write_tables(root, graph, steps, seed=0)
+        files, edge_bytes = write_tables(root, graph, steps, seed=0)
         written = time.perf_counter() - start
         before = peak_rss_mb()
         start = time.perf_counter()
-        tables = aggregate_run(root, "run", "task", steps, AggregateSettings(top_n=args.top_n, bootstrap=0))
+        tables = aggregate_run(files, steps, AggregateSettings.defaults(top_n=args.top_n, bootstrap=0))
         took = time.perf_counter() - start
         rise = max(peak_rss_mb() - before, 0.0)
     print(

@@ -21,7 +21,7 @@ def _train_loop(threads: int, steps: int) -> None:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build_tiny_qwen2(TinyShape(hidden_size=64, intermediate_size=256), build_char_tokenizer())
+    model = build_tiny_qwen2(TinyShape.defaults(hidden_size=64, intermediate_size=256), build_char_tokenizer())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     ids = torch.randint(10, 90, (32, 24))  # [batch, pos]
     for _ in range(steps):

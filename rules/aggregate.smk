@@ -1,17 +1,18 @@
 rule aggregate:
     input:
         unpack(attribution_tables),
-        manifest="results/{exp}/runs/{run}/checkpoints.json",
+        manifest=layout.manifest(),
     output:
-        circuit="results/{exp}/circuits/{run}/{task}/circuit.parquet",
-        cohorts="results/{exp}/circuits/{run}/{task}/cohorts.parquet",
-        frequency="results/{exp}/circuits/{run}/{task}/frequency.parquet",
-        stability="results/{exp}/circuits/{run}/{task}/stability.parquet",
-        similarity="results/{exp}/circuits/{run}/{task}/similarity.parquet",
+        circuit=layout.circuits("circuit"),
+        cohorts=layout.circuits("cohorts"),
+        frequency=layout.circuits("frequency"),
+        stability=layout.circuits("stability"),
+        similarity=layout.circuits("similarity"),
+        emergence=layout.circuits("emergence"),
     log:
-        "results/{exp}/logs/aggregate/{run}/{task}.log",
+        layout.log("aggregate", "{run}", "{task}"),
     benchmark:
-        "results/{exp}/timings/aggregate/{run}/{task}.tsv"
+        layout.timing("aggregate", "{run}", "{task}")
     conda:
         "../envs/sparks.yaml"
     threads: 1
@@ -21,23 +22,24 @@ rule aggregate:
     params:
         config=CONFIG_FILE,
         settings=settings("aggregate"),
+        inputs=flags,
     shell:
-        "sparks aggregate --config {params.config} --manifest {input.manifest} "
-        "--task {wildcards.task} --circuit {output.circuit} --cohorts {output.cohorts} "
-        "--frequency {output.frequency} --stability {output.stability} "
-        "--similarity {output.similarity} > {log} 2>&1"
+        "sparks aggregate --config {params.config} --task {wildcards.task} {params.inputs} "
+        "--circuit-out {output.circuit} --cohorts-out {output.cohorts} "
+        "--frequency-out {output.frequency} --stability-out {output.stability} "
+        "--similarity-out {output.similarity} --emergence-out {output.emergence} > {log} 2>&1"
 
 
 rule think_modes:
     input:
         unpack(think_mode_tables),
-        manifest="results/{exp}/runs/{run}/checkpoints.json",
     output:
-        "results/{exp}/circuits/{run}/{task}/think_modes.parquet",
+        think_modes=layout.circuits("think_modes"),
+        overlap=layout.circuits("think_overlap"),
     log:
-        "results/{exp}/logs/think_modes/{run}/{task}.log",
+        layout.log("think_modes", "{run}", "{task}"),
     benchmark:
-        "results/{exp}/timings/think_modes/{run}/{task}.tsv"
+        layout.timing("think_modes", "{run}", "{task}")
     conda:
         "../envs/sparks.yaml"
     threads: 1
@@ -47,6 +49,7 @@ rule think_modes:
     params:
         config=CONFIG_FILE,
         settings=settings("aggregate"),
+        inputs=flags,
     shell:
-        "sparks think-modes --config {params.config} --manifest {input.manifest} "
-        "--task {wildcards.task} --out {output} > {log} 2>&1"
+        "sparks think-modes --config {params.config} --task {wildcards.task} --run {wildcards.run} "
+        "{params.inputs} --out {output.think_modes} --overlap {output.overlap} > {log} 2>&1"

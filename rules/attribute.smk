@@ -1,16 +1,16 @@
 rule attribute:
     input:
-        manifest="results/{exp}/runs/{run}/checkpoints.json",
-        pairs="results/{exp}/data/{task}_pairs.parquet",
+        manifest=layout.manifest(),
+        pairs=layout.pairs(),
     output:
-        heads="results/{exp}/heads/{run}/{step}/{task}.parquet",
-        edges="results/{exp}/edges/{run}/{step}/{task}.parquet",
-        pair_edges="results/{exp}/pair_edges/{run}/{step}/{task}.parquet",
-        faithfulness="results/{exp}/faithfulness/{run}/{step}/{task}.parquet",
+        heads=layout.attribution("heads"),
+        edges=layout.attribution("edges"),
+        pair_edges=layout.attribution("pair_edges"),
+        faithfulness=layout.attribution("faithfulness"),
     log:
-        "results/{exp}/logs/attribute/{run}/{step}/{task}.log",
+        layout.log("attribute", "{run}", "{step}", "{task}"),
     benchmark:
-        "results/{exp}/timings/attribute/{run}/{step}/{task}.tsv"
+        layout.timing("attribute", "{run}", "{step}", "{task}")
     conda:
         "../envs/sparks.yaml"
     threads: 1
@@ -30,15 +30,15 @@ rule attribute:
 
 rule attribute_think:
     input:
-        manifest="results/{exp}/runs/{run}/checkpoints.json",
-        pairs="results/{exp}/data/{task}_pairs.parquet",
+        manifest=layout.manifest(),
+        pairs=layout.pairs(),
     output:
-        heads="results/{exp}/think/{mode}/heads/{run}/{step}/{task}.parquet",
-        edges="results/{exp}/think/{mode}/edges/{run}/{step}/{task}.parquet",
+        heads=layout.think_attribution("heads"),
+        edges=layout.think_attribution("edges"),
     log:
-        "results/{exp}/logs/attribute_think/{mode}/{run}/{step}/{task}.log",
+        layout.log("attribute_think", "{mode}", "{run}", "{step}", "{task}"),
     benchmark:
-        "results/{exp}/timings/attribute_think/{mode}/{run}/{step}/{task}.tsv"
+        layout.timing("attribute_think", "{mode}", "{run}", "{step}", "{task}")
     conda:
         "../envs/sparks.yaml"
     threads: 1

@@ -1,13 +1,14 @@
 rule evaluate:
     input:
-        manifest="results/{exp}/runs/{run}/checkpoints.json",
-        problems="results/{exp}/data/{task}_problems.parquet",
+        manifest=layout.manifest(),
+        problems=layout.problems(),
     output:
-        "results/{exp}/bench/{run}/eval/{step}/{task}.parquet",
+        samples=layout.eval_samples(),
+        passk=layout.passk(),
     log:
-        "results/{exp}/logs/evaluate/{run}/{step}/{task}.log",
+        layout.log("evaluate", "{run}", "{step}", "{task}"),
     benchmark:
-        "results/{exp}/timings/evaluate/{run}/{step}/{task}.tsv"
+        layout.timing("evaluate", "{run}", "{step}", "{task}")
     conda:
         "../envs/sparks.yaml"
     threads: 1
@@ -20,22 +21,22 @@ rule evaluate:
         settings=settings("evaluate"),
     shell:
         "sparks evaluate --config {params.config} --manifest {input.manifest} "
-        "--step {wildcards.step} --task {wildcards.task} "
-        "--data-dir results/{wildcards.exp}/data --out {output} > {log} 2>&1"
+        "--step {wildcards.step} --task {wildcards.task} --problems {input.problems} "
+        "--out {output.samples} --passk {output.passk} > {log} 2>&1"
 
 
 rule intervene:
     input:
-        manifest="results/{exp}/runs/{run}/checkpoints.json",
-        problems="results/{exp}/data/{task}_problems.parquet",
-        cohorts="results/{exp}/circuits/{run}/{task}/cohorts.parquet",
+        manifest=layout.manifest(),
+        problems=layout.problems(),
+        cohorts=layout.circuits("cohorts"),
     output:
-        table="results/{exp}/bench/{run}/interventions/{task}.parquet",
-        samples="results/{exp}/bench/{run}/interventions/{task}_samples.parquet",
+        table=layout.interventions(),
+        samples=layout.intervention_samples(),
     log:
-        "results/{exp}/logs/intervene/{run}/{task}.log",
+        layout.log("intervene", "{run}", "{task}"),
     benchmark:
-        "results/{exp}/timings/intervene/{run}/{task}.tsv"
+        layout.timing("intervene", "{run}", "{task}")
     conda:
         "../envs/sparks.yaml"
     threads: 1
@@ -48,22 +49,22 @@ rule intervene:
         settings=settings("evaluate"),
     shell:
         "sparks intervene --config {params.config} --manifest {input.manifest} "
-        "--task {wildcards.task} --data-dir results/{wildcards.exp}/data "
-        "--cohorts {input.cohorts} --out {output.table} --samples {output.samples} "
-        "> {log} 2>&1"
+        "--task {wildcards.task} --problems {input.problems} --cohorts {input.cohorts} "
+        "--out {output.table} --samples {output.samples} > {log} 2>&1"
 
 
 rule failures:
     input:
         unpack(failure_inputs),
-        manifest="results/{exp}/runs/{run}/checkpoints.json",
+        manifest=layout.manifest(),
     output:
-        failures="results/{exp}/bench/{run}/failures.parquet",
-        changes="results/{exp}/bench/{run}/failure_changes.parquet",
+        failures=layout.failures("failures"),
+        changes=layout.failures("failure_changes"),
+        shares=layout.failures("failure_shares"),
     log:
-        "results/{exp}/logs/failures/{run}.log",
+        layout.log("failures", "{run}"),
     benchmark:
-        "results/{exp}/timings/failures/{run}.tsv"
+        layout.timing("failures", "{run}")
     conda:
         "../envs/sparks.yaml"
     threads: 1
@@ -73,9 +74,9 @@ rule failures:
     params:
         config=CONFIG_FILE,
         settings=settings("failures"),
-        task=lambda wildcards: config["runs"][wildcards.run]["task"],
+        task=run_task_of,
+        inputs=flags,
     shell:
-        "sparks failures --config {params.config} --manifest {input.manifest} "
-        "--task {params.task} --data-dir results/{wildcards.exp}/data "
-        "--bench-dir results/{wildcards.exp}/bench/{wildcards.run} "
-        "--out {output.failures} --changes {output.changes} > {log} 2>&1"
+        "sparks failures --config {params.config} --task {params.task} {params.inputs} "
+        "--out {output.failures} --changes {output.changes} --shares {output.shares} "
+        "> {log} 2>&1"

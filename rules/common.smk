@@ -1,10 +1,12 @@
-# Config checking, wildcard constraints and the helper functions the rules call.
+# Config checking, wildcard constraints and the input functions the rules call. Every path comes
+# from sparks.layout; every step list from the runs' manifests.
 import json
-from pathlib import Path
 
-from sparks.attribute import TABLES as ATTRIBUTE_TABLES
+from sparks import layout
+from sparks.aggregate import INPUTS as AGGREGATE_INPUTS
+from sparks.aggregate.think_modes import compare_steps
 from sparks.config import ConfigError, check_config
-from sparks.aggregate.think_modes import compare_steps, mode_table_path
+from sparks.manifest import read_manifest
 from sparks.plot import figure_names
 
 if workflow.config_settings.config:
@@ -51,102 +53,112 @@ def settings(*keys, ignore=()):
     return section
 
 
+def flags(wildcards, input):
+    """``--name file ...`` for every named input (the stage's flags are the inputs' names)."""
+    return " ".join(
+        f"--{name.replace('_', '-')} {' '.join(input[name]) if isinstance(input[name], list) else input[name]}"
+        for name in input.keys()
+    )
+
+
+def run_task(run):
+    return config["runs"][run]["task"]
+
+
+def run_task_of(wildcards):
+    return run_task(wildcards.run)
+
+
 def run_inputs(wildcards):
-    """A run's inputs: base model and task data, plus the teacher for distillation."""
+    """A run's inputs: base model and task problems, plus the teacher for distillation."""
     run = config["runs"][wildcards.run]
     inputs = {
-        "base": f"results/{EXP}/base",
-        "problems": f"results/{EXP}/data/{run['task']}_problems.parquet",
+        "base": layout.model("base", EXP),
+        "problems": layout.problems(run["task"], EXP),
     }
     if run["method"] == "distill" and run["distill"]["teacher"] == "teacher":
-        inputs["teacher"] = f"results/{EXP}/teacher"
+        inputs["teacher"] = layout.model("teacher", EXP)
     return inputs
-
-
-def teacher_flag(wildcards, input):
-    return f"--teacher {input.teacher}" if "teacher" in input.keys() else ""
 
 
 def checkpoint_steps(run):
     """The steps a finished run saved (Snakemake re-evaluates this once training is done)."""
-    manifest = checkpoints.train.get(exp=EXP, run=run).output.manifest
-    with open(manifest) as handle:
-        return json.load(handle)["steps"]
+    return list(
+        read_manifest(checkpoints.train.get(exp=EXP, run=run).output.manifest).steps
+    )
 
 
 def attribution_tables(wildcards):
-    """Every attribute-stage table of a run's checkpoints, by kind (for aggregate)."""
+    """Every attribute-stage table of a run's checkpoints, by kind, and its train log (for aggregate)."""
     steps = checkpoint_steps(wildcards.run)
-    root = f"results/{EXP}/{{kind}}/{wildcards.run}/{{step}}/{wildcards.task}.parquet"
-    return {k: [root.format(kind=k, step=s) for s in steps] for k in ATTRIBUTE_TABLES}
-
-
-def plot_inputs(wildcards):
-    """A run's aggregate tables, faithfulness curves and benchmark tables (for plot)."""
-    run, task = wildcards.run, wildcards.task
-    root = f"results/{EXP}/circuits/{run}/{task}"
     tables = {
-        name: f"{root}/{name}.parquet" for name in ("circuit", "cohorts", "frequency")
+        kind: [
+            layout.attribution(kind, wildcards.run, s, wildcards.task, EXP)
+            for s in steps
+        ]
+        for kind in AGGREGATE_INPUTS
     }
-    tables["faithfulness"] = attribution_tables(wildcards)["faithfulness"]
-    tables["eval"] = [
-        f"results/{EXP}/bench/{run}/eval/{step}/{task}.parquet"
-        for step in checkpoint_steps(run)
-    ]
-    tables["interventions"] = f"results/{EXP}/bench/{run}/interventions/{task}.parquet"
-    if config["attribute"]["compare_think_at"] != "none":
-        tables["think_modes"] = f"{root}/think_modes.parquet"
-    tables["failures"] = f"results/{EXP}/bench/{run}/failures.parquet"
-    return tables
-
-
-def report_inputs(wildcards):
-    """Every run's figures (the report embeds them) and aggregate tables."""
-    inputs = []
-    for run, settings in config["runs"].items():
-        for name in figure_names(config):
-            inputs.append(f"results/{EXP}/figures/{run}/{settings['task']}_{name}.png")
-        inputs.append(
-            f"results/{EXP}/circuits/{run}/{settings['task']}/similarity.parquet"
-        )
-        inputs.append(f"results/{EXP}/bench/{run}/failure_changes.parquet")
-    return inputs
-
-
-def failure_inputs(wildcards):
-    """Every sample of a run: its eval tables, its intervention samples, and the problems."""
-    task = config["runs"][wildcards.run]["task"]
-    root = f"results/{EXP}/bench/{wildcards.run}"
-    return {
-        "eval": [
-            f"{root}/eval/{step}/{task}.parquet"
-            for step in checkpoint_steps(wildcards.run)
-        ],
-        "samples": f"{root}/interventions/{task}_samples.parquet",
-        "problems": f"results/{EXP}/data/{task}_problems.parquet",
-    }
+    return {**tables, "train_log": layout.train_log(wildcards.run, EXP)}
 
 
 def think_mode_tables(wildcards):
     """Heads and edges of a run's compared checkpoints in both think modes (for think_modes)."""
-    root = Path(f"results/{EXP}")
     steps = compare_steps(
         checkpoint_steps(wildcards.run), config["attribute"]["compare_think_at"]
     )
     main = config["attribute"]["think"]
     return {
         f"{kind}_{mode}": [
-            str(
-                mode_table_path(
-                    root, kind, wildcards.run, s, wildcards.task, think, main
-                )
+            layout.attribution_in_mode(
+                kind, mode == "on", main, wildcards.run, s, wildcards.task, EXP
             )
             for s in steps
         ]
         for kind in ("heads", "edges")
-        for mode, think in (("on", True), ("off", False))
+        for mode in ("on", "off")
     }
 
 
+def failure_inputs(wildcards):
+    """Every sample of a run: its eval tables, its intervention samples, and the problems."""
+    task = run_task(wildcards.run)
+    return {
+        "problems": layout.problems(task, EXP),
+        "eval": [
+            layout.eval_samples(wildcards.run, s, task, EXP)
+            for s in checkpoint_steps(wildcards.run)
+        ],
+        "samples": layout.intervention_samples(wildcards.run, task, EXP),
+    }
+
+
+def plot_inputs(wildcards):
+    """Every table a run's figures and report section read (sparks.plot.INPUTS)."""
+    run, task = wildcards.run, wildcards.task
+    steps = checkpoint_steps(run)
+    tables = {
+        name: layout.circuits(name, run, task, EXP)
+        for name in ("circuit", "cohorts", "frequency", "similarity", "emergence")
+    }
+    tables["train_log"] = layout.train_log(run, EXP)
+    tables["faithfulness"] = [
+        layout.attribution("faithfulness", run, s, task, EXP) for s in steps
+    ]
+    tables["passk"] = [layout.passk(run, s, task, EXP) for s in steps]
+    tables["eval"] = [layout.eval_samples(run, s, task, EXP) for s in steps]
+    tables["interventions"] = layout.interventions(run, task, EXP)
+    for name in ("failures", "failure_changes", "failure_shares"):
+        tables[name] = layout.failures(name, run, EXP)
+    if config["attribute"]["compare_think_at"] != "none":
+        for name in ("think_modes", "think_overlap"):
+            tables[name] = layout.circuits(name, run, task, EXP)
+    return tables
+
+
+def report_sections(wildcards):
+    """Every run's report section, in the config's order of runs."""
+    return [layout.report_section(run, run_task(run), EXP) for run in config["runs"]]
+
+
 def final_targets(wildcards):
-    return [f"results/{EXP}/report.html"]
+    return [layout.report(EXP)]

@@ -1,18 +1,17 @@
 rule plot:
     input:
         unpack(plot_inputs),
-        manifest="results/{exp}/runs/{run}/checkpoints.json",
-        train_log="results/{exp}/runs/{run}/train_log.parquet",
     output:
-        expand(
-            "results/{{exp}}/figures/{{run}}/{{task}}_{name}.{ext}",
+        figures=expand(
+            layout.figure("{name}", "{ext}", "{{run}}", "{{task}}", "{{exp}}"),
             name=figure_names(config),
             ext=("png", "svg"),
         ),
+        section=layout.report_section(),
     log:
-        "results/{exp}/logs/plot/{run}/{task}.log",
+        layout.log("plot", "{run}", "{task}"),
     benchmark:
-        "results/{exp}/timings/plot/{run}/{task}.tsv"
+        layout.timing("plot", "{run}", "{task}")
     conda:
         "../envs/sparks.yaml"
     threads: 1
@@ -21,21 +20,21 @@ rule plot:
         runtime=config["resources"]["plot"]["runtime"],
     params:
         config=CONFIG_FILE,
+        inputs=flags,
     shell:
-        "sparks plot --config {params.config} --manifest {input.manifest} "
-        "--task {wildcards.task} --out-dir results/{wildcards.exp}/figures/{wildcards.run} "
-        "> {log} 2>&1"
+        "sparks plot --config {params.config} --run {wildcards.run} --task {wildcards.task} "
+        "{params.inputs} --figures {output.figures} --section {output.section} > {log} 2>&1"
 
 
 rule report:
     input:
-        report_inputs,
+        sections=report_sections,
     output:
-        "results/{exp}/report.html",
+        layout.report(),
     log:
-        "results/{exp}/logs/report.log",
+        layout.log("report"),
     benchmark:
-        "results/{exp}/timings/report.tsv"
+        layout.timing("report")
     conda:
         "../envs/sparks.yaml"
     threads: 1
@@ -45,5 +44,5 @@ rule report:
     params:
         config=CONFIG_FILE,
     shell:
-        "sparks report --config {params.config} --results results/{wildcards.exp} "
-        "--out {output} > {log} 2>&1"
+        "sparks report --config {params.config} --sections {input.sections} --out {output} "
+        "> {log} 2>&1"

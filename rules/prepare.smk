@@ -1,10 +1,10 @@
 rule prepare_model:
     output:
-        directory("results/{exp}/{role}"),
+        directory(layout.model()),
     log:
-        "results/{exp}/logs/prepare_model/{role}.log",
+        layout.log("prepare_model", "{role}"),
     benchmark:
-        "results/{exp}/timings/prepare_model/{role}.tsv"
+        layout.timing("prepare_model", "{role}")
     wildcard_constraints:
         role="base|teacher",
     conda:
@@ -24,14 +24,14 @@ rule prepare_model:
 
 rule prepare_data:
     input:
-        tokenizer="results/{exp}/base",
+        tokenizer=layout.model("base"),
     output:
-        problems="results/{exp}/data/{task}_problems.parquet",
-        pairs="results/{exp}/data/{task}_pairs.parquet",
+        problems=layout.problems(),
+        pairs=layout.pairs(),
     log:
-        "results/{exp}/logs/prepare_data/{task}.log",
+        layout.log("prepare_data", "{task}"),
     benchmark:
-        "results/{exp}/timings/prepare_data/{task}.tsv"
+        layout.timing("prepare_data", "{task}")
     conda:
         "../envs/sparks.yaml"
     threads: 1
@@ -43,4 +43,5 @@ rule prepare_data:
         settings=settings("tasks", "{task}"),
     shell:
         "sparks prepare-data --config {params.config} --task {wildcards.task} "
-        "--tokenizer {input.tokenizer} --out-dir results/{wildcards.exp}/data > {log} 2>&1"
+        "--tokenizer {input.tokenizer} --problems {output.problems} --pairs {output.pairs} "
+        "> {log} 2>&1"

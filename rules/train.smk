@@ -2,12 +2,12 @@ checkpoint train:
     input:
         unpack(run_inputs),
     output:
-        manifest="results/{exp}/runs/{run}/checkpoints.json",
-        train_log="results/{exp}/runs/{run}/train_log.parquet",
+        manifest=layout.manifest(),
+        train_log=layout.train_log(),
     log:
-        "results/{exp}/logs/train/{run}.log",
+        layout.log("train", "{run}"),
     benchmark:
-        "results/{exp}/timings/train/{run}.tsv"
+        layout.timing("train", "{run}")
     conda:
         "../envs/sparks.yaml"
     threads: 1
@@ -18,8 +18,7 @@ checkpoint train:
     params:
         config=CONFIG_FILE,
         settings=settings("runs", "{run}"),
-        teacher=teacher_flag,
+        inputs=flags,
     shell:
-        "sparks train --config {params.config} --run {wildcards.run} --base {input.base} "
-        "--data-dir results/{wildcards.exp}/data {params.teacher} "
-        "--out-dir results/{wildcards.exp}/runs/{wildcards.run} > {log} 2>&1"
+        "sparks train --config {params.config} --run {wildcards.run} {params.inputs} "
+        "--manifest {output.manifest} --train-log {output.train_log} > {log} 2>&1"

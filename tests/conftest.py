@@ -42,7 +42,9 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny_qwen2")
     torch.manual_seed(0)  # the same random model in every session
-    model = build_tiny_qwen2(TinyShape(hidden_size=32, n_layers=2, n_heads=4, n_kv_heads=2, intermediate_size=64), tokenizer)
+    model = build_tiny_qwen2(
+        TinyShape.defaults(hidden_size=32, n_layers=2, n_heads=4, n_kv_heads=2, intermediate_size=64), tokenizer
+    )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -106,23 +106,23 @@ def test_circuit_size_from_a_faithfulness_target():
     curve = pl.DataFrame(
         {"step": [0] * 3 + [10] * 3, "n_edges": [1, 10, 100] * 2, "faithfulness": [0.2, 0.95, 1.0, 0.5, 0.7, 1.0]}
     )
-    sizes = circuit_size_per_step(curve.lazy(), AggregateSettings(faithfulness_target=0.9), [0, 10])
+    sizes = circuit_size_per_step(curve.lazy(), AggregateSettings.defaults(faithfulness_target=0.9), [0, 10])
     assert sizes.rows() == [(0, 10), (10, 100)]
-    assert circuit_size_per_step(curve.lazy(), AggregateSettings(top_n=7), [0, 10]).rows() == [(0, 7), (10, 7)]
+    assert circuit_size_per_step(curve.lazy(), AggregateSettings.defaults(top_n=7), [0, 10]).rows() == [(0, 7), (10, 7)]
 
 
 def test_bad_settings():
     with pytest.raises(ConfigError, match="aggregate.top_n"):
-        AggregateSettings(top_n=0)
+        AggregateSettings.defaults(top_n=0)
     with pytest.raises(ConfigError, match="faithfulness_target"):
-        AggregateSettings(faithfulness_target=1.5)
+        AggregateSettings.defaults(faithfulness_target=1.5)
 
 
 def test_settings_defaults_match_the_schema():
     from sparks.config import schema
 
     section = schema()["properties"]["aggregate"]["properties"]
-    assert {key: spec["default"] for key, spec in section.items()} == AggregateSettings().__dict__
+    assert {key: spec["default"] for key, spec in section.items()} == AggregateSettings.defaults().__dict__
 
 
 def test_emergence_by_checkpoint_and_its_correlation(circuit):

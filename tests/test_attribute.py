@@ -13,7 +13,7 @@ import torch
 import yaml
 from conftest import run_sparks
 
-from sparks.attribute import METRIC_NAMES, AttributeSettings, select_pairs
+from sparks.attribute import AttributeSettings, select_pairs
 from sparks.attribute.batches import pair_batches
 from sparks.attribute.eap import EapIg, eap_ig, rms_norm_vjp
 from sparks.attribute.edgewise import run_edgewise
@@ -175,10 +175,10 @@ def test_pair_of_unequal_length_is_refused(pairs, tokenizer):
 
 
 def test_select_pairs(pairs):
-    chosen = select_pairs(pairs, AttributeSettings(difficulties=("medium",), max_pairs=5))
+    chosen = select_pairs(pairs, AttributeSettings.defaults(difficulties=("medium",), max_pairs=5))
     assert chosen["difficulty"].unique().to_list() == ["medium"] and chosen.height == 5
     with pytest.raises(ValueError, match="attribute.think"):
-        select_pairs(pairs, AttributeSettings(think=True))
+        select_pairs(pairs, AttributeSettings.defaults(think=True))
 
 
 def test_logit_diff_needs_corrupted_answers(pairs, tokenizer, model):
@@ -204,9 +204,11 @@ def test_bad_attribute_config(raw_config, section, message):
 
 
 def test_settings_defaults_and_metric_names_match_the_schema():
+    from sparks.registry import METRICS as METRIC_NAMES
+
     section = schema()["properties"]["attribute"]["properties"]
-    assert set(METRIC_NAMES) == set(METRICS) == set(section["metric"]["enum"])
-    defaults = AttributeSettings()
+    assert list(METRIC_NAMES) == list(METRICS)
+    defaults = AttributeSettings.defaults()
     for key, spec in section.items():
         value = getattr(defaults, key)
         assert (list(value) if isinstance(value, tuple) else value) == spec["default"], key
@@ -215,7 +217,8 @@ def test_settings_defaults_and_metric_names_match_the_schema():
 def test_cli_writes_three_tables(tmp_path, tiny_model_dir, raw_config, pairs):
     run_dir = tmp_path / "runs" / "sft"
     shutil.copytree(tiny_model_dir, run_dir / "checkpoint-0")
-    (run_dir / "checkpoints.json").write_text(json.dumps({"run": "sft", "steps": [0], "checkpoints": {"0": "checkpoint-0"}}))
+    manifest = {"run": "sft", "method": "sft", "steps": [0], "checkpoints": {"0": "checkpoint-0"}, "model_hashes": {"0": "h0"}}
+    (run_dir / "checkpoints.json").write_text(json.dumps(manifest))
     pairs_path = tmp_path / "arith_pairs.parquet"
     write_table(
         with_provenance(pairs, experiment="embedded", run=None, step=None, task="arith", model_hash=None, config_hash="x"),
@@ -244,7 +247,7 @@ def test_cli_writes_three_tables(tmp_path, tiny_model_dir, raw_config, pairs):
     np.testing.assert_allclose(mean, edges["score"].to_numpy(), atol=1e-5)  # both in graph order
     curve = read_table(out["faithfulness"], "faithfulness")
     assert curve["faithfulness"][-1] == pytest.approx(1.0, abs=1e-4)
-    assert (heads["step"] == 0).all() and (heads["run"] == "sft").all()
+    assert (heads["step"] == 0).all() and (heads["run"] == "sft").all() and (heads["model_hash"] == "h0").all()
 
     missing = run_sparks(*[a if a != "0" else "7" for a in args])
     assert missing.returncode == 2
@@ -258,7 +261,7 @@ def test_head_scores_agree_with_exact_patching(dag_run, run, step):
     head's output on the same 768 pairs of a trained tiny checkpoint: Pearson r >= 0.9."""
     checkpoint = dag_run / "runs" / run / f"checkpoint-{step}"
     model = load_model(checkpoint, device="cpu")
-    chosen = select_pairs(read_table(dag_run / "data" / "arith_pairs.parquet", "pairs"), AttributeSettings())
+    chosen = select_pairs(read_table(dag_run / "data" / "arith_pairs.parquet", "pairs"), AttributeSettings.defaults())
     assert chosen.height >= 256
     exact = head_patching_effects(model, pair_batches(chosen, load_tokenizer(checkpoint), 64), METRICS["kl"])
     heads = read_table(dag_run / "heads" / run / str(step) / "arith.parquet", "heads").sort("layer", "head")
@@ -272,7 +275,7 @@ def test_eap_ig_circuits_beat_random_edges(dag_run):
     than the same number of randomly ranked edges (measured: 0.95 vs 0.00 on SFT step 150)."""
     checkpoint = dag_run / "runs" / "sft" / "checkpoint-150"
     model = load_model(checkpoint, device="cpu")
-    chosen = select_pairs(read_table(dag_run / "data" / "arith_pairs.parquet", "pairs"), AttributeSettings())
+    chosen = select_pairs(read_table(dag_run / "data" / "arith_pairs.parquet", "pairs"), AttributeSettings.defaults())
     batches = pair_batches(chosen, load_tokenizer(checkpoint), 64)
     g = Graph.of(model.config)
     curve = read_table(dag_run / "faithfulness" / "sft" / "150" / "arith.parquet", "faithfulness")

@@ -3,15 +3,15 @@ from conftest import run_sparks
 
 STAGES = {
     "prepare-model": "--out",
-    "prepare-data": "--out",
-    "train": "--out-dir",
+    "prepare-data": "--problems",
+    "train": "--manifest",
     "attribute": "--heads",
     "aggregate": "--cohorts",
     "evaluate": "--step",
     "intervene": "--samples",
     "think-modes": "--out",
     "failures": "--changes",
-    "plot": "--out-dir",
+    "plot": "--figures",
     "report": "--out",
 }
 
@@ -24,6 +24,8 @@ def test_stage_help(stage, output_flag):
 
 
 def test_unknown_flag_is_rejected_by_name():
-    result = run_sparks("train", "--run", "sft", "--base", "b", "--data-dir", "d", "--out-dir", "o", "--learning-rate", "1")
+    result = run_sparks(
+        "train", "--run", "sft", "--base", "b", "--problems", "p", "--manifest", "m", "--train-log", "t", "--learning-rate", "1"
+    )
     assert result.returncode == 2
     assert "--learning-rate" in result.stderr

@@ -56,7 +56,9 @@ def test_cli_prints_one_line_config_error(tmp_path, raw_config):
     raw_config["runs"]["sft"]["learning_rte"] = 0.1
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(raw_config))
-    result = run_sparks("train", "--config", str(path), "--run", "sft", "--base", "b", "--data-dir", "d", "--out-dir", "o")
+    result = run_sparks(
+        "train", "--config", str(path), "--run", "sft", "--base", "b", "--problems", "p", "--manifest", "m", "--train-log", "t"
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -77,13 +78,21 @@ def test_sample_and_pass_tables(model, tok):
     problems = pl.DataFrame(
         {"problem_id": [0, 1], "difficulty": ["easy", "hard"], "question": ["2+2=", "3+4*2+9="], "answer": ["4", "3"]}
     )
-    settings = EvaluateSettings(n_samples=3, k=(1, 3), max_new_tokens=8, temperature=1.0)
+    settings = EvaluateSettings.defaults(n_samples=3, k=(1, 3), max_new_tokens=8, temperature=1.0)
     samples = sample_table(model, tok, problems, settings, seed=0)
     assert samples.height == 6 and samples["k"].to_list() == [0, 1, 2, 0, 1, 2]
     assert samples["n_tokens"].max() <= 8
     table = pass_table(samples, settings.k)
     assert table.height == 4 and table["pass_at_k"].is_between(0, 1).all()
     assert (table.filter(pl.col("k_samples") == 1)["pass_at_k"] == table.filter(pl.col("k_samples") == 1)["success_at_k"]).all()
+    assert (table["n_problems"] == 1).all() and table["accuracy_se"].is_null().all()  # one problem per difficulty
+
+
+def test_pass_table_gives_the_standard_error_over_problems():
+    samples = pl.DataFrame({"difficulty": ["easy"] * 4, "sample_id": [0, 0, 1, 1], "correct": [True, True, True, False]})
+    row = pass_table(samples, (1,)).row(0, named=True)
+    assert row["accuracy"] == 0.75 and row["n_problems"] == 2
+    assert row["accuracy_se"] == pytest.approx(np.std([1.0, 0.5], ddof=1) / np.sqrt(2))
 
 
 def test_hub_answers_are_checked_with_math_verify():

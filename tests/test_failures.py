@@ -5,7 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from sparks.evaluate.failures import CATEGORIES, FailureSettings, classify
+from sparks.failures.classify import FailureSettings, classify
+from sparks.registry import FAILURE_CATEGORIES as CATEGORIES
 
 Q = "3+4*2+9="  # 3+4 -> 7, 7*2 -> 4, 4+9 -> 3
 
@@ -82,14 +83,14 @@ def test_unicode_text_without_repetition_is_not_a_loop():
 def test_loop_thresholds_come_from_settings():
     text = "<think>7*2+9;4+9;4+9</think>3"
     assert synthetic(text).category != "loop"  # a step twice is below the default of 3
-    strict = classify(Q, text, "3", False, 20, 48, True, FailureSettings(loop_repeats=2))
+    strict = classify(Q, text, "3", False, 20, 48, True, FailureSettings.defaults(loop_repeats=2))
     assert strict.category == "loop"
     with pytest.raises(Exception, match="failures.loop_repeats"):
-        FailureSettings(loop_repeats=1)
+        FailureSettings.defaults(loop_repeats=1)
 
 
 def test_change_table_intervals_cover_the_difference():
-    from sparks.evaluate.failure_tables import change_table
+    from sparks.failures.changes import change_table
 
     rows = []
     for problem in range(40):
@@ -111,4 +112,4 @@ def test_change_table_intervals_cover_the_difference():
 def test_settings_defaults_match_the_schema(raw_config):
     from sparks.config import check_config
 
-    assert FailureSettings(**check_config(raw_config)["failures"]) == FailureSettings()
+    assert FailureSettings.from_config(check_config(raw_config)) == FailureSettings.defaults()

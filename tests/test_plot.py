@@ -44,16 +44,17 @@ def test_figures_are_written_as_png_and_svg(tmp_path):
 
 
 def test_benchmark_figures(tmp_path):
+    from sparks.evaluate import pass_table
     from sparks.plot.figures import accuracy_figure, passk_figure, scaling_figure
 
     samples = pl.DataFrame(
         {
-            "step": [0] * 8 + [10] * 8,
-            "difficulty": (["easy"] * 4 + ["hard"] * 4) * 2,
-            "sample_id": [0, 0, 1, 1, 2, 2, 3, 3] * 2,
-            "correct": [True, True, True, False, False, False, True, False] * 2,
+            "difficulty": ["easy"] * 4 + ["hard"] * 4,
+            "sample_id": [0, 0, 1, 1, 2, 2, 3, 3],
+            "correct": [True, True, True, False, False, False, True, False],
         }
     )
+    per_step = pl.concat([pass_table(samples, (1, 2)).with_columns(pl.lit(s).alias("step")) for s in (0, 10)])
     passk = pl.DataFrame(
         {
             "difficulty": ["easy", "easy", "hard", "hard"] * 2,
@@ -73,7 +74,7 @@ def test_benchmark_figures(tmp_path):
         }
     )
     for name, fig in {
-        "accuracy": accuracy_figure(samples, "t"),
+        "accuracy": accuracy_figure(per_step, "t"),
         "passk": passk_figure(passk, "t"),
         "scaling": scaling_figure(interventions, "t"),
     }.items():

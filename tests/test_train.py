@@ -7,9 +7,10 @@ import json
 import pytest
 
 from sparks.config import check_config
+from sparks.manifest import read_manifest
 from sparks.prepare import prepare_data
 from sparks.tables import read_table
-from sparks.train import checkpoint_path, read_manifest, train_run
+from sparks.train import train_run
 
 
 @pytest.fixture(scope="module")
@@ -27,48 +28,56 @@ def small_config():
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory, small_config, tiny_model_dir):
+def problems(tmp_path_factory, small_config, tiny_model_dir):
     out = tmp_path_factory.mktemp("data")
-    prepare_data(small_config, "arith", tiny_model_dir, out)
-    return out
+    prepare_data(small_config, "arith", tiny_model_dir, out / "problems.parquet", out / "pairs.parquet")
+    return out / "problems.parquet"
+
+
+def train(config, run, base, problems, out, teacher=None):
+    """train_run into the run folder ``out`` (manifest and log where the layout puts them)."""
+    return train_run(config, run, base, problems, out / "checkpoints.json", out / "train_log.parquet", teacher)
 
 
 @pytest.mark.parametrize("run", ["sft", "grpo", "distill"])
-def test_train_run_saves_checkpoints_manifest_and_log(run, small_config, data_dir, tiny_model_dir, tmp_path):
-    manifest_path = train_run(small_config, run, tiny_model_dir, data_dir, tmp_path / run, teacher_dir=tiny_model_dir)
-    manifest = read_manifest(manifest_path)
-    assert manifest["steps"] == [0, 2, 4]
+def test_train_run_saves_checkpoints_manifest_and_log(run, small_config, problems, tiny_model_dir, tmp_path):
+    from sparks.model.load import model_hash
+
+    manifest = read_manifest(train(small_config, run, tiny_model_dir, problems, tmp_path / run, tiny_model_dir))
+    assert manifest.steps == (0, 2, 4) and manifest.run == run and manifest.method == run
     log = read_table(tmp_path / run / "train_log.parquet", "train_log")
-    hashes = manifest["model_hashes"]
+    hashes = manifest.hashes
     if run == "grpo":  # a random model learns only from groups whose rewards differ (else every advantage is 0)
-        assert (hashes["4"] != hashes["0"]) == (log["frac_reward_zero_std"].min() < 1)
+        assert (hashes[4] != hashes[0]) == (log["frac_reward_zero_std"].min() < 1)
     else:
         assert len(set(hashes.values())) == 3
-    assert (checkpoint_path(manifest_path, 4) / "tokenizer.json").is_file()
+    assert manifest.checkpoint(4) == tmp_path / run / "checkpoint-4"
+    assert (manifest.checkpoint(4) / "tokenizer.json").is_file()
+    assert all(model_hash(manifest.checkpoint(s)) == manifest.model_hash(s) for s in manifest.steps)
     assert log["step"].to_list() == [1, 2, 3, 4]
     assert log["loss"].null_count() == 0
     if run == "grpo":
         assert log["reward"].null_count() == 0 and log["reward_correctness"].null_count() == 0
     with pytest.raises(KeyError, match=r"step 3 is not in .* \(steps: 0, 2, 4\)"):
-        checkpoint_path(manifest_path, 3)
+        manifest.checkpoint(3)
 
 
-def test_rerun_replaces_stale_checkpoints(small_config, data_dir, tiny_model_dir, tmp_path):
+def test_rerun_replaces_stale_checkpoints(small_config, problems, tiny_model_dir, tmp_path):
     stale = tmp_path / "sft" / "checkpoint-999"
     stale.mkdir(parents=True)
-    train_run(small_config, "sft", tiny_model_dir, data_dir, tmp_path / "sft")
+    train(small_config, "sft", tiny_model_dir, problems, tmp_path / "sft")
     assert not stale.exists()
     assert json.loads((tmp_path / "sft" / "checkpoints.json").read_text())["steps"] == [0, 2, 4]
 
 
-def test_distill_without_teacher_explains(small_config, data_dir, tiny_model_dir, tmp_path):
+def test_distill_without_teacher_explains(small_config, problems, tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="pass --teacher"):
-        train_run(small_config, "distill", tiny_model_dir, data_dir, tmp_path / "d")
+        train(small_config, "distill", tiny_model_dir, problems, tmp_path / "d")
 
 
-def test_unknown_run_lists_runs(small_config, data_dir, tiny_model_dir, tmp_path):
+def test_unknown_run_lists_runs(small_config, problems, tiny_model_dir, tmp_path):
     with pytest.raises(KeyError, match="sft, grpo, distill"):
-        train_run(small_config, "ppo", tiny_model_dir, data_dir, tmp_path / "x")
+        train(small_config, "ppo", tiny_model_dir, problems, tmp_path / "x")
 
 
 def _weights(folder):
@@ -76,7 +85,7 @@ def _weights(folder):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_from_its_last_complete_checkpoint(small_config, data_dir, tiny_model_dir, tmp_path):
+def test_killed_run_resumes_from_its_last_complete_checkpoint(small_config, problems, tiny_model_dir, tmp_path):
     """SIGKILL a training job right after a checkpoint is complete; the rerun keeps the finished
     checkpoints byte for byte, trains only the rest, and ends where an uninterrupted run ends."""
     import copy
@@ -95,7 +104,8 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint(small_config, data
 
     def train(out_dir):  # the CLI, as the workflow runs it (its thread settings are the stage's own)
         cmd = [sys.executable, "-m", "sparks.cli", "train", "--config", str(tmp_path / "config.yaml"), "--run", "sft"]
-        cmd += ["--base", str(tiny_model_dir), "--data-dir", str(data_dir), "--out-dir", str(out_dir)]
+        cmd += ["--base", str(tiny_model_dir), "--problems", str(problems)]
+        cmd += ["--manifest", str(out_dir / "checkpoints.json"), "--train-log", str(out_dir / "train_log.parquet")]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     # TRL's result depends on the output folder's path (measured), so the uninterrupted reference
@@ -117,30 +127,30 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint(small_config, data
 
     assert train(out).wait() == 0
     manifest = read_manifest(out / "checkpoints.json")
-    assert manifest["steps"] == [0, 10, 20, 30, 40]
+    assert manifest.steps == (0, 10, 20, 30, 40)
     assert {step: _weights(out / f"checkpoint-{step}") for step in (0, 10)} == kept  # not redone
     assert not list(out.glob("checkpoint-*/optimizer.pt"))  # resume state is gone once the run is over
     log = read_table(out / "train_log.parquet", "train_log")
     assert log["step"].to_list() == list(range(1, 41))
-    assert manifest["model_hashes"] == straight["model_hashes"]
+    assert manifest.hashes == straight.hashes
 
 
-def test_finished_run_is_not_trained_again(small_config, data_dir, tiny_model_dir, tmp_path):
+def test_finished_run_is_not_trained_again(small_config, problems, tiny_model_dir, tmp_path):
     out = tmp_path / "sft"
-    first = read_manifest(train_run(small_config, "sft", tiny_model_dir, data_dir, out))
+    first = read_manifest(train(small_config, "sft", tiny_model_dir, problems, out))
     before = _weights(out / "checkpoint-4")
     (out / "checkpoints.json").unlink()  # e.g. killed after the last checkpoint, before the manifest
-    again = read_manifest(train_run(small_config, "sft", tiny_model_dir, data_dir, out))
+    again = read_manifest(train(small_config, "sft", tiny_model_dir, problems, out))
     assert again == first and _weights(out / "checkpoint-4") == before
 
 
-def test_other_settings_start_afresh(small_config, data_dir, tiny_model_dir, tmp_path):
+def test_other_settings_start_afresh(small_config, problems, tiny_model_dir, tmp_path):
     import copy
 
     out = tmp_path / "sft"
-    first = read_manifest(train_run(small_config, "sft", tiny_model_dir, data_dir, out))
+    first = read_manifest(train(small_config, "sft", tiny_model_dir, problems, out))
     config = copy.deepcopy(small_config)
     config["runs"]["sft"]["learning_rate"] *= 2
-    second = read_manifest(train_run(config, "sft", tiny_model_dir, data_dir, out))
-    assert second["model_hashes"]["0"] == first["model_hashes"]["0"]
-    assert second["model_hashes"]["4"] != first["model_hashes"]["4"]
+    second = read_manifest(train(config, "sft", tiny_model_dir, problems, out))
+    assert second.model_hash(0) == first.model_hash(0)
+    assert second.model_hash(4) != first.model_hash(4)

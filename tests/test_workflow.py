@@ -13,14 +13,14 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from conftest import REPO, snakemake
+from conftest import ENV, REPO, snakemake
 
 from sparks.tables import read_table
 
 
 def job_counts(output: str) -> dict[str, int]:
     table = output.split("Job stats:")[1].split("total")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE)}
 
 
 @pytest.fixture
@@ -287,3 +287,76 @@ def test_two_config_files_are_refused(workdir):
     other = REPO / "config" / sorted(p.name for p in (REPO / "config").glob("*.yaml"))[0]
     result = snakemake(workdir, "-n", "--configfile", "workflow_config.yaml", str(other))
     assert result.returncode != 0 and "read one config file, got 2" in result.stdout + result.stderr
+
+
+def planned_jobs(output: str) -> list[dict]:
+    """The jobs of a ``snakemake -n -p`` plan: rule, input, output, log and shell command."""
+    jobs = []
+    for block in re.split(r"^(?:local)?(?:rule|checkpoint) ", output, flags=re.MULTILINE)[1:]:
+        rule = block.split(":", 1)[0]
+        fields = dict(re.findall(r"^    (input|output|log): (.*)$", block, re.MULTILINE))
+        shell = re.search(r"^Shell command: (.*)$", block, re.MULTILINE)
+        jobs.append({
+            "rule": rule,
+            **{key: fields[key].split(", ") if key in fields else [] for key in ("input", "output", "log")},
+            "shell": shell[1] if shell else None,
+        })  # fmt: skip
+    return jobs
+
+
+@pytest.mark.slow
+def test_each_stage_reads_only_the_files_its_rule_declares(dag_run, tmp_path):
+    """One job of each rule downstream of training, rerun by hand in an empty folder on copies of
+    only its declared inputs, renamed and moved (a manifest travels with the checkpoint folders it
+    lists): each succeeds and writes the same tables. A stage that globbed the results folder,
+    walked up from a path, or read a file its rule does not declare would fail here."""
+    from sparks import layout
+    from sparks.manifest import read_manifest
+
+    work = dag_run.parent.parent
+    targets = {
+        "prepare_data": layout.problems("arith", "embedded"),
+        "attribute_think": layout.think_attribution("heads", "on", "sft", 0, "arith", "embedded"),
+        "evaluate": layout.eval_samples("sft", 30, "arith", "embedded"),
+        "aggregate": layout.circuits("circuit", "sft", "arith", "embedded"),
+        "think_modes": layout.circuits("think_modes", "sft", "arith", "embedded"),
+        "intervene": layout.interventions("sft", "arith", "embedded"),
+        "failures": layout.failures("failures", "sft", "embedded"),
+        "plot": layout.report_section("sft", "arith", "embedded"),
+        "report": layout.report("embedded"),
+    }
+    plan = snakemake(work, "-n", "-p", "-f", *targets.values())
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    jobs = {j["rule"]: j for j in planned_jobs(plan.stdout + plan.stderr) if set(targets.values()) & set(j["output"])}
+    assert set(jobs) == set(targets), sorted(jobs)
+
+    for rule, job in jobs.items():
+        here = tmp_path / rule
+        (here / "in").mkdir(parents=True)
+        shutil.copy(work / "workflow_config.yaml", here / "workflow_config.yaml")  # a param, not a results file
+        moved = {}
+        for i, path in enumerate(job["input"]):
+            source, target = work / path, here / "in" / str(i) / Path(path).name
+            if source.is_dir():
+                shutil.copytree(source, target)
+            else:
+                target.parent.mkdir(parents=True)
+                shutil.copy(source, target)
+            if source.name == "checkpoints.json":
+                for step in read_manifest(source).steps:
+                    shutil.copytree(read_manifest(source).checkpoint(step), target.parent / read_manifest(source).folders[step])
+            moved[path] = str(target)
+        for i, path in enumerate(job["output"] + job["log"]):
+            moved[path] = str(here / "out" / str(i) / Path(path).name)
+            Path(moved[path]).parent.mkdir(parents=True)
+        command = " ".join(moved.get(token, token) for token in job["shell"].split(" "))
+        assert "results/" not in command, command
+        done = subprocess.run(command, shell=True, cwd=here, env=ENV, capture_output=True, text=True, check=False)
+        log = Path(moved[job["log"][0]]).read_text() if job["log"] else ""
+        assert done.returncode == 0, f"{rule}: {command}\n{done.stderr[-2000:]}{log[-3000:]}"
+        for path in job["output"]:
+            if path.endswith(".parquet"):
+                ours = pl.read_parquet(moved[path]).drop("created_at")
+                assert ours.equals(pl.read_parquet(work / path).drop("created_at")), f"{rule}: {path} differs"
+            else:
+                assert Path(moved[path]).stat().st_size > 0, f"{rule}: {path} is empty"

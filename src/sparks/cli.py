@@ -9,7 +9,15 @@ import sys
 from sparks import __version__
 from sparks.config import ConfigError
 
-STAGES = ("sparks.prepare", "sparks.train", "sparks.attribute", "sparks.aggregate", "sparks.evaluate", "sparks.plot")
+STAGES = (  # each stage package's cli module: make_parser(subparsers) and the commands' main functions
+    "sparks.prepare.cli",
+    "sparks.train.cli",
+    "sparks.attribute.cli",
+    "sparks.aggregate.cli",
+    "sparks.evaluate.cli",
+    "sparks.failures.cli",
+    "sparks.plot.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

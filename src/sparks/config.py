@@ -7,14 +7,17 @@ bad key fails the same way, in one line naming the key and the fix, before any j
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import jsonschema
 import yaml
+
+from sparks import registry
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # Installed wheels carry the schema inside the package; a source checkout has it in schemas/.
@@ -179,19 +182,84 @@ def _check_difficulties(key: str, names: list[str] | None, task_name: str, task:
         )
 
 
-def _check_stage_settings(config: dict[str, Any], source: str) -> None:
-    from sparks.aggregate import AggregateSettings
-    from sparks.attribute import AttributeSettings
-    from sparks.evaluate import EvaluateSettings
+def _check_attribute(section: dict[str, Any], key: str = "attribute") -> None:
+    _check_name(f"{key}.metric", section["metric"], registry.METRICS)
+    if section["metric"] == "kl" and section["ig_steps"] == 1:
+        raise ConfigError(
+            f"{key}.ig_steps = 1 with {key}.metric = kl: plain EAP takes the gradient on the clean run, where "
+            f"the KL gradient is exactly zero; raise {key}.ig_steps (e.g. 5) or use metric logit_diff"
+        )
 
+
+def _check_evaluate(section: dict[str, Any], key: str = "evaluate") -> None:
+    _check_name(f"{key}.ablation", section["ablation"], registry.ABLATIONS)
+    if any(k > section["n_samples"] for k in section["k"]):
+        raise ConfigError(
+            f"{key}.k = {list(section['k'])} needs every k <= {key}.n_samples ({section['n_samples']}); "
+            "raise n_samples or lower k"
+        )
+
+
+SECTION_CHECKS = {"attribute": _check_attribute, "evaluate": _check_evaluate}  # what the schema cannot say
+
+
+def _check_name(key: str, name: str, valid: tuple[str, ...]) -> None:
+    if name not in valid:
+        raise ConfigError(f"config key {key} = {name!r} is not one of {', '.join(valid)}; use one of those")
+
+
+def _check_stage_settings(config: dict[str, Any], source: str) -> None:
     try:
-        AttributeSettings.from_config(config)
-        AggregateSettings(**config["aggregate"])
-        EvaluateSettings.from_config(config)
+        for section, check in SECTION_CHECKS.items():
+            check(config[section])
+        for name, run in config["runs"].items():
+            for reward in run["grpo"]["rewards"]:
+                _check_name(f"runs.{name}.grpo.rewards.{reward}", reward, registry.REWARDS)
     except ConfigError as err:
         raise ConfigError(f"{err} (in {source})") from None
     for name, task in config["tasks"].items():
         _check_difficulties("attribute.difficulties", config["attribute"]["difficulties"], name, task)
+
+
+class Section:
+    """A frozen dataclass that is a typed view of one schema section, filled from a checked config.
+
+    Subclasses set ``SCHEMA_PATH`` (e.g. ``("properties", "attribute")``) and declare one field per
+    key they read, without defaults: the defaults live in the schema only. List values become tuples.
+    """
+
+    SCHEMA_PATH: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def of(cls, section: dict[str, Any]) -> Self:
+        """The view of a defaults-filled section (extra keys of the section are ignored)."""
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        return cls(**{n: tuple(section[n]) if isinstance(section[n], list) else section[n] for n in names})
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Self:
+        """The view of a top-level section of a config that check_config has filled."""
+        if cls.SCHEMA_PATH[0] != "properties":
+            raise TypeError(f"{cls.__name__} views a nested section; build it with {cls.__name__}.of(section)")
+        return cls.of(config[cls.SCHEMA_PATH[1]])
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> Self:
+        """The schema's defaults with ``overrides``, checked as check_config would (ConfigError)."""
+        node = schema()
+        for part in cls.SCHEMA_PATH:
+            node = node[part]
+        node = _resolve(node, schema())
+        key = ".".join(p for p in cls.SCHEMA_PATH if p not in ("properties", "$defs"))
+        section = {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
+        errors = list(jsonschema.validators.validator_for(schema())({**node, "$defs": schema()["$defs"]}).iter_errors(section))
+        if errors:
+            path = ".".join([key, *map(str, errors[0].absolute_path)])
+            raise ConfigError(f"config key {path}: {errors[0].message}; fix its value (see schemas/config.schema.yaml)")
+        _fill_defaults(section, node, schema())
+        if key in SECTION_CHECKS:
+            SECTION_CHECKS[key](section, key)
+        return cls.of(section)
 
 
 def check_task(config: dict[str, Any], task: str) -> None:
@@ -204,13 +272,6 @@ def config_hash(section: Any) -> str:
     """A short, stable hash of a config section (keys sorted), for provenance columns."""
     blob = json.dumps(section, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def add_config_argument(parser) -> None:
-    """The ``--config`` flag every stage's command takes."""
-    parser.add_argument(
-        "--config", type=Path, default=Path("workflow_config.yaml"), help="experiment YAML (default: %(default)s)"
-    )
 
 
 def run_provenance(config: dict[str, Any], run: str, task: str, *sections: str) -> dict[str, Any]:

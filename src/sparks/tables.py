@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import polars as pl
 
 import sparks
 from sparks.atomic import atomic_file
+from sparks.registry import FAILURE_CATEGORIES
 
 PROVENANCE = pl.Schema(
     {
@@ -227,7 +228,7 @@ SCHEMAS: dict[str, pl.Schema] = {
             "sample_id": pl.Int64,
             "k": pl.Int64,
             "correct": pl.Boolean,
-            "category": pl.String,  # correct | calculation_error | loop | truncated | format | wrong_plan
+            "category": pl.String,  # one of sparks.registry.FAILURE_CATEGORIES
             "n_steps": pl.Int64,  # steps in the trace
             "n_tokens": pl.Int64,  # generated tokens
             "first_bad_step": pl.Int64,  # 0-based index of the first wrong step; null when none
@@ -247,6 +248,54 @@ SCHEMAS: dict[str, pl.Schema] = {
             "ci_low": pl.Float64,  # 95 % bootstrap interval of delta, resampling problems
             "ci_high": pl.Float64,
             "n_problems": pl.Int64,
+        }
+    ),
+    "passk": pl.Schema(
+        {
+            # provenance "step" is the evaluated checkpoint
+            "difficulty": pl.String,
+            "k_samples": pl.Int64,  # k of pass@k and success@k (1 .. evaluate.n_samples)
+            "accuracy": pl.Float64,  # mean over all samples (the same for every k)
+            "accuracy_se": pl.Float64,  # standard error of the per-problem accuracy over problems
+            "n_problems": pl.Int64,
+            "pass_at_k": pl.Float64,  # unbiased 1 - C(n-c, k)/C(n, k), mean over problems
+            "success_at_k": pl.Float64,  # unbiased C(c, k)/C(n, k) (all k correct), mean over problems
+        }
+    ),
+    "emergence": pl.Schema(
+        {
+            # provenance "step" is each checkpoint after the base
+            "emergent_active": pl.Int64,  # emergent heads active at the step (from their cohort on)
+            "new_heads": pl.Int64,  # heads whose cohort is the step
+            "reward": pl.Float64,  # mean reward over the training steps since the previous checkpoint
+            "pearson_r": pl.Float64,  # r(emergent_active, reward) over the checkpoints (same on every row)
+            "pearson_low": pl.Float64,  # its Fisher-z 95 % interval (null below 4 checkpoints)
+            "pearson_high": pl.Float64,
+        }
+    ),
+    "think_overlap": pl.Schema(
+        {
+            # provenance "step" is the compared checkpoint
+            "both": pl.Int64,  # heads active on think-on and think-off pairs
+            "think_on_only": pl.Int64,
+            "think_off_only": pl.Int64,
+            "jaccard": pl.Float64,  # both / (both + on only + off only); null when no head is active
+        }
+    ),
+    "failure_shares": pl.Schema(
+        {
+            # provenance "step": the checkpoint that generated the samples; random-head draws pooled
+            "origin": pl.String,  # eval | intervention
+            "kind": pl.String,
+            "heads_from": pl.String,
+            "alpha": pl.Float64,
+            "difficulty": pl.String,
+            **{category: pl.Float64 for category in FAILURE_CATEGORIES},  # share of samples per category
+            "abandoned": pl.Float64,  # share of samples that were wrong although the trace had reached the answer
+            "n_samples": pl.Int64,
+            "n_correct": pl.Int64,
+            "tokens": pl.Int64,  # generated tokens, all samples
+            "tokens_per_correct": pl.Float64,  # tokens / n_correct (null when none is correct)
         }
     ),
     "interventions": pl.Schema(
@@ -287,6 +336,10 @@ KEYS: dict[str, tuple[str, ...]] = {
     "intervention_samples": ("experiment", "run", "step", "task", "kind", "heads_from", "seed", "alpha", "sample_id", "k"),
     "failures": ("experiment", "run", "step", "task", "origin", "kind", "heads_from", "seed", "alpha", "sample_id", "k"),
     "failure_changes": ("experiment", "run", "task", "comparison", "alpha", "difficulty", "category"),
+    "passk": ("experiment", "run", "step", "task", "difficulty", "k_samples"),
+    "emergence": ("experiment", "run", "step", "task"),
+    "think_overlap": ("experiment", "run", "step", "task"),
+    "failure_shares": ("experiment", "run", "step", "task", "origin", "kind", "heads_from", "alpha", "difficulty"),
 }
 
 
@@ -326,7 +379,7 @@ def with_provenance(
         "model_hash": model_hash,
         "config_hash": config_hash,
         "sparks_version": sparks.__version__,
-        "created_at": datetime.now(timezone.utc),
+        "created_at": datetime.now(UTC),
     }
     columns = [pl.lit(v, dtype=PROVENANCE[k]).alias(k) for k, v in values.items() if k not in df.columns]
     return df.with_columns(columns).select(list(PROVENANCE) + [c for c in df.columns if c not in PROVENANCE])

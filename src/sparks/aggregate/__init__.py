@@ -9,7 +9,6 @@ for the bootstrap. Writes ``circuit``, ``cohorts``, ``frequency``, ``stability``
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,29 +16,24 @@ from typing import Any
 
 import polars as pl
 
-from sparks.config import ConfigError, add_config_argument, check_task, load_config, run_provenance
+from sparks.config import Section, run_provenance
 
 log = logging.getLogger(__name__)
-TABLES = ("circuit", "cohorts", "frequency", "stability", "similarity")
+TABLES = ("circuit", "cohorts", "frequency", "stability", "similarity", "emergence")
+INPUTS = ("heads", "edges", "pair_edges", "faithfulness")  # the attribute tables it reads, per checkpoint
 
 
 @dataclass(frozen=True)
-class AggregateSettings:
-    """The ``aggregate`` section of the config."""
+class AggregateSettings(Section):
+    """The ``aggregate`` section of the config (defaults and limits in the schema)."""
 
-    top_n: int = 40
-    faithfulness_target: float | None = None
-    bootstrap: int = 100
-    stability_threshold: float = 0.8
-    kv_edges_activate_group: bool = False
+    SCHEMA_PATH = ("properties", "aggregate")
 
-    def __post_init__(self) -> None:
-        if self.top_n < 1:
-            raise ConfigError(f"aggregate.top_n must be >= 1 (got {self.top_n}); set aggregate.top_n")
-        if self.faithfulness_target is not None and not 0 < self.faithfulness_target <= 1:
-            raise ConfigError(f"aggregate.faithfulness_target must be in (0, 1] (got {self.faithfulness_target})")
-        if self.bootstrap < 0 or not 0 <= self.stability_threshold <= 1:
-            raise ConfigError("aggregate.bootstrap must be >= 0 and aggregate.stability_threshold in [0, 1]")
+    top_n: int
+    faithfulness_target: float | None
+    bootstrap: int
+    stability_threshold: float
+    kv_edges_activate_group: bool
 
 
 def circuit_size_per_step(faithfulness: pl.LazyFrame, settings: AggregateSettings, steps: list[int]) -> pl.DataFrame:
@@ -55,30 +49,48 @@ def circuit_size_per_step(faithfulness: pl.LazyFrame, settings: AggregateSetting
     )
 
 
+def by_step(paths: list[Path], kind: str, steps: list[int]) -> dict[int, str]:
+    """step -> file among ``paths`` (each file's own provenance step), covering exactly ``steps``."""
+    found: dict[int, str] = {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path} does not exist; run the attribute stage first (snakemake {path})")
+        for step in pl.read_parquet(path, columns=["step"]).unique()["step"]:
+            if step in found:
+                raise ValueError(f"{kind} tables {found[step]} and {path} both hold step {step}; pass each checkpoint once")
+            found[step] = str(path)
+    if sorted(found) != sorted(steps):
+        raise ValueError(
+            f"the {kind} tables hold steps {sorted(found)}, the manifest lists {sorted(steps)}; pass one per checkpoint"
+        )
+    return {step: found[step] for step in steps}
+
+
 def aggregate_run(
-    root: Path, run: str, task: str, steps: list[int], settings: AggregateSettings, seed: int = 0
+    files: dict[str, list[Path]],
+    steps: list[int],
+    settings: AggregateSettings,
+    seed: int = 0,
+    train_log: pl.DataFrame | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """The aggregate tables of one run and task from ``root`` (= results/{exp}), without provenance."""
+    """The aggregate tables of one run and task from its attribute tables (``files[kind]``, one
+    file per checkpoint of ``steps``), without provenance. ``emergence`` needs the ``train_log``."""
     import numpy as np
 
     from sparks.aggregate.bootstrap import head_stability
     from sparks.aggregate.circuits import circuit_edges, circuit_table, cohort_table, frequency_table, jaccard_table
+    from sparks.aggregate.emergence import emergence_table
 
-    def files(kind: str) -> list[str]:
-        paths = [root / kind / run / str(step) / f"{task}.parquet" for step in steps]
-        missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(f"{missing[0]} does not exist; run the attribute stage first (snakemake {missing[0]})")
-        return [str(p) for p in paths]
-
-    heads = pl.read_parquet(files("heads")[0], columns=["layer", "head", "kv_head"])
-    sizes = circuit_size_per_step(pl.scan_parquet(files("faithfulness")), settings, steps)
-    chosen = circuit_edges(pl.scan_parquet(files("edges")), sizes).select("step", "src", "dst", "dst_input").collect()
+    paths = {kind: by_step(files[kind], kind, steps) for kind in INPUTS}
+    ordered = {kind: list(paths[kind].values()) for kind in INPUTS}
+    heads = pl.read_parquet(ordered["heads"][0], columns=["layer", "head", "kv_head"])
+    sizes = circuit_size_per_step(pl.scan_parquet(ordered["faithfulness"]), settings, steps)
+    chosen = circuit_edges(pl.scan_parquet(ordered["edges"]), sizes).select("step", "src", "dst", "dst_input").collect()
     circuit = circuit_table(chosen.lazy(), heads, steps, settings.kv_edges_activate_group)
 
-    names = pl.read_parquet(files("edges")[0], columns=["src", "dst", "dst_input"])  # graph order, as pair_edges
+    names = pl.read_parquet(ordered["edges"][0], columns=["src", "dst", "dst_input"])  # graph order, as pair_edges
     stability = []
-    for step, path in zip(steps, files("pair_edges")):
+    for step, path in paths["pair_edges"].items():
         n = int(sizes.filter(pl.col("step") == step)["top_n"].item())
         scores = np.stack(pl.read_parquet(path, columns=["scores"])["scores"].to_numpy())  # [n_pairs, n_edges]
         if settings.bootstrap:
@@ -89,43 +101,31 @@ def aggregate_run(
         stability.append(table.with_columns(pl.lit(step, pl.Int64).alias("step")))
     stability = pl.concat(stability).select("step", "layer", "head", "p_in_circuit")
     stable = stability.select("step", "layer", "head", (pl.col("p_in_circuit") >= settings.stability_threshold).alias("stable"))
-    log.info("run %s: circuits of %s edges at %d checkpoints", run, sizes["top_n"].unique().to_list(), len(steps))
-    return {
+    cohorts = cohort_table(circuit, stable)
+    log.info("circuits of %s edges at %d checkpoints", sizes["top_n"].unique().to_list(), len(steps))
+    tables = {
         "circuit": circuit,
-        "cohorts": cohort_table(circuit, stable),
+        "cohorts": cohorts,
         "frequency": frequency_table(circuit),
         "stability": stability,
         "similarity": jaccard_table(chosen, circuit),
     }
+    if train_log is not None:
+        tables["emergence"] = emergence_table(circuit, cohorts, train_log)
+    return tables
 
 
-def aggregate_stage(config: dict[str, Any], manifest: Path, task: str, out: dict[str, Path]) -> None:
-    from sparks.tables import with_provenance, write_table
-    from sparks.train import read_manifest
+def aggregate_stage(
+    config: dict[str, Any], manifest: Path, task: str, files: dict[str, list[Path]], train_log: Path, out: dict[str, Path]
+) -> None:
+    """Write the aggregate tables (``out[name]`` for each of TABLES) of the run in ``manifest``."""
+    from sparks.manifest import read_manifest
+    from sparks.tables import read_table, with_provenance, write_table
 
-    settings = AggregateSettings(**config["aggregate"])
     info = read_manifest(manifest)
-    root = Path(manifest).parents[2]  # results/{exp}/runs/{run}/checkpoints.json -> results/{exp}
-    tables = aggregate_run(root, info["run"], task, info["steps"], settings, config["seed"])
-    provenance = run_provenance(config, info["run"], task, "attribute", "aggregate")
+    settings = AggregateSettings.from_config(config)
+    log_table = read_table(train_log, "train_log")
+    tables = aggregate_run(files, list(info.steps), settings, config["seed"], log_table)
+    provenance = run_provenance(config, info.run, task, "attribute", "aggregate")
     for name in TABLES:
         write_table(with_provenance(tables[name], **provenance), name, out[name])
-
-
-def make_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("aggregate", help="circuits, cohorts, frequency and stability of one run")
-    add_config_argument(p)
-    p.add_argument("--manifest", type=Path, required=True, help="the run's checkpoints.json (its steps are aggregated)")
-    p.add_argument("--task", required=True, help="task name under tasks: in the config")
-    for name in TABLES:
-        p.add_argument(f"--{name}", type=Path, required=True, help=f"output: {name} table (Parquet)")
-    p.set_defaults(func=main)
-    from sparks.aggregate import think_modes
-
-    think_modes.make_parser(subparsers)
-
-
-def main(args: argparse.Namespace) -> None:
-    config = load_config(args.config)
-    check_task(config, args.task)
-    aggregate_stage(config, args.manifest, args.task, {name: getattr(args, name) for name in TABLES})

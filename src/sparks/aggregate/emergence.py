@@ -44,3 +44,16 @@ def pearson_with_interval(x: list[float], y: list[float]) -> tuple[float | None,
         return r, None, None
     z, half = math.atanh(r), 1.96 / math.sqrt(n - 3)
     return r, math.tanh(z - half), math.tanh(z + half)
+
+
+def emergence_table(circuit: pl.DataFrame, cohorts: pl.DataFrame, train_log: pl.DataFrame) -> pl.DataFrame:
+    """emergence_by_checkpoint with, on every row, Pearson r of emergent_active against reward over
+    the checkpoints that have a reward and its 95 % interval (null without a reward or a spread)."""
+    table = emergence_by_checkpoint(circuit, cohorts, train_log)
+    rewarded = table.filter(pl.col("reward").is_not_null())
+    r, low, high = pearson_with_interval(rewarded["emergent_active"].to_list(), rewarded["reward"].to_list())
+    return table.with_columns(
+        pl.lit(r, pl.Float64).alias("pearson_r"),
+        pl.lit(low, pl.Float64).alias("pearson_low"),
+        pl.lit(high, pl.Float64).alias("pearson_high"),
+    )

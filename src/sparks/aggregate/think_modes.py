@@ -8,7 +8,6 @@ so the two circuits answer one question by two routes. Each mode's circuit is it
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,9 @@ from typing import Any
 import polars as pl
 
 from sparks.aggregate.circuits import circuit_edges, circuit_table
-from sparks.config import add_config_argument
+from sparks.registry import THINK_MODES as MODES
 
 log = logging.getLogger(__name__)
-MODES = ("both", "think_on_only", "think_off_only", "neither")
 
 
 def think_mode_table(
@@ -76,56 +74,29 @@ def compare_steps(steps: list[int], at: str) -> list[int]:
     return {"none": [], "ends": sorted({steps[0], steps[-1]}), "all": list(steps)}[at]
 
 
-def mode_table_path(root: Path, kind: str, run: str, step: int, task: str, think: bool, main_think: bool) -> Path:
-    """Where the attribute stage's ``kind`` table (heads or edges) of one checkpoint and think mode is.
-
-    The config's own mode (``attribute.think``) is the main attribute table; the other mode has
-    its own tree, ``think/{on|off}/{kind}/...``, with the same layout.
-    """
-    if think == main_think:
-        return root / kind / run / str(step) / f"{task}.parquet"
-    return root / "think" / ("on" if think else "off") / kind / run / str(step) / f"{task}.parquet"
-
-
-def think_modes_stage(config: dict[str, Any], manifest: Path, task: str, out: Path) -> Path:
-    """Write the ``think_modes`` table of one run (its compared checkpoints) to ``out``."""
+def think_modes_stage(
+    config: dict[str, Any], files: dict[tuple[str, bool], list[Path]], task: str, run: str, out: Path, overlap_out: Path
+) -> Path:
+    """Write the ``think_modes`` table of one run to ``out`` and its per-step summary
+    (``think_overlap``) to ``overlap_out``. ``files[(kind, think)]`` are the heads and edges
+    tables of the compared checkpoints scored with think on (True) and off (False)."""
     from sparks.aggregate import AggregateSettings
     from sparks.config import run_provenance
     from sparks.tables import read_table, with_provenance, write_table
-    from sparks.train import read_manifest
 
-    settings = AggregateSettings(**config["aggregate"])
-    info = read_manifest(manifest)
-    steps = compare_steps(info["steps"], config["attribute"]["compare_think_at"])
-    if not steps:
-        raise ValueError("attribute.compare_think_at is none: no checkpoint is scored in both think modes")
-    root = Path(manifest).parents[2]  # results/{exp}/runs/{run}/checkpoints.json -> results/{exp}
-    main_think = config["attribute"]["think"]
-    edges, heads = {}, {}
-    for think in (True, False):
-        for kind, into in (("edges", edges), ("heads", heads)):
-            paths = [mode_table_path(root, kind, info["run"], s, task, think, main_think) for s in steps]
-            into[think] = read_table(paths, kind)
+    settings = AggregateSettings.from_config(config)
+    edges = {think: read_table(files[("edges", think)], "edges") for think in (True, False)}
+    heads = {think: read_table(files[("heads", think)], "heads") for think in (True, False)}
+    for think, table in heads.items():
+        if table["run"].unique().to_list() != [run]:
+            raise ValueError(
+                f"think-{'on' if think else 'off'} heads tables are of runs {table['run'].unique().to_list()}, not {run!r}"
+            )
     table = think_mode_table(edges, heads, settings.top_n, settings.kv_edges_activate_group)
     hashes = heads[True].group_by("step").agg(pl.col("model_hash").first())  # per-row step and model
-    provenance = run_provenance(config, info["run"], task, "attribute", "aggregate")
+    provenance = run_provenance(config, run, task, "attribute", "aggregate")
     table = with_provenance(table.join(hashes, on="step"), **provenance)
-    log.info("run %s: think on/off circuits at steps %s\n%s", info["run"], steps, overlap_summary(table))
+    overlap = overlap_summary(table)
+    log.info("run %s: think on/off circuits at steps %s\n%s", run, sorted(table["step"].unique()), overlap)
+    write_table(with_provenance(overlap, **provenance), "think_overlap", overlap_out)
     return write_table(table, "think_modes", out)
-
-
-def make_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("think-modes", help="circuits of the same checkpoints on think-on vs think-off prompts")
-    add_config_argument(p)
-    p.add_argument("--manifest", type=Path, required=True, help="the run's checkpoints.json")
-    p.add_argument("--task", required=True, help="task name under tasks: in the config")
-    p.add_argument("--out", type=Path, required=True, help="output: think_modes table (Parquet)")
-    p.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> None:
-    from sparks.config import check_task, load_config
-
-    config = load_config(args.config)
-    check_task(config, args.task)
-    think_modes_stage(config, args.manifest, args.task, args.out)

@@ -9,7 +9,6 @@ curve with CPR/CMD).
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,53 +16,31 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from sparks.config import ConfigError, add_config_argument, check_task, config_hash, load_config
+from sparks.config import Section, config_hash
+from sparks.layout import ATTRIBUTION as TABLES
 
 if TYPE_CHECKING:
     from sparks.attribute.graph import Graph
     from sparks.types import EdgeScores
 
 log = logging.getLogger(__name__)
-TABLES = ("heads", "edges", "pair_edges", "faithfulness")
-COMPARE_THINK_AT = ("none", "ends", "all")  # checkpoints also scored in the other think mode
-METRIC_NAMES = ("kl", "logit_diff", "logprob")  # the keys of metrics.METRICS (named here without importing torch)
 
 
 @dataclass(frozen=True)
-class AttributeSettings:
-    """The ``attribute`` section of the config (checked by the schema and ``check_config``)."""
+class AttributeSettings(Section):
+    """The ``attribute`` section of the config (defaults and limits in the schema; the cross-key
+    checks in ``sparks.config``)."""
 
-    ig_steps: int = 5
-    metric: str = "kl"
-    batch_size: int = 32
-    think: bool = False
-    difficulties: tuple[str, ...] | None = None
-    max_pairs: int | None = None
-    faithfulness_fractions: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
-    compare_think_at: str = "ends"
+    SCHEMA_PATH = ("properties", "attribute")
 
-    def __post_init__(self) -> None:
-        if self.compare_think_at not in COMPARE_THINK_AT:
-            raise ConfigError(
-                f"attribute.compare_think_at = {self.compare_think_at!r} is not one of {', '.join(COMPARE_THINK_AT)}"
-            )
-        if self.metric not in METRIC_NAMES:
-            raise ConfigError(f"attribute.metric = {self.metric!r} is not one of {', '.join(METRIC_NAMES)}; set attribute.metric")
-        for key in ("ig_steps", "batch_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"attribute.{key} must be >= 1 (got {getattr(self, key)}); set attribute.{key}")
-        if self.metric == "kl" and self.ig_steps == 1:
-            raise ConfigError(
-                "attribute.ig_steps = 1 with attribute.metric = kl: plain EAP takes the gradient on the clean run, where "
-                "the KL gradient is exactly zero; raise attribute.ig_steps (e.g. 5) or use metric logit_diff"
-            )
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> AttributeSettings:
-        s = dict(config["attribute"])
-        s["difficulties"] = None if s["difficulties"] is None else tuple(s["difficulties"])
-        s["faithfulness_fractions"] = tuple(s["faithfulness_fractions"])
-        return cls(**s)
+    ig_steps: int
+    metric: str
+    batch_size: int
+    think: bool
+    difficulties: tuple[str, ...] | None
+    max_pairs: int | None
+    faithfulness_fractions: tuple[float, ...]
+    compare_think_at: str
 
 
 def select_pairs(pairs: pl.DataFrame, settings: AttributeSettings) -> pl.DataFrame:
@@ -167,9 +144,8 @@ def attribute_checkpoint(
 
     ``out`` names some of TABLES; ``think`` overrides ``attribute.think`` (which pairs are scored).
     """
-    from sparks.model.load import model_hash
+    from sparks.manifest import read_manifest
     from sparks.tables import read_table, with_provenance, write_table
-    from sparks.train import checkpoint_path, read_manifest
 
     unknown = set(out) - set(TABLES)
     if unknown or not out:
@@ -177,43 +153,18 @@ def attribute_checkpoint(
     settings = AttributeSettings.from_config(config)
     if think is not None:
         settings = replace(settings, think=think)
-    run = read_manifest(manifest)["run"]
-    checkpoint = checkpoint_path(manifest, step)
+    run = read_manifest(manifest)
+    checkpoint = run.checkpoint(step)
     pairs = read_table(pairs_path, "pairs")
     tables = score_checkpoint(checkpoint, pairs, settings, tables=tuple(name for name in TABLES if name in out))
     provenance = dict(
         experiment=config["experiment"],
-        run=run,
+        run=run.run,
         step=step,
         task=task,
-        model_hash=model_hash(checkpoint),
+        model_hash=run.model_hash(step),
         config_hash=config_hash({**config["attribute"], "think": settings.think}),
     )
     for name, df in tables.items():
         write_table(with_provenance(df, **provenance), name, out[name])
     return out
-
-
-def make_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("attribute", help="EAP-IG head and edge scores of one checkpoint on one task")
-    add_config_argument(p)
-    p.add_argument("--manifest", type=Path, required=True, help="the run's checkpoints.json")
-    p.add_argument("--step", type=int, required=True, help="checkpoint step (one listed in the manifest)")
-    p.add_argument("--task", required=True, help="task name under tasks: in the config")
-    p.add_argument("--pairs", type=Path, required=True, help="the task's {task}_pairs.parquet")
-    p.add_argument("--think", choices=("on", "off"), default=None, help="score these pairs (default: attribute.think)")
-    p.add_argument("--heads", type=Path, help="output: head table (Parquet)")
-    p.add_argument("--edges", type=Path, help="output: edge table (Parquet)")
-    p.add_argument("--pair-edges", type=Path, help="output: each pair's edge scores (Parquet)")
-    p.add_argument("--faithfulness", type=Path, help="output: faithfulness curve (Parquet; the costly one)")
-    p.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> None:
-    config = load_config(args.config)
-    check_task(config, args.task)
-    out = {name: getattr(args, name) for name in TABLES if getattr(args, name) is not None}
-    if not out:
-        raise SystemExit("sparks attribute: name at least one output (--heads, --edges, --pair-edges, --faithfulness)")
-    think = None if args.think is None else args.think == "on"
-    attribute_checkpoint(config, args.manifest, args.step, args.task, args.pairs, out, think)

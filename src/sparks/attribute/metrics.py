@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sparks import registry
+
 
 @dataclass(frozen=True)
 class Targets:
@@ -52,11 +54,9 @@ def answer_logprob(logits: torch.Tensor, targets: Targets) -> torch.Tensor:
     return logprobs[torch.arange(len(logits), device=logits.device), targets.clean_answer]
 
 
-METRICS: dict[str, Callable[[torch.Tensor, Targets], torch.Tensor]] = {
-    "kl": kl_divergence,
-    "logit_diff": logit_difference,
-    "logprob": answer_logprob,
-}
+METRICS: dict[str, Callable[[torch.Tensor, Targets], torch.Tensor]] = registry.implement(
+    registry.METRICS, {"kl": kl_divergence, "logit_diff": logit_difference, "logprob": answer_logprob}
+)
 
 
 def metric(name: str) -> Callable[[torch.Tensor, Targets], torch.Tensor]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -154,3 +155,11 @@ def task_pairs(problems: pl.DataFrame, task: dict[str, Any], seed: int, tokenize
         raise ValueError("no clean/corrupted pair of equal token length could be made; check the task's data")
     df = pl.DataFrame(rows, schema_overrides={"corrupt_answer": pl.String})
     return df.with_columns(pl.int_range(pl.len()).over("difficulty", "think").cast(pl.Int64).alias("pair_id"))
+
+
+def eval_problems(problems_path: str | Path) -> pl.DataFrame:
+    """The held-out problems of a task's problems table: problem_id, difficulty, question, answer."""
+    from sparks.tables import read_table
+
+    problems = read_table(problems_path, "problems")
+    return problems.filter(pl.col("split") == "eval").select("problem_id", "difficulty", "question", "answer")

@@ -14,10 +14,10 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sparks.model import head_dim
+from sparks.registry import ABLATIONS
 from sparks.types import HeadId
 
 KINDS = ("ablate", "scale")
-ABLATIONS = ("mean", "zero")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Where a stage finds a model: a folder with ``sparks_model.json`` naming its source.
 
 An embedded model is saved in full inside the folder; a hub model is referenced by id (and
-revision) so a 1.5B model is not copied into results/. Both load the same way downstream.
+revision) so a 1.5B model is not copied into the experiment's folder. Both load the same way downstream.
 """
 
 from __future__ import annotations

@@ -6,29 +6,22 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
+from sparks.config import Section
+
 
 @dataclass(frozen=True)
-class TinyShape:
-    """Width and depth of a tiny Qwen2; heads share ``n_kv_heads`` key/value heads (GQA)."""
+class TinyShape(Section):
+    """Width and depth of a tiny Qwen2 (the config's ``shape``); heads share ``n_kv_heads`` key/value
+    heads (GQA). The schema holds the defaults and limits: ``TinyShape.defaults(n_layers=2)``."""
 
-    hidden_size: int = 128
-    n_layers: int = 4
-    n_heads: int = 8
-    n_kv_heads: int = 2
-    intermediate_size: int = 512
-    max_positions: int = 128
+    SCHEMA_PATH = ("$defs", "shape")
 
-    def __post_init__(self) -> None:
-        if self.hidden_size % self.n_heads:
-            raise ValueError(
-                f"hidden_size {self.hidden_size} is not divisible by n_heads {self.n_heads}; "
-                "pick values so that hidden_size / n_heads is an integer"
-            )
-        if self.n_heads % self.n_kv_heads:
-            raise ValueError(
-                f"n_heads {self.n_heads} is not divisible by n_kv_heads {self.n_kv_heads} "
-                "(grouped-query attention shares each KV head among n_heads / n_kv_heads heads)"
-            )
+    hidden_size: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    intermediate_size: int
+    max_positions: int
 
 
 def build_tiny_qwen2(shape: TinyShape, tokenizer: PreTrainedTokenizerBase) -> Qwen2ForCausalLM:

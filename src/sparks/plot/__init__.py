@@ -1,113 +1,97 @@
-"""Plot stage: a run's figures (PNG and SVG) from its aggregate tables, train log and
-faithfulness curves; ``sparks report`` gathers every run into one self-contained HTML page."""
+"""Plot stage: a run's figures (PNG and SVG) and its section of the report, drawn from the
+tables its rule names; ``sparks report`` joins the sections into one self-contained HTML page.
+Nothing here computes a result: every number comes from a table written by the stage that owns it.
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from sparks.config import add_config_argument, check_task, load_config
-
 log = logging.getLogger(__name__)
 FIGURES = ("cohorts", "frequency", "faithfulness", "accuracy", "passk", "scaling", "failures", "failure_scaling", "tokens")
 THINK_FIGURE = "think_modes"  # drawn unless attribute.compare_think_at is none
+# The tables a run's figures and section read: name -> (table schema, one file per checkpoint?)
+INPUTS: dict[str, tuple[str, bool]] = {
+    "circuit": ("circuit", False),
+    "cohorts": ("cohorts", False),
+    "frequency": ("frequency", False),
+    "similarity": ("similarity", False),
+    "emergence": ("emergence", False),
+    "train_log": ("train_log", False),
+    "faithfulness": ("faithfulness", True),
+    "passk": ("passk", True),
+    "eval": ("eval", True),
+    "interventions": ("interventions", False),
+    "failures": ("failures", False),
+    "failure_changes": ("failure_changes", False),
+    "failure_shares": ("failure_shares", False),
+    "think_modes": ("think_modes", False),  # only with THINK_FIGURE
+    "think_overlap": ("think_overlap", False),  # only with THINK_FIGURE
+}
+THINK_INPUTS = ("think_modes", "think_overlap")
 
 
 def figure_names(config: dict[str, Any]) -> tuple[str, ...]:
     return FIGURES + ((THINK_FIGURE,) if config["attribute"]["compare_think_at"] != "none" else ())
 
 
-def figure_stems(figures_dir: Path, task: str, names: tuple[str, ...] = FIGURES + (THINK_FIGURE,)) -> dict[str, Path]:
-    return {name: Path(figures_dir) / f"{task}_{name}" for name in names}
-
-
-def plot_run(root: Path, run: str, task: str, steps: list[int], out_dir: Path, think_modes: bool = True) -> list[Path]:
-    """Draw the figures of ``run`` (FIGURES, and THINK_FIGURE if ``think_modes``) from the
-    tables under ``root`` (= results/{exp})."""
-    from sparks.evaluate import pass_table
-    from sparks.plot.figures import (
-        accuracy_figure,
-        cohort_figure,
-        failure_scaling_figure,
-        failures_figure,
-        faithfulness_figure,
-        frequency_figure,
-        passk_figure,
-        save,
-        scaling_figure,
-        think_modes_figure,
-        tokens_figure,
-    )
+def read_inputs(paths: dict[str, Path | list[Path]]) -> dict[str, pl.DataFrame]:
+    """Every table of ``paths`` (names of INPUTS), each checked against its schema."""
     from sparks.tables import read_table
 
-    circuits = root / "circuits" / run / task
-    circuit = read_table(circuits / "circuit.parquet", "circuit")
-    cohorts = read_table(circuits / "cohorts.parquet", "cohorts")
-    frequency = read_table(circuits / "frequency.parquet", "frequency")
-    train_log = read_table(root / "runs" / run / "train_log.parquet", "train_log")
-    curves = read_table([root / "faithfulness" / run / str(s) / f"{task}.parquet" for s in steps], "faithfulness")
-    stems = figure_stems(out_dir, task)
-    paths = []
-    paths += save(
-        cohort_figure(circuit, cohorts, train_log, f"{run}: active heads by emergence cohort ({task})"), stems["cohorts"]
+    unknown = set(paths) - set(INPUTS)
+    if unknown:
+        raise KeyError(f"unknown plot inputs {sorted(unknown)}; known: {', '.join(INPUTS)}")
+    return {name: read_table(list(p) if isinstance(p, list) else p, INPUTS[name][0]) for name, p in paths.items()}
+
+
+def figure_stems(outputs: list[Path], task: str, names: tuple[str, ...]) -> dict[str, Path]:
+    """name -> output stem, from the declared output files ``{task}_{name}.png|svg``; each figure
+    needs both formats and no other file may be named."""
+    stems = {
+        name: [p.with_suffix("") for p in outputs if p.name in (f"{task}_{name}.png", f"{task}_{name}.svg")] for name in names
+    }
+    extra = [p for p in outputs if p.with_suffix("") not in {s for v in stems.values() for s in v}]
+    broken = [name for name, found in stems.items() if len(found) != 2 or found[0] != found[1]]
+    if extra or broken:
+        raise ValueError(
+            f"plot writes {task}_<name>.png and .svg for each of {', '.join(names)}; "
+            f"missing or mismatched: {broken}, not a figure: {[str(p) for p in extra]}"
+        )
+    return {name: found[0] for name, found in stems.items()}
+
+
+def plot_run(tables: dict[str, pl.DataFrame], run: str, task: str, outputs: list[Path]) -> list[Path]:
+    """Draw the run's figures to ``outputs`` (FIGURES, plus THINK_FIGURE when the think tables are given)."""
+    from sparks.plot import figures as f
+
+    think = all(name in tables for name in THINK_INPUTS)
+    stems = figure_stems([Path(p) for p in outputs], task, FIGURES + ((THINK_FIGURE,) if think else ()))
+    passk, steps = tables["passk"], sorted(tables["passk"]["step"].unique())
+    ends = passk.filter(pl.col("step").is_in([steps[0], steps[-1]])).with_columns(
+        pl.format(
+            "{} (step {})", pl.when(pl.col("step") == steps[0]).then(pl.lit("base")).otherwise(pl.lit("final")), "step"
+        ).alias("checkpoint")
     )
-    paths += save(frequency_figure(frequency, cohorts, f"{run}: activation frequency per head ({task})"), stems["frequency"])
-    paths += save(faithfulness_figure(curves, f"{run}: circuit faithfulness per checkpoint ({task})"), stems["faithfulness"])
-    samples = read_table([root / "bench" / run / "eval" / str(s) / f"{task}.parquet" for s in steps], "eval")
-    paths += save(accuracy_figure(samples, f"{run}: accuracy by difficulty across checkpoints ({task})"), stems["accuracy"])
-    ks = tuple(range(1, int(samples.group_by("step", "sample_id").len()["len"].min()) + 1))
-    ends = [
-        pass_table(samples.filter(pl.col("step") == step), ks).with_columns(pl.lit(name).alias("checkpoint"))
-        for name, step in ((f"base (step {steps[0]})", steps[0]), (f"final (step {steps[-1]})", steps[-1]))
-    ]
-    paths += save(passk_figure(pl.concat(ends), f"{run}: pass@k and success@k ({task})"), stems["passk"])
-    interventions = read_table(root / "bench" / run / "interventions" / f"{task}.parquet", "interventions")
-    paths += save(scaling_figure(interventions, f"{run}: emergent heads vs random heads ({task})"), stems["scaling"])
-    failures = read_table(root / "bench" / run / "failures.parquet", "failures")
-    paths += save(
-        failures_figure(failures, f"{run}: failure categories by difficulty across checkpoints ({task})"), stems["failures"]
-    )
-    figure = failure_scaling_figure(failures, f"{run}: failure categories under head scaling, emergent vs random ({task})")
-    paths += save(figure, stems["failure_scaling"])
-    paths += save(tokens_figure(failures, f"{run}: tokens spent per correct answer ({task})"), stems["tokens"])
-    if think_modes:
-        table = read_table(circuits / "think_modes.parquet", "think_modes")
-        figure = think_modes_figure(table, f"{run}: heads active on think-on vs think-off prompts ({task})")
-        paths += save(figure, stems[THINK_FIGURE])
-    log.info("wrote %d figure files to %s", len(paths), out_dir)
+    shares = tables["failure_shares"]
+    drawn = {
+        "cohorts": f.cohort_figure(tables["circuit"], tables["cohorts"], tables["train_log"], f"{run}: active heads by emergence cohort ({task})"),
+        "frequency": f.frequency_figure(tables["frequency"], tables["cohorts"], f"{run}: activation frequency per head ({task})"),
+        "faithfulness": f.faithfulness_figure(tables["faithfulness"], f"{run}: circuit faithfulness per checkpoint ({task})"),
+        "accuracy": f.accuracy_figure(passk, f"{run}: accuracy by difficulty across checkpoints ({task})"),
+        "passk": f.passk_figure(ends, f"{run}: pass@k and success@k ({task})"),
+        "scaling": f.scaling_figure(tables["interventions"], f"{run}: emergent heads vs random heads ({task})"),
+        "failures": f.failures_figure(shares, f"{run}: failure categories by difficulty across checkpoints ({task})"),
+        "failure_scaling": f.failure_scaling_figure(shares, f"{run}: failure categories under head scaling, emergent vs random ({task})"),
+        "tokens": f.tokens_figure(shares, f"{run}: tokens spent per correct answer ({task})"),
+    }  # fmt: skip
+    if think:
+        title = f"{run}: heads active on think-on vs think-off prompts ({task})"
+        drawn[THINK_FIGURE] = f.think_modes_figure(tables["think_modes"], tables["think_overlap"], title)
+    paths = [path for name, figure in drawn.items() for path in f.save(figure, stems[name])]
+    log.info("wrote %d figure files", len(paths))
     return paths
-
-
-def make_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("plot", help="figures of one run: cohorts over reward, frequency heatmap, faithfulness")
-    add_config_argument(p)
-    p.add_argument("--manifest", type=Path, required=True, help="the run's checkpoints.json")
-    p.add_argument("--task", required=True, help="task name under tasks: in the config")
-    p.add_argument("--out-dir", type=Path, required=True, help="figure folder, e.g. results/embedded/figures/grpo")
-    p.set_defaults(func=main)
-
-    r = subparsers.add_parser("report", help="one self-contained HTML page with every run's figures and key tables")
-    add_config_argument(r)
-    r.add_argument("--results", type=Path, required=True, help="the experiment's results folder, e.g. results/embedded")
-    r.add_argument("--out", type=Path, required=True, help="output HTML file")
-    r.set_defaults(func=report_main)
-
-
-def main(args: argparse.Namespace) -> None:
-    from sparks.train import read_manifest
-
-    config = load_config(args.config)
-    check_task(config, args.task)
-    info = read_manifest(args.manifest)
-    think_modes = THINK_FIGURE in figure_names(config)
-    plot_run(Path(args.manifest).parents[2], info["run"], args.task, info["steps"], args.out_dir, think_modes)
-
-
-def report_main(args: argparse.Namespace) -> None:
-    from sparks.plot.report import write_report
-
-    write_report(load_config(args.config), args.results, args.out)

@@ -14,14 +14,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-from sparks.atomic import atomic_file  # noqa: E402
+from sparks.atomic import atomic_file
 
 FIGSIZE = (8, 6)
 BASE_BAND = "base heads still active"
@@ -155,23 +155,18 @@ def save(fig: Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def accuracy_figure(samples: pl.DataFrame, title: str) -> Figure:
-    """Sampled accuracy by difficulty across checkpoints; 95 % bootstrap intervals over problems."""
+def accuracy_figure(passk: pl.DataFrame, title: str) -> Figure:
+    """Sampled accuracy by difficulty across checkpoints, with 95 % normal intervals from the
+    standard error over problems (the passk tables of every checkpoint)."""
     _theme()
-    per_problem = samples.group_by("step", "difficulty", "sample_id").agg(pl.col("correct").mean().alias("accuracy"))
+    table = passk.filter(pl.col("k_samples") == 1).sort("step")
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
-    sns.lineplot(
-        data=per_problem.sort("step").to_pandas(),
-        x="step",
-        y="accuracy",
-        hue="difficulty",
-        hue_order=sorted(per_problem["difficulty"].unique()),
-        marker="o",
-        errorbar=("ci", 95),
-        n_boot=500,
-        seed=0,
-        ax=ax,
-    )
+    for difficulty, color in zip(sorted(table["difficulty"].unique()), sns.color_palette("colorblind")):
+        part = table.filter(pl.col("difficulty") == difficulty)
+        steps, accuracy, half = part["step"], part["accuracy"], 1.96 * part["accuracy_se"].fill_null(0)
+        ax.plot(steps, accuracy, marker="o", color=color, label=difficulty)
+        ax.fill_between(steps, accuracy - half, accuracy + half, color=color, alpha=0.2, linewidth=0)
+    ax.legend(title="difficulty")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("checkpoint (training step)")
     ax.set_ylabel("accuracy (sampled; 95 % CI over problems)")
@@ -261,16 +256,17 @@ THINK_COLOURS = {  # colourblind palette: both, think on only, think off only, n
 }
 
 
-def think_modes_figure(table: pl.DataFrame, title: str) -> Figure:
-    """Layer x head grid per compared checkpoint, each head coloured by the think modes it is active in."""
+def think_modes_figure(table: pl.DataFrame, overlap: pl.DataFrame, title: str) -> Figure:
+    """Layer x head grid per compared checkpoint, each head coloured by the think modes it is
+    active in (the think_modes table), the counts and Jaccard index in each title (think_overlap)."""
     from matplotlib.colors import ListedColormap
 
-    from sparks.aggregate.think_modes import MODES, overlap_summary
+    from sparks.registry import THINK_MODES as MODES
 
     _theme()
     steps = sorted(table["step"].unique())
     n_layers, n_heads = table["layer"].max() + 1, table["head"].max() + 1
-    summary = {row["step"]: row for row in overlap_summary(table).iter_rows(named=True)}
+    summary = {row["step"]: row for row in overlap.iter_rows(named=True)}
     fig, axes = plt.subplots(1, len(steps), figsize=FIGSIZE, dpi=DPI, sharey=True, squeeze=False)
     cmap = ListedColormap([THINK_COLOURS[m] for m in MODES])
     for ax, step in zip(axes[0], steps):
@@ -305,10 +301,10 @@ CATEGORY_COLOURS = {  # colourblind palette, correct in grey so the failures sta
 
 
 def _stacked_shares(ax, shares: pl.DataFrame, x: str, labels: list) -> None:
-    from sparks.evaluate.failures import CATEGORIES
+    from sparks.registry import FAILURE_CATEGORIES
 
     bottom = np.zeros(len(labels))
-    for category in CATEGORIES:
+    for category in FAILURE_CATEGORIES:
         values = np.array([shares.filter(pl.col(x) == label)[category].sum() for label in labels])
         ax.bar(range(len(labels)), values, bottom=bottom, color=CATEGORY_COLOURS[category], label=category.replace("_", " "))
         bottom += values
@@ -316,13 +312,11 @@ def _stacked_shares(ax, shares: pl.DataFrame, x: str, labels: list) -> None:
     ax.set_ylim(0, 1)
 
 
-def _failure_panels(failures: pl.DataFrame, x: str, labels: list, title: str, xlabel: str) -> Figure:
+def _failure_panels(shares: pl.DataFrame, x: str, labels: list, title: str, xlabel: str) -> Figure:
+    """One panel per difficulty of stacked category shares (rows of the failure_shares table)."""
     _theme()
-    difficulties = failures["difficulty"].unique(maintain_order=True).to_list()  # the eval order: easy first
+    difficulties = shares["difficulty"].unique(maintain_order=True).to_list()  # the eval order: easy first
     fig, axes = plt.subplots(1, len(difficulties), figsize=FIGSIZE, dpi=DPI, sharey=True, squeeze=False)
-    from sparks.evaluate.failure_tables import category_shares
-
-    shares = category_shares(failures, ["difficulty", x])
     for ax, difficulty in zip(axes[0], difficulties):
         _stacked_shares(ax, shares.filter(pl.col("difficulty") == difficulty), x, labels)
         ax.set_title(difficulty, fontsize=10)
@@ -335,16 +329,16 @@ def _failure_panels(failures: pl.DataFrame, x: str, labels: list, title: str, xl
     return fig
 
 
-def failures_figure(failures: pl.DataFrame, title: str) -> Figure:
+def failures_figure(shares: pl.DataFrame, title: str) -> Figure:
     """Failure categories by difficulty across checkpoints (eval samples), stacked shares."""
-    evals = failures.filter(pl.col("origin") == "eval")
+    evals = shares.filter(pl.col("origin") == "eval")
     return _failure_panels(evals, "step", sorted(evals["step"].unique()), title, "checkpoint step")
 
 
-def failure_scaling_figure(failures: pl.DataFrame, title: str) -> Figure:
+def failure_scaling_figure(shares: pl.DataFrame, title: str) -> Figure:
     """Failure categories of the starting model with its emergent heads scaled, next to the same
     scaling of random heads (draws pooled) and the unmodified model."""
-    scaled = failures.filter(pl.col("kind") == "scale").with_columns(
+    scaled = shares.filter(pl.col("kind") == "scale").with_columns(
         pl.when(pl.col("heads_from") == "none")
         .then(pl.lit("unmodified"))
         .otherwise(pl.format("{} x{}", pl.col("heads_from"), pl.col("alpha")))
@@ -354,16 +348,11 @@ def failure_scaling_figure(failures: pl.DataFrame, title: str) -> Figure:
     return _failure_panels(scaled, "condition", labels, title, "")
 
 
-def tokens_figure(failures: pl.DataFrame, title: str) -> Figure:
+def tokens_figure(shares: pl.DataFrame, title: str) -> Figure:
     """Generated tokens per correct answer (all tokens spent / correct samples) by difficulty."""
     _theme()
-    evals = failures.filter(pl.col("origin") == "eval")
-    table = (
-        evals.group_by("step", "difficulty")
-        .agg(pl.col("n_tokens").sum().alias("tokens"), pl.col("correct").sum().alias("n_correct"))
-        .with_columns((pl.col("tokens") / pl.col("n_correct")).alias("tokens per correct answer"))
-        .sort("step")
-    )
+    table = shares.filter(pl.col("origin") == "eval").sort("step")
+    table = table.rename({"tokens_per_correct": "tokens per correct answer"})
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     sns.lineplot(table.to_pandas(), x="step", y="tokens per correct answer", hue="difficulty", marker="o", ax=ax)
     ax.set_yscale("log")

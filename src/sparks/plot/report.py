@@ -1,20 +1,21 @@
-"""A self-contained HTML report of one experiment: every run's figures (embedded PNG) and key tables."""
+"""A self-contained HTML report of one experiment: every run's figures (embedded PNG) and key tables.
+
+The plot stage renders each run's section from the tables its rule names (:func:`write_section`);
+``sparks report`` joins the sections under one header (:func:`write_report`)."""
 
 from __future__ import annotations
 
 import base64
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 import sparks
-from sparks.aggregate.emergence import emergence_by_checkpoint, pearson_with_interval
 from sparks.atomic import atomic_file
-from sparks.plot import THINK_FIGURE, figure_names, figure_stems
-from sparks.tables import read_table
+from sparks.registry import FAILURE_CATEGORIES
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -35,16 +36,13 @@ def _image(path: Path) -> str:
     return f'<p><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"></p>'
 
 
-def run_section(results: Path, run: str, task: str, figures: tuple[str, ...]) -> str:
-    circuits = results / "circuits" / run / task
-    circuit = read_table(circuits / "circuit.parquet", "circuit")
-    cohorts = read_table(circuits / "cohorts.parquet", "cohorts")
-    similarity = read_table(circuits / "similarity.parquet", "similarity")
-    faithfulness = read_table(str(results / "faithfulness" / run / "*" / f"{task}.parquet"), "faithfulness")
+def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, task: str) -> str:
+    """The HTML of one run: its figures (PNG files, embedded) and its key tables."""
+    circuit, cohorts, faithfulness = tables["circuit"], tables["cohorts"], tables["faithfulness"]
     per_step = (
         circuit.group_by("step")
         .agg(pl.col("in_circuit").sum().alias("active heads"))
-        .join(similarity.select("step", "jaccard_edges", "jaccard_heads"), on="step", how="left")
+        .join(tables["similarity"].select("step", "jaccard_edges", "jaccard_heads"), on="step", how="left")
         .join(faithfulness.group_by("step").agg(pl.col("cpr").first(), pl.col("cmd").first()), on="step", how="left")
         .sort("step")
     )
@@ -56,18 +54,17 @@ def run_section(results: Path, run: str, task: str, figures: tuple[str, ...]) ->
         .sort("cohort_step")
     )
     parts = [f"<h2>run {html.escape(run)} (task {html.escape(task)})</h2>"]
-    stems = figure_stems(results / "figures" / run, task)
-    parts += [_image(stems[name].with_suffix(".png")) for name in figures]
+    parts += [_image(path) for path in images]
     parts += ["<h3>Heads by status</h3>", _table(status), "<h3>Emergence cohorts</h3>", _table(emergent)]
-    if THINK_FIGURE in figures:
-        parts += think_section(circuits)
+    if "think_modes" in tables:
+        parts += think_section(tables["think_modes"], tables["think_overlap"])
     parts += ["<h3>Per checkpoint</h3>", _table(per_step)]
-    parts += benchmark_section(results, run, task, sorted(circuit["step"].unique().to_list()))
-    parts += failure_section(results, run, task)
-    train_log = read_table(results / "runs" / run / "train_log.parquet", "train_log")
-    if train_log["reward"].null_count() < train_log.height:
-        emergence = emergence_by_checkpoint(circuit, cohorts, train_log)
-        r, low, high = pearson_with_interval(emergence["emergent_active"].to_list(), emergence["reward"].to_list())
+    parts += benchmark_section(tables["passk"], tables["interventions"])
+    parts += failure_section(tables["failures"], tables["failure_shares"], tables["failure_changes"], tables["eval"])
+    emergence = tables["emergence"]
+    if emergence["reward"].null_count() < emergence.height:
+        first = emergence.row(0, named=True)
+        r, low, high = first["pearson_r"], first["pearson_low"], first["pearson_high"]
         verdict = (
             "undefined (no spread in one of the two series)"
             if r is None
@@ -77,15 +74,12 @@ def run_section(results: Path, run: str, task: str, figures: tuple[str, ...]) ->
             "<h3>Newly activated heads vs reward</h3>",
             f"<p>Emergent heads active at each checkpoint against the mean reward since the previous one, "
             f"over {emergence.height} checkpoints: {verdict}.</p>",
-            _table(emergence),
+            _table(emergence.select("step", "emergent_active", "new_heads", "reward")),
         ]
     return "\n".join(parts)
 
 
-def think_section(circuits: Path) -> list[str]:
-    from sparks.aggregate.think_modes import overlap_summary
-
-    table = read_table(circuits / "think_modes.parquet", "think_modes")
+def think_section(table: pl.DataFrame, overlap: pl.DataFrame) -> list[str]:
     unique = (
         table.filter(pl.col("mode").is_in(["think_on_only", "think_off_only"]))
         .group_by("step", "mode")
@@ -96,7 +90,7 @@ def think_section(circuits: Path) -> list[str]:
         "<h3>Think on vs think off (same problems)</h3>",
         "<p>Heads active in the top-N circuit on think-on prompts (answer after the trace), on "
         "think-off prompts (answer at once), or both; Jaccard of the two active sets.</p>",
-        _table(overlap_summary(table)),
+        _table(overlap.select("step", "both", "think_on_only", "think_off_only", "jaccard")),
         _table(unique),
     ]
 
@@ -109,26 +103,23 @@ def _highlighted(completion: str, bad_step: str | None) -> str:
     return f"<code>{text}</code>"
 
 
-def failure_section(results: Path, run: str, task: str, per_category: int = 3) -> list[str]:
+def failure_section(
+    failures: pl.DataFrame, shares: pl.DataFrame, changes: pl.DataFrame, samples: pl.DataFrame, per_category: int = 3
+) -> list[str]:
     """Failure shares, the trade-off numbers with intervals, and real example traces per category."""
-    from sparks.evaluate.failure_tables import category_shares
-    from sparks.evaluate.failures import CATEGORIES
-
-    failures = read_table(results / "bench" / run / "failures.parquet", "failures")
-    changes = read_table(results / "bench" / run / "failure_changes.parquet", "failure_changes")
     evals = failures.filter(pl.col("origin") == "eval")
     steps = sorted(evals["step"].unique())
-    ends = evals.filter(pl.col("step").is_in([steps[0], steps[-1]]))
-    abandoned = pl.col("answer_abandoned").mean().alias("abandoned")
-    shares = category_shares(ends, ["step", "difficulty"], abandoned).sort("step", "difficulty")
+    ends = (
+        shares.filter((pl.col("origin") == "eval") & pl.col("step").is_in([steps[0], steps[-1]]))
+        .select("step", "difficulty", *FAILURE_CATEGORIES, "abandoned")
+        .sort("step", "difficulty")
+    )
     changes = changes.filter(pl.col("category") != "correct").select(
         "comparison", "alpha", "difficulty", "category", "share_before", "share_after", "delta", "ci_low", "ci_high", "n_problems"
     )
-    samples = read_table([results / "bench" / run / "eval" / str(s) / f"{task}.parquet" for s in steps], "eval").select(
-        "step", "sample_id", "k", "completion"
-    )
+    samples = samples.select("step", "sample_id", "k", "completion")
     examples = ["<h3>Example traces (first wrong step marked)</h3>"]
-    for category in CATEGORIES[1:]:
+    for category in FAILURE_CATEGORIES[1:]:
         picked = evals.filter(pl.col("category") == category).sort("step", "sample_id", "k").head(per_category)
         if picked.is_empty():
             continue
@@ -143,7 +134,7 @@ def failure_section(results: Path, run: str, task: str, per_category: int = 3) -
         "<h3>Failure anatomy (base and final checkpoint)</h3>",
         "<p>Share of samples per category, computed from the text of each completion; abandoned: a wrong "
         "sample whose trace had already reached the right answer.</p>",
-        _table(shares),
+        _table(ends),
         "<h3>The trade-off in numbers</h3>",
         "<p>Change in each failure category's share, final minus base checkpoint, and scaled emergent heads "
         "minus scaled random heads (same alpha), with 95 % bootstrap intervals over problems.</p>",
@@ -152,20 +143,20 @@ def failure_section(results: Path, run: str, task: str, per_category: int = 3) -
     ]
 
 
-def benchmark_section(results: Path, run: str, task: str, steps: list[int]) -> list[str]:
+def benchmark_section(passk: pl.DataFrame, interventions: pl.DataFrame) -> list[str]:
     """Accuracy by difficulty (base vs final) and the interventions against their random controls."""
-    samples = read_table([results / "bench" / run / "eval" / str(s) / f"{task}.parquet" for s in (steps[0], steps[-1])], "eval")
-    per_problem = samples.group_by("step", "difficulty", "sample_id").agg(pl.col("correct").mean())
+    steps = sorted(passk["step"].unique())
     accuracy = (
-        per_problem.group_by("step", "difficulty")
-        .agg(
-            pl.col("correct").mean().alias("accuracy"),
-            (pl.col("correct").std() / pl.len().sqrt()).alias("se over problems"),
-            pl.len().alias("problems"),
+        passk.filter(pl.col("step").is_in([steps[0], steps[-1]]) & (pl.col("k_samples") == 1))
+        .select(
+            "step",
+            "difficulty",
+            "accuracy",
+            pl.col("accuracy_se").alias("se over problems"),
+            pl.col("n_problems").alias("problems"),
         )
         .sort("difficulty", "step")
     )
-    interventions = read_table(results / "bench" / run / "interventions" / f"{task}.parquet", "interventions")
     summary = (
         interventions.group_by("kind", "alpha", "heads_from", "difficulty")
         .agg(
@@ -184,11 +175,20 @@ def benchmark_section(results: Path, run: str, task: str, steps: list[int]) -> l
     ]
 
 
-def write_report(config: dict[str, Any], results: Path, out: Path) -> Path:
-    results, out = Path(results), Path(out)
-    figures = figure_names(config)
-    sections = [run_section(results, run, settings["task"], figures) for run, settings in config["runs"].items()]
-    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def write_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, task: str, out: Path) -> Path:
+    """Write one run's section (an HTML fragment) atomically."""
+    with atomic_file(out) as tmp:
+        tmp.write_text(run_section(tables, images, run, task))
+    return Path(out)
+
+
+def write_report(config: dict[str, Any], sections: list[Path], out: Path) -> Path:
+    """Join the runs' sections (in the order given) under the experiment's header."""
+    missing = [str(p) for p in sections if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]} does not exist; run the plot stage first (snakemake {missing[0]})")
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body = "".join(Path(p).read_text() for p in sections)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>sparks: {html.escape(config["experiment"])}</title>
 <style>{_STYLE}</style></head><body>
 <h1>sparks report: experiment {html.escape(config["experiment"])}</h1>
@@ -196,8 +196,8 @@ def write_report(config: dict[str, Any], results: Path, out: Path) -> Path:
 (m = {config["attribute"]["ig_steps"]}, metric {config["attribute"]["metric"]}); a head is emergent once it is active, absent
 from the base circuit, and in at least {config["aggregate"]["stability_threshold"]:.0%} of
 {config["aggregate"]["bootstrap"]} bootstrap circuits.</p>
-{"".join(sections)}
+{body}
 </body></html>"""
     with atomic_file(out) as tmp:
         tmp.write_text(page)
-    return out
+    return Path(out)

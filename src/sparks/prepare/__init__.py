@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from sparks.config import add_config_argument, config_hash, load_config
+from sparks.config import config_hash
 
 log = logging.getLogger(__name__)
 ACCURACY_PROBLEMS_PER_LENGTH = 100
@@ -54,13 +53,11 @@ def _write_model(config: dict[str, Any], role: str, tmp: Path) -> None:
     torch.manual_seed(config["seed"])
     if section["source"] == "embedded":
         tokenizer = build_char_tokenizer()
-        model = build_tiny_qwen2(TinyShape(**section["shape"]), tokenizer)
+        model = build_tiny_qwen2(TinyShape.of(section["shape"]), tokenizer)
         p = section["pretrain"]
         seed = config["seed"] + (0 if role == "base" else 1000)
         texts = arithmetic_corpus(p["n_texts"], p["max_ops"], p["multi_step_decay"], p["think_off_fraction"], seed)
-        pretrain(
-            model, tokenizer, texts, PretrainConfig(p["steps"], p["batch_size"], p["lr"], seed=seed), desc=f"pretrain {role}"
-        )
+        pretrain(model, tokenizer, texts, PretrainConfig(p["steps"], p["batch_size"], p["lr"], seed), desc=f"pretrain {role}")
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_pointer(tmp, ".", None, role=role, n_parameters=sum(t.numel() for t in model.parameters()))
@@ -107,8 +104,10 @@ def _write_model(config: dict[str, Any], role: str, tmp: Path) -> None:
         log.info("%s accuracy %s think=%s: %.2f", role, row["difficulty"], row["think"], row["accuracy"])
 
 
-def prepare_data(config: dict[str, Any], task_name: str, tokenizer_dir: Path, out_dir: Path) -> tuple[Path, Path]:
-    """Write ``{task}_problems.parquet`` and ``{task}_pairs.parquet`` under ``out_dir``."""
+def prepare_data(
+    config: dict[str, Any], task_name: str, tokenizer_dir: Path, problems_out: Path, pairs_out: Path
+) -> tuple[Path, Path]:
+    """Write the task's problems table to ``problems_out`` and its clean/corrupted pairs to ``pairs_out``."""
     from sparks.data.tasks import task_pairs, task_problems
     from sparks.model.load import load_tokenizer
     from sparks.model.store import resolve
@@ -123,35 +122,7 @@ def prepare_data(config: dict[str, Any], task_name: str, tokenizer_dir: Path, ou
     provenance = dict(
         experiment=config["experiment"], run=None, step=None, task=task_name, model_hash=None, config_hash=config_hash(task)
     )
-    out_dir = Path(out_dir)
-    problems_path = write_table(with_provenance(problems, **provenance), "problems", out_dir / f"{task_name}_problems.parquet")
-    pairs_path = write_table(with_provenance(pairs, **provenance), "pairs", out_dir / f"{task_name}_pairs.parquet")
+    problems_path = write_table(with_provenance(problems, **provenance), "problems", problems_out)
+    pairs_path = write_table(with_provenance(pairs, **provenance), "pairs", pairs_out)
     log.info("task %s: %d problems, %d pairs", task_name, len(problems), len(pairs))
     return problems_path, pairs_path
-
-
-def make_parser(subparsers: argparse._SubParsersAction) -> None:
-    model = subparsers.add_parser("prepare-model", help="pre-train an embedded base/teacher model or record a hub model")
-    add_config_argument(model)
-    model.add_argument(
-        "--role", choices=["base", "teacher"], default="base", help="which model of the config (default: %(default)s)"
-    )
-    model.add_argument("--out", type=Path, required=True, help="output folder, e.g. results/embedded/base")
-    model.set_defaults(func=main_model)
-
-    data = subparsers.add_parser("prepare-data", help="write a task's problems and clean/corrupted pairs")
-    add_config_argument(data)
-    data.add_argument("--task", required=True, help="task name under tasks: in the config")
-    data.add_argument(
-        "--tokenizer", type=Path, required=True, help="model folder from prepare-model (its tokenizer sets pair lengths)"
-    )
-    data.add_argument("--out-dir", type=Path, required=True, help="output folder, e.g. results/embedded/data")
-    data.set_defaults(func=main_data)
-
-
-def main_model(args: argparse.Namespace) -> None:
-    prepare_model(load_config(args.config), args.role, args.out)
-
-
-def main_data(args: argparse.Namespace) -> None:
-    prepare_data(load_config(args.config), args.task, args.tokenizer, args.out_dir)

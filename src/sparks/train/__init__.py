@@ -1,54 +1,36 @@
 """Train stage: TRL SFT, GRPO and distillation runs that save a checkpoint every N steps.
 
-A run's folder ``results/{exp}/runs/{run}/`` ends up with ``checkpoint-{step}/`` folders (step 0
-is the starting model), ``train_log.parquet`` from the trainer's log history, and
-``checkpoints.json``, the manifest that Snakemake reads to learn the steps. The manifest is
-written last, so a crashed run never looks finished, and a rerun resumes from the last complete
-checkpoint (``sparks.train.resume``).
+A run writes its ``checkpoint-{step}/`` folders (step 0 is the starting model) beside its
+manifest (``checkpoints.json``, :mod:`sparks.manifest`), and ``train_log.parquet`` from the
+trainer's log history. The manifest is written last, so a crashed run never looks finished, and
+a rerun resumes from the last complete checkpoint (``sparks.train.resume``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from sparks.atomic import atomic_file
-from sparks.config import add_config_argument, config_hash, load_config
+from sparks.config import config_hash
 
 log = logging.getLogger(__name__)
-MANIFEST = "checkpoints.json"
-
-
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of a finished run: ``{"run", "steps", "checkpoints": {step: folder}}``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; run the train stage for this run first (snakemake {path})")
-    return json.loads(path.read_text())
-
-
-def checkpoint_path(manifest_path: str | Path, step: int) -> Path:
-    manifest = read_manifest(manifest_path)
-    if step not in manifest["steps"]:
-        steps = ", ".join(map(str, manifest["steps"]))
-        raise KeyError(f"step {step} is not in {manifest_path} (steps: {steps}); ask for an existing step or raise max_steps")
-    return Path(manifest_path).parent / f"checkpoint-{step}"
 
 
 def train_run(
     config: dict[str, Any],
     run_name: str,
     base_dir: Path,
-    data_dir: Path,
-    out_dir: Path,
+    problems_path: Path,
+    manifest_path: Path,
+    train_log_path: Path,
     teacher_dir: Path | None = None,
 ) -> Path:
-    """Run ``runs.{run_name}`` of ``config`` from the model in ``base_dir``; returns the manifest path."""
+    """Run ``runs.{run_name}`` of ``config`` from the model in ``base_dir`` on the task's problems;
+    checkpoints go beside ``manifest_path``, which is written last. Returns the manifest path."""
     import polars as pl
 
+    from sparks.manifest import write_manifest
     from sparks.model.load import load_checkpoint, model_hash
     from sparks.tables import read_table, with_provenance, write_table
     from sparks.train.history import log_history_frame
@@ -65,9 +47,10 @@ def train_run(
     if run_name not in config["runs"]:
         raise KeyError(f"run {run_name!r} is not in the config's runs ({', '.join(config['runs'])}); add it under runs:")
     run = config["runs"][run_name]
-    out_dir = Path(out_dir)
+    manifest_path = Path(manifest_path)
+    out_dir = manifest_path.parent  # the run's folder: checkpoints beside the manifest
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST).unlink(missing_ok=True)
+    manifest_path.unlink(missing_ok=True)
     identity = {
         "run": run_name,
         "settings": config_hash({"seed": config["seed"], "run": run}),
@@ -83,7 +66,7 @@ def train_run(
         tokenizer.save_pretrained(start)
         mark_complete(start)
 
-    problems = read_table(Path(data_dir) / f"{run['task']}_problems.parquet", "problems").filter(pl.col("split") == "train")
+    problems = read_table(problems_path, "problems").filter(pl.col("split") == "train")
     if run["difficulties"] is not None:
         problems = problems.filter(pl.col("difficulty").is_in(run["difficulties"]))
     history = finished_history(resume, run["max_steps"])
@@ -109,32 +92,8 @@ def train_run(
         model_hash=model_hash(start),
         config_hash=config_hash(run),
     )
-    write_table(train_log, "train_log", out_dir / "train_log.parquet")
-    manifest = {
-        "run": run_name,
-        "method": run["method"],
-        "steps": steps,
-        "checkpoints": {str(s): f"checkpoint-{s}" for s in steps},
-        "model_hashes": {str(s): model_hash(out_dir / f"checkpoint-{s}") for s in steps},
-    }
-    with atomic_file(out_dir / MANIFEST) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2))
+    write_table(train_log, "train_log", train_log_path)
+    folders = {s: f"checkpoint-{s}" for s in steps}
+    write_manifest(manifest_path, run_name, run["method"], folders, {s: model_hash(out_dir / f) for s, f in folders.items()})
     log.info("run %s: checkpoints at steps %s", run_name, steps)
-    return out_dir / MANIFEST
-
-
-def make_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="post-train with TRL (sft | grpo | distill) and save checkpoints")
-    add_config_argument(p)
-    p.add_argument("--run", required=True, help="run name under runs: in the config")
-    p.add_argument("--base", type=Path, required=True, help="model folder from prepare-model")
-    p.add_argument("--data-dir", type=Path, required=True, help="folder with {task}_problems.parquet")
-    p.add_argument(
-        "--teacher", type=Path, default=None, help="teacher model folder (distill runs that use the experiment's teacher)"
-    )
-    p.add_argument("--out-dir", type=Path, required=True, help="run folder, e.g. results/embedded/runs/sft")
-    p.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> None:
-    train_run(load_config(args.config), args.run, args.base, args.data_dir, args.out_dir, args.teacher)
+    return manifest_path

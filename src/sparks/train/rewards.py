@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sparks import registry
 from sparks.data.answers import extract_answer, has_think_format, is_correct
 
 
@@ -21,7 +22,9 @@ def think_format(completions: list[str], think: list[bool], **_: object) -> list
     ]
 
 
-REWARDS: dict[str, Callable[..., list[float]]] = {"correctness": correctness, "format": think_format}
+REWARDS: dict[str, Callable[..., list[float]]] = registry.implement(
+    registry.REWARDS, {"correctness": correctness, "format": think_format}
+)
 
 
 def weighted_rewards(weights: dict[str, float]) -> tuple[list[Callable[..., list[float]]], list[float]]:

@@ -23,29 +23,24 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cache
 
+from sparks.config import Section
 from sparks.data.arithmetic import STEP_SEP, check_steps
 from sparks.model.tokenizer import THINK_CLOSE, THINK_OPEN
 
-CATEGORIES = ("correct", "calculation_error", "loop", "truncated", "format", "wrong_plan")
 _NUMBER = r"-?\d+(?:\.\d+)?"
 _EQUALITY = re.compile(rf"({_NUMBER})\s*([-+*/×÷x])\s*({_NUMBER})\s*=\s*({_NUMBER})")
 
 
 @dataclass(frozen=True)
-class FailureSettings:
-    """The ``failures`` section of the config."""
+class FailureSettings(Section):
+    """The ``failures`` section of the config (defaults and limits in the schema)."""
 
-    loop_repeats: int = 3
-    loop_ngram: int = 12
+    SCHEMA_PATH = ("properties", "failures")
 
-    def __post_init__(self) -> None:
-        from sparks.config import ConfigError
-
-        if self.loop_repeats < 2:
-            raise ConfigError(f"failures.loop_repeats must be >= 2 (got {self.loop_repeats}); set failures.loop_repeats")
-        if self.loop_ngram < 2:
-            raise ConfigError(f"failures.loop_ngram must be >= 2 (got {self.loop_ngram}); set failures.loop_ngram")
+    loop_repeats: int
+    loop_ngram: int
 
 
 @dataclass(frozen=True)
@@ -55,6 +50,11 @@ class Failure:
     first_bad_step: int | None
     bad_step: str | None  # the text of the first wrong step
     answer_abandoned: bool
+
+
+@cache
+def _default_settings() -> FailureSettings:
+    return FailureSettings.defaults()
 
 
 def trace_of(completion: str) -> tuple[str, bool]:
@@ -121,10 +121,13 @@ def classify(
     n_tokens: int,
     max_new_tokens: int,
     synthetic: bool,
-    settings: FailureSettings = FailureSettings(),
+    settings: FailureSettings | None = None,
 ) -> Failure:
-    """The category of one sample, from its text (see the module docstring); never raises."""
+    """The category of one sample, from its text (see the module docstring); never raises.
+    ``settings`` default to the schema's."""
     from sparks.data.answers import extract_answer
+
+    settings = settings or _default_settings()
 
     text = completion if isinstance(completion, str) else ""
     trace, closed = trace_of(text)

@@ -1,22 +1,20 @@
-"""The failures table of a run (every eval and intervention sample, classified) and the
-trade-off numbers: how each category's share changes from base to final checkpoint, and under
-scaling of the emergent heads against random heads, with bootstrap intervals over problems."""
+"""The failures table of a run (every eval and intervention sample, classified), each sampled
+condition's category shares, and the trade-off numbers: how each category's share changes from
+base to final checkpoint, and under scaling of the emergent heads against random heads, with
+bootstrap intervals over problems."""
 
 from __future__ import annotations
 
-import argparse
-import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from sparks.config import add_config_argument
-from sparks.evaluate.failures import CATEGORIES, FailureSettings, classify
+from sparks.failures.classify import FailureSettings, classify
+from sparks.registry import FAILURE_CATEGORIES as CATEGORIES
 
-log = logging.getLogger(__name__)
 SAMPLE_KEYS = ("origin", "step", "kind", "heads_from", "seed", "alpha")  # one sampled condition
+CONDITION = ("origin", "step", "kind", "heads_from", "alpha", "difficulty")  # a condition, random draws pooled
 
 
 def failure_table(
@@ -49,7 +47,24 @@ def failure_table(
 
 def category_shares(failures: pl.DataFrame, by: list[str], *extra: pl.Expr) -> pl.DataFrame:
     """Share of each category (one column per category) in each group of ``by``, plus ``extra``."""
-    return failures.group_by(by).agg(*[(pl.col("category") == c).mean().alias(c) for c in CATEGORIES], *extra)
+    shares = [(pl.col("category") == c).mean().alias(c) for c in CATEGORIES]
+    return failures.group_by(by, maintain_order=True).agg(*shares, *extra)
+
+
+def share_table(failures: pl.DataFrame) -> pl.DataFrame:
+    """Per condition (CONDITION: random-head draws pooled) the share of each category, of wrong
+    samples that had reached the answer (abandoned), samples, correct ones and tokens spent."""
+    n_correct = pl.col("correct").sum().cast(pl.Int64)
+    tokens = pl.col("n_tokens").sum().cast(pl.Int64)
+    return category_shares(
+        failures,
+        list(CONDITION),
+        pl.col("answer_abandoned").mean().alias("abandoned"),
+        pl.len().cast(pl.Int64).alias("n_samples"),
+        n_correct.alias("n_correct"),
+        tokens.alias("tokens"),
+        pl.when(n_correct > 0).then(tokens / n_correct).otherwise(None).alias("tokens_per_correct"),
+    )  # in the order the samples come: eval first, difficulties in the eval order
 
 
 def _shares(per_problem: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -112,55 +127,3 @@ def change_table(failures: pl.DataFrame, steps: list[int], n_boot: int = 1000, s
     from sparks.tables import SCHEMAS
 
     return pl.DataFrame(rows, schema=SCHEMAS["failure_changes"])
-
-
-def failures_stage(
-    config: dict[str, Any], manifest: Path, task: str, data_dir: Path, bench_dir: Path, out: Path, changes_out: Path
-) -> None:
-    from sparks.config import run_provenance
-    from sparks.evaluate import eval_problems
-    from sparks.tables import read_table, with_provenance, write_table
-    from sparks.train import read_manifest
-
-    info = read_manifest(manifest)
-    steps = info["steps"]
-    bench_dir = Path(bench_dir)
-    evals = read_table([bench_dir / "eval" / str(s) / f"{task}.parquet" for s in steps], "eval")
-    evals = evals.with_columns(
-        pl.lit("eval").alias("origin"), pl.lit(None, pl.String).alias("kind"), pl.lit(None, pl.String).alias("heads_from"),
-        pl.lit(None, pl.Int64).alias("seed"), pl.lit(None, pl.Float64).alias("alpha"),
-    )  # fmt: skip
-    interventions = read_table(bench_dir / "interventions" / f"{task}_samples.parquet", "intervention_samples")
-    interventions = interventions.with_columns(pl.lit("intervention").alias("origin"))
-    columns = [*SAMPLE_KEYS, "difficulty", "sample_id", "k", "correct", "n_tokens", "completion"]
-    samples = pl.concat([evals.select(columns), interventions.select(columns)])
-    problems = eval_problems(data_dir, task)
-    settings = FailureSettings(**config["failures"])
-    synthetic = config["tasks"][task]["source"] == "synthetic"
-    table = failure_table(samples, problems, config["evaluate"]["max_new_tokens"], synthetic, settings)
-    changes = change_table(table, steps, seed=config["seed"])
-    provenance = run_provenance(config, info["run"], task, "evaluate", "failures")
-    shares = category_shares(table, ["origin", "difficulty"])
-    log.info("category shares:\n%s", shares.sort("origin", "difficulty"))
-    write_table(with_provenance(table, **provenance), "failures", out)
-    write_table(with_provenance(changes, **provenance), "failure_changes", changes_out)
-
-
-def make_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("failures", help="classify every sample of a run (correct, calculation_error, loop, ...)")
-    add_config_argument(p)
-    p.add_argument("--manifest", type=Path, required=True, help="the run's checkpoints.json")
-    p.add_argument("--task", required=True, help="task name under tasks: in the config")
-    p.add_argument("--data-dir", type=Path, required=True, help="folder with {task}_problems.parquet")
-    p.add_argument("--bench-dir", type=Path, required=True, help="the run's bench folder (eval/, interventions/)")
-    p.add_argument("--out", type=Path, required=True, help="output: failures table (Parquet)")
-    p.add_argument("--changes", type=Path, required=True, help="output: failure_changes table (Parquet)")
-    p.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> None:
-    from sparks.config import check_task, load_config
-
-    config = load_config(args.config)
-    check_task(config, args.task)
-    failures_stage(config, args.manifest, args.task, args.data_dir, args.bench_dir, args.out, args.changes)

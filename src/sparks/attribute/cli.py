@@ -1,0 +1,33 @@
+"""``sparks attribute``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sparks.arguments import add_common, read_common
+from sparks.layout import ATTRIBUTION
+
+
+def make_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("attribute", help="EAP-IG head and edge scores of one checkpoint on one task")
+    add_common(p, manifest=True, task=True)
+    p.add_argument("--step", type=int, required=True, help="checkpoint step (one listed in the manifest)")
+    p.add_argument("--pairs", type=Path, required=True, help="the task's pairs table (prepare-data)")
+    p.add_argument("--think", choices=("on", "off"), default=None, help="score these pairs (default: attribute.think)")
+    p.add_argument("--heads", type=Path, help="output: head table (Parquet)")
+    p.add_argument("--edges", type=Path, help="output: edge table (Parquet)")
+    p.add_argument("--pair-edges", type=Path, help="output: each pair's edge scores (Parquet)")
+    p.add_argument("--faithfulness", type=Path, help="output: faithfulness curve (Parquet; the costly one)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> None:
+    from sparks.attribute import attribute_checkpoint
+
+    config = read_common(args)
+    out = {name: getattr(args, name) for name in ATTRIBUTION if getattr(args, name) is not None}
+    if not out:
+        raise SystemExit("sparks attribute: name at least one output (--heads, --edges, --pair-edges, --faithfulness)")
+    think = None if args.think is None else args.think == "on"
+    attribute_checkpoint(config, args.manifest, args.step, args.task, args.pairs, out, think)

@@ -1,0 +1,38 @@
+"""``sparks evaluate`` and ``sparks intervene``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sparks.arguments import add_common, read_common
+
+
+def make_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("evaluate", help="sampled accuracy of one checkpoint on the task's eval problems")
+    add_common(p, manifest=True, task=True)
+    p.add_argument("--step", type=int, required=True, help="checkpoint step (one listed in the manifest)")
+    p.add_argument("--problems", type=Path, required=True, help="the task's problems table (prepare-data)")
+    p.add_argument("--out", type=Path, required=True, help="output: every sample (eval table, Parquet)")
+    p.add_argument("--passk", type=Path, required=True, help="output: accuracy, pass@k, success@k (Parquet)")
+    p.set_defaults(func=main)
+
+    q = subparsers.add_parser("intervene", help="ablate / scale a run's emergent heads against random heads")
+    add_common(q, manifest=True, task=True)
+    q.add_argument("--problems", type=Path, required=True, help="the task's problems table (prepare-data)")
+    q.add_argument("--cohorts", type=Path, required=True, help="the run's cohorts.parquet (aggregate stage)")
+    q.add_argument("--out", type=Path, required=True, help="output: interventions table (Parquet)")
+    q.add_argument("--samples", type=Path, required=True, help="output: every sample behind the table (Parquet)")
+    q.set_defaults(func=main_intervene)
+
+
+def main(args: argparse.Namespace) -> None:
+    from sparks.evaluate import evaluate_stage
+
+    evaluate_stage(read_common(args), args.manifest, args.step, args.task, args.problems, args.out, args.passk)
+
+
+def main_intervene(args: argparse.Namespace) -> None:
+    from sparks.evaluate import intervene_stage
+
+    intervene_stage(read_common(args), args.manifest, args.task, args.problems, args.cohorts, args.out, args.samples)

@@ -1,0 +1,124 @@
+"""Every path under ``results/{exp}/``: one function per artefact, and no other module spells one.
+
+Called without arguments a function returns the Snakemake pattern, wildcards in braces
+(``layout.heads()`` is ``results/{exp}/heads/{run}/{step}/{task}.parquet``); called with values
+it returns the concrete path. The rules build every input and output here; the stages take the
+files their rule names and never derive one path from another.
+
+A run's checkpoint folders (``checkpoint-{step}/``, as the trainer names them) lie beside its
+manifest, which lists them: readers ask :mod:`sparks.manifest` for a checkpoint, not this module.
+"""
+
+from __future__ import annotations
+
+ROOT = "results"
+ATTRIBUTION = ("heads", "edges", "pair_edges", "faithfulness")  # the attribute stage's tables
+CIRCUITS = ("circuit", "cohorts", "frequency", "stability", "similarity", "emergence")  # the aggregate stage's
+THINK_MODES = ("think_modes", "think_overlap")  # the think-modes step of the aggregate stage
+
+
+def experiment(exp: str = "{exp}") -> str:
+    """The experiment's results folder."""
+    return f"{ROOT}/{exp}"
+
+
+def model(role: str = "{role}", exp: str = "{exp}") -> str:
+    """The base or teacher model folder written by prepare-model (with its accuracy.parquet)."""
+    return f"{experiment(exp)}/{role}"
+
+
+def problems(task: str = "{task}", exp: str = "{exp}") -> str:
+    return f"{experiment(exp)}/data/{task}_problems.parquet"
+
+
+def pairs(task: str = "{task}", exp: str = "{exp}") -> str:
+    return f"{experiment(exp)}/data/{task}_pairs.parquet"
+
+
+def manifest(run: str = "{run}", exp: str = "{exp}") -> str:
+    """A run's checkpoints.json; its checkpoint folders lie beside it."""
+    return f"{experiment(exp)}/runs/{run}/checkpoints.json"
+
+
+def train_log(run: str = "{run}", exp: str = "{exp}") -> str:
+    return f"{experiment(exp)}/runs/{run}/train_log.parquet"
+
+
+def attribution(kind: str, run: str = "{run}", step: int | str = "{step}", task: str = "{task}", exp: str = "{exp}") -> str:
+    """An attribute-stage table (one of ATTRIBUTION) of one checkpoint, in the config's think mode."""
+    _check(kind, ATTRIBUTION)
+    return f"{experiment(exp)}/{kind}/{run}/{step}/{task}.parquet"
+
+
+def think_attribution(
+    kind: str, mode: str = "{mode}", run: str = "{run}", step: int | str = "{step}", task: str = "{task}", exp: str = "{exp}"
+) -> str:
+    """A heads or edges table of one checkpoint scored on the other think mode's pairs (on | off)."""
+    _check(kind, ("heads", "edges"))
+    return f"{experiment(exp)}/think/{mode}/{kind}/{run}/{step}/{task}.parquet"
+
+
+def attribution_in_mode(kind: str, think: bool, main_think: bool, run: str, step: int, task: str, exp: str) -> str:
+    """Heads or edges of one checkpoint in think mode ``think``: the main table when it is the
+    config's own mode (``attribute.think`` = ``main_think``), else the think/ tree."""
+    if think == main_think:
+        return attribution(kind, run, step, task, exp)
+    return think_attribution(kind, "on" if think else "off", run, step, task, exp)
+
+
+def circuits(name: str, run: str = "{run}", task: str = "{task}", exp: str = "{exp}") -> str:
+    """A per-run aggregate table (one of CIRCUITS or THINK_MODES)."""
+    _check(name, CIRCUITS + THINK_MODES)
+    return f"{experiment(exp)}/circuits/{run}/{task}/{name}.parquet"
+
+
+def eval_samples(run: str = "{run}", step: int | str = "{step}", task: str = "{task}", exp: str = "{exp}") -> str:
+    """Every sampled completion of one checkpoint (the eval table)."""
+    return f"{experiment(exp)}/bench/{run}/eval/{step}/{task}.parquet"
+
+
+def passk(run: str = "{run}", step: int | str = "{step}", task: str = "{task}", exp: str = "{exp}") -> str:
+    """Accuracy, pass@k and success@k of one checkpoint by difficulty and k."""
+    return f"{experiment(exp)}/bench/{run}/passk/{step}/{task}.parquet"
+
+
+def interventions(run: str = "{run}", task: str = "{task}", exp: str = "{exp}") -> str:
+    return f"{experiment(exp)}/bench/{run}/interventions/{task}.parquet"
+
+
+def intervention_samples(run: str = "{run}", task: str = "{task}", exp: str = "{exp}") -> str:
+    return f"{experiment(exp)}/bench/{run}/interventions/{task}_samples.parquet"
+
+
+def failures(name: str, run: str = "{run}", exp: str = "{exp}") -> str:
+    """The failures stage's tables: failures, failure_changes, failure_shares."""
+    _check(name, ("failures", "failure_changes", "failure_shares"))
+    return f"{experiment(exp)}/bench/{run}/{name}.parquet"
+
+
+def figure(name: str, ext: str, run: str = "{run}", task: str = "{task}", exp: str = "{exp}") -> str:
+    return f"{experiment(exp)}/figures/{run}/{task}_{name}.{ext}"
+
+
+def report_section(run: str = "{run}", task: str = "{task}", exp: str = "{exp}") -> str:
+    """One run's part of the report (HTML, its figures embedded), written by the plot stage."""
+    return f"{experiment(exp)}/sections/{run}/{task}.html"
+
+
+def report(exp: str = "{exp}") -> str:
+    return f"{experiment(exp)}/report.html"
+
+
+def log(rule: str, *parts: str, exp: str = "{exp}") -> str:
+    """A job's log: ``logs/{rule}/{parts...}.log`` (parts: the job's wildcards)."""
+    return "/".join((experiment(exp), "logs", rule, *parts)) + ".log"
+
+
+def timing(rule: str, *parts: str, exp: str = "{exp}") -> str:
+    """A job's Snakemake benchmark file: ``timings/{rule}/{parts...}.tsv``."""
+    return "/".join((experiment(exp), "timings", rule, *parts)) + ".tsv"
+
+
+def _check(name: str, known: tuple[str, ...]) -> None:
+    if name not in known:
+        raise KeyError(f"unknown artefact {name!r}; known here: {', '.join(known)}")

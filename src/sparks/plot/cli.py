@@ -1,0 +1,52 @@
+"""``sparks plot`` and ``sparks report``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sparks.arguments import add_common, files, read_common
+
+
+def make_parser(subparsers: argparse._SubParsersAction) -> None:
+    from sparks.plot import INPUTS, THINK_INPUTS
+
+    p = subparsers.add_parser("plot", help="figures and report section of one run, from its tables")
+    add_common(p, task=True)
+    p.add_argument("--run", required=True, help="run name under runs: in the config")
+    for name, (_, per_checkpoint) in INPUTS.items():
+        flag, optional = f"--{name.replace('_', '-')}", name in THINK_INPUTS
+        if per_checkpoint:
+            p.add_argument(flag, **files(f"the run's {name} tables, one per checkpoint"))
+        else:
+            p.add_argument(
+                flag, type=Path, required=not optional, help=f"the run's {name} table" + (" (think figure)" if optional else "")
+            )
+    p.add_argument("--figures", **files("output: every figure file, {task}_{name}.png and .svg"))
+    p.add_argument("--section", type=Path, required=True, help="output: the run's report section (HTML)")
+    p.set_defaults(func=main)
+
+    r = subparsers.add_parser("report", help="one self-contained HTML page with every run's figures and key tables")
+    add_common(r)
+    r.add_argument("--sections", **files("every run's report section (plot stage), in report order"))
+    r.add_argument("--out", type=Path, required=True, help="output HTML file")
+    r.set_defaults(func=report_main)
+
+
+def main(args: argparse.Namespace) -> None:
+    from sparks.plot import INPUTS, THINK_INPUTS, plot_run, read_inputs
+    from sparks.plot.report import write_section
+
+    read_common(args)
+    given = {name: getattr(args, name) for name in INPUTS if getattr(args, name) is not None}
+    if 0 < sum(name in given for name in THINK_INPUTS) < len(THINK_INPUTS):
+        raise SystemExit("sparks plot: give both --think-modes and --think-overlap, or neither")
+    tables = read_inputs(given)
+    paths = plot_run(tables, args.run, args.task, args.figures)
+    write_section(tables, [p for p in paths if p.suffix == ".png"], args.run, args.task, args.section)
+
+
+def report_main(args: argparse.Namespace) -> None:
+    from sparks.plot.report import write_report
+
+    write_report(read_common(args), args.sections, args.out)

@@ -1,0 +1,37 @@
+"""The named choices of an experiment, each listed once.
+
+A config names metrics, rewards and ablations by these names, and ``sparks.config.check_config``
+checks every name against them before any job runs. The stage that carries a choice out binds
+its implementations to the list with :func:`implement`, which refuses a dict whose names differ,
+so a name cannot be valid in the config and unknown to the code (or the reverse).
+Importing this module has no side effects and pulls in nothing heavy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+METRICS = ("kl", "logit_diff", "logprob")
+"""Attribution metrics on the answer position (``attribute.metric``)."""
+
+REWARDS = ("correctness", "format")
+"""GRPO rewards (the keys of ``runs.<name>.grpo.rewards``)."""
+
+ABLATIONS = ("mean", "zero")
+"""What an ablated head's output is replaced by (``evaluate.ablation``)."""
+
+THINK_MODES = ("both", "think_on_only", "think_off_only", "neither")
+"""In which think modes' circuits a head is active (the think_modes table's ``mode``)."""
+
+FAILURE_CATEGORIES = ("correct", "calculation_error", "loop", "truncated", "format", "wrong_plan")
+"""Failure anatomy categories, in the order the failures stage decides them."""
+
+V = TypeVar("V")
+
+
+def implement(names: tuple[str, ...], implementations: Mapping[str, V]) -> dict[str, V]:
+    """``implementations`` as a dict, after checking it covers exactly ``names``."""
+    if set(implementations) != set(names):
+        raise RuntimeError(f"implementations {sorted(implementations)} do not match the registry names {list(names)}")
+    return {name: implementations[name] for name in names}

@@ -1,0 +1,28 @@
+"""``sparks train``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sparks.arguments import add_common, read_common
+
+
+def make_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="post-train with TRL (sft | grpo | distill) and save checkpoints")
+    add_common(p)
+    p.add_argument("--run", required=True, help="run name under runs: in the config")
+    p.add_argument("--base", type=Path, required=True, help="model folder from prepare-model")
+    p.add_argument("--problems", type=Path, required=True, help="the run's task problems table (prepare-data)")
+    p.add_argument(
+        "--teacher", type=Path, default=None, help="teacher model folder (distill runs that use the experiment's teacher)"
+    )
+    p.add_argument("--manifest", type=Path, required=True, help="output: checkpoints.json (checkpoints are saved beside it)")
+    p.add_argument("--train-log", type=Path, required=True, help="output: the trainer's log history (Parquet)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> None:
+    from sparks.train import train_run
+
+    train_run(read_common(args), args.run, args.base, args.problems, args.manifest, args.train_log, args.teacher)
