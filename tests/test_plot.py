@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 from matplotlib.image import imread
 from test_aggregate import EDGES, HEADS, STEPS
 
@@ -80,3 +81,14 @@ def test_benchmark_figures(tmp_path):
     }.items():
         png, _ = save(fig, tmp_path / name)
         assert imread(png).shape[:2] == (600, 800)
+
+
+def test_plot_names_each_figures_files_or_refuses(tmp_path):
+    from sparks.plot import figure_files
+
+    outputs = [tmp_path / "a" / "arith_cohorts.png", tmp_path / "b" / "arith_cohorts.svg"]
+    assert figure_files(outputs, "arith", ("cohorts",)) == {"cohorts": sorted(outputs)}  # formats may sit apart
+    with pytest.raises(ValueError, match=r"missing: \['tokens'\]"):
+        figure_files(outputs + [tmp_path / "arith_tokens.png"], "arith", ("cohorts", "tokens"))
+    with pytest.raises(ValueError, match="not a figure"):
+        figure_files(outputs + [tmp_path / "notes.txt"], "arith", ("cohorts",))

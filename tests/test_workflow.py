@@ -325,9 +325,12 @@ def test_each_stage_reads_only_the_files_its_rule_declares(dag_run, tmp_path):
         "plot": layout.report_section("sft", "arith", "embedded"),
         "report": layout.report("embedded"),
     }
-    plan = snakemake(work, "-n", "-p", "-f", *targets.values())
-    assert plan.returncode == 0, plan.stderr[-3000:]
-    jobs = {j["rule"]: j for j in planned_jobs(plan.stdout + plan.stderr) if set(targets.values()) & set(j["output"])}
+    jobs = {}
+    # prepare_data planned on its own: forcing it would re-plan training, whose outputs are then unknown
+    for group in ([targets["prepare_data"]], [t for rule, t in targets.items() if rule != "prepare_data"]):
+        plan = snakemake(work, "-n", "-p", "-f", *group)
+        assert plan.returncode == 0, plan.stderr[-3000:]
+        jobs |= {j["rule"]: j for j in planned_jobs(plan.stdout + plan.stderr) if set(group) & set(j["output"])}
     assert set(jobs) == set(targets), sorted(jobs)
 
     for rule, job in jobs.items():

@@ -213,6 +213,7 @@ def _check_stage_settings(config: dict[str, Any], source: str) -> None:
         for section, check in SECTION_CHECKS.items():
             check(config[section])
         for name, run in config["runs"].items():
+            _check_name(f"runs.{name}.method", run["method"], registry.METHODS)
             for reward in run["grpo"]["rewards"]:
                 _check_name(f"runs.{name}.grpo.rewards.{reward}", reward, registry.REWARDS)
     except ConfigError as err:

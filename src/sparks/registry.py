@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
+METHODS = ("sft", "grpo", "distill")
+"""Post-training methods (``runs.<name>.method``)."""
+
 METRICS = ("kl", "logit_diff", "logprob")
 """Attribution metrics on the answer position (``attribute.metric``)."""
 

@@ -76,11 +76,12 @@ def pass_table(samples: pl.DataFrame, ks: tuple[int, ...]) -> pl.DataFrame:
     the number of problems, and pass@k and success@k (means over problems)."""
     from sparks.evaluate.passk import pass_at_k, success_at_k
 
-    per_problem = samples.group_by("difficulty", "sample_id").agg(
+    # groups in the order of the samples, so that sums run in one order and two runs agree to the bit
+    per_problem = samples.group_by("difficulty", "sample_id", maintain_order=True).agg(
         pl.len().alias("n"), pl.col("correct").sum().alias("c"), pl.col("correct").mean().alias("share")
     )
     rows = []
-    for (difficulty,), group in per_problem.group_by("difficulty"):
+    for (difficulty,), group in per_problem.group_by("difficulty", maintain_order=True):
         accuracy = samples.filter(pl.col("difficulty") == difficulty)["correct"].mean()
         se = group["share"].std() / group.height**0.5 if group.height > 1 else None
         for k in ks:

@@ -49,20 +49,17 @@ def read_inputs(paths: dict[str, Path | list[Path]]) -> dict[str, pl.DataFrame]:
     return {name: read_table(list(p) if isinstance(p, list) else p, INPUTS[name][0]) for name, p in paths.items()}
 
 
-def figure_stems(outputs: list[Path], task: str, names: tuple[str, ...]) -> dict[str, Path]:
-    """name -> output stem, from the declared output files ``{task}_{name}.png|svg``; each figure
-    needs both formats and no other file may be named."""
-    stems = {
-        name: [p.with_suffix("") for p in outputs if p.name in (f"{task}_{name}.png", f"{task}_{name}.svg")] for name in names
-    }
-    extra = [p for p in outputs if p.with_suffix("") not in {s for v in stems.values() for s in v}]
-    broken = [name for name, found in stems.items() if len(found) != 2 or found[0] != found[1]]
+def figure_files(outputs: list[Path], task: str, names: tuple[str, ...]) -> dict[str, list[Path]]:
+    """name -> its files among the declared outputs, ``{task}_{name}.png`` and ``.svg``; each
+    figure needs both formats and no other file may be named."""
+    files = {name: sorted(p for p in outputs if p.name in (f"{task}_{name}.png", f"{task}_{name}.svg")) for name in names}
+    extra = [str(p) for p in outputs if not any(p in found for found in files.values())]
+    broken = [name for name, found in files.items() if sorted(p.suffix for p in found) != [".png", ".svg"]]
     if extra or broken:
         raise ValueError(
-            f"plot writes {task}_<name>.png and .svg for each of {', '.join(names)}; "
-            f"missing or mismatched: {broken}, not a figure: {[str(p) for p in extra]}"
+            f"plot writes {task}_<name>.png and .svg for each of {', '.join(names)}; missing: {broken}, not a figure: {extra}"
         )
-    return {name: found[0] for name, found in stems.items()}
+    return files
 
 
 def plot_run(tables: dict[str, pl.DataFrame], run: str, task: str, outputs: list[Path]) -> list[Path]:
@@ -70,7 +67,7 @@ def plot_run(tables: dict[str, pl.DataFrame], run: str, task: str, outputs: list
     from sparks.plot import figures as f
 
     think = all(name in tables for name in THINK_INPUTS)
-    stems = figure_stems([Path(p) for p in outputs], task, FIGURES + ((THINK_FIGURE,) if think else ()))
+    files = figure_files([Path(p) for p in outputs], task, FIGURES + ((THINK_FIGURE,) if think else ()))
     passk, steps = tables["passk"], sorted(tables["passk"]["step"].unique())
     ends = passk.filter(pl.col("step").is_in([steps[0], steps[-1]])).with_columns(
         pl.format(
@@ -92,6 +89,6 @@ def plot_run(tables: dict[str, pl.DataFrame], run: str, task: str, outputs: list
     if think:
         title = f"{run}: heads active on think-on vs think-off prompts ({task})"
         drawn[THINK_FIGURE] = f.think_modes_figure(tables["think_modes"], tables["think_overlap"], title)
-    paths = [path for name, figure in drawn.items() for path in f.save(figure, stems[name])]
+    paths = [path for name, figure in drawn.items() for path in f.save_files(figure, files[name])]
     log.info("wrote %d figure files", len(paths))
     return paths

@@ -145,14 +145,16 @@ def faithfulness_figure(curves: pl.DataFrame, title: str) -> Figure:
 
 def save(fig: Figure, stem: Path) -> list[Path]:
     """Write ``stem``.png and ``stem``.svg atomically; closes the figure."""
-    paths = []
-    for ext in ("png", "svg"):
-        path = stem.with_suffix(f".{ext}")
-        with atomic_file(path, suffix=f".{ext}") as tmp:
-            fig.savefig(tmp, format=ext)
-        paths.append(path)
+    return save_files(fig, [stem.with_suffix(".png"), stem.with_suffix(".svg")])
+
+
+def save_files(fig: Figure, paths: list[Path]) -> list[Path]:
+    """Write the figure to each of ``paths`` (format from the suffix) atomically; closes it."""
+    for path in paths:
+        with atomic_file(path, suffix=path.suffix) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip("."))
     plt.close(fig)
-    return paths
+    return list(paths)
 
 
 def accuracy_figure(passk: pl.DataFrame, title: str) -> Figure:

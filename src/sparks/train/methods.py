@@ -15,6 +15,7 @@ import polars as pl
 import torch
 from datasets import Dataset
 
+from sparks import registry
 from sparks.data.formats import format_completion, format_prompt
 
 log = logging.getLogger(__name__)
@@ -128,4 +129,4 @@ def grpo(run, seed, start, tokenizer, problems, out_dir, teacher_dir=None):
     return GRPOTrainer(model=str(start), reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer)
 
 
-METHODS: dict[str, Callable[..., Any]] = {"sft": sft, "grpo": grpo, "distill": distill}
+METHODS: dict[str, Callable[..., Any]] = registry.implement(registry.METHODS, {"sft": sft, "grpo": grpo, "distill": distill})
