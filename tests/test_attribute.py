@@ -96,6 +96,9 @@ def test_eap_ig_equals_autograd_reference(model, batches, metric, steps):
     assert scale > 0
     torch.testing.assert_close(fast.edges, slow.edges, atol=1e-4 * scale, rtol=1e-3)
     torch.testing.assert_close(fast.heads, slow.heads, atol=1e-4 * scale, rtol=1e-3)
+    heads_only = EapIg(model, METRICS[metric], steps, edges=False).batch_scores(batch)
+    assert heads_only.edges is None and heads_only.pair_edges is None
+    torch.testing.assert_close(heads_only.heads, fast.heads, atol=1e-6 * scale, rtol=1e-5)  # the same head scores
 
 
 def test_scores_average_over_batches(model, batches):
@@ -149,6 +152,38 @@ def test_faithfulness_of_full_and_empty_circuits(model, batches):
     assert curve["faithfulness"][0] == pytest.approx(0.0, abs=1e-5 * scale / gap)
     assert curve["faithfulness"][-1] == pytest.approx(1.0, abs=1e-5 * scale / gap)
     assert 0 <= curve["cmd"][0] and curve["cpr"][0] + curve["cmd"][0] >= 1 - 1e-6  # |1 - f| >= 1 - f
+
+
+def test_patched_circuits_run_together_as_they_run_alone(model, batches):
+    """The faithfulness engine: several circuits stacked in one pass give each circuit's own
+    logits; the empty circuit is the corrupted run and the full graph the model's forward."""
+    g = Graph.of(model.config)
+    batch = batches[0]
+    embed = model.model.embed_tokens
+    with torch.no_grad():
+        corrupt = run_edgewise(model, embed(batch.corrupt_ids))
+        clean = model(batch.clean_ids, use_cache=False).logits[:, -1]
+        torch.manual_seed(0)
+        some = top_edges(g, torch.randn(g.n_upstream, g.n_readers), g.n_edges // 3)
+        masks = torch.stack([torch.zeros_like(some), g.edge_mask.clone(), some])  # [3, U, R]
+        b = len(batch)
+        stacked = run_edgewise(model, embed(batch.clean_ids).repeat(3, 1, 1), masks, corrupt.outputs, record_inputs=False)
+        alone = run_edgewise(model, embed(batch.clean_ids), some, corrupt.outputs)
+    torch.testing.assert_close(stacked.logits[:b], corrupt.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(stacked.logits[b : 2 * b], clean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(stacked.logits[2 * b :], alone.logits, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(alone.logits, clean, atol=1e-3) and stacked.inputs == []
+
+
+def test_heads_alone_skip_the_edges(tiny_model_dir, pairs):
+    from sparks.attribute import score_checkpoint
+
+    settings = AttributeSettings.defaults(max_pairs=6, batch_size=8)
+    both = score_checkpoint(tiny_model_dir, pairs, settings, tables=("heads", "edges"))
+    alone = score_checkpoint(tiny_model_dir, pairs, settings, tables=("heads",))
+    assert list(alone) == ["heads"] and alone["heads"]["score_q"].null_count() == alone["heads"].height
+    np.testing.assert_allclose(alone["heads"]["score"], both["heads"]["score"], rtol=1e-5, atol=1e-7)
+    assert alone["heads"]["rank"].to_list() == both["heads"]["rank"].to_list()
 
 
 def test_top_edges_mask():

@@ -28,14 +28,14 @@ GPU_RULES = {"prepare_model", "train", "attribute", "attribute_think", "evaluate
 
 
 def scaled_down(config: dict) -> dict:
-    """The embedded default with fewer steps and samples; same model family, tasks and stages."""
+    """The embedded default with fewer steps and samples and one run, distillation (the one
+    that needs both prepared models): same model family, task and every rule of the workflow.
+    This test checks wiring; the full-size DAG runs locally (conftest's dag_run)."""
     for role in ("base", "teacher"):
         config[role]["pretrain"]["steps"] = 60
     task = config["tasks"]["arith"]
     task.update(n_train=96, n_eval=6, n_pairs=12)
-    for run in config["runs"].values():
-        run.update(max_steps=4, save_steps=2)
-    config["runs"]["grpo"]["batch_size"] = 16
+    config["runs"] = {"distill": {**config["runs"]["distill"], "max_steps": 2, "save_steps": 2}}
     config["aggregate"] = {"bootstrap": 10}
     return config
 

@@ -28,7 +28,7 @@ class EdgeScores:
     moved from its clean value to its corrupted one (``corrupt - clean``).
     """
 
-    edges: torch.Tensor  # [n_upstream, n_readers]; 0 where no edge exists (see Graph.edge_mask)
+    edges: torch.Tensor | None  # [n_upstream, n_readers]; 0 where no edge exists (see Graph.edge_mask); None: heads only
     heads: torch.Tensor  # [n_layers, n_heads]; node scores of each head's output (o_proj input slice)
     n_pairs: int  # examples the scores are averaged over
     pair_edges: torch.Tensor | None = None  # [n_pairs, n_edges] each pair's edge scores, edges in Graph.edge_mask order

@@ -59,12 +59,16 @@ def select_pairs(pairs: pl.DataFrame, settings: AttributeSettings) -> pl.DataFra
 
 
 def head_table(scores: EdgeScores, graph: Graph) -> pl.DataFrame:
-    """One row per head: node score, rank, and the summed edge scores into q/k/v and out of it."""
+    """One row per head: node score, rank, and the summed edge scores into q/k/v and out of it
+    (null when only head scores were computed)."""
+    import torch
+
     rows = []
+    edges = scores.edges if scores.edges is not None else torch.full((graph.n_upstream, graph.n_readers), float("nan"))
     for layer in range(graph.n_layers):
         first, upstream = graph.reader_index(layer), graph.head_index(layer)
-        into = scores.edges[:, first : first + graph.n_heads + 2 * graph.n_kv_heads].sum(0)  # [H + 2 KV]
-        out = scores.edges[upstream : upstream + graph.n_heads].sum(1)  # [H]
+        into = edges[:, first : first + graph.n_heads + 2 * graph.n_kv_heads].sum(0)  # [H + 2 KV]
+        out = edges[upstream : upstream + graph.n_heads].sum(1)  # [H]
         for head in range(graph.n_heads):
             kv = graph.kv_head(head)
             rows.append(
@@ -81,9 +85,10 @@ def head_table(scores: EdgeScores, graph: Graph) -> pl.DataFrame:
             )
     from sparks.attribute.graph import ranked
 
-    return ranked(pl.DataFrame(rows)).select(
+    table = ranked(pl.DataFrame(rows)).select(
         "layer", "head", "kv_head", "score", "abs_score", "rank", "score_q", "score_k", "score_v", "score_out"
     )
+    return table.with_columns(pl.col("score_q", "score_k", "score_v", "score_out").fill_nan(None))
 
 
 def score_checkpoint(
@@ -118,9 +123,11 @@ def score_checkpoint(
         settings.ig_steps,
         fn.__name__,
     )
-    scores = eap_ig(model, batches, fn, settings.ig_steps)
+    scores = eap_ig(model, batches, fn, settings.ig_steps, edges=tables != ("heads",))  # heads alone are cheaper
     graph = Graph.of(model.config)
-    out = {"heads": head_table(scores, graph), "edges": graph.edges_frame(scores.edges)}
+    out = {"heads": head_table(scores, graph)}
+    if "edges" in tables:
+        out["edges"] = graph.edges_frame(scores.edges)
     if "pair_edges" in tables:
         order = torch.cat([b.rows for b in batches])  # the pairs in the order they were scored
         pair_edges = chosen[order.numpy()].select("pair_id", "difficulty", "think")

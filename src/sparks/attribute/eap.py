@@ -49,9 +49,10 @@ def rms_norm_vjp(x: torch.Tensor, weight: torch.Tensor, eps: float, grad: torch.
 
 
 class EapIg:
-    """EAP-IG for one model; frozen parameters, device taken from the model."""
+    """EAP-IG for one model; frozen parameters, device taken from the model. With ``edges=False``
+    only the head (node) scores are computed: no reader gradients, no edge algebra."""
 
-    def __init__(self, model: PreTrainedModel, metric: Metric, ig_steps: int = 5) -> None:
+    def __init__(self, model: PreTrainedModel, metric: Metric, ig_steps: int = 5, edges: bool = True) -> None:
         if ig_steps < 1:
             raise ValueError(f"ig_steps must be >= 1 (got {ig_steps}); set attribute.ig_steps")
         if getattr(model.config, "use_sliding_window", False):
@@ -61,6 +62,7 @@ class EapIg:
         self.graph = Graph.of(model.config)
         self.metric = metric
         self.ig_steps = ig_steps
+        self.edges = edges
         cfg = model.config
         self.head_dim = head_dim(cfg)
         self.device = next(model.parameters()).device
@@ -82,7 +84,8 @@ class EapIg:
             for layer in range(self.graph.n_layers):
                 block = self.traced.model.layers[layer]
                 saved["o", layer] = block.self_attn.o_proj.input
-                saved["mlp", layer] = block.mlp.output
+                if self.edges:
+                    saved["mlp", layer] = block.mlp.output
         return saved
 
     def _ig_run(self, ids: torch.Tensor, embeds: torch.Tensor) -> tuple[dict, dict]:
@@ -97,17 +100,20 @@ class EapIg:
             self.traced.model.embed_tokens.output = embeds
             for layer in range(self.graph.n_layers):
                 block = self.traced.model.layers[layer]
-                values["x_attn", layer] = block.input_layernorm.input
-                for proj in ("q_proj", "k_proj", "v_proj"):
-                    getattr(block.self_attn, proj).output.register_hook(keep((proj, layer)))
+                if self.edges:
+                    values["x_attn", layer] = block.input_layernorm.input
+                    for proj in ("q_proj", "k_proj", "v_proj"):
+                        getattr(block.self_attn, proj).output.register_hook(keep((proj, layer)))
                 heads = block.self_attn.o_proj.input
                 heads.register_hook(keep(("o", layer)))
                 values["o", layer] = heads
-                values["x_mlp", layer] = block.post_attention_layernorm.input
-                block.mlp.input.register_hook(keep(("mlp", layer)))
-                values["mlp", layer] = block.mlp.output
-            values["x_final"] = self.traced.model.norm.input
-            self.traced.model.norm.output.register_hook(keep("final"))
+                if self.edges:
+                    values["x_mlp", layer] = block.post_attention_layernorm.input
+                    block.mlp.input.register_hook(keep(("mlp", layer)))
+                    values["mlp", layer] = block.mlp.output
+            if self.edges:
+                values["x_final"] = self.traced.model.norm.input
+                self.traced.model.norm.output.register_hook(keep("final"))
             values["logits"] = self.traced.output.logits
         return values, grads
 
@@ -127,7 +133,21 @@ class EapIg:
         logits = values["logits"][:, -1]  # [m*b, vocab]
         targets = Targets(logits[-b:].detach(), batch.clean_answer, batch.corrupt_answer)  # alpha = 1 is clean
         torch.autograd.backward(self.metric(logits, targets.repeat(m)).sum())
+        if not self.edges:
+            return self._head_scores(b, corrupt, values, grads)
         return self._edge_algebra(b, s, corrupt, values, grads, e_clean)
+
+    @torch.no_grad()
+    def _head_scores(self, b: int, corrupt: dict, values: dict, grads: dict) -> EdgeScores:
+        """Head (node) scores only: (o(corrupt) - o(clean)) . mean_k dL/do per head."""
+        g, m, dh = self.graph, self.ig_steps, self.head_dim
+        heads = torch.zeros(g.n_layers, g.n_heads, device=self.device)  # [L, H]
+        for layer in range(g.n_layers):
+            clean = values["o", layer][-b:].detach().float()  # the alpha = 1 block is the clean run
+            delta = (corrupt["o", layer].float() - clean).view(b, -1, g.n_heads, dh)  # [b, s, H, dh]
+            grad = grads["o", layer].float().view(m, b, -1, g.n_heads, dh).mean(0)  # [b, s, H, dh]
+            heads[layer] = torch.einsum("bshe,bshe->h", delta, grad)
+        return EdgeScores(edges=None, heads=heads, n_pairs=b)
 
     @torch.no_grad()
     def _edge_algebra(self, b: int, s: int, corrupt: dict, values: dict, grads: dict, e_clean: torch.Tensor) -> EdgeScores:
@@ -180,9 +200,10 @@ class EapIg:
         return EdgeScores(edges=edges.sum(0), heads=heads, n_pairs=b, pair_edges=edges[:, g.edge_mask.to(self.device)])
 
 
-def eap_ig(model: PreTrainedModel, batches: list[PairBatch], metric: Metric, ig_steps: int = 5) -> EdgeScores:
-    """EAP-IG scores averaged over all pairs of ``batches`` (ig_steps = 1 is plain EAP on the clean run)."""
-    scorer = EapIg(model, metric, ig_steps)
+def eap_ig(model: PreTrainedModel, batches: list[PairBatch], metric: Metric, ig_steps: int = 5, edges: bool = True) -> EdgeScores:
+    """EAP-IG scores averaged over all pairs of ``batches`` (ig_steps = 1 is plain EAP on the clean
+    run); with ``edges=False`` head scores only (``edges`` and ``pair_edges`` are None)."""
+    scorer = EapIg(model, metric, ig_steps, edges)
     g = scorer.graph
     edges = torch.zeros(g.n_upstream, g.n_readers, dtype=torch.float64)
     heads = torch.zeros(g.n_layers, g.n_heads, dtype=torch.float64)
@@ -192,8 +213,11 @@ def eap_ig(model: PreTrainedModel, batches: list[PairBatch], metric: Metric, ig_
     for batch in bar:
         bar.set_description_str(f"EAP-IG m={ig_steps} seq {batch.clean_ids.shape[1]}", refresh=False)
         scores = scorer.batch_scores(batch)
-        edges += scores.edges.double().cpu()
         heads += scores.heads.double().cpu()
-        pair_edges.append(scores.pair_edges.cpu())
+        if scorer.edges:
+            edges += scores.edges.double().cpu()
+            pair_edges.append(scores.pair_edges.cpu())
         n += scores.n_pairs
+    if not scorer.edges:
+        return EdgeScores(edges=None, heads=(heads / n).float(), n_pairs=n)
     return EdgeScores(edges=(edges / n).float(), heads=(heads / n).float(), n_pairs=n, pair_edges=torch.cat(pair_edges))

@@ -5,6 +5,8 @@ independent reference for the EAP-IG gradients (each reader's input is a tensor 
 With ``keep`` (a [n_upstream, n_readers] mask) and the corrupted run's node outputs, reader v
 receives ``sum_u keep[u,v] * z_u + (1 - keep[u,v]) * z_u(corrupt)``: every edge outside the
 circuit carries its corrupted activation. Without them it is the model's ordinary forward.
+Several circuits run in one pass with a stack of masks [K, n_upstream, n_readers] and the
+embeddings repeated K times (circuit-major: rows k*b .. (k+1)*b - 1 run circuit k).
 """
 
 from __future__ import annotations
@@ -31,8 +33,13 @@ def run_edgewise(
     embeds: torch.Tensor,
     keep: torch.Tensor | None = None,
     corrupt_outputs: torch.Tensor | None = None,
+    record_inputs: bool = True,
 ) -> EdgewiseRun:
-    """Run ``model`` from input embeddings ``embeds`` [batch, pos, d] (no padding, causal)."""
+    """Run ``model`` from input embeddings ``embeds`` [batch, pos, d] (no padding, causal).
+
+    ``keep`` is one mask [U, R] or a stack [K, U, R] (then ``embeds`` holds K copies of the
+    batch whose corrupted outputs are ``corrupt_outputs`` [batch / K, pos, U, d]). Without
+    ``record_inputs`` the readers' inputs are not kept (``inputs`` is empty), which saves memory."""
     if (keep is None) != (corrupt_outputs is None):
         raise ValueError("pass keep and corrupt_outputs together (patching needs both) or neither")
     cfg = model.config
@@ -49,13 +56,21 @@ def run_edgewise(
 
     def reader_input(first_reader: int, n_readers: int) -> torch.Tensor:
         upstream = torch.stack(outputs, dim=2)  # [b, s, U, d]
+        n_up = upstream.shape[2]
         if keep is None:
             x = upstream.sum(2, keepdim=True).expand(-1, -1, n_readers, -1)  # [b, s, R, d]
-        else:
-            k = keep[: upstream.shape[2], first_reader : first_reader + n_readers].to(upstream.dtype)  # [U, R]
-            corrupt = corrupt_outputs[:, :, : upstream.shape[2]]  # [b, s, U, d]
+        elif keep.dim() == 2:
+            k = keep[:n_up, first_reader : first_reader + n_readers].to(upstream.dtype)  # [U, R]
+            corrupt = corrupt_outputs[:, :, :n_up]  # [b, s, U, d]
             x = torch.einsum("bsud,ur->bsrd", upstream, k) + torch.einsum("bsud,ur->bsrd", corrupt, 1 - k)
-        inputs.append(x)
+        else:
+            k = keep[:, :n_up, first_reader : first_reader + n_readers].to(upstream.dtype)  # [K, U, R]
+            corrupt = corrupt_outputs[:, :, :n_up]  # [b, s, U, d]
+            stacked = upstream.view(len(k), -1, *upstream.shape[1:])  # [K, b, s, U, d]
+            x = torch.einsum("kbsud,kur->kbsrd", stacked, k) + torch.einsum("bsud,kur->kbsrd", corrupt, 1 - k)
+            x = x.flatten(0, 1)  # [K*b, s, R, d]
+        if record_inputs:
+            inputs.append(x)
         return x
 
     for layer, block in enumerate(model.model.layers):

@@ -45,13 +45,19 @@ def faithfulness_curve(
     edge_scores: torch.Tensor,
     metric: Metric,
     fractions: Sequence[float],
+    max_elements: int = 1 << 27,
 ) -> pl.DataFrame:
     """One row per circuit size: n_edges, edge_fraction, metric_circuit, faithfulness, the two
-    reference metrics, and the curve's CPR and CMD (the same on every row)."""
+    reference metrics, and the curve's CPR and CMD (the same on every row).
+
+    The curve's ends need no patching: the empty circuit is the corrupted run and the full graph
+    the model itself. The circuits in between run together, as many per patched pass as keep the
+    pass's node outputs under ``max_elements`` numbers (bounding memory on large models)."""
     graph = Graph.of(model.config)
     device = next(model.parameters()).device
     sizes = circuit_sizes(graph.n_edges, fractions)
-    masks = [top_edges(graph, edge_scores, n).to(device) for n in sizes]
+    inner = [i for i, n in enumerate(sizes) if 0 < n < graph.n_edges]
+    masks = torch.stack([top_edges(graph, edge_scores, sizes[i]) for i in inner]).to(device)  # [K, U, R]
     totals = np.zeros(len(sizes))
     model_total = corrupt_total = 0.0
     embed = model.model.embed_tokens
@@ -59,16 +65,27 @@ def faithfulness_curve(
     bar.set_description_str(f"faithfulness, {len(sizes)} circuit sizes")
     for batch in bar:
         batch = batch.to(device)
-        clean = run_edgewise(model, embed(batch.clean_ids))
-        corrupt = run_edgewise(model, embed(batch.corrupt_ids))
-        targets = Targets(clean.logits, batch.clean_answer, batch.corrupt_answer)
-        model_total += metric(clean.logits, targets).sum().item()
+        clean_embeds = embed(batch.clean_ids)  # [b, s, d]
+        corrupt = run_edgewise(model, embed(batch.corrupt_ids), record_inputs=False)
+        clean_logits = model(inputs_embeds=clean_embeds, use_cache=False, logits_to_keep=1).logits[:, -1]  # [b, vocab]
+        targets = Targets(clean_logits, batch.clean_answer, batch.corrupt_answer)
+        model_total += metric(clean_logits, targets).sum().item()
         corrupt_total += metric(corrupt.logits, targets).sum().item()
-        for i, keep in enumerate(masks):
-            patched = run_edgewise(model, embed(batch.clean_ids), keep, corrupt.outputs)
-            totals[i] += metric(patched.logits, targets).sum().item()
+        b, s, d = clean_embeds.shape
+        per_circuit = b * s * graph.n_upstream * d  # node outputs of one patched copy of the batch
+        step = max(1, max_elements // per_circuit)
+        for start in range(0, len(inner), step):
+            chunk = masks[start : start + step]  # [k, U, R]
+            repeated = clean_embeds.repeat(len(chunk), 1, 1)  # [k*b, s, d]
+            patched = run_edgewise(model, repeated, chunk, corrupt.outputs, record_inputs=False)
+            values = metric(patched.logits, targets.repeat(len(chunk))).view(len(chunk), b).sum(1)  # [k]
+            for offset, value in enumerate(values.tolist()):
+                totals[inner[start + offset]] += value
     n = sum(len(b) for b in batches)
-    m_circuit, m_model, m_corrupt = totals / n, model_total / n, corrupt_total / n
+    m_model, m_corrupt = model_total / n, corrupt_total / n
+    m_circuit = totals / n
+    m_circuit[[i for i, size in enumerate(sizes) if size == 0]] = m_corrupt  # the empty circuit: every edge corrupted
+    m_circuit[[i for i, size in enumerate(sizes) if size == graph.n_edges]] = m_model  # the full graph: the model
     if abs(m_model - m_corrupt) < 1e-9:
         raise ValueError(
             "the corrupted prompts do not change the metric (m(model) == m(corrupt)); faithfulness is undefined. "
