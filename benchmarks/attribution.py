@@ -7,7 +7,8 @@ this run (median of --repeats after a warm-up):
 - the bare cost: m forward+backward passes of the same batch in plain PyTorch, parameters frozen
   and the gradient taken w.r.t. the input embeddings (what IG itself needs), and also with
   parameter gradients (an ordinary training step's backward) for reference;
-- ratio = EAP-IG / bare (target <= 1.5), and the peak memory per example of EAP-IG (the rise of
+- ratio = EAP-IG / bare, for edge and head scores and for head scores alone (``edges=False``),
+  and the peak memory per example of EAP-IG and of the bare passes, and their ratio (the rise of
   the process's peak RSS over the loaded model on CPU, peak allocated memory on CUDA).
 Models are randomly initialised: "qwen2.5-0.5b" has Qwen2.5-0.5B's shape (24 layers, 14 heads,
 2 KV heads, hidden 896, vocabulary 151936).
@@ -105,17 +106,18 @@ def current_rss_mb() -> float:
         return next(int(line.split()[1]) for line in handle if line.startswith("VmRSS")) / 1024
 
 
-def peak_memory_per_example(scorer: EapIg, batch: PairBatch, device: str) -> float:
+def peak_memory_per_example(fn, n: int, device: str) -> float:
+    """Peak memory that ``fn()`` adds, per example of a batch of ``n``."""
     if device == "cuda":
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        scorer.batch_scores(batch)
-        return (torch.cuda.max_memory_allocated() - base) / 2**20 / len(batch)
+        fn()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20 / n
     base = current_rss_mb()
     reset_peak_rss()
-    scorer.batch_scores(batch)
-    return (peak_rss_mb() - base) / len(batch)
+    fn()
+    return (peak_rss_mb() - base) / n
 
 
 def main() -> None:
@@ -134,17 +136,21 @@ def main() -> None:
         model = build(shape, args.device)
         batch = make_batch(model.config.vocab_size, args.batch, args.seq, args.device)
         scorer = EapIg(model, METRICS["kl"], args.ig_steps)
-        eap = timed(lambda: scorer.batch_scores(batch), args.repeats, args.device)
+        heads_only = EapIg(model, METRICS["kl"], args.ig_steps, edges=False)
         targets = clean_targets(model, batch)
-        frozen = timed(lambda: bare_passes(model, batch, targets, args.ig_steps, False), args.repeats, args.device)
+        bare = lambda: bare_passes(model, batch, targets, args.ig_steps, False)  # noqa: E731
+        memory_bare = peak_memory_per_example(bare, len(batch), args.device)
+        memory = peak_memory_per_example(lambda: scorer.batch_scores(batch), len(batch), args.device)
+        eap = timed(lambda: scorer.batch_scores(batch), args.repeats, args.device)
+        heads = timed(lambda: heads_only.batch_scores(batch), args.repeats, args.device)
+        frozen = timed(bare, args.repeats, args.device)
         trained = timed(lambda: bare_passes(model, batch, targets, args.ig_steps, True), args.repeats, args.device)
-        memory = peak_memory_per_example(scorer, batch, args.device)
         n_params = sum(p.numel() for p in model.parameters()) / 1e6
         print(
-            f"{shape:>13} ({n_params:.1f}M params, {scorer.graph.n_edges} edges): EAP-IG {eap:.3f} s | "
-            f"{args.ig_steps} bare fwd+bwd: frozen {frozen:.3f} s, with parameter grads {trained:.3f} s | "
-            f"ratio {eap / frozen:.2f} (vs parameter-grad passes {eap / trained:.2f}) | "
-            f"peak memory {memory:.1f} MiB per example"
+            f"{shape:>13} ({n_params:.1f}M params, {scorer.graph.n_edges} edges): EAP-IG {eap:.3f} s, heads alone "
+            f"{heads:.3f} s | {args.ig_steps} bare fwd+bwd: frozen {frozen:.3f} s, with parameter grads {trained:.3f} s | "
+            f"ratio {eap / frozen:.2f}, heads alone {heads / frozen:.2f} (vs parameter-grad passes {eap / trained:.2f}) | "
+            f"peak memory per example {memory:.1f} MiB vs bare {memory_bare:.1f} MiB: ratio {memory / max(memory_bare, 1e-9):.2f}"
         )
 
 

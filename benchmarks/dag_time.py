@@ -37,9 +37,8 @@ def parse_log(path: Path) -> dict[int, dict]:
                 current[key] = value.split(", ")
             else:
                 current[key] = value
-        elif m := re.match(r"^Finished jobid: (\d+)", line):
-            if int(m[1]) in jobs:
-                jobs[int(m[1])]["end"] = now
+        elif (m := re.match(r"^Finished jobid: (\d+)", line)) and int(m[1]) in jobs:
+            jobs[int(m[1])]["end"] = now
     return {j: job for j, job in jobs.items() if "end" in job and job["rule"] != "all"}
 
 

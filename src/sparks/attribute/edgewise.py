@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from transformers import PreTrainedModel
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
@@ -24,7 +25,7 @@ from sparks.model import head_dim
 @dataclass
 class EdgewiseRun:
     logits: torch.Tensor  # [batch, vocab] at the last position
-    outputs: torch.Tensor  # [batch, pos, n_upstream, d] what each upstream node wrote
+    outputs: torch.Tensor | None  # [batch, pos, n_upstream, d] what each upstream node wrote (None when patched)
     inputs: list[torch.Tensor]  # per reader group, in reader order: [batch, pos, readers, d]
 
 
@@ -39,9 +40,15 @@ def run_edgewise(
 
     ``keep`` is one mask [U, R] or a stack [K, U, R] (then ``embeds`` holds K copies of the
     batch whose corrupted outputs are ``corrupt_outputs`` [batch / K, pos, U, d]). Without
-    ``record_inputs`` the readers' inputs are not kept (``inputs`` is empty), which saves memory."""
+    ``record_inputs`` the readers' inputs are not kept (``inputs`` is empty), which saves memory.
+
+    A patched run (no gradients) builds each reader's input as the corrupted residual stream plus
+    the kept edges' differences, ``sum_u c_u + sum_u keep[u,v] (z_u - c_u)``, adding only the
+    circuits' edges (its cost grows with the circuit, not with the graph)."""
     if (keep is None) != (corrupt_outputs is None):
         raise ValueError("pass keep and corrupt_outputs together (patching needs both) or neither")
+    if keep is not None and torch.is_grad_enabled():
+        raise ValueError("patched runs take no gradients; call run_edgewise under torch.no_grad()")
     cfg = model.config
     g = Graph.of(cfg)
     n_rep = g.n_heads // g.n_kv_heads
@@ -49,29 +56,42 @@ def run_edgewise(
     b, s, _ = embeds.shape
     position_ids = torch.arange(s, device=embeds.device)[None].expand(b, s)
     cos, sin = model.model.rotary_emb(embeds, position_ids)  # [b, s, dh] each
-    causal = torch.ones(s, s, dtype=torch.bool, device=embeds.device).tril()  # [q_pos, k_pos]
 
-    outputs: list[torch.Tensor] = [embeds]  # each [b, s, d]
+    d = embeds.shape[-1]
+    outputs: list[torch.Tensor] = []  # each [b, s, d] (unpatched runs)
     inputs: list[torch.Tensor] = []
+    if keep is not None:
+        masks = keep if keep.dim() == 3 else keep[None]  # [K, U, R]
+        n_masks = len(masks)
+        if b % n_masks:
+            raise ValueError(f"a patched run of {n_masks} circuits needs the batch repeated {n_masks} times (got {b} rows)")
+        per_copy = (b // n_masks) * s * d
+        prefix = corrupt_outputs.cumsum(2)  # [b/K, s, U, d]: the corrupted residual stream before each node
+        deltas = embeds.new_empty(n_masks, g.n_upstream, per_copy)  # [K, U, b/K * s * d]: z_u - c_u
+    written = 0
+
+    def emit(z: torch.Tensor) -> None:  # z [b, s, d]: the next upstream node's output
+        nonlocal written
+        if keep is None:
+            outputs.append(z)
+        else:
+            deltas[:, written] = (z.view(n_masks, -1, s, d) - corrupt_outputs[None, :, :, written]).reshape(n_masks, per_copy)
+        written += 1
 
     def reader_input(first_reader: int, n_readers: int) -> torch.Tensor:
-        upstream = torch.stack(outputs, dim=2)  # [b, s, U, d]
-        n_up = upstream.shape[2]
         if keep is None:
+            upstream = torch.stack(outputs, dim=2)  # [b, s, U, d]
             x = upstream.sum(2, keepdim=True).expand(-1, -1, n_readers, -1)  # [b, s, R, d]
-        elif keep.dim() == 2:
-            k = keep[:n_up, first_reader : first_reader + n_readers].to(upstream.dtype)  # [U, R]
-            corrupt = corrupt_outputs[:, :, :n_up]  # [b, s, U, d]
-            x = torch.einsum("bsud,ur->bsrd", upstream, k) + torch.einsum("bsud,ur->bsrd", corrupt, 1 - k)
         else:
-            k = keep[:, :n_up, first_reader : first_reader + n_readers].to(upstream.dtype)  # [K, U, R]
-            corrupt = corrupt_outputs[:, :, :n_up]  # [b, s, U, d]
-            stacked = upstream.view(len(k), -1, *upstream.shape[1:])  # [K, b, s, U, d]
-            x = torch.einsum("kbsud,kur->kbsrd", stacked, k) + torch.einsum("bsud,kur->kbsrd", corrupt, 1 - k)
-            x = x.flatten(0, 1)  # [K*b, s, R, d]
+            k = masks[:, :written, first_reader : first_reader + n_readers].to(deltas.dtype)  # [K, U, R]
+            mixed = torch.bmm(k.transpose(1, 2), deltas[:, :written])  # [K, R, b/K * s * d]
+            x = mixed.view(n_masks, n_readers, -1, s, d).permute(0, 2, 3, 1, 4)  # [K, b/K, s, R, d]
+            x = (x + prefix[None, :, :, written - 1, None, :]).reshape(b, s, n_readers, d)  # [b, s, R, d]
         if record_inputs:
             inputs.append(x)
         return x
+
+    emit(embeds)
 
     for layer, block in enumerate(model.model.layers):
         attn = block.self_attn
@@ -89,15 +109,14 @@ def run_edgewise(
         v = project(xv, attn.v_proj, g.n_kv_heads)  # [b, KV, s, dh]
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)  # [b, H, s, dh]
-        weights = torch.einsum("bhqe,bhke->bhqk", q, k) * attn.scaling
-        weights = torch.softmax(weights.masked_fill(~causal, float("-inf")).float(), dim=-1).to(q.dtype)
-        heads = torch.einsum("bhqk,bhke->bqhe", weights, v)  # [b, s, H, dh]
+        heads = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=attn.scaling).transpose(1, 2)  # [b, s, H, dh]
         w_o = attn.o_proj.weight.view(-1, g.n_heads, dh)  # [d, H, dh]
-        outputs.extend(torch.einsum("bshe,dhe->bshd", heads, w_o).unbind(2))
+        for z in torch.einsum("bshe,dhe->bshd", heads, w_o).unbind(2):
+            emit(z)
 
         mlp_in = reader_input(first + g.readers_per_layer - 1, 1)[:, :, 0]  # [b, s, d]
-        outputs.append(block.mlp(block.post_attention_layernorm(mlp_in)))
+        emit(block.mlp(block.post_attention_layernorm(mlp_in)))
 
     final = reader_input(g.n_readers - 1, 1)[:, -1, 0]  # [b, d]
     logits = model.lm_head(model.model.norm(final))  # [b, vocab]
-    return EdgewiseRun(logits=logits, outputs=torch.stack(outputs, dim=2), inputs=inputs)
+    return EdgewiseRun(logits=logits, outputs=torch.stack(outputs, dim=2) if keep is None else None, inputs=inputs)
