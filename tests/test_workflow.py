@@ -346,8 +346,9 @@ def test_each_stage_reads_only_the_files_its_rule_declares(dag_run, tmp_path):
                 target.parent.mkdir(parents=True)
                 shutil.copy(source, target)
             if source.name == "checkpoints.json":
-                for step in read_manifest(source).steps:
-                    shutil.copytree(read_manifest(source).checkpoint(step), target.parent / read_manifest(source).folders[step])
+                manifest = read_manifest(source)
+                for step in manifest.steps:
+                    shutil.copytree(manifest.checkpoint(step), target.parent / manifest.folders[step])
             moved[path] = str(target)
         for i, path in enumerate(job["output"] + job["log"]):
             moved[path] = str(here / "out" / str(i) / Path(path).name)

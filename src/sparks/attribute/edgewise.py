@@ -43,8 +43,9 @@ def run_edgewise(
     ``record_inputs`` the readers' inputs are not kept (``inputs`` is empty), which saves memory.
 
     A patched run (no gradients) builds each reader's input as the corrupted residual stream plus
-    the kept edges' differences, ``sum_u c_u + sum_u keep[u,v] (z_u - c_u)``, adding only the
-    circuits' edges (its cost grows with the circuit, not with the graph)."""
+    the kept edges' differences, ``sum_u c_u + sum_u keep[u,v] (z_u - c_u)``: one batched matrix
+    product per reader group over a buffer of differences, instead of restacking every upstream
+    output for every reader."""
     if (keep is None) != (corrupt_outputs is None):
         raise ValueError("pass keep and corrupt_outputs together (patching needs both) or neither")
     if keep is not None and torch.is_grad_enabled():
@@ -53,11 +54,10 @@ def run_edgewise(
     g = Graph.of(cfg)
     n_rep = g.n_heads // g.n_kv_heads
     dh = head_dim(cfg)
-    b, s, _ = embeds.shape
+    b, s, d = embeds.shape
     position_ids = torch.arange(s, device=embeds.device)[None].expand(b, s)
     cos, sin = model.model.rotary_emb(embeds, position_ids)  # [b, s, dh] each
 
-    d = embeds.shape[-1]
     outputs: list[torch.Tensor] = []  # each [b, s, d] (unpatched runs)
     inputs: list[torch.Tensor] = []
     if keep is not None:

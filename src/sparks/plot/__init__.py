@@ -14,25 +14,13 @@ import polars as pl
 log = logging.getLogger(__name__)
 FIGURES = ("cohorts", "frequency", "faithfulness", "accuracy", "passk", "scaling", "failures", "failure_scaling", "tokens")
 THINK_FIGURE = "think_modes"  # drawn unless attribute.compare_think_at is none
-# The tables a run's figures and section read: name -> (table schema, one file per checkpoint?)
-INPUTS: dict[str, tuple[str, bool]] = {
-    "circuit": ("circuit", False),
-    "cohorts": ("cohorts", False),
-    "frequency": ("frequency", False),
-    "similarity": ("similarity", False),
-    "emergence": ("emergence", False),
-    "train_log": ("train_log", False),
-    "faithfulness": ("faithfulness", True),
-    "passk": ("passk", True),
-    "eval": ("eval", True),
-    "interventions": ("interventions", False),
-    "failures": ("failures", False),
-    "failure_changes": ("failure_changes", False),
-    "failure_shares": ("failure_shares", False),
-    "think_modes": ("think_modes", False),  # only with THINK_FIGURE
-    "think_overlap": ("think_overlap", False),  # only with THINK_FIGURE
-}
-THINK_INPUTS = ("think_modes", "think_overlap")
+# The tables a run's figures and section read, each named as its schema in sparks.tables
+INPUTS = (
+    "circuit", "cohorts", "frequency", "similarity", "emergence", "train_log", "faithfulness", "passk", "eval",
+    "interventions", "failures", "failure_changes", "failure_shares", "think_modes", "think_overlap",
+)  # fmt: skip
+PER_CHECKPOINT = ("faithfulness", "passk", "eval")  # one file per checkpoint
+THINK_INPUTS = ("think_modes", "think_overlap")  # only with THINK_FIGURE
 
 
 def figure_names(config: dict[str, Any]) -> tuple[str, ...]:
@@ -46,7 +34,7 @@ def read_inputs(paths: dict[str, Path | list[Path]]) -> dict[str, pl.DataFrame]:
     unknown = set(paths) - set(INPUTS)
     if unknown:
         raise KeyError(f"unknown plot inputs {sorted(unknown)}; known: {', '.join(INPUTS)}")
-    return {name: read_table(list(p) if isinstance(p, list) else p, INPUTS[name][0]) for name, p in paths.items()}
+    return {name: read_table(p, name) for name, p in paths.items()}
 
 
 def figure_files(outputs: list[Path], task: str, names: tuple[str, ...]) -> dict[str, list[Path]]:

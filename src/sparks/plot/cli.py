@@ -9,14 +9,14 @@ from sparks.arguments import add_common, files, read_common
 
 
 def make_parser(subparsers: argparse._SubParsersAction) -> None:
-    from sparks.plot import INPUTS, THINK_INPUTS
+    from sparks.plot import INPUTS, PER_CHECKPOINT, THINK_INPUTS
 
     p = subparsers.add_parser("plot", help="figures and report section of one run, from its tables")
     add_common(p, task=True)
     p.add_argument("--run", required=True, help="run name under runs: in the config")
-    for name, (_, per_checkpoint) in INPUTS.items():
+    for name in INPUTS:
         flag, optional = f"--{name.replace('_', '-')}", name in THINK_INPUTS
-        if per_checkpoint:
+        if name in PER_CHECKPOINT:
             p.add_argument(flag, **files(f"the run's {name} tables, one per checkpoint"))
         else:
             p.add_argument(
