@@ -99,6 +99,14 @@ def test_eap_ig_equals_autograd_reference(model, batches, metric, steps):
     heads_only = EapIg(model, METRICS[metric], steps, edges=False).batch_scores(batch)
     assert heads_only.edges is None and heads_only.pair_edges is None
     torch.testing.assert_close(heads_only.heads, fast.heads, atol=1e-6 * scale, rtol=1e-5)  # the same head scores
+    one_by_one = EapIg(model, METRICS[metric], steps, stack_steps=False)  # steps in turn
+    graph = Graph.of(model.config)
+    one_by_one.DELTA_ELEMENTS = 3 * graph.n_upstream * model.config.hidden_size  # 3 positions of one pair at a time
+    assert batch.clean_ids.shape[1] > 3
+    in_turn = one_by_one.batch_scores(batch)
+    torch.testing.assert_close(in_turn.edges, fast.edges, atol=1e-6 * scale, rtol=1e-5)
+    torch.testing.assert_close(in_turn.pair_edges, fast.pair_edges, atol=1e-6 * scale, rtol=1e-5)
+    torch.testing.assert_close(in_turn.heads, fast.heads, atol=1e-6 * scale, rtol=1e-5)
 
 
 def test_scores_average_over_batches(model, batches):

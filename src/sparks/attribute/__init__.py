@@ -36,6 +36,7 @@ class AttributeSettings(Section):
     ig_steps: int
     metric: str
     batch_size: int
+    stack_ig_steps: bool
     think: bool
     difficulties: tuple[str, ...] | None
     max_pairs: int | None
@@ -123,7 +124,7 @@ def score_checkpoint(
         settings.ig_steps,
         fn.__name__,
     )
-    scores = eap_ig(model, batches, fn, settings.ig_steps, edges=tables != ("heads",))  # heads alone are cheaper
+    scores = eap_ig(model, batches, fn, settings.ig_steps, edges=tables != ("heads",), stack_steps=settings.stack_ig_steps)
     graph = Graph.of(model.config)
     out = {"heads": head_table(scores, graph)}
     if "edges" in tables:

@@ -8,8 +8,9 @@ per pair (kept, for bootstrap resampling of circuits), where z_u is what node u 
 alpha_k = k/m moves the input embeddings from corrupted (0) to clean (1). Scores are summed over
 pairs here; :func:`eap_ig` divides by the number of pairs.
 
-Where the gradients come from (one traced forward of the m interpolations stacked in the batch,
-parameters frozen, one ``torch.autograd.backward``):
+Where the gradients come from (traced forwards of the interpolations, stacked in one batch or one
+after another, parameters frozen, ``torch.autograd.backward``, hooks that sum each gradient over
+the steps as it arrives):
 - q/k/v readers: the gradient at ``q_proj``/``k_proj``/``v_proj`` output, split per (KV) head,
   mapped back through that head's projection and the layer's RMSNorm. The norm's
   vector-Jacobian product is linear in the gradient, so each head gets its own exact residual
@@ -31,10 +32,11 @@ from transformers import PreTrainedModel
 from sparks.attribute.batches import PairBatch
 from sparks.attribute.graph import Graph
 from sparks.attribute.metrics import Targets
-from sparks.model import head_dim
+from sparks.model import folded_lm_head, head_dim
 from sparks.types import EdgeScores
 
 Metric = Callable[[torch.Tensor, Targets], torch.Tensor]
+ATTENTION_INPUTS = ("q_proj", "k_proj", "v_proj")
 
 
 def rms_norm_vjp(x: torch.Tensor, weight: torch.Tensor, eps: float, grad: torch.Tensor) -> torch.Tensor:
@@ -49,10 +51,26 @@ def rms_norm_vjp(x: torch.Tensor, weight: torch.Tensor, eps: float, grad: torch.
 
 
 class EapIg:
-    """EAP-IG for one model; frozen parameters, device taken from the model. With ``edges=False``
-    only the head (node) scores are computed: no reader gradients, no edge algebra."""
+    """EAP-IG for one model; frozen parameters, device taken from the model.
 
-    def __init__(self, model: PreTrainedModel, metric: Metric, ig_steps: int = 5, edges: bool = True) -> None:
+    ``edges=False`` computes the head (node) scores alone: no reader gradients, no edge algebra.
+    ``stack_steps=True`` runs the m interpolations as one batch of m x b rows (fastest for small
+    models and on CPU, m times the activation memory); ``False`` runs them one after another (the
+    activation memory of one forward+backward of the batch, for large models).
+
+    The backward hooks add each step's gradients into per-layer sums as they arrive, so no step's
+    gradients are kept. For a q/k/v reader with output gradient g, per step, with
+    ``r = rsqrt(mean(x^2) + eps)`` of the layer input x and ``out = r W (w * x) + bias`` the
+    projection's output, the gradient at the residual is ``w * (W^T r g) - r^2 x (g . (out - bias)) / d``:
+    the first term is linear in ``r g``, summed over steps in head space and projected once; the
+    second is a rank-one term per step, kept as its coefficient and x.
+    """
+
+    DELTA_ELEMENTS = 1 << 22  # steps in turn: at most this many numbers of z(corrupt) - z(clean) at once
+
+    def __init__(
+        self, model: PreTrainedModel, metric: Metric, ig_steps: int = 5, edges: bool = True, stack_steps: bool = True
+    ) -> None:
         if ig_steps < 1:
             raise ValueError(f"ig_steps must be >= 1 (got {ig_steps}); set attribute.ig_steps")
         if getattr(model.config, "use_sliding_window", False):
@@ -63,19 +81,37 @@ class EapIg:
         self.metric = metric
         self.ig_steps = ig_steps
         self.edges = edges
-        cfg = model.config
-        self.head_dim = head_dim(cfg)
+        self.stack_steps = stack_steps
+        self._hooks: list = []
+        self.head_dim = head_dim(model.config)
         self.device = next(model.parameters()).device
 
-    def _layer_weights(self, layer: int) -> dict[str, torch.Tensor]:
-        attn = self.model.model.layers[layer].self_attn
-        g, dh = self.graph, self.head_dim
-        return {
-            "q_proj": attn.q_proj.weight.float().view(g.n_heads, dh, -1),  # [H, dh, d]
-            "k_proj": attn.k_proj.weight.float().view(g.n_kv_heads, dh, -1),  # [KV, dh, d]
-            "v_proj": attn.v_proj.weight.float().view(g.n_kv_heads, dh, -1),  # [KV, dh, d]
-            "o_proj": attn.o_proj.weight.float().view(-1, g.n_heads, dh),  # [d, H, dh]
-        }
+    def batch_scores(self, batch: PairBatch) -> EdgeScores:
+        """Edge and head scores summed over the pairs of ``batch``."""
+        m = self.ig_steps
+        batch = batch.to(self.device)
+        b = len(batch)
+        with folded_lm_head(self.model):
+            delta = self._corrupted_run(batch.corrupt_ids)  # corrupted outputs, minus the clean ones once known
+            e_clean = self.model.model.embed_tokens(batch.clean_ids)  # [b, s, d]
+            e_corrupt = delta.pop("embed")
+            delta["embed"] = e_corrupt.float() - e_clean.detach().float()
+            alphas = torch.arange(m, 0, -1, device=self.device, dtype=e_clean.dtype) / m  # [m], alpha = 1 (clean) first
+            sums: dict = {}
+            targets = None
+            chunk = m if self.stack_steps else 1
+            for start in range(0, m, chunk):
+                a = alphas[start : start + chunk]  # [c]
+                embeds = e_corrupt[None] + a[:, None, None, None] * (e_clean - e_corrupt)[None]  # [c, b, s, d]
+                embeds = embeds.reshape(-1, *e_clean.shape[1:]).requires_grad_(True)
+                logits = self._ig_pass(batch.clean_ids.repeat(len(a), 1), embeds, b, sums, delta if start == 0 else None)
+                if targets is None:  # the first rows are alpha = 1, the clean run
+                    targets = Targets(logits[:b].detach(), batch.clean_answer, batch.corrupt_answer)
+                torch.autograd.backward(self.metric(logits, targets.repeat(len(a))).sum())
+                for handle in self._hooks:  # a hook holds the tensor it sits on: a cycle only gc would free
+                    handle.remove()
+                self._hooks.clear()
+        return self._scores(b, delta, sums)
 
     def _corrupted_run(self, ids: torch.Tensor) -> dict:
         saved: dict = {}
@@ -88,122 +124,150 @@ class EapIg:
                     saved["mlp", layer] = block.mlp.output
         return saved
 
-    def _ig_run(self, ids: torch.Tensor, embeds: torch.Tensor) -> tuple[dict, dict]:
-        """Forward of the stacked interpolations; returns saved values and a dict the backward fills."""
-        values: dict = {}
-        grads: dict = {}
+    def _ig_pass(self, ids: torch.Tensor, embeds: torch.Tensor, b: int, sums: dict, delta: dict | None) -> torch.Tensor:
+        """Forward of c stacked interpolations ([c*b, s] rows) with hooks that add their gradients into
+        ``sums`` during the backward; returns the last-position logits [c*b, vocab]. Given ``delta``
+        (on the first pass, whose first b rows are the clean run), its corrupted outputs become
+        corrupted minus clean."""
 
-        def keep(key):
-            return lambda grad: grads.__setitem__(key, grad)
+        def minus_clean(key, clean: torch.Tensor) -> None:
+            if delta is not None:
+                delta[key] = delta[key].float() - clean[:b].detach().float()
+
+        c = ids.shape[0] // b
+        out: dict = {}
+
+        def add(key, value: torch.Tensor) -> None:  # sum over the chunk's steps, into the running sum
+            value = value.view(c, b, *value.shape[1:]).sum(0)
+            sums[key] = sums[key] + value if key in sums else value
+
+        def step_sum(key):
+            return lambda grad: add(key, grad.float())
+
+        def hook(tensor: torch.Tensor, fn) -> None:
+            self._hooks.append(tensor.register_hook(fn))
+
+        def through_norm(key, x, norm):  # reader gradient at the residual, through an RMSNorm
+            return lambda grad: add(key, rms_norm_vjp(x.detach(), norm.weight, norm.variance_epsilon, grad))
 
         with self.traced.trace(ids, use_cache=False, logits_to_keep=1):
             self.traced.model.embed_tokens.output = embeds
-            for layer in range(self.graph.n_layers):
+            for layer in range(self.graph.n_layers):  # in the order the forward reaches them
                 block = self.traced.model.layers[layer]
+                module = self.model.model.layers[layer]
                 if self.edges:
-                    values["x_attn", layer] = block.input_layernorm.input
-                    for proj in ("q_proj", "k_proj", "v_proj"):
-                        getattr(block.self_attn, proj).output.register_hook(keep((proj, layer)))
+                    x = block.input_layernorm.input
+                    out["x", layer] = x
+                    for proj in ATTENTION_INPUTS:
+                        y = getattr(block.self_attn, proj).output
+                        hook(y, self._reader_hook(layer, proj, x, y, c, b, sums))
                 heads = block.self_attn.o_proj.input
-                heads.register_hook(keep(("o", layer)))
-                values["o", layer] = heads
-                if self.edges:
-                    values["x_mlp", layer] = block.post_attention_layernorm.input
-                    block.mlp.input.register_hook(keep(("mlp", layer)))
-                    values["mlp", layer] = block.mlp.output
+                hook(heads, step_sum(("o", layer)))
+                minus_clean(("o", layer), heads)
+                if not self.edges:
+                    continue
+                x_mlp = block.post_attention_layernorm.input
+                hook(block.mlp.input, through_norm(("mlp_in", layer), x_mlp, module.post_attention_layernorm))
+                minus_clean(("mlp", layer), block.mlp.output)
             if self.edges:
-                values["x_final"] = self.traced.model.norm.input
-                self.traced.model.norm.output.register_hook(keep("final"))
-            values["logits"] = self.traced.output.logits
-        return values, grads
+                x_final = self.traced.model.norm.input
+                hook(self.traced.model.norm.output, through_norm("final", x_final, self.model.model.norm))
+            out["logits"] = self.traced.output.logits
+        for layer in range(self.graph.n_layers if self.edges else 0):  # layer inputs of every step, for the rank-one terms
+            sums.setdefault(("x", layer), []).append(out["x", layer].detach().view(c, b, *out["x", layer].shape[1:]))
+        return out["logits"][:, -1]
 
-    def batch_scores(self, batch: PairBatch) -> EdgeScores:
-        """Edge and head scores summed over the pairs of ``batch``."""
-        m = self.ig_steps
-        batch = batch.to(self.device)
-        b, s = batch.clean_ids.shape
-        corrupt = self._corrupted_run(batch.corrupt_ids)
-        e_corrupt = corrupt["embed"].detach()  # [b, s, d]
-        e_clean = self.model.model.embed_tokens(batch.clean_ids)  # [b, s, d]
-        alphas = torch.arange(1, m + 1, device=self.device, dtype=e_clean.dtype) / m  # [m]
-        embeds = e_corrupt[None] + alphas[:, None, None, None] * (e_clean - e_corrupt)[None]  # [m, b, s, d]
-        embeds = embeds.reshape(m * b, s, -1).requires_grad_(True)
-        values, grads = self._ig_run(batch.clean_ids.repeat(m, 1), embeds)
+    def _reader_hook(self, layer: int, proj: str, x: torch.Tensor, y: torch.Tensor, c: int, b: int, sums: dict):
+        module = getattr(self.model.model.layers[layer].self_attn, proj)
+        eps = self.model.model.layers[layer].input_layernorm.variance_epsilon
 
-        logits = values["logits"][:, -1]  # [m*b, vocab]
-        targets = Targets(logits[-b:].detach(), batch.clean_answer, batch.corrupt_answer)  # alpha = 1 is clean
-        torch.autograd.backward(self.metric(logits, targets.repeat(m)).sum())
+        @torch.no_grad()
+        def hook(grad: torch.Tensor) -> None:
+            xs = x.detach().float()  # [c*b, s, d]
+            r = torch.rsqrt(xs.pow(2).mean(-1) + eps)  # [c*b, s]
+            g = grad.float().unflatten(-1, (-1, self.head_dim))  # [c*b, s, n, dh]
+            bias = 0 if module.bias is None else module.bias.float().view(-1, self.head_dim)
+            coefficient = r.pow(2)[..., None] * (g * (y.detach().float().unflatten(-1, (-1, self.head_dim)) - bias)).sum(-1)
+            key = (proj, layer)
+            rg = (g * r[..., None, None]).view(c, b, *g.shape[1:]).sum(0)  # [b, s, n, dh]
+            sums[key] = sums[key] + rg if key in sums else rg
+            sums.setdefault((proj, "rank_one", layer), []).append(coefficient.div(xs.shape[-1]).view(c, b, *r.shape[1:], -1))
+
+        return hook
+
+    @torch.no_grad()
+    def _scores(self, b: int, delta: dict, sums: dict) -> EdgeScores:
+        g, m, dh = self.graph, self.ig_steps, self.head_dim
+        heads = torch.zeros(g.n_layers, g.n_heads, device=self.device)  # [L, H]
+        for layer in range(g.n_layers):
+            grad = sums["o", layer].unflatten(-1, (g.n_heads, dh)) / m  # step mean, [b, s, H, dh]
+            heads[layer] = torch.einsum("bshe,bshe->h", delta["o", layer].unflatten(-1, (g.n_heads, dh)), grad)
         if not self.edges:
-            return self._head_scores(b, corrupt, values, grads)
-        return self._edge_algebra(b, s, corrupt, values, grads, e_clean)
-
-    @torch.no_grad()
-    def _head_scores(self, b: int, corrupt: dict, values: dict, grads: dict) -> EdgeScores:
-        """Head (node) scores only: (o(corrupt) - o(clean)) . mean_k dL/do per head."""
-        g, m, dh = self.graph, self.ig_steps, self.head_dim
-        heads = torch.zeros(g.n_layers, g.n_heads, device=self.device)  # [L, H]
-        for layer in range(g.n_layers):
-            clean = values["o", layer][-b:].detach().float()  # the alpha = 1 block is the clean run
-            delta = (corrupt["o", layer].float() - clean).view(b, -1, g.n_heads, dh)  # [b, s, H, dh]
-            grad = grads["o", layer].float().view(m, b, -1, g.n_heads, dh).mean(0)  # [b, s, H, dh]
-            heads[layer] = torch.einsum("bshe,bshe->h", delta, grad)
-        return EdgeScores(edges=None, heads=heads, n_pairs=b)
-
-    @torch.no_grad()
-    def _edge_algebra(self, b: int, s: int, corrupt: dict, values: dict, grads: dict, e_clean: torch.Tensor) -> EdgeScores:
-        """Edge and head scores from the saved activations and their gradients."""
-        g, m, dh = self.graph, self.ig_steps, self.head_dim
-        e_corrupt = corrupt["embed"]
-
-        def mean_over_steps(t: torch.Tensor) -> torch.Tensor:  # [m*b, ...] -> [b, ...]
-            return t.float().view(m, b, *t.shape[1:]).mean(0)
-
-        def clean(t: torch.Tensor) -> torch.Tensor:  # the alpha = 1 block is the clean run
-            return t[-b:].detach().float()
-
-        # z(corrupt) - z(clean) of every upstream node, built layer by layer
-        delta = torch.zeros(b, s, g.n_upstream, e_clean.shape[-1], device=self.device)  # [b, s, n_up, d]
-        delta[:, :, 0] = e_corrupt.float() - e_clean.float()
-        edges = torch.zeros(b, g.n_upstream, g.n_readers, device=self.device)  # [b, n_up, n_readers]
-        heads = torch.zeros(g.n_layers, g.n_heads, device=self.device)  # [L, H]
-        for layer in range(g.n_layers):
-            block = self.model.model.layers[layer]
-            w = self._layer_weights(layer)
-            ln = block.input_layernorm
-            x = values["x_attn", layer][:, :, None]  # [m*b, s, 1, d]
-            readers = []
-            for proj, n in (("q_proj", g.n_heads), ("k_proj", g.n_kv_heads), ("v_proj", g.n_kv_heads)):
-                per_head = grads[proj, layer].float().view(m * b, s, n, dh)  # [m*b, s, n, dh]
-                normed = torch.einsum("nshe,hed->nshd", per_head, w[proj])  # [m*b, s, n, d]
-                readers.append(mean_over_steps(rms_norm_vjp(x, ln.weight, ln.variance_epsilon, normed)))
-            attn_in = torch.cat(readers, dim=2)  # [b, s, H + 2 KV, d]
-            first, upstream = g.reader_index(layer), g.head_index(layer)
-            edges[:, :upstream, first : first + attn_in.shape[2]] = torch.einsum(
-                "bsud,bsvd->buv", delta[:, :, :upstream], attn_in
-            )
-
-            d_heads = (corrupt["o", layer].float() - clean(values["o", layer])).view(b, s, g.n_heads, dh)  # [b,s,H,dh]
-            heads[layer] = torch.einsum("bshe,bshe->h", d_heads, mean_over_steps(grads["o", layer]).view(b, s, g.n_heads, dh))
-            delta[:, :, upstream : upstream + g.n_heads] = torch.einsum("bshe,dhe->bshd", d_heads, w["o_proj"])
-
-            post = block.post_attention_layernorm
-            mlp_in = mean_over_steps(
-                rms_norm_vjp(values["x_mlp", layer], post.weight, post.variance_epsilon, grads["mlp", layer])
-            )  # [b, s, d]
-            mlp = g.mlp_index(layer)
-            edges[:, :mlp, first + g.readers_per_layer - 1] = torch.einsum("bsud,bsd->bu", delta[:, :, :mlp], mlp_in)
-            delta[:, :, mlp] = corrupt["mlp", layer].float() - clean(values["mlp", layer])
-
-        norm = self.model.model.norm
-        final = mean_over_steps(rms_norm_vjp(values["x_final"], norm.weight, norm.variance_epsilon, grads["final"]))
-        edges[:, :, -1] = torch.einsum("bsud,bsd->bu", delta, final)
+            return EdgeScores(edges=None, heads=heads, n_pairs=b)
+        for key, value in sums.items():
+            if isinstance(value, list):  # per-chunk pieces of the m steps: [m, b, ...]
+                sums[key] = torch.cat(value)
+        s, d = delta["embed"].shape[1:]
+        rows = b * s if self.stack_steps else max(1, self.DELTA_ELEMENTS // (g.n_upstream * d))  # (pair, position) rows at once
+        edges = torch.zeros(b, g.n_upstream, g.n_readers, device=self.device)
+        if rows >= s:
+            for i in range(0, b, rows // s):
+                part = slice(i, i + rows // s)
+                edges[part] += self._pair_edges(part, slice(None), delta, sums)
+        else:
+            for i in range(b):
+                for j in range(0, s, rows):
+                    edges[i : i + 1] += self._pair_edges(slice(i, i + 1), slice(j, j + rows), delta, sums)
         return EdgeScores(edges=edges.sum(0), heads=heads, n_pairs=b, pair_edges=edges[:, g.edge_mask.to(self.device)])
 
+    def _pair_edges(self, pairs: slice, positions: slice, delta: dict, sums: dict) -> torch.Tensor:
+        """Edge scores [p, n_up, n_readers] of some pairs, summed over some positions: the rows of
+        ``z`` [p, n_up, s, d], z(corrupt) - z(clean) of every upstream node, against each reader's
+        step-mean residual gradient. Every term is a sum over positions, so positions can be split."""
+        g, m, dh = self.graph, self.ig_steps, self.head_dim
+        at = (pairs, positions)
+        first = delta["embed"][at]
+        p, s, d = first.shape
+        z = torch.empty(p, g.n_upstream, s, d, device=self.device)  # every row is written before it is read
+        z[:, 0] = first
+        edges = torch.zeros(p, g.n_upstream, g.n_readers, device=self.device)
 
-def eap_ig(model: PreTrainedModel, batches: list[PairBatch], metric: Metric, ig_steps: int = 5, edges: bool = True) -> EdgeScores:
+        def into(readers: torch.Tensor, upstream: int) -> torch.Tensor:  # [p, n, s, d] -> [p, upstream, n]
+            return torch.bmm(z[:, :upstream].reshape(p, upstream, s * d), readers.reshape(p, -1, s * d).transpose(1, 2))
+
+        for layer in range(g.n_layers):
+            block = self.model.model.layers[layer]
+            attn = block.self_attn
+            x = sums["x", layer][:, pairs, positions].float()  # [m, p, s, d]
+            readers = []
+            for proj in ATTENTION_INPUTS:
+                weight = getattr(attn, proj).weight.float().view(-1, dh, d)  # [n, dh, d]
+                linear = torch.einsum("psne,ned->pnsd", sums[proj, layer][at], weight) * block.input_layernorm.weight.float()
+                readers.append(linear - torch.einsum("kpsn,kpsd->pnsd", sums[proj, "rank_one", layer][:, pairs, positions], x))
+            start, upstream = g.reader_index(layer), g.head_index(layer)
+            edges[:, :upstream, start : start + g.readers_per_layer - 1] = into(torch.cat(readers, dim=1) / m, upstream)
+            o_weight = attn.o_proj.weight.float().view(d, g.n_heads, dh).permute(1, 2, 0)  # [H, dh, d]
+            d_out = delta["o", layer][at].unflatten(-1, (g.n_heads, dh)).permute(2, 0, 1, 3).reshape(g.n_heads, p * s, dh)
+            z[:, upstream : upstream + g.n_heads] = torch.bmm(d_out, o_weight).view(g.n_heads, p, s, d).transpose(0, 1)
+            mlp = g.mlp_index(layer)
+            edges[:, :mlp, start + g.readers_per_layer - 1] = into(sums["mlp_in", layer][at][:, None] / m, mlp)[..., 0]
+            z[:, mlp] = delta["mlp", layer][at]
+        edges[:, :, -1] = into(sums["final"][at][:, None] / m, g.n_upstream)[..., 0]
+        return edges
+
+
+def eap_ig(
+    model: PreTrainedModel,
+    batches: list[PairBatch],
+    metric: Metric,
+    ig_steps: int = 5,
+    edges: bool = True,
+    stack_steps: bool = True,
+) -> EdgeScores:
     """EAP-IG scores averaged over all pairs of ``batches`` (ig_steps = 1 is plain EAP on the clean
-    run); with ``edges=False`` head scores only (``edges`` and ``pair_edges`` are None)."""
-    scorer = EapIg(model, metric, ig_steps, edges)
+    run); with ``edges=False`` head scores only (``edges`` and ``pair_edges`` are None); ``stack_steps``
+    as in :class:`EapIg`."""
+    scorer = EapIg(model, metric, ig_steps, edges, stack_steps)
     g = scorer.graph
     edges = torch.zeros(g.n_upstream, g.n_readers, dtype=torch.float64)
     heads = torch.zeros(g.n_layers, g.n_heads, dtype=torch.float64)
