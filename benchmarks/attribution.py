@@ -178,11 +178,12 @@ def main() -> None:
         return
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, batch {args.batch} x {args.seq} tokens, m = {m}")
     for shape in SHAPES if args.shape == "all" else [args.shape]:
-        memory = measure_memory_apart(args, shape) if args.device == "cpu" else None
+        memory = measure_memory_apart(args, shape) if args.device == "cpu" else {}
         model = build(shape, args.device)
         batch = make_batch(model.config.vocab_size, args.batch, args.seq, args.device)
         targets = clean_targets(model, batch)
-        memory = memory or memory_per_example(model, batch, targets, m, args.device)
+        if not memory:  # CUDA: the allocator's own peak, measured here
+            memory = memory_per_example(model, batch, targets, m, args.device)
         n_params = sum(p.numel() for p in model.parameters()) / 1e6
         print(f"{shape} ({n_params:.1f}M params, {EapIg(model, METRICS['kl']).graph.n_edges} edges)")
         frozen = timed(lambda: bare_passes(model, batch, targets, m, False), args.repeats, args.device)  # noqa: B023

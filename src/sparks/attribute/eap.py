@@ -39,6 +39,12 @@ Metric = Callable[[torch.Tensor, Targets], torch.Tensor]
 ATTENTION_INPUTS = ("q_proj", "k_proj", "v_proj")
 
 
+def add_steps(sums: dict, key, value: torch.Tensor, c: int, b: int) -> None:
+    """Add ``value`` [c*b, ...] (c steps of a batch of b), summed over its steps, into ``sums[key]``."""
+    value = value.view(c, b, *value.shape[1:]).sum(0)
+    sums[key] = sums[key] + value if key in sums else value
+
+
 def rms_norm_vjp(x: torch.Tensor, weight: torch.Tensor, eps: float, grad: torch.Tensor) -> torch.Tensor:
     """Gradient w.r.t. the input ``x`` of ``y = weight * x / rms(x)``, given ``grad`` w.r.t. ``y``.
 
@@ -137,9 +143,8 @@ class EapIg:
         c = ids.shape[0] // b
         out: dict = {}
 
-        def add(key, value: torch.Tensor) -> None:  # sum over the chunk's steps, into the running sum
-            value = value.view(c, b, *value.shape[1:]).sum(0)
-            sums[key] = sums[key] + value if key in sums else value
+        def add(key, value: torch.Tensor) -> None:
+            add_steps(sums, key, value, c, b)
 
         def step_sum(key):
             return lambda grad: add(key, grad.float())
@@ -188,9 +193,7 @@ class EapIg:
             g = grad.float().unflatten(-1, (-1, self.head_dim))  # [c*b, s, n, dh]
             bias = 0 if module.bias is None else module.bias.float().view(-1, self.head_dim)
             coefficient = r.pow(2)[..., None] * (g * (y.detach().float().unflatten(-1, (-1, self.head_dim)) - bias)).sum(-1)
-            key = (proj, layer)
-            rg = (g * r[..., None, None]).view(c, b, *g.shape[1:]).sum(0)  # [b, s, n, dh]
-            sums[key] = sums[key] + rg if key in sums else rg
+            add_steps(sums, (proj, layer), g * r[..., None, None], c, b)  # [b, s, n, dh]
             sums.setdefault((proj, "rank_one", layer), []).append(coefficient.div(xs.shape[-1]).view(c, b, *r.shape[1:], -1))
 
         return hook
@@ -209,15 +212,11 @@ class EapIg:
                 sums[key] = torch.cat(value)
         s, d = delta["embed"].shape[1:]
         rows = b * s if self.stack_steps else max(1, self.DELTA_ELEMENTS // (g.n_upstream * d))  # (pair, position) rows at once
+        n_pairs, n_positions = max(1, rows // s), min(s, rows)  # whole pairs while they fit, else positions of one
         edges = torch.zeros(b, g.n_upstream, g.n_readers, device=self.device)
-        if rows >= s:
-            for i in range(0, b, rows // s):
-                part = slice(i, i + rows // s)
-                edges[part] += self._pair_edges(part, slice(None), delta, sums)
-        else:
-            for i in range(b):
-                for j in range(0, s, rows):
-                    edges[i : i + 1] += self._pair_edges(slice(i, i + 1), slice(j, j + rows), delta, sums)
+        for i in range(0, b, n_pairs):
+            for j in range(0, s, n_positions):
+                edges[i : i + n_pairs] += self._pair_edges(slice(i, i + n_pairs), slice(j, j + n_positions), delta, sums)
         return EdgeScores(edges=edges.sum(0), heads=heads, n_pairs=b, pair_edges=edges[:, g.edge_mask.to(self.device)])
 
     def _pair_edges(self, pairs: slice, positions: slice, delta: dict, sums: dict) -> torch.Tensor:
