@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from sparks.tables import PROVENANCE, read_table, with_provenance, write_table
+from sparks.tables import PROVENANCE, files_by_step, read_table, with_provenance, write_table
 
 
 def _problems(n=3):
@@ -54,3 +54,20 @@ def test_failed_write_keeps_the_previous_table(tmp_path, monkeypatch):
 def test_unknown_table():
     with pytest.raises(KeyError, match="known tables"):
         write_table(pl.DataFrame(), "nope", "x.parquet")
+
+
+def test_files_by_step_covers_the_manifest_once(tmp_path):
+    paths = []
+    for step in (0, 30):
+        df = with_provenance(
+            pl.DataFrame({"value": [1.0]}), experiment="e", run="r", step=step, task="t", model_hash="m", config_hash="c"
+        )
+        paths.append(tmp_path / f"{step}.parquet")
+        df.write_parquet(paths[-1])
+    assert files_by_step(paths[::-1], "heads", [0, 30]) == {0: str(paths[0]), 30: str(paths[1])}  # by content, not order
+    with pytest.raises(ValueError, match="hold steps \\[0, 30\\], the manifest lists \\[0, 30, 60\\]"):
+        files_by_step(paths, "heads", [0, 30, 60])
+    with pytest.raises(ValueError, match="both hold step 0"):
+        files_by_step([paths[0], paths[0]], "heads", [0])
+    with pytest.raises(FileNotFoundError, match="snakemake"):
+        files_by_step([tmp_path / "missing.parquet"], "heads", [0])

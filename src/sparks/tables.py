@@ -412,3 +412,22 @@ def read_table(paths: str | Path | list[str | Path], table: str) -> pl.DataFrame
     """Read one file, a glob or a list of files, and validate against ``table``'s schema."""
     sources = [str(p) for p in paths] if isinstance(paths, list) else str(paths)
     return validate(pl.scan_parquet(sources).collect(), table)
+
+
+def files_by_step(paths: list[str | Path], table: str, steps: Iterable[int]) -> dict[int, str]:
+    """step -> the file among ``paths`` that holds it (each file's own provenance ``step``), checked
+    to cover exactly the manifest's ``steps``, each once."""
+    steps = list(steps)
+    found: dict[int, str] = {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path} does not exist; run the stage that writes it first (snakemake {path})")
+        for step in pl.read_parquet(path, columns=["step"]).unique()["step"]:
+            if step in found:
+                raise ValueError(f"{table} tables {found[step]} and {path} both hold step {step}; pass each checkpoint once")
+            found[step] = str(path)
+    if sorted(found) != sorted(steps):
+        raise ValueError(
+            f"the {table} tables hold steps {sorted(found)}, the manifest lists {sorted(steps)}; pass one per checkpoint"
+        )
+    return {step: found[step] for step in steps}

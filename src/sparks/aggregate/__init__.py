@@ -49,23 +49,6 @@ def circuit_size_per_step(faithfulness: pl.LazyFrame, settings: AggregateSetting
     )
 
 
-def by_step(paths: list[Path], kind: str, steps: list[int]) -> dict[int, str]:
-    """step -> file among ``paths`` (each file's own provenance step), covering exactly ``steps``."""
-    found: dict[int, str] = {}
-    for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path} does not exist; run the attribute stage first (snakemake {path})")
-        for step in pl.read_parquet(path, columns=["step"]).unique()["step"]:
-            if step in found:
-                raise ValueError(f"{kind} tables {found[step]} and {path} both hold step {step}; pass each checkpoint once")
-            found[step] = str(path)
-    if sorted(found) != sorted(steps):
-        raise ValueError(
-            f"the {kind} tables hold steps {sorted(found)}, the manifest lists {sorted(steps)}; pass one per checkpoint"
-        )
-    return {step: found[step] for step in steps}
-
-
 def aggregate_run(
     files: dict[str, list[Path]],
     steps: list[int],
@@ -80,8 +63,9 @@ def aggregate_run(
     from sparks.aggregate.bootstrap import head_stability
     from sparks.aggregate.circuits import circuit_edges, circuit_table, cohort_table, frequency_table, jaccard_table
     from sparks.aggregate.emergence import emergence_table
+    from sparks.tables import files_by_step
 
-    paths = {kind: by_step(files[kind], kind, steps) for kind in INPUTS}
+    paths = {kind: files_by_step(files[kind], kind, steps) for kind in INPUTS}
     ordered = {kind: list(paths[kind].values()) for kind in INPUTS}
     heads = pl.read_parquet(ordered["heads"][0], columns=["layer", "head", "kv_head"])
     sizes = circuit_size_per_step(pl.scan_parquet(ordered["faithfulness"]), settings, steps)

@@ -30,12 +30,10 @@ def failures_stage(
     from sparks.failures.changes import SAMPLE_KEYS, change_table, failure_table, share_table
     from sparks.failures.classify import FailureSettings
     from sparks.manifest import read_manifest
-    from sparks.tables import read_table, with_provenance, write_table
+    from sparks.tables import files_by_step, read_table, with_provenance, write_table
 
     info = read_manifest(manifest)
-    evals = read_table(list(eval_paths), "eval")
-    if sorted(evals["step"].unique()) != sorted(info.steps):
-        raise ValueError(f"the eval tables hold steps {sorted(evals['step'].unique())}, the manifest lists {list(info.steps)}")
+    evals = read_table(list(files_by_step(eval_paths, "eval", info.steps).values()), "eval")
     evals = evals.with_columns(
         pl.lit("eval").alias("origin"), pl.lit(None, pl.String).alias("kind"), pl.lit(None, pl.String).alias("heads_from"),
         pl.lit(None, pl.Int64).alias("seed"), pl.lit(None, pl.Float64).alias("alpha"),
