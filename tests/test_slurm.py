@@ -65,7 +65,7 @@ def test_embedded_default_runs_through_sbatch(slurm, tmp_path):
         "--profile", str(REPO / "profiles" / "slurm"),
         # CI override: no slurmdbd here, so no sacct; poll squeue often on a 2-core node.
         "--slurm-status-command", "squeue",
-        "--slurm-init-seconds-before-status-checks", "5",
+        "--slurm-init-seconds-before-status-checks", "1",  # the plugin adds 10 s per check that finds nothing
         "--seconds-between-status-checks", "5",
         "--latency-wait", "5",
         "--retries", "0",

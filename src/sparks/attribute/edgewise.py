@@ -45,7 +45,8 @@ def run_edgewise(
     A patched run (no gradients) builds each reader's input as the corrupted residual stream plus
     the kept edges' differences, ``sum_u c_u + sum_u keep[u,v] (z_u - c_u)``: one batched matrix
     product per reader group over a buffer of differences, instead of restacking every upstream
-    output for every reader."""
+    output for every reader. Readers' inputs are laid out reader-major ([R, batch, pos, d]), so
+    each reader's projection reads contiguous rows."""
     if (keep is None) != (corrupt_outputs is None):
         raise ValueError("pass keep and corrupt_outputs together (patching needs both) or neither")
     if keep is not None and torch.is_grad_enabled():
@@ -61,49 +62,53 @@ def run_edgewise(
     outputs: list[torch.Tensor] = []  # each [b, s, d] (unpatched runs)
     inputs: list[torch.Tensor] = []
     if keep is not None:
-        masks = keep if keep.dim() == 3 else keep[None]  # [K, U, R]
+        masks = (keep if keep.dim() == 3 else keep[None]).to(embeds.dtype)  # [K, U, R]
         n_masks = len(masks)
         if b % n_masks:
             raise ValueError(f"a patched run of {n_masks} circuits needs the batch repeated {n_masks} times (got {b} rows)")
-        per_copy = (b // n_masks) * s * d
-        prefix = corrupt_outputs.cumsum(2)  # [b/K, s, U, d]: the corrupted residual stream before each node
-        deltas = embeds.new_empty(n_masks, g.n_upstream, per_copy)  # [K, U, b/K * s * d]: z_u - c_u
+        copy = b // n_masks
+        corrupt = corrupt_outputs.permute(2, 0, 1, 3).contiguous()  # [U, b/K, s, d]
+        prefix = corrupt.cumsum(0)  # [U, b/K, s, d]: the corrupted residual stream after each node
+        deltas = embeds.new_empty(n_masks, g.n_upstream, copy, s, d)  # [K, U, b/K, s, d]: z_u - c_u
     written = 0
 
-    def emit(z: torch.Tensor) -> None:  # z [b, s, d]: the next upstream node's output
+    def emit(z: torch.Tensor) -> None:  # z [b, s, n, d]: the outputs of the next n upstream nodes
         nonlocal written
+        n = z.shape[2]
         if keep is None:
-            outputs.append(z)
+            outputs.extend(z.unbind(2))
         else:
-            deltas[:, written] = (z.view(n_masks, -1, s, d) - corrupt_outputs[None, :, :, written]).reshape(n_masks, per_copy)
-        written += 1
+            z = z.view(n_masks, copy, s, n, d).permute(0, 3, 1, 2, 4)  # [K, n, b/K, s, d]
+            torch.sub(z, corrupt[written : written + n], out=deltas[:, written : written + n])
+        written += n
 
-    def reader_input(first_reader: int, n_readers: int) -> torch.Tensor:
+    def reader_input(first_reader: int, n_readers: int) -> torch.Tensor:  # -> [R, b, s, d], reader-major
         if keep is None:
             upstream = torch.stack(outputs, dim=2)  # [b, s, U, d]
             x = upstream.sum(2, keepdim=True).expand(-1, -1, n_readers, -1)  # [b, s, R, d]
-        else:
-            k = masks[:, :written, first_reader : first_reader + n_readers].to(deltas.dtype)  # [K, U, R]
-            mixed = torch.bmm(k.transpose(1, 2), deltas[:, :written])  # [K, R, b/K * s * d]
-            x = mixed.view(n_masks, n_readers, -1, s, d).permute(0, 2, 3, 1, 4)  # [K, b/K, s, R, d]
-            x = (x + prefix[None, :, :, written - 1, None, :]).reshape(b, s, n_readers, d)  # [b, s, R, d]
+            if record_inputs:
+                inputs.append(x)
+            return x.permute(2, 0, 1, 3)
+        k = masks[:, :written, first_reader : first_reader + n_readers]  # [K, U, R]
+        mixed = torch.bmm(k.transpose(1, 2), deltas[:, :written].view(n_masks, written, -1))  # [K, R, b/K * s * d]
+        x = mixed.new_empty(n_readers, n_masks, mixed.shape[2])  # [R, K, b/K * s * d]
+        torch.add(mixed.transpose(0, 1), prefix[written - 1].view(1, 1, -1), out=x)
         if record_inputs:
-            inputs.append(x)
-        return x
+            inputs.append(x.view(n_readers, b, s, d).permute(1, 2, 0, 3))
+        return x.view(n_readers, b, s, d)
 
-    emit(embeds)
+    def project(xs: torch.Tensor, linear: torch.nn.Linear, n: int) -> torch.Tensor:  # [n, b, s, d] -> [b, n, s, dh]
+        out = torch.bmm(xs.reshape(n, b * s, d), linear.weight.view(n, dh, d).transpose(1, 2))  # [n, b*s, dh]
+        out = out.view(n, b, s, dh).transpose(0, 1)
+        return out if linear.bias is None else out + linear.bias.view(1, n, 1, dh)
+
+    emit(embeds[:, :, None])
 
     for layer, block in enumerate(model.model.layers):
         attn = block.self_attn
         first = g.reader_index(layer)
-        x = block.input_layernorm(reader_input(first, g.n_heads + 2 * g.n_kv_heads))  # [b, s, H + 2 KV, d]
-        xq, xk, xv = x.split([g.n_heads, g.n_kv_heads, g.n_kv_heads], dim=2)
-
-        def project(xs: torch.Tensor, linear: torch.nn.Linear, n: int) -> torch.Tensor:  # -> [b, n, s, dh]
-            w = linear.weight.view(n, dh, -1)  # [n, dh, d]
-            out = torch.einsum("bsnd,ned->bnse", xs, w)
-            return out if linear.bias is None else out + linear.bias.view(1, n, 1, dh)
-
+        x = block.input_layernorm(reader_input(first, g.n_heads + 2 * g.n_kv_heads))  # [H + 2 KV, b, s, d]
+        xq, xk, xv = x.split([g.n_heads, g.n_kv_heads, g.n_kv_heads], dim=0)
         q = project(xq, attn.q_proj, g.n_heads)  # [b, H, s, dh]
         k = project(xk, attn.k_proj, g.n_kv_heads)  # [b, KV, s, dh]
         v = project(xv, attn.v_proj, g.n_kv_heads)  # [b, KV, s, dh]
@@ -111,12 +116,11 @@ def run_edgewise(
         k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)  # [b, H, s, dh]
         heads = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=attn.scaling).transpose(1, 2)  # [b, s, H, dh]
         w_o = attn.o_proj.weight.view(-1, g.n_heads, dh)  # [d, H, dh]
-        for z in torch.einsum("bshe,dhe->bshd", heads, w_o).unbind(2):
-            emit(z)
+        emit(torch.einsum("bshe,dhe->bshd", heads, w_o))  # each head's output [b, s, H, d]
 
-        mlp_in = reader_input(first + g.readers_per_layer - 1, 1)[:, :, 0]  # [b, s, d]
-        emit(block.mlp(block.post_attention_layernorm(mlp_in)))
+        mlp_in = reader_input(first + g.readers_per_layer - 1, 1)[0]  # [b, s, d]
+        emit(block.mlp(block.post_attention_layernorm(mlp_in))[:, :, None])
 
-    final = reader_input(g.n_readers - 1, 1)[:, -1, 0]  # [b, d]
+    final = reader_input(g.n_readers - 1, 1)[0, :, -1]  # [b, d]
     logits = model.lm_head(model.model.norm(final))  # [b, vocab]
     return EdgewiseRun(logits=logits, outputs=torch.stack(outputs, dim=2) if keep is None else None, inputs=inputs)
