@@ -1,4 +1,5 @@
-"""Shared fixtures: the char tokenizer, a minimal valid config, and a saved tiny Qwen2 folder."""
+"""Shared fixtures: the char tokenizer, a tokenizer with Qwen2.5's real vocabulary and chat
+template (built offline, tests/qwen_tokenizer.py), a minimal valid config, and a saved tiny Qwen2 folder."""
 
 from __future__ import annotations
 
@@ -25,6 +26,29 @@ def tokenizer():
     from sparks.model.tokenizer import build_char_tokenizer
 
     return build_char_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def qwen25_tokenizer_dir(tmp_path_factory) -> Path:
+    from qwen_tokenizer import build_qwen25_tokenizer
+
+    return build_qwen25_tokenizer(tmp_path_factory.mktemp("qwen25_tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def qwen25_tokenizer(qwen25_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(qwen25_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def qwen25_think_tokenizer(tmp_path_factory):
+    """Qwen2.5's vocabulary plus Qwen3's added tokens: <think> and </think> are whole tokens."""
+    from qwen_tokenizer import build_qwen25_tokenizer
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(build_qwen25_tokenizer(tmp_path_factory.mktemp("qwen25_think"), think_tokens=True))
 
 
 @pytest.fixture

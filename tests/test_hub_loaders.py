@@ -1,15 +1,24 @@
 """Hub loaders on local folders with the hub's files and README configs (no network)."""
 
+import hashlib
+import io
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import uuid
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from sparks.data.hub import load_hub_problems
+from sparks.data.prompting import Prompter, PromptSettings
 from sparks.data.tasks import task_pairs
 from sparks.model.load import load_model, load_tokenizer
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 GSM8K_README = """\
 ---
@@ -34,8 +43,17 @@ configs:
 """
 
 
+def unique_dir(tmp_path):
+    """A folder no earlier session used: datasets caches a local folder by its path and file
+    times, and pytest's numbered temp folders come back, so a recycled path could load stale rows."""
+    folder = tmp_path / uuid.uuid4().hex
+    folder.mkdir()
+    return folder
+
+
 @pytest.fixture
 def gsm8k_dir(tmp_path):
+    tmp_path = unique_dir(tmp_path)
     (tmp_path / "main").mkdir()
     (tmp_path / "README.md").write_text(GSM8K_README)
     rows = [
@@ -54,6 +72,7 @@ def gsm8k_dir(tmp_path):
 
 @pytest.fixture
 def openr1_dir(tmp_path):
+    tmp_path = unique_dir(tmp_path)
     (tmp_path / "data").mkdir()
     (tmp_path / "README.md").write_text(OPENR1_README)
     rows = [
@@ -66,8 +85,11 @@ def openr1_dir(tmp_path):
             "source": "olympiads",
             "uuid": f"id-{i}",
             "is_reasoning_complete": [True],
-            "generations": [f"<think>{i}+{i}={2 * i}</think> {2 * i}"],
-            "correctness_math_verify": [True],
+            "generations": [
+                f"<think>{i}+{i}={2 * i + 1}</think> {2 * i + 1}",
+                f"<think>{i}+{i}={2 * i}</think> $\\boxed{{{2 * i}}}$",
+            ],
+            "correctness_math_verify": [False, True],
         }
         for i in range(10)
     ]
@@ -89,6 +111,8 @@ def test_openr1_loader_keeps_eval_disjoint(openr1_dir):
     df = load_hub_problems("openr1", str(openr1_dir), None, n_train=6, n_eval=3)
     train, held_out = df.filter(pl.col("split") == "train"), df.filter(pl.col("split") == "eval")
     assert train["answer"].to_list() == [str(2 * i) for i in range(6)]
+    first = train.row(1, named=True)  # the R1 generation math-verify judged correct, not the human solution
+    assert first["trace"] == "1+1=2" and first["reply"] == "$\\boxed{2}$"
     assert held_out["answer"].to_list() == [str(2 * i) for i in range(7, 10)]
     with pytest.raises(ValueError, match="fewer than n_train"):
         load_hub_problems("openr1", str(openr1_dir), None, n_train=8, n_eval=3)
@@ -97,7 +121,7 @@ def test_openr1_loader_keeps_eval_disjoint(openr1_dir):
 def test_hub_pairs_change_one_digit_and_keep_length(gsm8k_dir, tokenizer):
     task = {"source": "gsm8k", "path": str(gsm8k_dir), "subset": None, "n_train": 8, "n_eval": 2, "n_pairs": 4}
     problems = load_hub_problems("gsm8k", task["path"], None, 8, 2)
-    pairs = task_pairs(problems, task, 0, tokenizer)
+    pairs = task_pairs(problems, task, 0, tokenizer, Prompter(tokenizer, PromptSettings.defaults()))
     assert pairs.height == 8  # 4 per think mode
     for row in pairs.iter_rows(named=True):
         assert row["clean"] != row["corrupt"] and len(row["clean"]) == len(row["corrupt"])
@@ -132,3 +156,83 @@ def test_model_loader_explains_an_uncached_hub_id_offline():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert "could not load model 'sparks-test-org/no-such-model'" in result.stdout
     assert "huggingface-cli download" in result.stdout
+
+
+def hub_cache_with_gsm8k(cache: Path) -> None:
+    """openai/gsm8k laid out as `huggingface-cli download --repo-type dataset openai/gsm8k` leaves
+    it: blobs named by hash, a snapshot folder of symlinks, refs/main naming the snapshot. The rows
+    are real GSM8K rows, in the hub's Parquet files and README configs."""
+    repo = cache / "datasets--openai--gsm8k"
+    commit = "e53f048856ff4f594e959d75785d2c2d37b678ee"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    files = {"README.md": GSM8K_README.encode()}
+    for split, name in (("train", "train.jsonl"), ("test", "test.jsonl")):
+        frame = pl.read_ndjson(FIXTURES / "gsm8k" / name)
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer)
+        files[f"main/{split}-00000-of-00001.parquet"] = buffer.getvalue()
+    for relative, data in files.items():
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = repo / "snapshots" / commit / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+
+
+def test_a_hub_id_loads_offline_from_the_local_hub_cache(tmp_path):
+    """datasets alone refuses `openai/gsm8k` offline even when it is cached; sparks resolves the id
+    to the cached snapshot first (in a fresh process: the hub cache path is read at import)."""
+    hub_cache_with_gsm8k(tmp_path / "hub")
+    code = textwrap.dedent(
+        """
+        from sparks.data.hub import load_hub_problems
+        df = load_hub_problems("gsm8k", None, None, n_train=5, n_eval=3)
+        print(df.height, df["answer"][0], df["split"].to_list().count("eval"))
+        """
+    )
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "HF_DATASETS_CACHE": str(tmp_path / "datasets"),
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["8", "72", "3"]  # Natalia's clips: the first GSM8K training answer
+    uncached = subprocess.run(
+        [sys.executable, "-c", "from sparks.data.hub import load_hub_problems; load_hub_problems('openr1', None, None, 1, 1)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert uncached.returncode != 0
+    assert "not in the local Hugging Face cache and the hub is off (HF_HUB_OFFLINE=1)" in uncached.stderr
+    assert "huggingface-cli download --repo-type dataset open-r1/OpenR1-Math-220k" in uncached.stderr
+
+
+@pytest.mark.parametrize(("source", "n", "first"), [("aime24", 30, "204"), ("amc23", 40, "27")])
+def test_evaluation_sets_load_from_their_jsonl_with_every_answer_readable(tmp_path, source, n, first):
+    folder = unique_dir(tmp_path)
+    shutil.copy(FIXTURES / source / "test.jsonl", folder / "test.jsonl")
+    df = load_hub_problems(source, str(folder), None, n_train=1, n_eval=100)
+    assert df["split"].unique().to_list() == ["eval"]  # an evaluation set has no training rows
+    assert df.height == n and df["answer"][0] == first  # AMC's 27.0 is read as 27
+    assert all(df["question"].str.len_chars() > 20)
+
+
+def test_records_without_a_usable_answer_are_skipped_and_counted(tmp_path, caplog):
+    folder = unique_dir(tmp_path)
+    rows = [
+        {"problem": "What is $1+1$?", "answer": "2"},
+        {"problem": "No answer here.", "answer": None},
+        {"problem": "Broken reference.", "answer": "\\frac{"},
+        {"problem": "What is $\\sqrt{4}$?", "answer": "\\sqrt{4}"},
+    ]
+    pl.DataFrame(rows).write_ndjson(folder / "test.jsonl")
+    df = load_hub_problems("math500", str(folder), None, n_train=1, n_eval=10)
+    assert df["answer"].to_list() == ["2", "\\sqrt{4}"]
+    assert "skipped 2 of 4 records" in caplog.text

@@ -13,6 +13,7 @@ def _problems(n=3):
             "n_ops": [1] * n,
             "question": ["1+1="] * n,
             "trace": ["1+1=2"] * n,
+            "reply": [None] * n,
             "answer": ["2"] * n,
         }
     )

@@ -35,9 +35,10 @@ def test_log_history_frame_maps_trl_keys_and_drops_summary():
 
 def test_rewards():
     completions = ["<think>3+4=7</think>7", "<think>3+4=8</think>8", "7", "<think>3+4=7"]
-    assert correctness(completions, answer=["7"] * 4) == [1.0, 0.0, 1.0, 0.0]
-    assert think_format(completions, think=[True] * 4) == [1.0, 1.0, 0.0, 0.0]
-    assert think_format(["7", "7 because"], think=[False, False]) == [1.0, 0.0]
+    synthetic = ["synthetic"] * 4
+    assert correctness(completions, answer=["7"] * 4, source=synthetic) == [1.0, 0.0, 1.0, 0.0]
+    assert think_format(completions, think=[True] * 4, source=synthetic) == [1.0, 1.0, 0.0, 0.0]
+    assert think_format(["7", "7 because"], think=[False, False], source=synthetic[:2]) == [1.0, 0.0]
 
 
 def test_weighted_rewards_names_valid_keys():

@@ -122,6 +122,18 @@ def _is_hub_id(source: str) -> bool:
 
 def _check_model_source(key: str, model: dict[str, Any], source: str) -> None:
     src = model["source"]
+    tokenizer = model.get("tokenizer")
+    if tokenizer is not None:
+        if src != "embedded":
+            raise ConfigError(
+                f"config key {key}.tokenizer in {source} applies to embedded models only ({key}.source = {src!r} "
+                "brings its own tokenizer); remove it or set source: embedded"
+            )
+        if not _is_hub_id(tokenizer) and not (Path(tokenizer).expanduser() / "tokenizer.json").is_file():
+            raise ConfigError(
+                f"config key {key}.tokenizer = {tokenizer!r} in {source}: no tokenizer.json in that folder; "
+                'give a local tokenizer folder or a hub id such as "Qwen/Qwen2.5-Math-1.5B"'
+            )
     if src == "embedded" or _is_hub_id(src):
         return
     path = Path(src).expanduser()

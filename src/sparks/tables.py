@@ -51,6 +51,7 @@ SCHEMAS: dict[str, pl.Schema] = {
             "n_ops": pl.Int64,  # null for hub datasets
             "question": pl.String,
             "trace": pl.String,  # the reasoning without <think> tags
+            "reply": pl.String,  # what a worked answer says after its trace (null: the bare answer)
             "answer": pl.String,
         }
     ),

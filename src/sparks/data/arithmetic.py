@@ -94,8 +94,12 @@ def sample_problem(rng: random.Random, n_ops: int) -> Problem:
     return Problem(tuple(operands), tuple(ops))
 
 
+def question(problem: Problem) -> str:
+    return problem.expression + "="
+
+
 def prompt(problem: Problem, think: bool = True) -> str:
-    return format_prompt(problem.expression + "=", think)
+    return format_prompt(question(problem), think)
 
 
 def completion(problem: Problem, think: bool = True) -> str:

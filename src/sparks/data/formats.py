@@ -1,4 +1,5 @@
-"""The think-on / think-off text formats, shared by every task and stage.
+"""The plain-text think-on / think-off formats (models without a chat template: the embedded
+default). :class:`sparks.data.prompting.Prompter` uses them, and the chat template otherwise.
 
 Think-off pre-fills an empty trace, as Qwen3's ``/no_think`` template does::
 

@@ -1,82 +1,194 @@
-"""Loaders for hub math datasets, by name or from a local folder in the same layout.
+"""Loaders for hub math datasets, by hub id or from a local folder in the same layout.
 
-``datasets.load_dataset`` reads a hub id and a local folder (Parquet files plus a README with
-``configs:``) through the same code path, so the tests exercise exactly what a cluster run does,
-on small local files. Nothing here downloads in tests: offline, a missing dataset fails with a
-message that says how to make it available.
+A hub id is first resolved to its snapshot in the local Hugging Face cache (what
+``huggingface-cli download --repo-type dataset ID`` leaves there), and the snapshot folder is
+loaded like any local folder: ``datasets`` refuses a hub id offline even when it is cached. Only
+an id that is not cached goes to the hub. A local folder holds the dataset's files (Parquet or
+JSONL) and, for several splits or subsets, a README with ``configs:``.
+
+Every source maps a record to ``question``, ``trace`` (the reasoning, without think tags),
+``reply`` (what a worked answer says after its trace) and ``answer`` (the reference). Records
+without an answer, or whose answer math-verify cannot read, are skipped and counted in the log:
+a reference nothing can match would only add silent zero rewards.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-GSM8K_ID, OPENR1_ID = "openai/gsm8k", "open-r1/OpenR1-Math-220k"
+log = logging.getLogger(__name__)
 _GSM8K_ANSWER = re.compile(r"####\s*(?P<answer>.+?)\s*$", re.S)
 _GSM8K_CALC = re.compile(r"<<[^>]*>>")  # calculator annotations inside GSM8K traces
+_THINK = re.compile(r"^\s*<think>(?P<trace>.*?)</think>(?P<reply>.*)$", re.S)
+
+
+ANSWER_LEAD = "The final answer is $\\boxed{"  # a worked reply up to its answer
+
+
+def boxed_reply(answer: str) -> str:
+    """The closing line of a worked answer, the answer in ``\\boxed{}`` as math graders read it."""
+    return f"{ANSWER_LEAD}{answer}}}$."
+
+
+def resolve_dataset(path: str, revision: str | None = None) -> str:
+    """A local folder as it is; a hub id as its snapshot folder in the local cache when it is
+    there, else the id itself (``datasets`` then downloads it, or explains that it is offline)."""
+    if Path(path).exists():
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(path, repo_type="dataset", revision=revision, local_files_only=True)
+    except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
+        return path
 
 
 def _load(path: str, subset: str | None, split: str):
     import datasets
 
+    where = resolve_dataset(path)
+    if subset is not None and Path(where).is_dir() and not _declares_configs(Path(where)):
+        subset = None  # a plain folder of files (e.g. train.jsonl, test.jsonl) has no named configs
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
     try:
-        return datasets.load_dataset(path, subset, split=split)
-    except (FileNotFoundError, ConnectionError, ValueError) as err:
-        hint = (
-            "the machine is offline or the dataset is not in the local cache: download it once with "
-            f"`huggingface-cli download --repo-type dataset {path}` where there is network, or point "
-            "tasks.<name>.path at a local copy"
-            if not Path(path).exists()
-            else f"check that {path} holds the dataset's files and a README with configs"
-        )
+        return datasets.load_dataset(where, subset, split=split)
+    except Exception as err:  # datasets raises many types here (offline, missing split, bad files)
+        if not Path(path).exists():
+            hint = (
+                "it is not in the local Hugging Face cache"
+                + (" and the hub is off (HF_HUB_OFFLINE=1)" if offline else "")
+                + f": download it once with `huggingface-cli download --repo-type dataset {path}` where there "
+                "is network (same HF_HOME), or point tasks.<name>.path at a local copy"
+            )
+        else:
+            hint = f"check that {path} holds the dataset's files (and a README with configs for several splits)"
         raise RuntimeError(f"could not load dataset {path!r} (subset {subset!r}, split {split!r}): {err}; {hint}") from err
 
 
-def _gsm8k_rows(record: dict) -> dict:
-    match = _GSM8K_ANSWER.search(record["answer"])
+def _declares_configs(folder: Path) -> bool:
+    readme = folder / "README.md"
+    return readme.is_file() and "configs:" in readme.read_text(errors="replace")
+
+
+def _gsm8k_row(record: dict) -> dict | None:
+    match = _GSM8K_ANSWER.search(record.get("answer") or "")
     if match is None:
-        raise ValueError(f"GSM8K record has no '#### answer' line: {record['answer'][-80:]!r}")
+        return None
+    answer = match["answer"].replace(",", "")
     trace = _GSM8K_CALC.sub("", record["answer"][: match.start()]).strip()
-    return {"question": record["question"].strip(), "trace": trace, "answer": match["answer"].replace(",", "")}
+    return {"question": record["question"].strip(), "trace": trace, "reply": boxed_reply(answer), "answer": answer}
 
 
-def _openr1_rows(record: dict) -> dict:
-    return {"question": record["problem"].strip(), "trace": record["solution"].strip(), "answer": str(record["answer"]).strip()}
+def _openr1_row(record: dict) -> dict | None:
+    """The first R1 generation that math-verify judged correct, split at its ``</think>``; rows
+    with none are skipped (the human ``solution`` is not a reasoning trace)."""
+    answer = record.get("answer")
+    if answer is None or not str(answer).strip():
+        return None
+    verdicts = record.get("correctness_math_verify") or []
+    for text, ok in zip(record.get("generations") or [], verdicts):
+        match = _THINK.match(text or "") if ok else None
+        if match:
+            return {
+                "question": record["problem"].strip(),
+                "trace": match["trace"].strip(),
+                "reply": match["reply"].strip(),
+                "answer": str(answer).strip(),
+            }
+    return None
 
 
-LOADERS: dict[str, tuple[str, str | None, dict[str, str], Callable[[dict], dict]]] = {
-    # source: (hub id, default subset, sparks split -> dataset split, record -> row)
-    "gsm8k": (GSM8K_ID, "main", {"train": "train", "eval": "test"}, _gsm8k_rows),
-    "openr1": (OPENR1_ID, "default", {"train": "train", "eval": "train"}, _openr1_rows),
+def _eval_row(record: dict) -> dict | None:
+    """AIME / AMC / MATH-500 rows: a problem and its answer (a worked solution when there is one);
+    column names in any case (AIME_2024 on the hub capitalises them)."""
+    record = {k.lower(): v for k, v in record.items()}
+    answer = record.get("answer")
+    if answer is None or not str(answer).strip():
+        return None
+    if isinstance(answer, float) and answer.is_integer():
+        answer = int(answer)  # AMC 2023 stores 27.0
+    question = record.get("problem") or record.get("question") or ""
+    return {"question": question.strip(), "trace": (record.get("solution") or "").strip(), "reply": None, "answer": str(answer)}
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """One dataset family: its hub id, default subset, sparks split -> dataset split (None: no
+    training rows, an evaluation set) and the record -> row function (None skips the record)."""
+
+    hub_id: str
+    subset: str | None
+    splits: dict[str, str | None]
+    to_row: Callable[[dict], dict | None]
+
+
+SOURCES: dict[str, HubSource] = {
+    "gsm8k": HubSource("openai/gsm8k", "main", {"train": "train", "eval": "test"}, _gsm8k_row),
+    "openr1": HubSource("open-r1/OpenR1-Math-220k", "default", {"train": "train", "eval": "train"}, _openr1_row),
+    # evaluation sets (Qwen2.5-Math evaluation suite layout: one JSONL/Parquet test split)
+    "aime24": HubSource("Maxwell-Jia/AIME_2024", None, {"train": None, "eval": "test"}, _eval_row),
+    "amc23": HubSource("math-ai/amc23", None, {"train": None, "eval": "test"}, _eval_row),
+    "math500": HubSource("HuggingFaceH4/MATH-500", None, {"train": None, "eval": "test"}, _eval_row),
 }
+EVAL_ONLY = tuple(name for name, s in SOURCES.items() if s.splits["train"] is None)
+
+
+def _rows(ds, indices, to_row) -> tuple[list[dict], int]:
+    from sparks.data.answers import parse_reference
+
+    rows, skipped = [], 0
+    for i in indices:
+        row = to_row(ds[i])
+        if row is None or not row["question"] or not parse_reference(row["answer"]):
+            skipped += 1
+            continue
+        rows.append(row)
+    return rows, skipped
 
 
 def load_hub_problems(source: str, path: str | None, subset: str | None, n_train: int, n_eval: int) -> pl.DataFrame:
-    """Problems table rows (no provenance) for a hub math dataset: question, trace, answer.
+    """Problems table rows (no provenance) for a hub math dataset: question, trace, reply, answer.
 
-    OpenR1-Math-220k has only a train split: its eval rows are the last ``n_eval`` records, kept
-    disjoint from the first ``n_train`` used for training.
+    OpenR1-Math-220k has only a train split: its eval rows come from the end of it, disjoint from
+    the training rows. Evaluation sets (aime24, amc23, math500) have no training rows.
     """
-    if source not in LOADERS:
-        raise ValueError(f"unknown hub task source {source!r}; known: {', '.join(LOADERS)}")
-    hub_id, default_subset, splits, to_row = LOADERS[source]
-    path = path or hub_id
-    subset = subset or default_subset
+    if source not in SOURCES:
+        raise ValueError(f"unknown hub task source {source!r}; known: {', '.join(SOURCES)}")
+    spec = SOURCES[source]
+    path = path or spec.hub_id
+    subset = subset or spec.subset
     frames = []
     for split in ("train", "eval"):
-        ds = _load(path, subset, splits[split])
+        if spec.splits[split] is None:
+            continue
+        ds = _load(path, subset, spec.splits[split])
         n = n_train if split == "train" else n_eval
-        if splits["train"] == splits["eval"]:
+        if spec.splits["train"] == spec.splits["eval"]:  # one split: train from the start, eval from the end
             if len(ds) < n_train + n_eval:
                 raise ValueError(f"{path} has {len(ds)} records, fewer than n_train + n_eval = {n_train + n_eval}")
             indices = range(n_train) if split == "train" else range(len(ds) - n_eval, len(ds))
         else:
             indices = range(min(n, len(ds)))
-        rows = [to_row(ds[i]) for i in indices]
-        frames.append(pl.DataFrame(rows).with_columns(pl.lit(split).alias("split")))
+        rows, skipped = _rows(ds, indices, spec.to_row)
+        if skipped:
+            log.warning(
+                "%s %s: skipped %d of %d records (no answer, no verified trace, or a reference math-verify cannot read)",
+                path,
+                split,
+                skipped,
+                len(indices),
+            )
+        if not rows:
+            raise ValueError(f"{path} {split}: none of {len(indices)} records is usable (see the warning above)")
+        frames.append(pl.DataFrame(rows, schema_overrides={"reply": pl.String}).with_columns(pl.lit(split).alias("split")))
     df = pl.concat(frames)
     return df.with_columns(
         pl.int_range(pl.len()).cast(pl.Int64).alias("problem_id"),

@@ -11,8 +11,8 @@ import polars as pl
 from transformers import PreTrainedTokenizerBase
 
 from sparks.data import arithmetic as arith
-from sparks.data.formats import format_prompt
-from sparks.data.hub import load_hub_problems
+from sparks.data.hub import ANSWER_LEAD, load_hub_problems
+from sparks.data.prompting import Prompter, PromptSettings
 from sparks.model.tokenizer import THINK_CLOSE, THINK_OPEN
 
 _MAX_TRIES = 1000
@@ -47,10 +47,11 @@ def synthetic_problems(task: dict[str, Any], seed: int) -> pl.DataFrame:
                         "n_ops": n_ops,
                         "question": arith.prompt(problem),
                         "trace": problem.trace(),
+                        "reply": None,
                         "answer": str(problem.answer),
                     }
                 )
-    df = pl.DataFrame(rows)
+    df = pl.DataFrame(rows, schema_overrides={"reply": pl.String})
     return df.with_columns(pl.int_range(pl.len()).cast(pl.Int64).alias("problem_id"))
 
 
@@ -107,21 +108,29 @@ def _synthetic_pairs(task: dict[str, Any], rng: random.Random, tokenizer) -> lis
     return [r for r in rows if r is not None]
 
 
-def _hub_pairs(problems: pl.DataFrame, task: dict[str, Any], rng: random.Random, tokenizer) -> list[dict]:
-    """Replace one digit of a question; keep pairs whose token lengths match. The corrupted
-    answer is unknown (null): the KL metric needs only the clean and corrupted runs."""
+def _hub_pairs(problems: pl.DataFrame, task: dict[str, Any], rng: random.Random, tokenizer, prompter: Prompter) -> list[dict]:
+    """Replace one digit of a question; keep pairs whose token lengths match. Both texts end where
+    the answer starts (``... \\boxed{``): think off right after the prompt, think on after the
+    problem's reference trace (the clean one in both texts, so that only the question differs).
+    The corrupted answer is unknown (null): the KL metric needs only the clean and corrupted runs."""
     rows = []
-    questions = problems.filter(pl.col("split") == "train").select("question", "answer").rows()
+    questions = problems.filter(pl.col("split") == "train").select("question", "trace", "answer").rows()
+    if not questions:  # an evaluation set: its circuits come from its eval rows
+        questions = problems.select("question", "trace", "answer").rows()
     for think in (False, True):
         made = 0
-        for question, answer in questions:
+        for question, trace, answer in questions:
             digits = [m.start() for m in re.finditer(r"\d", question)]
             if made == task["n_pairs"] or not digits:
                 continue
             at = rng.choice(digits)
             new = rng.choice([d for d in "0123456789" if d != question[at]])
             corrupt = question[:at] + new + question[at + 1 :]
-            row = _pair_row("all", think, format_prompt(question, think), format_prompt(corrupt, think), answer, None, tokenizer)
+            texts = []
+            for q in (question, corrupt):
+                prompt = prompter.prompt(q, think)
+                texts.append(prompt + prompter.completion(prompt, trace, answer, ANSWER_LEAD, think))
+            row = _pair_row("all", think, *texts, answer, None, tokenizer)
             if row is not None:
                 rows.append(row)
                 made += 1
@@ -144,13 +153,20 @@ def _pair_row(difficulty, think, clean, corrupt, clean_answer, corrupt_answer, t
     }
 
 
-def task_pairs(problems: pl.DataFrame, task: dict[str, Any], seed: int, tokenizer: PreTrainedTokenizerBase) -> pl.DataFrame:
-    """Clean/corrupted prompt pairs of equal token length, per difficulty and think mode."""
+def task_pairs(
+    problems: pl.DataFrame,
+    task: dict[str, Any],
+    seed: int,
+    tokenizer: PreTrainedTokenizerBase,
+    prompter: Prompter | None = None,
+) -> pl.DataFrame:
+    """Clean/corrupted prompt pairs of equal token length, per difficulty and think mode. Hub
+    pairs are prompted by ``prompter`` (default: the schema's prompt settings for ``tokenizer``)."""
     rng = random.Random(seed + 1)
     if task["source"] == "synthetic":
         rows = _synthetic_pairs(task, rng, tokenizer)
     else:
-        rows = _hub_pairs(problems, task, rng, tokenizer)
+        rows = _hub_pairs(problems, task, rng, tokenizer, prompter or Prompter(tokenizer, PromptSettings.defaults()))
     if not rows:
         raise ValueError("no clean/corrupted pair of equal token length could be made; check the task's data")
     df = pl.DataFrame(rows, schema_overrides={"corrupt_answer": pl.String})

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from sparks.config import Section, config_hash, run_provenance
+from sparks.data.prompting import Prompter, PromptSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,19 @@ def sample_table(
     intervention=None,
     seed: int = 0,
     source: str = "synthetic",
+    prompter: Prompter | None = None,
 ) -> pl.DataFrame:
     """One row per (problem, sample): sample_id (the problem), k (sample index), correct, n_tokens,
-    answer (extracted; null when none), completion."""
-    from sparks.data.answers import answer_checker, extract_answer
+    answer (extracted; null when none), completion. Prompts come from ``prompter`` (default: the
+    schema's prompt settings for this tokenizer)."""
+    prompter = prompter or Prompter(tokenizer, PromptSettings.defaults())
+    from sparks.data.answers import answer_checker
     from sparks.evaluate.interventions import intervene
     from sparks.generate import generate
 
     check = answer_checker(source)
-    # the plain question: the model decides whether to think (as in GRPO's prompts)
-    repeated = [q for q in problems["question"] for _ in range(settings.n_samples)]
+    # the think-on prompt: the model decides how to reason (as in GRPO's prompts)
+    repeated = [prompter.prompt(q, think=True) for q in problems["question"] for _ in range(settings.n_samples)]
     with intervene(model, intervention):
         completions = generate(
             model, tokenizer, repeated, settings.max_new_tokens, settings.batch_size, settings.temperature, seed, progress=True
@@ -62,9 +66,9 @@ def sample_table(
             "difficulty": [d for d in problems["difficulty"] for _ in range(settings.n_samples)],
             "sample_id": [i for i in problems["problem_id"] for _ in range(settings.n_samples)],
             "k": list(range(settings.n_samples)) * problems.height,
-            "correct": [check(c, a) for c, a in zip(completions, answers)],
+            "correct": [check.is_correct(c, a) for c, a in zip(completions, answers)],
             "n_tokens": n_tokens,
-            "answer": [extract_answer(c) for c in completions],
+            "answer": [check.extract(c) for c in completions],
             "completion": completions,
         },
         schema_overrides={"answer": pl.String},
@@ -118,6 +122,7 @@ def evaluate_stage(
         eval_problems(problems_path),
         settings,
         seed=config["seed"] + step,
+        prompter=Prompter.of(tokenizer, config),
         source=config["tasks"][task]["source"],
     )
     log.info("step %d accuracy by difficulty: %s", step, samples.group_by("difficulty").agg(pl.col("correct").mean()).rows())
@@ -158,8 +163,10 @@ def intervention_table(
     rows, all_samples = [], []
     for kind, step, alphas in (("ablate", steps[-1], (None,)), ("scale", steps[0], settings.alphas)):
         model, tokenizer = load_checkpoint(run.checkpoint(step))
+        prompter = Prompter.of(tokenizer, config)
         n_heads = model.config.num_attention_heads
-        means = head_means(model, tokenizer, list(problems["question"])) if kind == "ablate" else {}
+        prompts = [prompter.prompt(q, think=True) for q in problems["question"]]  # what the model is evaluated on
+        means = head_means(model, tokenizer, prompts) if kind == "ablate" else {}
         variants = [("none", None, ())]
         if emergent:
             variants.append(("emergent", None, emergent))
@@ -172,7 +179,14 @@ def intervention_table(
                     continue  # one unmodified run per model
                 change = HeadIntervention(kind, heads, alpha or 1.0, settings.ablation, means) if heads else None
                 samples = sample_table(
-                    model, tokenizer, problems, settings, change, seed=config["seed"], source=config["tasks"][task]["source"]
+                    model,
+                    tokenizer,
+                    problems,
+                    settings,
+                    change,
+                    seed=config["seed"],
+                    source=config["tasks"][task]["source"],
+                    prompter=prompter,
                 )
                 alpha_value = None if kind == "ablate" or heads_from == "none" else alpha
                 all_samples.append(

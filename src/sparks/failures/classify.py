@@ -125,7 +125,7 @@ def classify(
 ) -> Failure:
     """The category of one sample, from its text (see the module docstring); never raises.
     ``settings`` default to the schema's."""
-    from sparks.data.answers import extract_answer
+    from sparks.data.answers import answer_checker
 
     settings = settings or _default_settings()
 
@@ -146,7 +146,7 @@ def classify(
         category = "loop"
     elif n_tokens >= max_new_tokens:
         category = "truncated"
-    elif not closed or extract_answer(text) is None:
+    elif not closed or answer_checker("synthetic" if synthetic else "math").extract(text) is None:
         category = "format"
     elif first_bad is not None:
         category = "calculation_error"

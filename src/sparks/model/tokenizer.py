@@ -9,9 +9,10 @@ hub tokenizer, so every later stage uses the hub code path.
 from __future__ import annotations
 
 import string
+from typing import TYPE_CHECKING
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -22,6 +23,9 @@ ALPHABET = [c for c in string.printable if c not in "\t\n\r\x0b\x0c"] + ["\n"]
 
 def build_char_tokenizer() -> PreTrainedTokenizerFast:
     """Return a fast character-level tokenizer with pad/eos/unk and atomic think tags."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + [THINK_OPEN, THINK_CLOSE] + ALPHABET)}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")

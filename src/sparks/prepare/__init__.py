@@ -40,6 +40,7 @@ def _write_model(config: dict[str, Any], role: str, tmp: Path) -> None:
     import torch
 
     from sparks.data import arithmetic as arith
+    from sparks.data.prompting import Prompter
     from sparks.generate import greedy_accuracy
     from sparks.model.load import load_model, load_tokenizer, model_hash
     from sparks.model.store import write_pointer
@@ -52,7 +53,7 @@ def _write_model(config: dict[str, Any], role: str, tmp: Path) -> None:
     section = config[role]
     torch.manual_seed(config["seed"])
     if section["source"] == "embedded":
-        tokenizer = build_char_tokenizer()
+        tokenizer = build_char_tokenizer() if section["tokenizer"] is None else load_tokenizer(section["tokenizer"], None)
         model = build_tiny_qwen2(TinyShape.of(section["shape"]), tokenizer)
         p = section["pretrain"]
         seed = config["seed"] + (0 if role == "base" else 1000)
@@ -71,11 +72,12 @@ def _write_model(config: dict[str, Any], role: str, tmp: Path) -> None:
     # Accuracy on fresh arithmetic chains of every length, both formats: how competent is it?
     problems = ladder_problems(max_ops, ACCURACY_PROBLEMS_PER_LENGTH, seed=config["seed"] + 7)
     rows = []
+    prompter = Prompter.of(tokenizer, config)
     for think in (True, False):
         ok = greedy_accuracy(
             model,
             tokenizer,
-            [arith.prompt(q, think) for q in problems],
+            [prompter.prompt(arith.question(q), think) for q in problems],
             [str(q.answer) for q in problems],
             max_new_tokens=12 * max_ops + 8,
         )
@@ -108,6 +110,7 @@ def prepare_data(
     config: dict[str, Any], task_name: str, tokenizer_dir: Path, problems_out: Path, pairs_out: Path
 ) -> tuple[Path, Path]:
     """Write the task's problems table to ``problems_out`` and its clean/corrupted pairs to ``pairs_out``."""
+    from sparks.data.prompting import Prompter
     from sparks.data.tasks import task_pairs, task_problems
     from sparks.model.load import load_tokenizer
     from sparks.model.store import resolve
@@ -118,7 +121,7 @@ def prepare_data(
     task = config["tasks"][task_name]
     tokenizer = load_tokenizer(*resolve(tokenizer_dir))
     problems = task_problems(task, config["seed"])
-    pairs = task_pairs(problems, task, config["seed"], tokenizer)
+    pairs = task_pairs(problems, task, config["seed"], tokenizer, Prompter.of(tokenizer, config))
     provenance = dict(
         experiment=config["experiment"], run=None, step=None, task=task_name, model_hash=None, config_hash=config_hash(task)
     )

@@ -67,11 +67,25 @@ def train_run(
         mark_complete(start)
 
     problems = read_table(problems_path, "problems").filter(pl.col("split") == "train")
+    if problems.is_empty():
+        from sparks.data.hub import EVAL_ONLY
+
+        task = config["tasks"][run["task"]]
+        raise ValueError(
+            f"runs.{run_name}.task {run['task']!r} has no training problems (source {task['source']!r}"
+            f"{' is an evaluation set' if task['source'] in EVAL_ONLY else ''}); "
+            "train on a task with a train split (synthetic, gsm8k, openr1)"
+        )
     if run["difficulties"] is not None:
         problems = problems.filter(pl.col("difficulty").is_in(run["difficulties"]))
     history = finished_history(resume, run["max_steps"])
     if history is None:
-        trainer = METHODS[run["method"]](run, config["seed"], start, tokenizer, problems, out_dir, teacher_dir)
+        from sparks.data.prompting import Prompter
+
+        source = config["tasks"][run["task"]]["source"]
+        prompter = Prompter.of(tokenizer, config)
+        method = METHODS[run["method"]]
+        trainer = method(run, config["seed"], start, tokenizer, problems, out_dir, prompter, source, teacher_dir)
         trainer.add_callback(CheckpointMarker(out_dir))
         trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
         history = trainer.state.log_history

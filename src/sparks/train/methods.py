@@ -16,7 +16,7 @@ import torch
 from datasets import Dataset
 
 from sparks import registry
-from sparks.data.formats import format_completion, format_prompt
+from sparks.data.prompting import Prompter
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +53,24 @@ def _sft_trainer(run, seed, start: Path, tokenizer, examples: Dataset, out_dir: 
     return SFTTrainer(model=str(start), args=args, train_dataset=examples, processing_class=tokenizer)
 
 
-def _prompt_completion(problems: pl.DataFrame, think: bool) -> Dataset:
-    return Dataset.from_dict(
-        {
-            "prompt": [format_prompt(q, think) for q in problems["question"]],
-            "completion": [format_completion(t, a, think) for t, a in zip(problems["trace"], problems["answer"])],
-        }
-    )
+def _prompt_completion(problems: pl.DataFrame, think: bool, prompter: Prompter) -> Dataset:
+    prompts = [prompter.prompt(q, think) for q in problems["question"]]
+    completions = [
+        prompter.completion(p, t, a, r, think)
+        for p, t, a, r in zip(prompts, problems["trace"], problems["answer"], problems["reply"])
+    ]
+    return Dataset.from_dict({"prompt": prompts, "completion": completions})
 
 
-def sft(run, seed, start, tokenizer, problems, out_dir, teacher_dir=None):
+def sft(run, seed, start, tokenizer, problems, out_dir, prompter, source, teacher_dir=None):
     """Supervised fine-tuning on the task's reference traces (or answers, think off)."""
-    return _sft_trainer(run, seed, start, tokenizer, _prompt_completion(problems, run["think"]), out_dir)
+    return _sft_trainer(run, seed, start, tokenizer, _prompt_completion(problems, run["think"], prompter), out_dir)
 
 
-def distill(run, seed, start, tokenizer, problems, out_dir, teacher_dir=None):
-    """SFT on traces sampled from the teacher for the training problems."""
-    from sparks.data.answers import is_correct
+def distill(run, seed, start, tokenizer, problems, out_dir, prompter, source, teacher_dir=None):
+    """SFT on traces sampled from the teacher (prompted with its own chat template) for the
+    training problems, kept when the task's checker finds their answer right."""
+    from sparks.data.answers import answer_checker
     from sparks.generate import generate
     from sparks.model.load import load_checkpoint
 
@@ -80,28 +81,43 @@ def distill(run, seed, start, tokenizer, problems, out_dir, teacher_dir=None):
             "this distill run uses the experiment's teacher: pass --teacher <folder from prepare-model --role teacher>"
         )
     teacher, teacher_tok = load_checkpoint(teacher_ref)
-    prompts = [format_prompt(q, run["think"]) for q in problems["question"]] * settings["samples_per_problem"]
+    asks = Prompter(teacher_tok, prompter.settings)
+    questions = list(problems["question"]) * settings["samples_per_problem"]
     answers = list(problems["answer"]) * settings["samples_per_problem"]
+    teacher_prompts = [asks.prompt(q, run["think"]) for q in questions]
     samples = generate(
         teacher,
         teacher_tok,
-        prompts,
+        teacher_prompts,
         settings["max_new_tokens"],
         temperature=settings["temperature"],
         seed=seed + run["seed"],
         progress=True,
     )
-    correct = [is_correct(s, a) for s, a in zip(samples, answers)]
+    check = answer_checker(source).is_correct  # the task's own checker (math-verify for hub sets)
+    correct = [check(s, a) for s, a in zip(samples, answers)]
     log.info("teacher traces: %d sampled, %.1f %% correct", len(samples), 100 * sum(correct) / len(samples))
-    keep = [i for i, ok in enumerate(correct) if ok or not settings["only_correct"]]
-    if not keep:
+    prompts, completions = [], []
+    for question, answer, teacher_prompt, sample, ok in zip(questions, answers, teacher_prompts, samples, correct):
+        if not ok and settings["only_correct"]:
+            continue
+        prompt = prompter.prompt(question, run["think"])
+        if not (asks.templated or prompter.templated):  # one plain format: the sample is the target
+            prompts.append(prompt)
+            completions.append(sample)
+            continue
+        parts = asks.split_sample(teacher_prompt, sample) if run["think"] else ("", sample.strip())
+        if parts is not None:  # re-written in the student's own format
+            prompts.append(prompt)
+            completions.append(prompter.completion(prompt, parts[0], answer, parts[1], run["think"]))
+    if not prompts:
         raise ValueError("no teacher trace was correct; set distill.only_correct: false or use a stronger teacher")
-    examples = Dataset.from_dict({"prompt": [prompts[i] for i in keep], "completion": [samples[i] for i in keep]})
+    examples = Dataset.from_dict({"prompt": prompts, "completion": completions})
     del teacher
     return _sft_trainer(run, seed, start, tokenizer, examples, out_dir)
 
 
-def grpo(run, seed, start, tokenizer, problems, out_dir, teacher_dir=None):
+def grpo(run, seed, start, tokenizer, problems, out_dir, prompter, source, teacher_dir=None):
     """GRPO with the run's weighted rewards (correctness and format by default)."""
     from trl import GRPOConfig, GRPOTrainer
 
@@ -111,9 +127,10 @@ def grpo(run, seed, start, tokenizer, problems, out_dir, teacher_dir=None):
     funcs, weights = weighted_rewards(settings["rewards"])
     dataset = Dataset.from_dict(
         {
-            "prompt": [format_prompt(q, run["think"]) for q in problems["question"]],
+            "prompt": [prompter.prompt(q, run["think"]) for q in problems["question"]],
             "answer": list(problems["answer"]),
             "think": [run["think"]] * len(problems),
+            "source": [source] * len(problems),  # which answer checker the rewards use
         }
     )
     args = GRPOConfig(

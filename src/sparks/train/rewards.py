@@ -6,20 +6,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sparks import registry
-from sparks.data.answers import extract_answer, has_think_format, is_correct
+from sparks.data.answers import answer_checker
 
 
-def correctness(completions: list[str], answer: list[str], **_: object) -> list[float]:
-    """1 when the extracted answer equals the reference, else 0."""
-    return [float(is_correct(c, a)) for c, a in zip(completions, answer)]
+def correctness(completions: list[str], answer: list[str], source: list[str], **_: object) -> list[float]:
+    """1 when the completion's answer equals the reference under its task's checker
+    (:func:`sparks.data.answers.answer_checker`: exact numbers, or math-verify for hub sets), else 0."""
+    return [float(answer_checker(s).is_correct(c, a)) for c, a, s in zip(completions, answer, source)]
 
 
-def think_format(completions: list[str], think: list[bool], **_: object) -> list[float]:
-    """1 for a well-formed reply: ``<think>trace</think>answer`` when thinking, a bare answer when not."""
-    return [
-        float(has_think_format(c) if t else (extract_answer(c) is not None and c.strip() == extract_answer(c)))
-        for c, t in zip(completions, think)
-    ]
+def think_format(completions: list[str], think: list[bool], source: list[str], **_: object) -> list[float]:
+    """1 for a well-formed reply in its task's format: thinking, a closed trace and then an answer
+    (a bare number for synthetic tasks, anything math-verify reads for hub sets); not thinking, an
+    answer without a trace."""
+    return [float(answer_checker(s).well_formed(c, t)) for c, t, s in zip(completions, think, source)]
 
 
 REWARDS: dict[str, Callable[..., list[float]]] = registry.implement(
