@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -26,6 +27,7 @@ from sparks.data.tasks import task_pairs
 from sparks.model.load import load_model, load_tokenizer
 from sparks.tables import read_table, with_provenance, write_table
 
+FIXTURES = Path(__file__).parent / "fixtures"
 TASK = {"source": "synthetic", "difficulties": {"easy": 1, "medium": 2}, "n_pairs": 24}
 
 
@@ -202,13 +204,59 @@ def test_top_edges_mask():
     assert keep.sum() == 2 and keep[0, 0] and keep[1, -1] and not keep[1, 0]
 
 
-def test_pair_batches_group_by_length(pairs, tokenizer):
+def test_pair_batches_fill_whole_batches_by_length_and_pad_the_rest(pairs, tokenizer):
     batches = pair_batches(pairs, tokenizer, batch_size=5)
-    assert sum(len(b) for b in batches) == pairs.height
+    assert sorted(torch.cat([b.rows for b in batches]).tolist()) == list(range(pairs.height))
+    lengths = pairs["n_tokens"].to_list()
     for batch in batches:
         assert batch.clean_ids.shape == batch.corrupt_ids.shape and len(batch) <= 5
         assert (batch.clean_answer != batch.corrupt_answer).all()
-    assert len({b.clean_ids.shape[1] for b in batches}) == pairs["n_tokens"].n_unique()
+        own = [lengths[r] for r in batch.rows.tolist()]
+        if batch.mask is None:  # one length: no padding
+            assert len(set(own)) == 1
+        else:  # left padding: the answer position stays the last one
+            assert batch.mask.sum(1).tolist() == own and batch.mask[:, -1].all()
+            assert (batch.clean_ids[batch.mask == 0] == tokenizer.pad_token_id).all()
+    rest = sum(n % 5 for n in pairs["n_tokens"].value_counts()["count"])  # each length's partial batch
+    assert sum(b.mask is not None for b in batches) <= -(-rest // 5)
+
+
+def test_padded_batches_of_real_gsm8k_pairs_score_as_each_pair_alone(qwen25_tokenizer, tmp_path):
+    """Hub pairs differ in length: a batch of 4 GSM8K pairs runs as one padded forward, and its
+    edge, head and per-pair scores and faithfulness curve equal those of each pair run alone."""
+    from sparks.data.hub import load_hub_problems
+    from sparks.data.prompting import Prompter, PromptSettings
+    from sparks.model.tiny import TinyShape, build_tiny_qwen2
+
+    for name in ("train.jsonl", "test.jsonl"):
+        shutil.copy(FIXTURES / "gsm8k" / name, tmp_path / name)
+    problems = load_hub_problems("gsm8k", str(tmp_path), None, n_train=12, n_eval=1)
+    prompter = Prompter(qwen25_tokenizer, PromptSettings.defaults(system=None))
+    task = {"source": "gsm8k", "n_pairs": 4}
+    gsm8k = task_pairs(problems, task, 0, qwen25_tokenizer, prompter).filter(~pl.col("think"))
+    assert gsm8k["n_tokens"].n_unique() == 4
+    torch.manual_seed(0)
+    model = build_tiny_qwen2(
+        TinyShape.defaults(hidden_size=32, n_layers=2, n_heads=4, n_kv_heads=2, intermediate_size=64), qwen25_tokenizer
+    )
+    with torch.no_grad():  # weights far from init: a random model near init barely tells the pairs apart
+        for weight in model.parameters():
+            if weight.dim() == 2:
+                weight.normal_(0, 0.5)
+    model.eval()
+    padded, alone = pair_batches(gsm8k, qwen25_tokenizer, 4), pair_batches(gsm8k, qwen25_tokenizer, 1)
+    assert len(padded) == 1 and padded[0].mask is not None and all(b.mask is None for b in alone)
+    kl = METRICS["kl"]
+    together, apart = eap_ig(model, padded, kl, ig_steps=3), eap_ig(model, alone, kl, ig_steps=3)
+    by_pair = padded[0].rows.argsort(), torch.cat([b.rows for b in alone]).argsort()  # pair_edges come in batch order
+    assert torch.allclose(together.heads, apart.heads, atol=1e-6, rtol=1e-4)
+    assert torch.allclose(together.edges, apart.edges, atol=1e-6, rtol=1e-4)
+    assert torch.allclose(together.pair_edges[by_pair[0]], apart.pair_edges[by_pair[1]], atol=1e-6, rtol=1e-4)
+    assert together.edges.abs().sum() > 0
+    curve = faithfulness_curve(model, padded, together.edges, kl, (0.1, 0.5))
+    reference = faithfulness_curve(model, alone, together.edges, kl, (0.1, 0.5))
+    assert curve["metric_corrupt"][0] > 1e-3  # the pairs do differ, so the curve is not float noise
+    assert np.allclose(curve["faithfulness"], reference["faithfulness"], atol=1e-4)
 
 
 def test_pair_of_unequal_length_is_refused(pairs, tokenizer):

@@ -1,6 +1,7 @@
 """EAP-IG edge and head scores with nnsight on a Hugging Face decoder (Qwen2, Llama family).
 
-For a batch of clean/corrupted pairs of equal length, with m integration steps:
+For a batch of clean/corrupted pairs (each pair of one length; rows left-padded to the batch's
+width when lengths differ, where both runs are identical and score nothing), with m integration steps:
 
     score(u -> v) = sum_{pos} (z_u(corrupt) - z_u(clean)) . (1/m) sum_{k=1..m} dL/dx_v(alpha_k)
 
@@ -98,7 +99,9 @@ class EapIg:
         batch = batch.to(self.device)
         b = len(batch)
         with folded_lm_head(self.model):
-            delta = self._corrupted_run(batch.corrupt_ids)  # corrupted outputs, minus the clean ones once known
+            delta = self._corrupted_run(
+                batch.corrupt_ids, batch.model_inputs()
+            )  # corrupted outputs, minus the clean ones once known
             e_clean = self.model.model.embed_tokens(batch.clean_ids)  # [b, s, d]
             e_corrupt = delta.pop("embed")
             delta["embed"] = e_corrupt.float() - e_clean.detach().float()
@@ -110,7 +113,8 @@ class EapIg:
                 a = alphas[start : start + chunk]  # [c]
                 embeds = e_corrupt[None] + a[:, None, None, None] * (e_clean - e_corrupt)[None]  # [c, b, s, d]
                 embeds = embeds.reshape(-1, *e_clean.shape[1:]).requires_grad_(True)
-                logits = self._ig_pass(batch.clean_ids.repeat(len(a), 1), embeds, b, sums, delta if start == 0 else None)
+                ids = batch.clean_ids.repeat(len(a), 1)
+                logits = self._ig_pass(ids, batch.model_inputs(len(a)), embeds, b, sums, delta if start == 0 else None)
                 if targets is None:  # the first rows are alpha = 1, the clean run
                     targets = Targets(logits[:b].detach(), batch.clean_answer, batch.corrupt_answer)
                 torch.autograd.backward(self.metric(logits, targets.repeat(len(a))).sum())
@@ -119,9 +123,9 @@ class EapIg:
                 self._hooks.clear()
         return self._scores(b, delta, sums)
 
-    def _corrupted_run(self, ids: torch.Tensor) -> dict:
+    def _corrupted_run(self, ids: torch.Tensor, padding: dict) -> dict:
         saved: dict = {}
-        with self.traced.trace(ids, use_cache=False, logits_to_keep=1):
+        with self.traced.trace(ids, use_cache=False, logits_to_keep=1, **padding):
             saved["embed"] = self.traced.model.embed_tokens.output
             for layer in range(self.graph.n_layers):
                 block = self.traced.model.layers[layer]
@@ -130,8 +134,11 @@ class EapIg:
                     saved["mlp", layer] = block.mlp.output
         return saved
 
-    def _ig_pass(self, ids: torch.Tensor, embeds: torch.Tensor, b: int, sums: dict, delta: dict | None) -> torch.Tensor:
-        """Forward of c stacked interpolations ([c*b, s] rows) with hooks that add their gradients into
+    def _ig_pass(
+        self, ids: torch.Tensor, padding: dict, embeds: torch.Tensor, b: int, sums: dict, delta: dict | None
+    ) -> torch.Tensor:
+        """Forward of c stacked interpolations ([c*b, s] rows; ``padding`` their attention mask and
+        position ids, if any) with hooks that add their gradients into
         ``sums`` during the backward; returns the last-position logits [c*b, vocab]. Given ``delta``
         (on the first pass, whose first b rows are the clean run), its corrupted outputs become
         corrupted minus clean."""
@@ -155,7 +162,7 @@ class EapIg:
         def through_norm(key, x, norm):  # reader gradient at the residual, through an RMSNorm
             return lambda grad: add(key, rms_norm_vjp(x.detach(), norm.weight, norm.variance_epsilon, grad))
 
-        with self.traced.trace(ids, use_cache=False, logits_to_keep=1):
+        with self.traced.trace(ids, use_cache=False, logits_to_keep=1, **padding):
             self.traced.model.embed_tokens.output = embeds
             for layer in range(self.graph.n_layers):  # in the order the forward reaches them
                 block = self.traced.model.layers[layer]

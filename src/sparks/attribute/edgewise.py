@@ -35,8 +35,11 @@ def run_edgewise(
     keep: torch.Tensor | None = None,
     corrupt_outputs: torch.Tensor | None = None,
     record_inputs: bool = True,
+    mask: torch.Tensor | None = None,
 ) -> EdgewiseRun:
-    """Run ``model`` from input embeddings ``embeds`` [batch, pos, d] (no padding, causal).
+    """Run ``model`` from input embeddings ``embeds`` [batch, pos, d] (causal; ``mask`` [batch, pos]
+    marks real tokens when rows are left-padded: keys on padding are masked, positions count from
+    each row's first real token, and a padding query attends to itself alone).
 
     ``keep`` is one mask [U, R] or a stack [K, U, R] (then ``embeds`` holds K copies of the
     batch whose corrupted outputs are ``corrupt_outputs`` [batch / K, pos, U, d]). Without
@@ -56,7 +59,13 @@ def run_edgewise(
     n_rep = g.n_heads // g.n_kv_heads
     dh = head_dim(cfg)
     b, s, d = embeds.shape
-    position_ids = torch.arange(s, device=embeds.device)[None].expand(b, s)
+    causal = torch.ones(s, s, dtype=torch.bool, device=embeds.device).tril()
+    if mask is None:
+        position_ids = torch.arange(s, device=embeds.device)[None].expand(b, s)
+        attend = None
+    else:
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        attend = (causal & mask.bool()[:, None, None, :]) | torch.eye(s, dtype=torch.bool, device=embeds.device)  # [b, 1, s, s]
     cos, sin = model.model.rotary_emb(embeds, position_ids)  # [b, s, dh] each
 
     outputs: list[torch.Tensor] = []  # each [b, s, d] (unpatched runs)
@@ -114,7 +123,9 @@ def run_edgewise(
         v = project(xv, attn.v_proj, g.n_kv_heads)  # [b, KV, s, dh]
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)  # [b, H, s, dh]
-        heads = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=attn.scaling).transpose(1, 2)  # [b, s, H, dh]
+        heads = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, is_causal=attend is None, scale=attn.scaling).transpose(
+            1, 2
+        )  # [b, s, H, dh]
         w_o = attn.o_proj.weight.view(-1, g.n_heads, dh)  # [d, H, dh]
         emit(torch.einsum("bshe,dhe->bshd", heads, w_o))  # each head's output [b, s, H, d]
 

@@ -66,8 +66,9 @@ def faithfulness_curve(
     for batch in bar:
         batch = batch.to(device)
         clean_embeds = embed(batch.clean_ids)  # [b, s, d]
-        corrupt = run_edgewise(model, embed(batch.corrupt_ids), record_inputs=False)
-        clean_logits = model(inputs_embeds=clean_embeds, use_cache=False, logits_to_keep=1).logits[:, -1]  # [b, vocab]
+        corrupt = run_edgewise(model, embed(batch.corrupt_ids), record_inputs=False, mask=batch.mask)
+        padding = batch.model_inputs()
+        clean_logits = model(inputs_embeds=clean_embeds, use_cache=False, logits_to_keep=1, **padding).logits[:, -1]  # [b, vocab]
         targets = Targets(clean_logits, batch.clean_answer, batch.corrupt_answer)
         model_total += metric(clean_logits, targets).sum().item()
         corrupt_total += metric(corrupt.logits, targets).sum().item()
@@ -77,7 +78,8 @@ def faithfulness_curve(
         for start in range(0, len(inner), step):
             chunk = masks[start : start + step]  # [k, U, R]
             repeated = clean_embeds.repeat(len(chunk), 1, 1)  # [k*b, s, d]
-            patched = run_edgewise(model, repeated, chunk, corrupt.outputs, record_inputs=False)
+            mask = None if batch.mask is None else batch.mask.repeat(len(chunk), 1)
+            patched = run_edgewise(model, repeated, chunk, corrupt.outputs, record_inputs=False, mask=mask)
             values = metric(patched.logits, targets.repeat(len(chunk))).view(len(chunk), b).sum(1)  # [k]
             for offset, value in enumerate(values.tolist()):
                 totals[inner[start + offset]] += value
