@@ -70,13 +70,22 @@ def run_task_of(wildcards):
 
 
 def run_inputs(wildcards):
-    """A run's inputs: base model and task problems, plus the teacher for distillation."""
+    """A run's inputs: base model and task problems, plus the teacher's samples for distillation."""
     run = config["runs"][wildcards.run]
     inputs = {
         "base": layout.model("base", EXP),
         "problems": layout.problems(run["task"], EXP),
     }
-    if run["method"] == "distill" and run["distill"]["teacher"] == "teacher":
+    if run["method"] == "distill":
+        inputs["teacher_traces"] = layout.teacher_traces(wildcards.run, EXP)
+    return inputs
+
+
+def teacher_inputs(wildcards):
+    """A distill run's teacher sampling: its problems, and the experiment's teacher if it uses it."""
+    run = config["runs"][wildcards.run]
+    inputs = {"problems": layout.problems(run["task"], EXP)}
+    if run["distill"]["teacher"] == "teacher":
         inputs["teacher"] = layout.model("teacher", EXP)
     return inputs
 

@@ -24,7 +24,7 @@ import yaml
 from conftest import ENV, REPO
 from slurm_cluster import PACKAGES, LocalSlurm, missing_binaries
 
-GPU_RULES = {"prepare_model", "train", "attribute", "attribute_think", "evaluate", "intervene"}
+GPU_RULES = {"prepare_model", "teacher_traces", "train", "attribute", "attribute_think", "evaluate", "intervene"}
 
 
 def scaled_down(config: dict) -> dict:

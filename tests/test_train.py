@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
+import polars as pl
 import pytest
 
 from sparks.config import check_config
 from sparks.manifest import read_manifest
 from sparks.prepare import prepare_data
 from sparks.tables import read_table
+from sparks.data.answers import is_correct
 from sparks.train import train_run
+from sparks.train.teacher import sample_teacher_traces
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +39,12 @@ def problems(tmp_path_factory, small_config, tiny_model_dir):
 
 
 def train(config, run, base, problems, out, teacher=None):
-    """train_run into the run folder ``out`` (manifest and log where the layout puts them)."""
-    return train_run(config, run, base, problems, out / "checkpoints.json", out / "train_log.parquet", teacher)
+    """train_run into the run folder ``out`` (manifest and log where the layout puts them); a
+    distill run first samples ``teacher`` into its teacher_traces table, as the DAG does."""
+    traces = None
+    if teacher is not None and config["runs"][run]["method"] == "distill":
+        traces = sample_teacher_traces(config, run, problems, teacher, out.parent / f"{out.name}_traces.parquet")
+    return train_run(config, run, base, problems, out / "checkpoints.json", out / "train_log.parquet", traces)
 
 
 @pytest.mark.parametrize("run", ["sft", "grpo", "distill"])
@@ -71,8 +79,40 @@ def test_rerun_replaces_stale_checkpoints(small_config, problems, tiny_model_dir
 
 
 def test_distill_without_teacher_explains(small_config, problems, tiny_model_dir, tmp_path):
-    with pytest.raises(ValueError, match="pass --teacher"):
+    with pytest.raises(ValueError, match="pass --teacher-traces"):
         train(small_config, "distill", tiny_model_dir, problems, tmp_path / "d")
+    with pytest.raises(ValueError, match="pass --teacher <folder from prepare-model"):
+        sample_teacher_traces(small_config, "distill", problems, None, tmp_path / "t.parquet")
+    with pytest.raises(KeyError, match=r"run 'sft' is not a distill run .* \(distill runs: distill\)"):
+        sample_teacher_traces(small_config, "sft", problems, tiny_model_dir, tmp_path / "t.parquet")
+
+
+def test_teacher_traces_record_the_samples_and_settings_and_distill_never_resamples(
+    small_config, problems, tiny_model_dir, tmp_path
+):
+    """The teacher_traces table holds every sample with its check and the sampling settings; a
+    distill run reads it and never loads the teacher (here: the teacher folder is gone by then)."""
+    import shutil
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_model_dir, teacher)
+    out = sample_teacher_traces(small_config, "distill", problems, teacher, tmp_path / "traces.parquet")
+    traces = read_table(out, "teacher_traces")
+    settings = small_config["runs"]["distill"]["distill"]
+    n_problems = read_table(problems, "problems").filter(pl.col("split") == "train").height
+    assert traces.height == n_problems * settings["samples_per_problem"]
+    assert traces["teacher"].unique().to_list() == [str(teacher)] and traces["prompt_form"].unique().to_list() == ["plain"]
+    assert traces["temperature"].unique().to_list() == [settings["temperature"]]
+    assert traces["correct"].to_list() == [is_correct(c, a) for c, a in zip(traces["completion"], traces["answer"])]
+    shutil.rmtree(teacher)
+    config = copy.deepcopy(small_config)
+    config["runs"]["distill"]["distill"]["only_correct"] = False  # a random teacher is never right
+    manifest = read_manifest(
+        train_run(
+            config, "distill", tiny_model_dir, problems, tmp_path / "d" / "checkpoints.json", tmp_path / "d" / "log.parquet", out
+        )
+    )
+    assert manifest.steps == (0, 2, 4)
 
 
 def test_unknown_run_lists_runs(small_config, problems, tiny_model_dir, tmp_path):

@@ -57,7 +57,7 @@ def test_one_head_table_plans_only_its_run(workdir):
 
 def test_distill_target_plans_the_teacher(workdir):
     result = snakemake(workdir, "-n", "results/embedded/runs/distill/checkpoints.json")
-    assert job_counts(result.stdout) == {"prepare_model": 2, "prepare_data": 1, "train": 1}
+    assert job_counts(result.stdout) == {"prepare_model": 2, "prepare_data": 1, "teacher_traces": 1, "train": 1}
 
 
 def test_bad_config_stops_before_any_job(workdir):

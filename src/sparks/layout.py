@@ -40,6 +40,11 @@ def manifest(run: str = "{run}", exp: str = "{exp}") -> str:
     return f"{experiment(exp)}/runs/{run}/checkpoints.json"
 
 
+def teacher_traces(run: str = "{run}", exp: str = "{exp}") -> str:
+    """A distill run's teacher samples (one table per run: the sampling settings are the run's)."""
+    return f"{experiment(exp)}/teacher_traces/{run}.parquet"
+
+
 def train_log(run: str = "{run}", exp: str = "{exp}") -> str:
     return f"{experiment(exp)}/runs/{run}/train_log.parquet"
 

@@ -76,6 +76,25 @@ SCHEMAS: dict[str, pl.Schema] = {
             "accuracy": pl.Float64,
         }
     ),
+    "teacher_traces": pl.Schema(
+        {
+            # one row per teacher sample of a distill run's training problems (provenance run: the distill run)
+            "problem_id": pl.Int64,
+            "sample": pl.Int64,  # 0 .. samples_per_problem - 1
+            "question": pl.String,
+            "answer": pl.String,  # the reference
+            "prompt": pl.String,  # what the teacher was given (its own chat template when it has one)
+            "completion": pl.String,  # what it wrote
+            "trace": pl.String,  # the completion's reasoning (null: no closed trace)
+            "reply": pl.String,  # what follows the trace
+            "correct": pl.Boolean,  # by the task's checker; only_correct keeps these
+            "teacher": pl.String,  # the teacher's folder or hub id
+            "prompt_form": pl.String,  # chat_template | plain
+            "think": pl.Boolean,
+            "temperature": pl.Float64,
+            "max_new_tokens": pl.Int64,
+        }
+    ),
     "train_log": pl.Schema(
         {
             # provenance "step" is the trainer's global step of each log entry
@@ -318,6 +337,7 @@ SCHEMAS: dict[str, pl.Schema] = {
 }
 
 KEYS: dict[str, tuple[str, ...]] = {
+    "teacher_traces": ("experiment", "run", "problem_id", "sample"),
     "problems": ("experiment", "task", "problem_id"),
     "pairs": ("experiment", "task", "difficulty", "think", "pair_id"),
     "accuracy": ("experiment", "run", "step", "task", "difficulty", "think"),

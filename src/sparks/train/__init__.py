@@ -17,6 +17,28 @@ from sparks.config import config_hash
 log = logging.getLogger(__name__)
 
 
+def training_problems(config: dict[str, Any], run_name: str, problems_path: Path):
+    """The training problems of run ``run_name``: the task's train split, in the run's difficulties."""
+    import polars as pl
+
+    from sparks.tables import read_table
+
+    run = config["runs"][run_name]
+    problems = read_table(problems_path, "problems").filter(pl.col("split") == "train")
+    if problems.is_empty():
+        from sparks.data.hub import EVAL_ONLY
+
+        task = config["tasks"][run["task"]]
+        raise ValueError(
+            f"runs.{run_name}.task {run['task']!r} has no training problems (source {task['source']!r}"
+            f"{' is an evaluation set' if task['source'] in EVAL_ONLY else ''}); "
+            "train on a task with a train split (synthetic, gsm8k, openr1)"
+        )
+    if run["difficulties"] is not None:
+        problems = problems.filter(pl.col("difficulty").is_in(run["difficulties"]))
+    return problems
+
+
 def train_run(
     config: dict[str, Any],
     run_name: str,
@@ -24,15 +46,16 @@ def train_run(
     problems_path: Path,
     manifest_path: Path,
     train_log_path: Path,
-    teacher_dir: Path | None = None,
+    teacher_traces: Path | None = None,
 ) -> Path:
-    """Run ``runs.{run_name}`` of ``config`` from the model in ``base_dir`` on the task's problems;
-    checkpoints go beside ``manifest_path``, which is written last. Returns the manifest path."""
+    """Run ``runs.{run_name}`` of ``config`` from the model in ``base_dir`` on the task's problems
+    (a distill run on the ``teacher_traces`` table of ``sparks teacher-traces``); checkpoints go
+    beside ``manifest_path``, which is written last. Returns the manifest path."""
     import polars as pl
 
     from sparks.manifest import write_manifest
     from sparks.model.load import load_checkpoint, model_hash
-    from sparks.tables import read_table, with_provenance, write_table
+    from sparks.tables import file_hash, with_provenance, write_table
     from sparks.train.history import log_history_frame
     from sparks.train.methods import METHODS
     from sparks.train.resume import (
@@ -55,7 +78,7 @@ def train_run(
         "run": run_name,
         "settings": config_hash({"seed": config["seed"], "run": run}),
         "base": model_hash(base_dir),
-        "teacher": None if teacher_dir is None else model_hash(teacher_dir),
+        "teacher": None if teacher_traces is None else file_hash([Path(teacher_traces)]),
     }
     resume = start_or_resume(out_dir, identity, run["max_steps"])
 
@@ -66,18 +89,7 @@ def train_run(
         tokenizer.save_pretrained(start)
         mark_complete(start)
 
-    problems = read_table(problems_path, "problems").filter(pl.col("split") == "train")
-    if problems.is_empty():
-        from sparks.data.hub import EVAL_ONLY
-
-        task = config["tasks"][run["task"]]
-        raise ValueError(
-            f"runs.{run_name}.task {run['task']!r} has no training problems (source {task['source']!r}"
-            f"{' is an evaluation set' if task['source'] in EVAL_ONLY else ''}); "
-            "train on a task with a train split (synthetic, gsm8k, openr1)"
-        )
-    if run["difficulties"] is not None:
-        problems = problems.filter(pl.col("difficulty").is_in(run["difficulties"]))
+    problems = training_problems(config, run_name, problems_path)
     history = finished_history(resume, run["max_steps"])
     if history is None:
         from sparks.data.prompting import Prompter
@@ -85,7 +97,7 @@ def train_run(
         source = config["tasks"][run["task"]]["source"]
         prompter = Prompter.of(tokenizer, config)
         method = METHODS[run["method"]]
-        trainer = method(run, config["seed"], start, tokenizer, problems, out_dir, prompter, source, teacher_dir)
+        trainer = method(run, config["seed"], start, tokenizer, problems, out_dir, prompter, source, teacher_traces)
         trainer.add_callback(CheckpointMarker(out_dir))
         trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
         history = trainer.state.log_history

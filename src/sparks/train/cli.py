@@ -1,4 +1,4 @@
-"""``sparks train``."""
+"""``sparks train`` and ``sparks teacher-traces``."""
 
 from __future__ import annotations
 
@@ -14,15 +14,27 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run", required=True, help="run name under runs: in the config")
     p.add_argument("--base", type=Path, required=True, help="model folder from prepare-model")
     p.add_argument("--problems", type=Path, required=True, help="the run's task problems table (prepare-data)")
-    p.add_argument(
-        "--teacher", type=Path, default=None, help="teacher model folder (distill runs that use the experiment's teacher)"
-    )
+    p.add_argument("--teacher-traces", type=Path, default=None, help="distill runs: the teacher_traces table to learn from")
     p.add_argument("--manifest", type=Path, required=True, help="output: checkpoints.json (checkpoints are saved beside it)")
     p.add_argument("--train-log", type=Path, required=True, help="output: the trainer's log history (Parquet)")
     p.set_defaults(func=main)
+
+    t = subparsers.add_parser("teacher-traces", help="sample a distill run's teacher on its training problems (cached)")
+    add_common(t)
+    t.add_argument("--run", required=True, help="distill run name under runs: in the config")
+    t.add_argument("--problems", type=Path, required=True, help="the run's task problems table (prepare-data)")
+    t.add_argument("--teacher", type=Path, default=None, help="teacher model folder (runs that use the experiment's teacher)")
+    t.add_argument("--out", type=Path, required=True, help="output: the teacher_traces table (Parquet)")
+    t.set_defaults(func=teacher_main)
 
 
 def main(args: argparse.Namespace) -> None:
     from sparks.train import train_run
 
-    train_run(read_common(args), args.run, args.base, args.problems, args.manifest, args.train_log, args.teacher)
+    train_run(read_common(args), args.run, args.base, args.problems, args.manifest, args.train_log, args.teacher_traces)
+
+
+def teacher_main(args: argparse.Namespace) -> None:
+    from sparks.train.teacher import sample_teacher_traces
+
+    sample_teacher_traces(read_common(args), args.run, args.problems, args.teacher, args.out)

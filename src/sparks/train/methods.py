@@ -1,6 +1,7 @@
 """One builder per post-training method; each returns a ready TRL trainer.
 
-SFT and distillation share one SFT path (distillation only swaps in teacher-sampled traces);
+SFT and distillation share one SFT path (distillation swaps in the teacher's sampled traces,
+which ``sparks teacher-traces`` wrote beforehand);
 GRPO scores sampled completions with the rewards named in the run's config.
 """
 
@@ -62,62 +63,46 @@ def _prompt_completion(problems: pl.DataFrame, think: bool, prompter: Prompter) 
     return Dataset.from_dict({"prompt": prompts, "completion": completions})
 
 
-def sft(run, seed, start, tokenizer, problems, out_dir, prompter, source, teacher_dir=None):
+def sft(run, seed, start, tokenizer, problems, out_dir, prompter, source, teacher_traces=None):
     """Supervised fine-tuning on the task's reference traces (or answers, think off)."""
     return _sft_trainer(run, seed, start, tokenizer, _prompt_completion(problems, run["think"], prompter), out_dir)
 
 
-def distill(run, seed, start, tokenizer, problems, out_dir, prompter, source, teacher_dir=None):
-    """SFT on traces sampled from the teacher (prompted with its own chat template) for the
-    training problems, kept when the task's checker finds their answer right."""
-    from sparks.data.answers import answer_checker
-    from sparks.generate import generate
-    from sparks.model.load import load_checkpoint
+def distill(run, seed, start, tokenizer, problems, out_dir, prompter, source, teacher_traces=None):
+    """SFT on the teacher's samples for the training problems (the teacher_traces table of
+    ``sparks teacher-traces``), kept when the task's checker found them right (``only_correct``),
+    re-written in the student's prompt format when the two formats differ."""
+    from sparks.tables import read_table
 
-    settings = run["distill"]
-    teacher_ref = teacher_dir if settings["teacher"] == "teacher" else settings["teacher"]
-    if teacher_ref is None:
+    if teacher_traces is None:
         raise ValueError(
-            "this distill run uses the experiment's teacher: pass --teacher <folder from prepare-model --role teacher>"
+            "a distill run trains on the teacher's samples: pass --teacher-traces <table from sparks teacher-traces>"
         )
-    teacher, teacher_tok = load_checkpoint(teacher_ref)
-    asks = Prompter(teacher_tok, prompter.settings)
-    questions = list(problems["question"]) * settings["samples_per_problem"]
-    answers = list(problems["answer"]) * settings["samples_per_problem"]
-    teacher_prompts = [asks.prompt(q, run["think"]) for q in questions]
-    samples = generate(
-        teacher,
-        teacher_tok,
-        teacher_prompts,
-        settings["max_new_tokens"],
-        temperature=settings["temperature"],
-        seed=seed + run["seed"],
-        progress=True,
-    )
-    check = answer_checker(source).is_correct  # the task's own checker (math-verify for hub sets)
-    correct = [check(s, a) for s, a in zip(samples, answers)]
-    log.info("teacher traces: %d sampled, %.1f %% correct", len(samples), 100 * sum(correct) / len(samples))
+    traces = read_table(teacher_traces, "teacher_traces")
+    if run["distill"]["only_correct"]:
+        traces = traces.filter(pl.col("correct"))
     prompts, completions = [], []
-    for question, answer, teacher_prompt, sample, ok in zip(questions, answers, teacher_prompts, samples, correct):
-        if not ok and settings["only_correct"]:
-            continue
-        prompt = prompter.prompt(question, run["think"])
-        if not (asks.templated or prompter.templated):  # one plain format: the sample is the target
-            prompts.append(prompt)
-            completions.append(sample)
-            continue
-        parts = asks.split_sample(teacher_prompt, sample) if run["think"] else ("", sample.strip())
-        if parts is not None:  # re-written in the student's own format
-            prompts.append(prompt)
-            completions.append(prompter.completion(prompt, parts[0], answer, parts[1], run["think"]))
+    for row in traces.iter_rows(named=True):
+        prompt = prompter.prompt(row["question"], run["think"])
+        if row["prompt_form"] == "plain" and not prompter.templated:  # one plain format: the sample is the target
+            completion = row["completion"]
+        elif row["trace"] is None and run["think"]:
+            continue  # no closed trace to learn from
+        else:
+            completion = prompter.completion(prompt, row["trace"] or "", row["answer"], row["reply"], run["think"])
+        prompts.append(prompt)
+        completions.append(completion)
     if not prompts:
-        raise ValueError("no teacher trace was correct; set distill.only_correct: false or use a stronger teacher")
+        raise ValueError(
+            f"no usable teacher sample in {teacher_traces} ({traces.height} kept of the table); "
+            "set distill.only_correct: false or use a stronger teacher"
+        )
+    log.info("distilling on %d teacher samples", len(prompts))
     examples = Dataset.from_dict({"prompt": prompts, "completion": completions})
-    del teacher
     return _sft_trainer(run, seed, start, tokenizer, examples, out_dir)
 
 
-def grpo(run, seed, start, tokenizer, problems, out_dir, prompter, source, teacher_dir=None):
+def grpo(run, seed, start, tokenizer, problems, out_dir, prompter, source, teacher_traces=None):
     """GRPO with the run's weighted rewards (correctness and format by default)."""
     from trl import GRPOConfig, GRPOTrainer
 
