@@ -8,6 +8,9 @@ from sparks.aggregate.think_modes import compare_steps
 from sparks.config import ConfigError, check_config
 from sparks.manifest import read_manifest
 from sparks.plot import figure_names
+from sparks.train.teacher import (
+    TRAINING_ONLY,
+)  # run keys that teacher sampling does not read
 
 if workflow.config_settings.config:
     raise WorkflowError(
@@ -35,6 +38,11 @@ wildcard_constraints:
     task="|".join(config["tasks"]),
     step=r"\d+",
     mode="on|off",
+
+
+PROMPT = json.dumps(
+    config["prompt"], sort_keys=True
+)  # params of every rule that prompts a model
 
 
 def settings(*keys, ignore=()):

@@ -18,6 +18,7 @@ checkpoint train:
     params:
         config=CONFIG_FILE,
         settings=settings("runs", "{run}"),
+        prompt=PROMPT,  # prompts are built from it: editing it re-runs the job
         inputs=flags,
     shell:
         "sparks train --config {params.config} --run {wildcards.run} {params.inputs} "
@@ -42,7 +43,8 @@ rule teacher_traces:
         gpu=1,
     params:
         config=CONFIG_FILE,
-        settings=settings("runs", "{run}"),
+        settings=settings("runs", "{run}", ignore=TRAINING_ONLY),
+        prompt=PROMPT,  # prompts are built from it: editing it re-runs the job
         inputs=flags,
     shell:
         "sparks teacher-traces --config {params.config} --run {wildcards.run} {params.inputs} "

@@ -232,7 +232,7 @@ def test_padded_batches_of_real_gsm8k_pairs_score_as_each_pair_alone(qwen25_toke
         shutil.copy(FIXTURES / "gsm8k" / name, tmp_path / name)
     problems = load_hub_problems("gsm8k", str(tmp_path), None, n_train=12, n_eval=1)
     prompter = Prompter(qwen25_tokenizer, PromptSettings.defaults(system=None))
-    task = {"source": "gsm8k", "n_pairs": 4}
+    task = {"source": "gsm8k", "n_pairs": 4, "max_pair_tokens": 1024}
     gsm8k = task_pairs(problems, task, 0, qwen25_tokenizer, prompter).filter(~pl.col("think"))
     assert gsm8k["n_tokens"].n_unique() == 4
     torch.manual_seed(0)

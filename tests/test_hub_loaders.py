@@ -119,7 +119,15 @@ def test_openr1_loader_keeps_eval_disjoint(openr1_dir):
 
 
 def test_hub_pairs_change_one_digit_and_keep_length(gsm8k_dir, tokenizer):
-    task = {"source": "gsm8k", "path": str(gsm8k_dir), "subset": None, "n_train": 8, "n_eval": 2, "n_pairs": 4}
+    task = {
+        "source": "gsm8k",
+        "path": str(gsm8k_dir),
+        "subset": None,
+        "n_train": 8,
+        "n_eval": 2,
+        "n_pairs": 4,
+        "max_pair_tokens": 1024,
+    }
     problems = load_hub_problems("gsm8k", task["path"], None, 8, 2)
     pairs = task_pairs(problems, task, 0, tokenizer, Prompter(tokenizer, PromptSettings.defaults()))
     assert pairs.height == 8  # 4 per think mode

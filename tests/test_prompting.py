@@ -118,7 +118,7 @@ def test_sft_targets_on_real_rows_are_templated_and_judged_right(gsm8k, qwen25_t
 
 def test_hub_pairs_on_real_rows_are_templated_equal_length_and_end_at_the_answer(gsm8k, qwen25_tokenizer):
     prompter = Prompter(qwen25_tokenizer, PromptSettings.defaults())
-    task = {"source": "gsm8k", "n_pairs": 12}
+    task = {"source": "gsm8k", "n_pairs": 12, "max_pair_tokens": 1024}
     pairs = task_pairs(gsm8k, task, 0, qwen25_tokenizer, prompter)
     assert pairs.filter(pl.col("think")).height == 12 and pairs.filter(~pl.col("think")).height == 12
     for row in pairs.iter_rows(named=True):
@@ -131,3 +131,57 @@ def test_hub_pairs_on_real_rows_are_templated_equal_length_and_end_at_the_answer
             assert reply.startswith("<think>\n") and len(reply) > len(EMPTY_TRACE + ANSWER_LEAD)
         else:
             assert reply == EMPTY_TRACE + ANSWER_LEAD
+
+
+def test_hub_pairs_longer_than_the_limit_are_skipped_and_counted(gsm8k, qwen25_tokenizer, caplog):
+    prompter = Prompter(qwen25_tokenizer, PromptSettings.defaults())
+    task = {"source": "gsm8k", "n_pairs": 4, "max_pair_tokens": 200}  # think-on pairs carry the trace
+    pairs = task_pairs(gsm8k, task, 0, qwen25_tokenizer, prompter)
+    assert pairs["n_tokens"].max() <= 200 and pairs.filter(~pl.col("think")).height == 4
+    assert "longer than tasks.<name>.max_pair_tokens = 200 tokens" in caplog.text
+
+
+def test_a_template_that_opens_the_trace_is_checked_with_it(qwen25_tokenizer):
+    """A reply cut off inside a trace the prompt opened has no answer, whatever numbers it holds."""
+    from sparks.train.rewards import correctness
+
+    tok = qwen25_tokenizer.__class__.from_pretrained(qwen25_tokenizer.name_or_path)
+    tok.chat_template = (
+        "{% for m in messages %}{{ m.content }}{% endfor %}{% if add_generation_prompt %}<|Assistant|><think>\n{% endif %}"
+    )
+    prompt = Prompter(tok, PromptSettings.defaults(system=None)).prompt("What is 2+3?", think=True)
+    cut_off = "2+3 is 5, so 5"
+    assert correctness([cut_off], ["5"], source=["gsm8k"], prompts=[prompt]) == [0.0]
+    assert correctness([cut_off + "\n</think>\n\n\\boxed{5}"], ["5"], source=["gsm8k"], prompts=[prompt]) == [1.0]
+    assert correctness([cut_off], ["5"], source=["gsm8k"]) == [1.0]  # without the prompt it looks like an answer
+
+
+def test_templated_distillation_rewrites_teacher_samples_in_the_students_format(qwen25_tokenizer):
+    """R1-Distill-style teacher (its template opens the trace) -> Qwen2.5 student (chat template)."""
+    from sparks.train.methods import distill_examples
+
+    rows = [  # trace, reply, correct: a good sample, a wrong one, one cut off, one with nothing after its trace
+        ("2+3=5", "\\boxed{5}", True),
+        ("2+3=6", "\\boxed{6}", False),
+        (None, None, False),
+        ("2+3=5", "", True),
+    ]
+    traces = pl.DataFrame(
+        {
+            "question": ["What is 2+3?"] * 4,
+            "answer": ["5"] * 4,
+            "completion": ["..."] * 4,
+            "trace": [r[0] for r in rows],
+            "reply": [r[1] for r in rows],
+            "correct": [r[2] for r in rows],
+            "prompt_form": ["chat_template"] * 4,
+        },
+        schema_overrides={"trace": pl.String, "reply": pl.String},
+    )
+    student = Prompter(qwen25_tokenizer, PromptSettings.defaults())
+    kept = distill_examples(traces, student, think=True, only_correct=True)
+    assert kept["completion"] == ["<think>\n2+3=5\n</think>\n\n\\boxed{5}"]
+    assert kept["prompt"][0].startswith("<|im_start|>system\n") and kept["prompt"][0].endswith("<|im_start|>assistant\n")
+    assert MATH.is_correct(kept["completion"][0], "5") and MATH.well_formed(kept["completion"][0], True)
+    every = distill_examples(traces, student, think=True, only_correct=False)
+    assert len(every) == 2  # the cut-off sample and the one without a reply are never targets

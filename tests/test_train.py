@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 
 from sparks.config import check_config
+from sparks.data.answers import is_correct
 from sparks.manifest import read_manifest
 from sparks.prepare import prepare_data
 from sparks.tables import read_table
-from sparks.data.answers import is_correct
 from sparks.train import train_run
 from sparks.train.teacher import sample_teacher_traces
 

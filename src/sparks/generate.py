@@ -31,8 +31,13 @@ def generate(
     model.eval()
     outputs: list[str] = []
     batches = range(0, len(prompts), batch_size)
+    # a chat template writes the BOS itself (R1-Distill's starts with it): do not add a second one
+    templated = bool(tokenizer.bos_token) and all(p.startswith(tokenizer.bos_token) for p in prompts)
+    stops = end_of_turn_ids(tokenizer)
     for start in tqdm(batches, desc="generate", disable=not progress):
-        batch = tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
+        batch = tokenizer(
+            list(prompts[start : start + batch_size]), return_tensors="pt", padding=True, add_special_tokens=not templated
+        )
         batch = {k: v.to(device) for k, v in batch.items()}
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator_seed)))
         sampled = temperature > 0
@@ -44,7 +49,7 @@ def generate(
             top_k=0 if sampled else None,
             top_p=1.0 if sampled else None,
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=stops,
         )  # [batch, prompt + new]
         new = ids[:, batch["input_ids"].shape[1] :]
         outputs += tokenizer.batch_decode(new, skip_special_tokens=True)
@@ -62,3 +67,16 @@ def greedy_accuracy(
     """Per-problem correctness of greedy completions."""
     completions = generate(model, tokenizer, prompts, max_new_tokens)
     return [is_correct(c, a) for c, a in zip(completions, answers)]
+
+
+def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Token ids that end a reply: eos, and the chat template's end-of-turn token when it is
+    another one (a Qwen2.5 base model's eos is ``<|endoftext|>``, its template ends turns with
+    ``<|im_end|>``)."""
+    ids = [tokenizer.eos_token_id]
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    for token in ("<|im_end|>", "<｜end▁of▁sentence｜>", "<|eot_id|>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token in template and isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id not in ids:
+            ids.append(token_id)
+    return ids

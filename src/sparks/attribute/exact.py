@@ -37,10 +37,11 @@ def head_patching_effects(model: PreTrainedModel, batches: list[PairBatch], metr
             layer.self_attn.o_proj.register_forward_pre_hook(lambda mod, args, i=i: corrupted.__setitem__(i, args[0]))
             for i, layer in enumerate(layers)
         ]
-        model(batch.corrupt_ids, use_cache=False)
+        padding = batch.model_inputs()
+        model(batch.corrupt_ids, use_cache=False, **padding)
         for handle in saves:
             handle.remove()
-        clean_logits = model(batch.clean_ids, use_cache=False).logits[:, -1]
+        clean_logits = model(batch.clean_ids, use_cache=False, **padding).logits[:, -1]
         targets = Targets(clean_logits, batch.clean_answer, batch.corrupt_answer)
         base = metric(clean_logits, targets)
         for layer in range(g.n_layers):
@@ -53,7 +54,7 @@ def head_patching_effects(model: PreTrainedModel, batches: list[PairBatch], metr
                     return (x,)
 
                 handle = layers[layer].self_attn.o_proj.register_forward_pre_hook(patch)
-                patched = model(batch.clean_ids, use_cache=False).logits[:, -1]
+                patched = model(batch.clean_ids, use_cache=False, **padding).logits[:, -1]
                 handle.remove()
                 effects[layer, head] += (metric(patched, targets) - base).sum().item()
         n += len(batch)
@@ -66,13 +67,13 @@ def reference_edge_scores(model: PreTrainedModel, batch: PairBatch, metric: Metr
     model.requires_grad_(False)
     embed = model.model.embed_tokens
     e_clean, e_corrupt = embed(batch.clean_ids), embed(batch.corrupt_ids)  # [b, s, d]
-    clean, corrupt = run_edgewise(model, e_clean), run_edgewise(model, e_corrupt)
+    clean, corrupt = run_edgewise(model, e_clean, mask=batch.mask), run_edgewise(model, e_corrupt, mask=batch.mask)
     delta = corrupt.outputs - clean.outputs  # [b, s, n_up, d]
     targets = Targets(clean.logits.detach(), batch.clean_answer, batch.corrupt_answer)
     grad_sum = torch.zeros(*delta.shape[:2], g.n_readers, delta.shape[-1])  # [b, s, n_readers, d]
     for k in range(1, ig_steps + 1):
         embeds = (e_corrupt + k / ig_steps * (e_clean - e_corrupt)).requires_grad_(True)
-        run = run_edgewise(model, embeds)
+        run = run_edgewise(model, embeds, mask=batch.mask)
         grads = torch.autograd.grad(metric(run.logits, targets).sum(), run.inputs)
         grad_sum += torch.cat(grads, dim=2)
     edges = torch.einsum("bsud,bsvd->uv", delta, grad_sum / ig_steps) * g.edge_mask

@@ -52,6 +52,8 @@ def resolve_dataset(path: str, revision: str | None = None) -> str:
 
 
 def _load(path: str, subset: str | None, split: str):
+    """One split of a dataset; a dataset with a single split under another name (AIME_2024's
+    hub copy has only ``train``, the evaluation suite's JSONL only ``test``) gives that one."""
     import datasets
 
     where = resolve_dataset(path)
@@ -59,8 +61,8 @@ def _load(path: str, subset: str | None, split: str):
         subset = None  # a plain folder of files (e.g. train.jsonl, test.jsonl) has no named configs
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
     try:
-        return datasets.load_dataset(where, subset, split=split)
-    except Exception as err:  # datasets raises many types here (offline, missing split, bad files)
+        splits = datasets.load_dataset(where, subset)
+    except Exception as err:  # datasets raises many types here (offline, missing files, bad configs)
         if not Path(path).exists():
             hint = (
                 "it is not in the local Hugging Face cache"
@@ -71,6 +73,11 @@ def _load(path: str, subset: str | None, split: str):
         else:
             hint = f"check that {path} holds the dataset's files (and a README with configs for several splits)"
         raise RuntimeError(f"could not load dataset {path!r} (subset {subset!r}, split {split!r}): {err}; {hint}") from err
+    if split in splits:
+        return splits[split]
+    if len(splits) == 1:
+        return next(iter(splits.values()))
+    raise RuntimeError(f"dataset {path!r} (subset {subset!r}) has no split {split!r}; its splits: {', '.join(splits)}")
 
 
 def _declares_configs(folder: Path) -> bool:
@@ -78,7 +85,7 @@ def _declares_configs(folder: Path) -> bool:
     return readme.is_file() and "configs:" in readme.read_text(errors="replace")
 
 
-def _gsm8k_row(record: dict) -> dict | None:
+def _gsm8k_row(record: dict, train: bool = True) -> dict | None:
     match = _GSM8K_ANSWER.search(record.get("answer") or "")
     if match is None:
         return None
@@ -87,9 +94,10 @@ def _gsm8k_row(record: dict) -> dict | None:
     return {"question": record["question"].strip(), "trace": trace, "reply": boxed_reply(answer), "answer": answer}
 
 
-def _openr1_row(record: dict) -> dict | None:
-    """The first R1 generation that math-verify judged correct, split at its ``</think>``; rows
-    with none are skipped (the human ``solution`` is not a reasoning trace)."""
+def _openr1_row(record: dict, train: bool = True) -> dict | None:
+    """The first R1 generation that math-verify judged correct, split at its ``</think>``. A
+    training row with none is skipped (the human ``solution`` is not a reasoning trace); an eval
+    row keeps its problem either way, so the eval set is not limited to what R1 solved."""
     answer = record.get("answer")
     if answer is None or not str(answer).strip():
         return None
@@ -103,10 +111,12 @@ def _openr1_row(record: dict) -> dict | None:
                 "reply": match["reply"].strip(),
                 "answer": str(answer).strip(),
             }
+    if not train:
+        return {"question": record["problem"].strip(), "trace": "", "reply": None, "answer": str(answer).strip()}
     return None
 
 
-def _eval_row(record: dict) -> dict | None:
+def _eval_row(record: dict, train: bool = False) -> dict | None:
     """AIME / AMC / MATH-500 rows: a problem and its answer (a worked solution when there is one);
     column names in any case (AIME_2024 on the hub capitalises them)."""
     record = {k.lower(): v for k, v in record.items()}
@@ -122,12 +132,13 @@ def _eval_row(record: dict) -> dict | None:
 @dataclass(frozen=True)
 class HubSource:
     """One dataset family: its hub id, default subset, sparks split -> dataset split (None: no
-    training rows, an evaluation set) and the record -> row function (None skips the record)."""
+    training rows, an evaluation set) and the (record, is it a training row?) -> row function
+    (None skips the record)."""
 
     hub_id: str
     subset: str | None
     splits: dict[str, str | None]
-    to_row: Callable[[dict], dict | None]
+    to_row: Callable[[dict, bool], dict | None]
 
 
 SOURCES: dict[str, HubSource] = {
@@ -141,12 +152,12 @@ SOURCES: dict[str, HubSource] = {
 EVAL_ONLY = tuple(name for name, s in SOURCES.items() if s.splits["train"] is None)
 
 
-def _rows(ds, indices, to_row) -> tuple[list[dict], int]:
+def _rows(ds, indices, to_row, train: bool) -> tuple[list[dict], int]:
     from sparks.data.answers import parse_reference
 
     rows, skipped = [], 0
     for i in indices:
-        row = to_row(ds[i])
+        row = to_row(ds[i], train)
         if row is None or not row["question"] or not parse_reference(row["answer"]):
             skipped += 1
             continue
@@ -177,7 +188,7 @@ def load_hub_problems(source: str, path: str | None, subset: str | None, n_train
             indices = range(n_train) if split == "train" else range(len(ds) - n_eval, len(ds))
         else:
             indices = range(min(n, len(ds)))
-        rows, skipped = _rows(ds, indices, spec.to_row)
+        rows, skipped = _rows(ds, indices, spec.to_row, split == "train")
         if skipped:
             log.warning(
                 "%s %s: skipped %d of %d records (no answer, no verified trace, or a reference math-verify cannot read)",

@@ -87,10 +87,17 @@ class Prompter:
         opened = "" if self.opens_trace(prompt) else f"{THINK_OPEN}\n"
         return f"{opened}{trace}\n{THINK_CLOSE}\n\n{final}"
 
+    @staticmethod
+    def reply_text(prompt: str, completion: str) -> str:
+        """The model's whole reply: the completion, after the ``<think>`` the prompt opened (if
+        any), so that checkers see an unclosed trace as unclosed."""
+        return THINK_OPEN + completion if Prompter.opens_trace(prompt) and isinstance(completion, str) else completion
+
     def split_sample(self, prompt: str, sample: str) -> tuple[str, str] | None:
-        """(trace, reply) of a sampled completion of ``prompt``; None when its trace never closed."""
-        text = (THINK_OPEN if self.opens_trace(prompt) else "") + sample
-        if THINK_CLOSE not in text:
+        """(trace, reply) of a sampled completion of ``prompt``; None unless it has exactly one
+        trace, closed."""
+        text = self.reply_text(prompt, sample)
+        if text.count(THINK_CLOSE) != 1 or text.count(THINK_OPEN) > 1:
             return None
-        trace, reply = text.split(THINK_CLOSE, 1)
+        trace, reply = text.split(THINK_CLOSE)
         return trace.replace(THINK_OPEN, "", 1).strip(), reply.strip()

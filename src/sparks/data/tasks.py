@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from sparks.data.prompting import Prompter, PromptSettings
 from sparks.model.tokenizer import THINK_CLOSE, THINK_OPEN
 
 _MAX_TRIES = 1000
+log = logging.getLogger(__name__)
 
 
 def synthetic_problems(task: dict[str, Any], seed: int) -> pl.DataFrame:
@@ -45,7 +47,7 @@ def synthetic_problems(task: dict[str, Any], seed: int) -> pl.DataFrame:
                         "split": split,
                         "difficulty": name,
                         "n_ops": n_ops,
-                        "question": arith.prompt(problem),
+                        "question": arith.question(problem),
                         "trace": problem.trace(),
                         "reply": None,
                         "answer": str(problem.answer),
@@ -113,7 +115,7 @@ def _hub_pairs(problems: pl.DataFrame, task: dict[str, Any], rng: random.Random,
     the answer starts (``... \\boxed{``): think off right after the prompt, think on after the
     problem's reference trace (the clean one in both texts, so that only the question differs).
     The corrupted answer is unknown (null): the KL metric needs only the clean and corrupted runs."""
-    rows = []
+    rows, too_long = [], 0
     questions = problems.filter(pl.col("split") == "train").select("question", "trace", "answer").rows()
     if not questions:  # an evaluation set: its circuits come from its eval rows
         questions = problems.select("question", "trace", "answer").rows()
@@ -131,9 +133,13 @@ def _hub_pairs(problems: pl.DataFrame, task: dict[str, Any], rng: random.Random,
                 prompt = prompter.prompt(q, think)
                 texts.append(prompt + prompter.completion(prompt, trace, answer, ANSWER_LEAD, think))
             row = _pair_row("all", think, *texts, answer, None, tokenizer)
-            if row is not None:
+            if row is not None and row["n_tokens"] > task["max_pair_tokens"]:
+                too_long += 1
+            elif row is not None:
                 rows.append(row)
                 made += 1
+    if too_long:
+        log.warning("skipped %d pairs longer than tasks.<name>.max_pair_tokens = %d tokens", too_long, task["max_pair_tokens"])
     return rows
 
 

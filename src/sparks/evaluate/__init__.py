@@ -45,7 +45,7 @@ def sample_table(
     prompter: Prompter | None = None,
 ) -> pl.DataFrame:
     """One row per (problem, sample): sample_id (the problem), k (sample index), correct, n_tokens,
-    answer (extracted; null when none), completion. Prompts come from ``prompter`` (default: the
+    answer (extracted; null when none), completion (the reply, after a ``<think>`` its prompt opened). Prompts come from ``prompter`` (default: the
     schema's prompt settings for this tokenizer)."""
     prompter = prompter or Prompter(tokenizer, PromptSettings.defaults())
     from sparks.data.answers import answer_checker
@@ -53,23 +53,24 @@ def sample_table(
     from sparks.generate import generate
 
     check = answer_checker(source)
-    # the think-on prompt: the model decides how to reason (as in GRPO's prompts)
+    # the think-on prompt for every run (think-off runs too): the model decides how to reason
     repeated = [prompter.prompt(q, think=True) for q in problems["question"] for _ in range(settings.n_samples)]
     with intervene(model, intervention):
         completions = generate(
             model, tokenizer, repeated, settings.max_new_tokens, settings.batch_size, settings.temperature, seed, progress=True
         )
     n_tokens = [len(ids) for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
+    replies = [prompter.reply_text(p, c) for p, c in zip(repeated, completions)]  # with a <think> the prompt opened
     answers = [a for a in problems["answer"] for _ in range(settings.n_samples)]
     return pl.DataFrame(
         {
             "difficulty": [d for d in problems["difficulty"] for _ in range(settings.n_samples)],
             "sample_id": [i for i in problems["problem_id"] for _ in range(settings.n_samples)],
             "k": list(range(settings.n_samples)) * problems.height,
-            "correct": [check.is_correct(c, a) for c, a in zip(completions, answers)],
+            "correct": [check.is_correct(c, a) for c, a in zip(replies, answers)],
             "n_tokens": n_tokens,
-            "answer": [check.extract(c) for c in completions],
-            "completion": completions,
+            "answer": [check.extract(c) for c in replies],
+            "completion": replies,
         },
         schema_overrides={"answer": pl.String},
     )

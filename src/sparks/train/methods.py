@@ -70,8 +70,7 @@ def sft(run, seed, start, tokenizer, problems, out_dir, prompter, source, teache
 
 def distill(run, seed, start, tokenizer, problems, out_dir, prompter, source, teacher_traces=None):
     """SFT on the teacher's samples for the training problems (the teacher_traces table of
-    ``sparks teacher-traces``), kept when the task's checker found them right (``only_correct``),
-    re-written in the student's prompt format when the two formats differ."""
+    ``sparks teacher-traces``), kept when the task's checker found them right (``only_correct``)."""
     from sparks.tables import read_table
 
     if teacher_traces is None:
@@ -79,27 +78,35 @@ def distill(run, seed, start, tokenizer, problems, out_dir, prompter, source, te
             "a distill run trains on the teacher's samples: pass --teacher-traces <table from sparks teacher-traces>"
         )
     traces = read_table(teacher_traces, "teacher_traces")
-    if run["distill"]["only_correct"]:
+    examples = distill_examples(traces, prompter, run["think"], run["distill"]["only_correct"])
+    if not len(examples):
+        raise ValueError(
+            f"no usable teacher sample in {teacher_traces} ({traces.height} samples, "
+            f"{traces['correct'].sum()} correct); set distill.only_correct: false or use a stronger teacher"
+        )
+    log.info("distilling on %d of %d teacher samples", len(examples), traces.height)
+    return _sft_trainer(run, seed, start, tokenizer, examples, out_dir)
+
+
+def distill_examples(traces: pl.DataFrame, prompter: Prompter, think: bool, only_correct: bool) -> Dataset:
+    """The student's prompt/completion pairs from the teacher's samples. When teacher and student
+    both use the plain format the sample is the target as written; otherwise it is re-written in
+    the student's format from its trace and reply (samples without a closed trace, or with
+    nothing after it, are dropped: the reference answer is never glued onto a teacher's trace)."""
+    if only_correct:
         traces = traces.filter(pl.col("correct"))
     prompts, completions = [], []
     for row in traces.iter_rows(named=True):
-        prompt = prompter.prompt(row["question"], run["think"])
-        if row["prompt_form"] == "plain" and not prompter.templated:  # one plain format: the sample is the target
+        prompt = prompter.prompt(row["question"], think)
+        if row["prompt_form"] == "plain" and not prompter.templated:
             completion = row["completion"]
-        elif row["trace"] is None and run["think"]:
-            continue  # no closed trace to learn from
+        elif (row["trace"] is None and think) or not row["reply"]:
+            continue
         else:
-            completion = prompter.completion(prompt, row["trace"] or "", row["answer"], row["reply"], run["think"])
+            completion = prompter.completion(prompt, row["trace"] or "", row["answer"], row["reply"], think)
         prompts.append(prompt)
         completions.append(completion)
-    if not prompts:
-        raise ValueError(
-            f"no usable teacher sample in {teacher_traces} ({traces.height} kept of the table); "
-            "set distill.only_correct: false or use a stronger teacher"
-        )
-    log.info("distilling on %d teacher samples", len(prompts))
-    examples = Dataset.from_dict({"prompt": prompts, "completion": completions})
-    return _sft_trainer(run, seed, start, tokenizer, examples, out_dir)
+    return Dataset.from_dict({"prompt": prompts, "completion": completions})
 
 
 def grpo(run, seed, start, tokenizer, problems, out_dir, prompter, source, teacher_traces=None):

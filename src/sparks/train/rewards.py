@@ -7,19 +7,29 @@ from collections.abc import Callable
 
 from sparks import registry
 from sparks.data.answers import answer_checker
+from sparks.data.prompting import Prompter
 
 
-def correctness(completions: list[str], answer: list[str], source: list[str], **_: object) -> list[float]:
+def _replies(completions: list[str], prompts: list[str] | None) -> list[str]:
+    """Each completion after the ``<think>`` its prompt opened, if any (TRL passes the prompts)."""
+    return completions if prompts is None else [Prompter.reply_text(p, c) for p, c in zip(prompts, completions)]
+
+
+def correctness(
+    completions: list[str], answer: list[str], source: list[str], prompts: list[str] | None = None, **_: object
+) -> list[float]:
     """1 when the completion's answer equals the reference under its task's checker
     (:func:`sparks.data.answers.answer_checker`: exact numbers, or math-verify for hub sets), else 0."""
-    return [float(answer_checker(s).is_correct(c, a)) for c, a, s in zip(completions, answer, source)]
+    return [float(answer_checker(s).is_correct(c, a)) for c, a, s in zip(_replies(completions, prompts), answer, source)]
 
 
-def think_format(completions: list[str], think: list[bool], source: list[str], **_: object) -> list[float]:
+def think_format(
+    completions: list[str], think: list[bool], source: list[str], prompts: list[str] | None = None, **_: object
+) -> list[float]:
     """1 for a well-formed reply in its task's format: thinking, a closed trace and then an answer
     (a bare number for synthetic tasks, anything math-verify reads for hub sets); not thinking, an
     answer without a trace."""
-    return [float(answer_checker(s).well_formed(c, t)) for c, t, s in zip(completions, think, source)]
+    return [float(answer_checker(s).well_formed(c, t)) for c, t, s in zip(_replies(completions, prompts), think, source)]
 
 
 REWARDS: dict[str, Callable[..., list[float]]] = registry.implement(

@@ -69,7 +69,7 @@ def sample_teacher_traces(
             "completion": samples,
             "trace": [None if p is None else p[0] for p in parts],
             "reply": [None if p is None else p[1] for p in parts],
-            "correct": [check(s, a) for s, a in zip(samples, answers)],
+            "correct": [check(asks.reply_text(p, s), a) for p, s, a in zip(prompts, samples, answers)],
         },
         schema_overrides={"trace": pl.String, "reply": pl.String},
     ).with_columns(
@@ -92,9 +92,17 @@ def sample_teacher_traces(
         step=None,
         task=run["task"],
         model_hash=model_hash(teacher_ref),
-        config_hash=config_hash({"seed": config["seed"], "run": run, "prompt": config["prompt"]}),
+        config_hash=config_hash({"seed": config["seed"], "run": sampling_settings(run), "prompt": config["prompt"]}),
     )
     return write_table(with_provenance(table, **provenance), "teacher_traces", out)
+
+
+TRAINING_ONLY = ("max_steps", "save_steps", "learning_rate", "batch_size", "max_length", "grpo")
+
+
+def sampling_settings(run: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a distill run that its teacher samples depend on (not the training ones)."""
+    return {k: v for k, v in run.items() if k not in TRAINING_ONLY}
 
 
 def _distill_runs(config: dict[str, Any]) -> str:
