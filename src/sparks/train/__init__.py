@@ -51,8 +51,6 @@ def train_run(
     """Run ``runs.{run_name}`` of ``config`` from the model in ``base_dir`` on the task's problems
     (a distill run on the ``teacher_traces`` table of ``sparks teacher-traces``); checkpoints go
     beside ``manifest_path``, which is written last. Returns the manifest path."""
-    import polars as pl
-
     from sparks.manifest import write_manifest
     from sparks.model.load import load_checkpoint, model_hash
     from sparks.tables import file_hash, with_provenance, write_table
