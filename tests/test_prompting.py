@@ -185,3 +185,19 @@ def test_templated_distillation_rewrites_teacher_samples_in_the_students_format(
     assert MATH.is_correct(kept["completion"][0], "5") and MATH.well_formed(kept["completion"][0], True)
     every = distill_examples(traces, student, think=True, only_correct=False)
     assert len(every) == 2  # the cut-off sample and the one without a reply are never targets
+
+
+def test_sft_drops_examples_longer_than_max_length_and_counts_them(gsm8k, qwen25_tokenizer, caplog):
+    from sparks.train.methods import drop_long_examples
+
+    prompter = Prompter(qwen25_tokenizer, PromptSettings.defaults())
+    examples = _prompt_completion(gsm8k.filter(pl.col("split") == "train"), True, prompter)
+    pairs = zip(examples["prompt"], examples["completion"])
+    lengths = [len(qwen25_tokenizer(p + c, add_special_tokens=False)["input_ids"]) + 1 for p, c in pairs]
+    limit = sorted(lengths)[len(lengths) // 2]
+    kept = drop_long_examples(examples, qwen25_tokenizer, limit)
+    assert len(kept) == sum(n <= limit for n in lengths) < len(examples)
+    assert f"dropped {sum(n > limit for n in lengths)} of {len(lengths)} examples longer than max_length = {limit}" in caplog.text
+    assert drop_long_examples(examples, qwen25_tokenizer, max(lengths)) is examples
+    with pytest.raises(ValueError, match="every training example is longer than max_length = 8 tokens"):
+        drop_long_examples(examples, qwen25_tokenizer, 8)

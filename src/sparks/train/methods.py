@@ -47,9 +47,26 @@ def _common_args(run: dict[str, Any], seed: int, out_dir: Path) -> dict[str, Any
     )
 
 
+def drop_long_examples(examples: Dataset, tokenizer, max_length: int) -> Dataset:
+    """``examples`` without those longer than ``max_length`` tokens (prompt, completion and eos):
+    TRL would cut them, and a trace cut before its answer teaches the wrong thing. The count is logged."""
+    pairs = zip(examples["prompt"], examples["completion"])
+    lengths = [len(tokenizer(p + c, add_special_tokens=False)["input_ids"]) + 1 for p, c in pairs]
+    keep = [i for i, n in enumerate(lengths) if n <= max_length]
+    if len(keep) == len(lengths):
+        return examples
+    if not keep:
+        raise ValueError(f"every training example is longer than max_length = {max_length} tokens; raise runs.<name>.max_length")
+    log.warning(
+        "dropped %d of %d examples longer than max_length = %d tokens", len(lengths) - len(keep), len(lengths), max_length
+    )
+    return examples.select(keep)
+
+
 def _sft_trainer(run, seed, start: Path, tokenizer, examples: Dataset, out_dir: Path):
     from trl import SFTConfig, SFTTrainer
 
+    examples = drop_long_examples(examples, tokenizer, run["max_length"])
     args = SFTConfig(**_common_args(run, seed, out_dir), completion_only_loss=True, max_length=run["max_length"])
     return SFTTrainer(model=str(start), args=args, train_dataset=examples, processing_class=tokenizer)
 
