@@ -93,3 +93,30 @@ def test_pass_table_gives_the_standard_error_over_problems():
     row = pass_table(samples, (1,)).row(0, named=True)
     assert row["accuracy"] == 0.75 and row["n_problems"] == 2
     assert row["accuracy_se"] == pytest.approx(np.std([1.0, 0.5], ddof=1) / np.sqrt(2))
+
+
+def test_hub_samples_are_prompted_by_the_template_and_judged_by_math_verify(monkeypatch, qwen25_tokenizer):
+    """Evaluation of a hub task: every prompt is the chat template's, and the answers are read by
+    math-verify after the <think> a template opened (a number inside a cut-off trace is no answer)."""
+    import sparks.generate
+    from sparks.data.prompting import Prompter, PromptSettings
+
+    tok = qwen25_tokenizer.__class__.from_pretrained(qwen25_tokenizer.name_or_path)
+    tok.chat_template = (
+        "{% for m in messages %}{{ m.content }}{% endfor %}{% if add_generation_prompt %}<|Assistant|><think>\n{% endif %}"
+    )
+    replies = iter(["we add 48 and 24\n</think>\n\nAdding 48 and 24 gives $\\boxed{72}$.", "48 + 24 = 72, so 72"])
+    seen = []
+
+    def fake_generate(model, tokenizer, prompts, *args, **kwargs):
+        seen.extend(prompts)
+        return [next(replies) for _ in prompts]
+
+    monkeypatch.setattr(sparks.generate, "generate", fake_generate)
+    problems = pl.DataFrame({"problem_id": [0], "difficulty": ["all"], "question": ["What is 48+24?"], "answer": ["72"]})
+    settings = EvaluateSettings.defaults(n_samples=2, k=(1, 2))
+    samples = sample_table(None, tok, problems, settings, source="gsm8k", prompter=Prompter(tok, PromptSettings.defaults()))
+    assert all(p.endswith("<|Assistant|><think>\n") for p in seen)
+    assert samples["correct"].to_list() == [True, False]  # the number-only checker would read 48 in the first
+    assert samples["answer"].to_list() == ["72", None]
+    assert samples["completion"][0].startswith("<think>we add 48")
