@@ -19,7 +19,7 @@ rule evaluate:
     params:
         config=CONFIG_FILE,
         settings=settings("evaluate"),
-        prompt=PROMPT,  # prompts are built from it: editing it re-runs the job
+        prompt=PROMPT,
     shell:
         "sparks evaluate --config {params.config} --manifest {input.manifest} "
         "--step {wildcards.step} --task {wildcards.task} --problems {input.problems} "
@@ -48,7 +48,7 @@ rule intervene:
     params:
         config=CONFIG_FILE,
         settings=settings("evaluate"),
-        prompt=PROMPT,  # prompts are built from it: editing it re-runs the job
+        prompt=PROMPT,
     shell:
         "sparks intervene --config {params.config} --manifest {input.manifest} "
         "--task {wildcards.task} --problems {input.problems} --cohorts {input.cohorts} "

@@ -8,9 +8,7 @@ from sparks.aggregate.think_modes import compare_steps
 from sparks.config import ConfigError, check_config
 from sparks.manifest import read_manifest
 from sparks.plot import figure_names
-from sparks.train.teacher import (
-    TRAINING_ONLY,
-)  # run keys that teacher sampling does not read
+from sparks.train.teacher import TRAINING_ONLY
 
 if workflow.config_settings.config:
     raise WorkflowError(
@@ -40,9 +38,8 @@ wildcard_constraints:
     mode="on|off",
 
 
-PROMPT = json.dumps(
-    config["prompt"], sort_keys=True
-)  # params of every rule that prompts a model
+# A param of each job that prompts a model: editing the prompt section re-runs those jobs.
+PROMPT = json.dumps(config["prompt"], sort_keys=True)
 
 
 def settings(*keys, ignore=()):

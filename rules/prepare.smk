@@ -17,7 +17,7 @@ rule prepare_model:
     params:
         config=CONFIG_FILE,
         settings=settings("{role}"),
-        prompt=PROMPT,  # prompts are built from it: editing it re-runs the job
+        prompt=PROMPT,
     shell:
         "sparks prepare-model --config {params.config} --role {wildcards.role} "
         "--out {output} > {log} 2>&1"
@@ -42,7 +42,7 @@ rule prepare_data:
     params:
         config=CONFIG_FILE,
         settings=settings("tasks", "{task}"),
-        prompt=PROMPT,  # prompts are built from it: editing it re-runs the job
+        prompt=PROMPT,
     shell:
         "sparks prepare-data --config {params.config} --task {wildcards.task} "
         "--tokenizer {input.tokenizer} --problems {output.problems} --pairs {output.pairs} "

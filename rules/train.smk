@@ -18,7 +18,7 @@ checkpoint train:
     params:
         config=CONFIG_FILE,
         settings=settings("runs", "{run}"),
-        prompt=PROMPT,  # prompts are built from it: editing it re-runs the job
+        prompt=PROMPT,
         inputs=flags,
     shell:
         "sparks train --config {params.config} --run {wildcards.run} {params.inputs} "
@@ -44,7 +44,7 @@ rule teacher_traces:
     params:
         config=CONFIG_FILE,
         settings=settings("runs", "{run}", ignore=TRAINING_ONLY),
-        prompt=PROMPT,  # prompts are built from it: editing it re-runs the job
+        prompt=PROMPT,
         inputs=flags,
     shell:
         "sparks teacher-traces --config {params.config} --run {wildcards.run} {params.inputs} "

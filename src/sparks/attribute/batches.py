@@ -41,7 +41,12 @@ class PairBatch:
         if self.mask is None:
             return {}
         mask = self.mask.repeat(repeat, 1)
-        return {"attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+        return {"attention_mask": mask, "position_ids": position_ids(mask)}
+
+
+def position_ids(mask: torch.Tensor) -> torch.Tensor:
+    """[batch, pos] positions counted from each left-padded row's first real token (0 on padding)."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def _ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
+from sparks.attribute.batches import position_ids
 from sparks.attribute.graph import Graph
 from sparks.model import head_dim
 
@@ -61,12 +62,12 @@ def run_edgewise(
     b, s, d = embeds.shape
     causal = torch.ones(s, s, dtype=torch.bool, device=embeds.device).tril()
     if mask is None:
-        position_ids = torch.arange(s, device=embeds.device)[None].expand(b, s)
+        positions = torch.arange(s, device=embeds.device)[None].expand(b, s)
         attend = None
     else:
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = position_ids(mask)
         attend = (causal & mask.bool()[:, None, None, :]) | torch.eye(s, dtype=torch.bool, device=embeds.device)  # [b, 1, s, s]
-    cos, sin = model.model.rotary_emb(embeds, position_ids)  # [b, s, dh] each
+    cos, sin = model.model.rotary_emb(embeds, positions)  # [b, s, dh] each
 
     outputs: list[torch.Tensor] = []  # each [b, s, d] (unpatched runs)
     inputs: list[torch.Tensor] = []

@@ -45,13 +45,13 @@ def sample_table(
     prompter: Prompter | None = None,
 ) -> pl.DataFrame:
     """One row per (problem, sample): sample_id (the problem), k (sample index), correct, n_tokens,
-    answer (extracted; null when none), completion (the reply, after a ``<think>`` its prompt opened). Prompts come from ``prompter`` (default: the
-    schema's prompt settings for this tokenizer)."""
-    prompter = prompter or Prompter(tokenizer, PromptSettings.defaults())
+    answer (extracted; null when none), completion (the reply, after a ``<think>`` its prompt
+    opened). Prompts come from ``prompter`` (default: the schema's prompt settings for this tokenizer)."""
     from sparks.data.answers import answer_checker
     from sparks.evaluate.interventions import intervene
     from sparks.generate import generate
 
+    prompter = prompter or Prompter(tokenizer, PromptSettings.defaults())
     check = answer_checker(source)
     # the think-on prompt for every run (think-off runs too): the model decides how to reason
     repeated = [prompter.prompt(q, think=True) for q in problems["question"] for _ in range(settings.n_samples)]

@@ -18,6 +18,7 @@ import polars as pl
 from sparks.config import config_hash
 
 log = logging.getLogger(__name__)
+TRAINING_ONLY = ("max_steps", "save_steps", "learning_rate", "batch_size", "max_length", "grpo")  # keys sampling ignores
 
 
 def sample_teacher_traces(
@@ -95,9 +96,6 @@ def sample_teacher_traces(
         config_hash=config_hash({"seed": config["seed"], "run": sampling_settings(run), "prompt": config["prompt"]}),
     )
     return write_table(with_provenance(table, **provenance), "teacher_traces", out)
-
-
-TRAINING_ONLY = ("max_steps", "save_steps", "learning_rate", "batch_size", "max_length", "grpo")
 
 
 def sampling_settings(run: dict[str, Any]) -> dict[str, Any]:
