@@ -1,8 +1,9 @@
 # Config checking, wildcard constraints and the input functions the rules call. Every path comes
 # from sparks.layout; every step list from the runs' manifests.
 import json
+from pathlib import Path
 
-from sparks import layout
+from sparks import forkserver, layout
 from sparks.aggregate import INPUTS as AGGREGATE_INPUTS
 from sparks.aggregate.think_modes import compare_steps
 from sparks.config import ConfigError, check_config
@@ -176,3 +177,33 @@ def report_sections(wildcards):
 
 def final_targets(wildcards):
     return [layout.report(EXP)]
+
+
+# Local jobs start from a process that has imported torch and transformers already
+# (sparks.forkserver); cluster jobs start on their own nodes, as before.
+FORK_SERVERS = []
+
+
+def start_fork_server():
+    if workflow.local_exec and workflow.is_main_process:
+        server = forkserver.start(
+            Path(".snakemake") / "sparks-forkserver.log", "sparks.cli:main"
+        )
+        FORK_SERVERS.extend([server] if server else [])
+
+
+def stop_fork_server():
+    while FORK_SERVERS:
+        FORK_SERVERS.pop().stop()
+
+
+onstart:
+    start_fork_server()
+
+
+onsuccess:
+    stop_fork_server()
+
+
+onerror:
+    stop_fork_server()

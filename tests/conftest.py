@@ -8,8 +8,13 @@ import os
 # Tests never reach a hub: loaders are exercised on local folders in the hub's layout.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Two pytest-xdist workers share the cores: torch in a test (or in a stage it starts) takes one
+# thread, as Snakemake gives each job; two threads each on two busy cores run 5-10x slower.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import copy
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +24,24 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# The suite runs on two pytest-xdist workers (pyproject's addopts: -n 2, --dist loadfile), one test
+# file at a time each, so a file's module fixtures are built once. The full-size DAG (dag_run) is
+# built once per session, by the first worker that asks, and shared through a lock. The files that
+# take longest go first: test_workflow.py starts the DAG on one worker while the one-core tests
+# (SLURM, the hub-shaped DAG) fill the other; test_reruns.py, which reruns parts of the finished
+# DAG, goes last, to whichever worker is free once the DAG is built.
+FIRST = ("tests/test_workflow.py", "tests/test_slurm.py", "tests/test_hub_shaped.py")
+LAST = ("tests/test_reruns.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.nodeid.split("::")[0]
+        return FIRST.index(path) if path in FIRST else len(FIRST) + 1 if path in LAST else len(FIRST)
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
@@ -82,18 +105,36 @@ def snakemake(workdir: Path, *args: str, timeout: int = 1500) -> subprocess.Comp
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE)}
+
+
 @pytest.fixture(scope="session")
 def dag_run(tmp_path_factory) -> Path:
-    """The whole embedded default, as the README runs it (profiles/local, 2 cores).
+    """The whole embedded default, as the README runs it (profiles/local, 2 cores), built once for
+    all pytest-xdist workers of the session (the first to ask builds it; the others wait).
 
     A developer iterating on the slow tests may point SPARKS_TEST_DAG at the folder of a finished
     run of the same commit (it then holds results/embedded/); CI never sets it."""
+    from filelock import FileLock
+
     if os.environ.get("SPARKS_TEST_DAG"):
         return Path(os.environ["SPARKS_TEST_DAG"]) / "results" / "embedded"
-    workdir = tmp_path_factory.mktemp("dag")
-    shutil.copy(REPO / "workflow_config.yaml", workdir / "workflow_config.yaml")
-    result = snakemake(workdir, "--profile", str(REPO / "profiles" / "local"), "--cores", "2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's folder, above each worker's own
+    workdir, failed = shared / "dag", shared / "dag.failed"
+    with FileLock(shared / "dag.lock"):
+        if failed.exists():
+            pytest.fail(f"the shared DAG run failed (built by another worker):\n{failed.read_text()}")
+        if not (workdir / "results" / "embedded" / "report.html").exists():
+            workdir.mkdir(exist_ok=True)
+            shutil.copy(REPO / "workflow_config.yaml", workdir / "workflow_config.yaml")
+            result = snakemake(workdir, "--profile", str(REPO / "profiles" / "local"), "--cores", "2")
+            if result.returncode != 0:
+                failed.write_text(result.stdout[-3000:] + result.stderr[-5000:])
+                pytest.fail(failed.read_text())
     return workdir / "results" / "embedded"
 
 

@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a command line: a local workflow's fork server may run it (sparks.forkserver)
+        from sparks.forkserver import run_via_server
+
+        code = run_via_server(sys.argv[1:])
+        if code is not None:
+            return code
     args = build_parser().parse_args(argv)  # unknown flags exit 2 with argparse's message
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
