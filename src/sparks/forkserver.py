@@ -86,7 +86,7 @@ def _send(sock: socket.socket, message: dict, fds: list[int] | None = None) -> N
 
 
 def _receive(sock: socket.socket, n_fds: int = 0) -> tuple[dict | None, list[int]]:
-    """One message and the file descriptors sent with it; (None, []) when the peer has gone."""
+    """One message and the file descriptors sent with it; the message is None when the peer has gone."""
     header, fds, _, _ = socket.recv_fds(sock, _HEADER.size, n_fds) if n_fds else (sock.recv(_HEADER.size), [], 0, None)
     while header and len(header) < _HEADER.size:
         more = sock.recv(_HEADER.size - len(header))
