@@ -38,8 +38,7 @@ def main() -> None:
         if server is None:
             raise SystemExit("no fork server on this system (it needs Linux); nothing to compare")
         try:
-            while not Path(server.path).exists():
-                time.sleep(0.05)
+            server.wait()
             command = (
                 f"sparks prepare-data --config {config} --task {task} --tokenizer {work / 'tokenizer'} "
                 f"--problems {work / 'problems.parquet'} --pairs {work / 'pairs.parquet'}"

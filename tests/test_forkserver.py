@@ -33,7 +33,7 @@ def server(tmp_path_factory):
     started = forkserver.start(tmp_path_factory.mktemp("server") / "server.log", ENTRY, env=ENV)  # the jobs' environment
     assert started is not None
     try:
-        wait_for(lambda: os.path.exists(started.path), what="the server's socket (it preloads torch first)")
+        started.wait()  # it preloads torch first
         yield started
     finally:
         started.stop()
@@ -45,15 +45,10 @@ def sparks(args: str, cwd: Path, server: forkserver.Server | None, **env: str) -
     return subprocess.run(f"sparks {args}", shell=True, cwd=cwd, env=environment, capture_output=True, text=True)
 
 
-def served(server: forkserver.Server) -> list[str]:
-    """The jobs the server has forked so far (its log names each one)."""
-    return [line for line in server.log.read_text().splitlines() if line.startswith("pid ")]
-
-
 @pytest.mark.slow
 def test_a_served_job_writes_what_a_new_process_writes(server, tmp_path, raw_config, tiny_model_dir):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw_config))
-    before = len(served(server))
+    before = len(forkserver.forked(server.log))
     outputs = {}
     for name, via in (("served", server), ("plain", None)):
         out = tmp_path / name
@@ -66,11 +61,11 @@ def test_a_served_job_writes_what_a_new_process_writes(server, tmp_path, raw_con
         assert "fork server" not in done.stderr
         outputs[name] = [pl.read_parquet(out / f"{table}.parquet").drop("created_at") for table in ("problems", "pairs")]
     assert all(a.equals(b) for a, b in zip(outputs["served"], outputs["plain"]))
-    assert [line.split(": ", 1)[1] for line in served(server)[before:]] == [f"sparks {args.replace('plain', 'served')}"]
+    assert [argv for _, argv in forkserver.forked(server.log)[before:]] == [args.replace("plain", "served").split()]
 
 
 def test_a_failing_job_fails_the_same_way(server, tmp_path):
-    before = len(served(server))
+    before = len(forkserver.forked(server.log))
     args = "attribute --config nowhere.yaml --manifest none.json --step 0 --task arith --pairs none.parquet --heads h.parquet"
     results = [sparks(args, tmp_path, via) for via in (server, None)]
     assert [r.returncode for r in results] == [2, 2]
@@ -78,15 +73,15 @@ def test_a_failing_job_fails_the_same_way(server, tmp_path):
     bad_flag = [sparks("--no-such-flag evaluate", tmp_path, via) for via in (server, None)]
     assert [r.returncode for r in bad_flag] == [2, 2] and bad_flag[0].stderr == bad_flag[1].stderr
     assert "required: --manifest" in bad_flag[0].stderr
-    assert len(served(server)) - before == 2
+    assert len(forkserver.forked(server.log)) - before == 2
 
 
 def test_a_job_in_another_environment_runs_in_its_own_process(server, tmp_path):
-    before = len(served(server))
+    before = len(forkserver.forked(server.log))
     done = sparks("evaluate --no-such-flag", tmp_path, server, HF_HUB_OFFLINE="0")
     assert done.returncode == 2
     assert "not using the fork server (the job's environment differs from the server's in HF_HUB_OFFLINE)" in done.stderr
-    assert len(served(server)) == before
+    assert len(forkserver.forked(server.log)) == before
 
 
 def test_no_server_or_a_dead_socket_runs_the_job_itself(tmp_path):
@@ -106,7 +101,7 @@ def test_no_server_or_a_dead_socket_runs_the_job_itself(tmp_path):
 def test_killing_the_job_kills_its_stage(server, tmp_path, raw_config):
     raw_config["base"]["pretrain"]["steps"] = 1_000_000  # runs until killed
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw_config))
-    before = len(served(server))
+    before = len(forkserver.forked(server.log))
     job = subprocess.Popen(
         ["sparks", "prepare-model", "--config", "config.yaml", "--role", "base", "--out", str(tmp_path / "base")],
         cwd=tmp_path, env={**ENV, forkserver.ENV: server.path, "OMP_NUM_THREADS": "1"},
@@ -114,8 +109,8 @@ def test_killing_the_job_kills_its_stage(server, tmp_path, raw_config):
     )  # fmt: skip
     stage = None
     try:
-        wait_for(lambda: len(served(server)) > before, what="the server to fork the stage")
-        stage = int(served(server)[before].split()[1].rstrip(":"))
+        wait_for(lambda: len(forkserver.forked(server.log)) > before, what="the server to fork the stage")
+        stage = forkserver.forked(server.log)[before][0]
         assert alive(stage)
         job.send_signal(signal.SIGKILL)  # no chance to pass anything on: the stage sees its client gone
         job.wait()

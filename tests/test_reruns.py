@@ -36,8 +36,6 @@ def test_killed_attribute_job_reruns_to_the_same_table(dag_run, tmp_path):
     targets = [str(p.relative_to(work)) for p in outputs]
     profile = str(REPO / "profiles" / "local")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(work)]
-    from conftest import ENV
-
     crashed = subprocess.Popen([*cmd, "--profile", profile, *targets], env=ENV, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     folders = {p.parent for p in outputs}
@@ -115,9 +113,7 @@ def test_each_stage_reads_only_the_files_its_rule_declares(dag_run, tmp_path):
     server = forkserver.start(tmp_path / "server.log", "sparks.cli:main", env=ENV)
     env = {**ENV, forkserver.ENV: server.path}
     try:
-        deadline = time.monotonic() + 120
-        while not Path(server.path).exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        server.wait()
         for rule, job in jobs.items():
             here = tmp_path / rule
             (here / "in").mkdir(parents=True)
@@ -151,4 +147,4 @@ def test_each_stage_reads_only_the_files_its_rule_declares(dag_run, tmp_path):
                     assert Path(moved[path]).stat().st_size > 0, f"{rule}: {path} is empty"
     finally:
         server.stop()
-    assert len([line for line in server.log.read_text().splitlines() if line.startswith("pid ")]) == len(jobs)
+    assert len(forkserver.forked(server.log)) == len(jobs)

@@ -17,6 +17,7 @@ import torch
 import yaml
 from conftest import REPO, job_counts, snakemake
 
+from sparks import forkserver
 from sparks.attribute import AttributeSettings, select_pairs
 from sparks.attribute.batches import pair_batches
 from sparks.attribute.exact import head_patching_effects
@@ -222,8 +223,7 @@ def test_local_jobs_start_in_the_fork_server(dag_run):
     """Every attribute and evaluate job of the local run was forked by sparks.forkserver (only
     jobs that start while it preloads, at the very beginning, run in their own process), and
     none was refused for its environment."""
-    log = (dag_run.parent.parent / ".snakemake" / "sparks-forkserver.log").read_text()
-    forked = [m[1] for m in re.finditer(r"^pid \d+: sparks (\S+) ", log, re.MULTILINE)]
+    forked = [argv[0] for _, argv in forkserver.forked(dag_run.parent.parent / ".snakemake" / "sparks-forkserver.log")]
     for stage, rules in (("attribute", ("attribute", "attribute_think")), ("evaluate", ("evaluate",))):
         jobs = sum(len(list((dag_run / "timings" / rule).rglob("*.tsv"))) for rule in rules)
         assert jobs and forked.count(stage) == jobs, f"{stage}: {forked.count(stage)} of {jobs} jobs forked"

@@ -2,7 +2,7 @@
 imported torch, transformers and the other heavy libraries, instead of importing them anew.
 
 Importing them takes about 4.5 s of every job on a laptop core, and the embedded default runs
-about 50 such jobs. Snakemake still runs every job as its own ``sparks <stage> ...`` command with
+about 65 such jobs. Snakemake still runs every job as its own ``sparks <stage> ...`` command with
 its own log, exit status and targets. The command (the client) hands its arguments, working
 folder, environment and standard streams to the server; the server forks a child, which runs the
 stage exactly as ``sparks.cli.main`` would in a new process and sends back the exit status.
@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 ENV = "SPARKS_FORKSERVER"
@@ -167,7 +168,7 @@ def _serve_one(conn: socket.socket, entry: str, own_env: dict[str, str], importe
         _send(conn, {"refused": refused})
         return 1
     _send(conn, {"pid": os.getpid()})
-    print(f"pid {os.getpid()}: sparks {' '.join(request['argv'])}", file=sys.stderr, flush=True)  # the server's log
+    print(f"pid {os.getpid()}: {' '.join(request['argv'])}", file=sys.stderr, flush=True)  # the server's log: see forked()
 
     def watch() -> None:  # the client gone (its job killed): so is the stage
         try:
@@ -251,6 +252,16 @@ def serve(path: str, parent: int, entry: str) -> None:
             Path(path).parent.rmdir()  # the folder Server made for it, if nothing else is there
 
 
+def forked(log: Path) -> list[tuple[int, list[str]]]:
+    """The jobs a server has forked, from its log: (pid, the command's arguments) in order."""
+    jobs = []
+    for line in log.read_text().splitlines():
+        if line.startswith("pid ") and ": " in line:
+            pid, argv = line.removeprefix("pid ").split(": ", 1)
+            jobs.append((int(pid), argv.split()))
+    return jobs
+
+
 class Server:
     """A running fork server, for the workflow's onstart/onsuccess/onerror hooks."""
 
@@ -271,8 +282,17 @@ class Server:
                 env=env,
             )
 
+    def wait(self, timeout: float = 120.0) -> None:
+        """Return once the server takes jobs (it preloads first); raise if it ended or took too long."""
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(self.path):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the fork server is not serving after {timeout:.0f} s; its log: {self.log}")
+            time.sleep(0.05)
+
     def stop(self) -> None:
-        os.environ.pop(ENV, None)
+        if os.environ.get(ENV) == self.path:  # set by __init__ for the workflow's own jobs
+            del os.environ[ENV]
         if self.process.poll() is None:
             self.process.terminate()
             try:
