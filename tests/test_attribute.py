@@ -18,7 +18,7 @@ from sparks.attribute import AttributeSettings, select_pairs
 from sparks.attribute.batches import pair_batches
 from sparks.attribute.eap import EapIg, eap_ig, rms_norm_vjp
 from sparks.attribute.edgewise import run_edgewise
-from sparks.attribute.exact import head_patching_effects, reference_edge_scores
+from sparks.attribute.exact import edge_patched_logits, head_patching_effects, reference_edge_scores
 from sparks.attribute.faithfulness import circuit_sizes, faithfulness_curve, top_edges
 from sparks.attribute.graph import Graph
 from sparks.attribute.metrics import METRICS
@@ -183,6 +183,37 @@ def test_patched_circuits_run_together_as_they_run_alone(model, batches):
     torch.testing.assert_close(stacked.logits[b : 2 * b], clean, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(stacked.logits[2 * b :], alone.logits, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(alone.logits, clean, atol=1e-3) and stacked.inputs == []
+
+
+def test_patched_runs_skip_only_nodes_no_kept_edge_can_change(model, batches):
+    """The faithfulness engine skips, per circuit, every node that no kept edge from a changed
+    node reaches. Its logits equal the definition (each reader's input summed edge by edge, every
+    node computed) for nested circuits in order of size (as the curve runs them), for circuits out
+    of order with a gap of unchanged ones, and for a circuit whose one edge leaves a node it never
+    changes (which is then the corrupted run), with and without left padding."""
+    g = Graph.of(model.config)
+    batch = batches[0]
+    embed = model.model.embed_tokens
+    torch.manual_seed(1)
+    scores = torch.randn(g.n_upstream, g.n_readers)
+    nested = [top_edges(g, scores, n) for n in (1, 3, 10, g.n_edges // 4)]
+    unchanged = torch.zeros(g.n_upstream, g.n_readers, dtype=torch.bool)
+    unchanged[g.head_index(1, 0), -1] = True  # a head of the last layer into the logits, nothing into the head
+    padding = torch.ones_like(batch.clean_ids)
+    padding[0, :2] = 0
+    with torch.no_grad():
+        clean = embed(batch.clean_ids)
+        for mask in (None, padding):
+            corrupt = run_edgewise(model, embed(batch.corrupt_ids), mask=mask)
+            for stack in (nested, [nested[-1], unchanged, nested[0]]):
+                masks = torch.stack(stack)
+                repeated = None if mask is None else mask.repeat(len(stack), 1)
+                run = run_edgewise(
+                    model, clean.repeat(len(stack), 1, 1), masks, corrupt.outputs, record_inputs=False, mask=repeated
+                )
+                expected = torch.cat([edge_patched_logits(model, clean, keep, corrupt.outputs, mask) for keep in stack])
+                torch.testing.assert_close(run.logits, expected, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(run.logits[len(batch) : 2 * len(batch)], corrupt.logits, atol=1e-6, rtol=1e-6)
 
 
 def test_heads_alone_skip_the_edges(tiny_model_dir, pairs):

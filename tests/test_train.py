@@ -194,3 +194,27 @@ def test_other_settings_start_afresh(small_config, problems, tiny_model_dir, tmp
     second = read_manifest(train(config, "sft", tiny_model_dir, problems, out))
     assert second.model_hash(0) == first.model_hash(0)
     assert second.model_hash(4) != first.model_hash(4)
+
+
+@pytest.mark.parametrize("run", ["sft", "grpo"])
+def test_gradient_checkpointing_is_the_runs_choice_and_changes_no_weight(
+    run, small_config, problems, tiny_model_dir, tmp_path, monkeypatch
+):
+    import transformers
+
+    used = []
+    original = transformers.Trainer.train
+
+    def train_and_note(trainer, *args, **kwargs):
+        result = original(trainer, *args, **kwargs)
+        used.append(trainer.model.is_gradient_checkpointing)  # set on the model by Trainer.train
+        return result
+
+    monkeypatch.setattr(transformers.Trainer, "train", train_and_note)
+    hashes = {}
+    for on in (True, False):
+        config = copy.deepcopy(small_config)
+        config["runs"][run]["gradient_checkpointing"] = on
+        hashes[on] = read_manifest(train(config, run, tiny_model_dir, problems, tmp_path / str(on))).hashes
+    assert used == [True, False]
+    assert hashes[True] == hashes[False] and len(set(hashes[True].values())) > 1

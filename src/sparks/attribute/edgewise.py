@@ -7,6 +7,10 @@ receives ``sum_u keep[u,v] * z_u + (1 - keep[u,v]) * z_u(corrupt)``: every edge 
 circuit carries its corrupted activation. Without them it is the model's ordinary forward.
 Several circuits run in one pass with a stack of masks [K, n_upstream, n_readers] and the
 embeddings repeated K times (circuit-major: rows k*b .. (k+1)*b - 1 run circuit k).
+
+A node none of whose readers receives a kept edge from a changed node (the embeddings, or a node
+that changed) writes its corrupted output exactly, and is not computed: small circuits change
+few layers, so most of their pass is skipped.
 """
 
 from __future__ import annotations
@@ -43,96 +47,157 @@ def run_edgewise(
     each row's first real token, and a padding query attends to itself alone).
 
     ``keep`` is one mask [U, R] or a stack [K, U, R] (then ``embeds`` holds K copies of the
-    batch whose corrupted outputs are ``corrupt_outputs`` [batch / K, pos, U, d]). Without
-    ``record_inputs`` the readers' inputs are not kept (``inputs`` is empty), which saves memory.
-
-    A patched run (no gradients) builds each reader's input as the corrupted residual stream plus
-    the kept edges' differences, ``sum_u c_u + sum_u keep[u,v] (z_u - c_u)``: one batched matrix
-    product per reader group over a buffer of differences, instead of restacking every upstream
-    output for every reader. Readers' inputs are laid out reader-major ([R, batch, pos, d]), so
-    each reader's projection reads contiguous rows."""
+    batch whose corrupted outputs are ``corrupt_outputs`` [batch / K, pos, U, d]): see
+    :func:`run_patched`. Without ``record_inputs`` the readers' inputs are not kept (``inputs``
+    is empty), which saves memory."""
     if (keep is None) != (corrupt_outputs is None):
         raise ValueError("pass keep and corrupt_outputs together (patching needs both) or neither")
-    if keep is not None and torch.is_grad_enabled():
-        raise ValueError("patched runs take no gradients; call run_edgewise under torch.no_grad()")
-    cfg = model.config
-    g = Graph.of(cfg)
-    n_rep = g.n_heads // g.n_kv_heads
-    dh = head_dim(cfg)
-    b, s, d = embeds.shape
-    causal = torch.ones(s, s, dtype=torch.bool, device=embeds.device).tril()
-    if mask is None:
-        positions = torch.arange(s, device=embeds.device)[None].expand(b, s)
-        attend = None
-    else:
-        positions = position_ids(mask)
-        attend = (causal & mask.bool()[:, None, None, :]) | torch.eye(s, dtype=torch.bool, device=embeds.device)  # [b, 1, s, s]
-    cos, sin = model.model.rotary_emb(embeds, positions)  # [b, s, dh] each
-
-    outputs: list[torch.Tensor] = []  # each [b, s, d] (unpatched runs)
-    inputs: list[torch.Tensor] = []
     if keep is not None:
-        masks = (keep if keep.dim() == 3 else keep[None]).to(embeds.dtype)  # [K, U, R]
-        n_masks = len(masks)
-        if b % n_masks:
-            raise ValueError(f"a patched run of {n_masks} circuits needs the batch repeated {n_masks} times (got {b} rows)")
-        copy = b // n_masks
-        corrupt = corrupt_outputs.permute(2, 0, 1, 3).contiguous()  # [U, b/K, s, d]
-        prefix = corrupt.cumsum(0)  # [U, b/K, s, d]: the corrupted residual stream after each node
-        deltas = embeds.new_empty(n_masks, g.n_upstream, copy, s, d)  # [K, U, b/K, s, d]: z_u - c_u
-    written = 0
+        return run_patched(model, embeds, keep, corrupt_outputs, mask)
+    g = Graph.of(model.config)
+    attention = LayerAttention(model, embeds, mask)
+    outputs: list[torch.Tensor] = [embeds]  # each [b, s, d]
+    inputs: list[torch.Tensor] = []
 
-    def emit(z: torch.Tensor) -> None:  # z [b, s, n, d]: the outputs of the next n upstream nodes
-        nonlocal written
-        n = z.shape[2]
-        if keep is None:
-            outputs.extend(z.unbind(2))
-        else:
-            z = z.view(n_masks, copy, s, n, d).permute(0, 3, 1, 2, 4)  # [K, n, b/K, s, d]
-            torch.sub(z, corrupt[written : written + n], out=deltas[:, written : written + n])
-        written += n
-
-    def reader_input(first_reader: int, n_readers: int) -> torch.Tensor:  # -> [R, b, s, d], reader-major
-        if keep is None:
-            upstream = torch.stack(outputs, dim=2)  # [b, s, U, d]
-            x = upstream.sum(2, keepdim=True).expand(-1, -1, n_readers, -1)  # [b, s, R, d]
-            if record_inputs:
-                inputs.append(x)
-            return x.permute(2, 0, 1, 3)
-        k = masks[:, :written, first_reader : first_reader + n_readers]  # [K, U, R]
-        mixed = torch.bmm(k.transpose(1, 2), deltas[:, :written].view(n_masks, written, -1))  # [K, R, b/K * s * d]
-        x = mixed.new_empty(n_readers, n_masks, mixed.shape[2])  # [R, K, b/K * s * d]
-        torch.add(mixed.transpose(0, 1), prefix[written - 1].view(1, 1, -1), out=x)
+    def reader_input(n_readers: int) -> torch.Tensor:  # -> [b, s, R, d]
+        x = torch.stack(outputs, dim=2).sum(2, keepdim=True).expand(-1, -1, n_readers, -1)
         if record_inputs:
-            inputs.append(x.view(n_readers, b, s, d).permute(1, 2, 0, 3))
-        return x.view(n_readers, b, s, d)
-
-    def project(xs: torch.Tensor, linear: torch.nn.Linear, n: int) -> torch.Tensor:  # [n, b, s, d] -> [b, n, s, dh]
-        out = torch.bmm(xs.reshape(n, b * s, d), linear.weight.view(n, dh, d).transpose(1, 2))  # [n, b*s, dh]
-        out = out.view(n, b, s, dh).transpose(0, 1)
-        return out if linear.bias is None else out + linear.bias.view(1, n, 1, dh)
-
-    emit(embeds[:, :, None])
+            inputs.append(x)
+        return x
 
     for layer, block in enumerate(model.model.layers):
-        attn = block.self_attn
-        first = g.reader_index(layer)
-        x = block.input_layernorm(reader_input(first, g.n_heads + 2 * g.n_kv_heads))  # [H + 2 KV, b, s, d]
-        xq, xk, xv = x.split([g.n_heads, g.n_kv_heads, g.n_kv_heads], dim=0)
-        q = project(xq, attn.q_proj, g.n_heads)  # [b, H, s, dh]
-        k = project(xk, attn.k_proj, g.n_kv_heads)  # [b, KV, s, dh]
-        v = project(xv, attn.v_proj, g.n_kv_heads)  # [b, KV, s, dh]
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
-        k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)  # [b, H, s, dh]
-        heads = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, is_causal=attend is None, scale=attn.scaling).transpose(
-            1, 2
-        )  # [b, s, H, dh]
-        w_o = attn.o_proj.weight.view(-1, g.n_heads, dh)  # [d, H, dh]
-        emit(torch.einsum("bshe,dhe->bshd", heads, w_o))  # each head's output [b, s, H, d]
-
-        mlp_in = reader_input(first + g.readers_per_layer - 1, 1)[0]  # [b, s, d]
-        emit(block.mlp(block.post_attention_layernorm(mlp_in))[:, :, None])
-
-    final = reader_input(g.n_readers - 1, 1)[0, :, -1]  # [b, d]
+        x = block.input_layernorm(reader_input(g.n_heads + 2 * g.n_kv_heads).permute(2, 0, 1, 3))  # [H + 2 KV, b, s, d]
+        outputs.extend(attention(layer, x).unbind(2))
+        mlp_in = reader_input(1)[:, :, 0]  # [b, s, d]
+        outputs.append(block.mlp(block.post_attention_layernorm(mlp_in)))
+    final = reader_input(1)[:, -1, 0]  # [b, d]
     logits = model.lm_head(model.model.norm(final))  # [b, vocab]
-    return EdgewiseRun(logits=logits, outputs=torch.stack(outputs, dim=2) if keep is None else None, inputs=inputs)
+    return EdgewiseRun(logits=logits, outputs=torch.stack(outputs, dim=2), inputs=inputs)
+
+
+@torch.no_grad()
+def run_patched(
+    model: PreTrainedModel,
+    embeds: torch.Tensor,
+    keep: torch.Tensor,
+    corrupt_outputs: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> EdgewiseRun:
+    """Patched run of one circuit ``keep`` [U, R] or a stack [K, U, R] over ``embeds`` (K copies of
+    the batch, circuit-major), given the corrupted run's node outputs ``corrupt_outputs``
+    [batch / K, pos, U, d]; returns the logits alone.
+
+    Each reader's input is the corrupted residual stream plus the kept edges' differences,
+    ``sum_u c_u + sum_u keep[u,v] (z_u - c_u)``: one batched matrix product per reader group over
+    a buffer of differences, instead of restacking every upstream output for every reader. A node
+    is computed only for the circuits in which one of its readers gets a kept edge from a changed
+    node; elsewhere its difference is exactly 0. Circuits are skipped as a contiguous range (the
+    first to the last that changes a layer), so nested circuits given in order of size, as the
+    faithfulness curve gives them, skip without copying."""
+    g = Graph.of(model.config)
+    masks = (keep if keep.dim() == 3 else keep[None]).bool()  # [K, U, R]
+    n_masks = len(masks)
+    b, s, d = embeds.shape
+    if b % n_masks:
+        raise ValueError(f"a patched run of {n_masks} circuits needs the batch repeated {n_masks} times (got {b} rows)")
+    copy = b // n_masks
+    weights = masks.to(embeds.dtype)
+    attention = LayerAttention(model, embeds, mask)
+    corrupt = corrupt_outputs.permute(2, 0, 1, 3).contiguous()  # [U, b/K, s, d]
+    prefix = corrupt.cumsum(0)  # [U, b/K, s, d]: the corrupted residual stream after each node
+    deltas = embeds.new_empty(n_masks, g.n_upstream, copy, s, d)  # [K, U, b/K, s, d]: z_u - c_u
+    deltas[:, 0] = embeds.view(n_masks, copy, s, d) - corrupt[0]
+    changed = torch.zeros(n_masks, g.n_upstream, dtype=torch.bool, device=embeds.device)
+    changed[:, 0] = True
+    written = 1
+    groups = torch.tensor([g.kv_head(h) for h in range(g.n_heads)], device=embeds.device)  # each head's KV head
+
+    def live(first_reader: int, n_readers: int) -> torch.Tensor:  # [K, R]: readers given a kept edge from a changed node
+        return (masks[:, :written, first_reader : first_reader + n_readers] & changed[:, :written, None]).any(1)
+
+    def reader_input(circuits: slice, first_reader: int, n_readers: int) -> torch.Tensor:  # -> [R, k * b/K, s, d]
+        k = weights[circuits, :written, first_reader : first_reader + n_readers]  # [k, W, R]
+        mixed = torch.bmm(k.transpose(1, 2), deltas[circuits, :written].view(len(k), written, -1))  # [k, R, b/K * s * d]
+        x = mixed.new_empty(n_readers, len(k), mixed.shape[2])
+        torch.add(mixed.transpose(0, 1), prefix[written - 1].view(1, 1, -1), out=x)
+        return x.view(n_readers, len(k) * copy, s, d)
+
+    def emit(node_changed: torch.Tensor, compute) -> None:  # node_changed [K, n]; compute(circuits) -> [k*b/K, s, n, d]
+        nonlocal written
+        n = node_changed.shape[1]
+        nodes = slice(written, written + n)
+        hit = node_changed.any(1).nonzero().flatten().tolist() or [n_masks]
+        circuits = slice(hit[0], hit[-1] + 1)
+        deltas[: circuits.start, nodes] = 0
+        deltas[circuits.stop :, nodes] = 0
+        if circuits.start < n_masks:
+            z = compute(circuits).view(-1, copy, s, n, d).permute(0, 3, 1, 2, 4)  # [k, n, b/K, s, d]
+            torch.sub(z, corrupt[nodes], out=deltas[circuits, nodes])
+            if not node_changed[circuits].all():
+                deltas[circuits, nodes] *= node_changed[circuits, :, None, None, None]
+        changed[:, nodes] = node_changed
+        written += n
+
+    for layer, block in enumerate(model.model.layers):
+        first = g.reader_index(layer)
+        readers = live(first, g.n_heads + 2 * g.n_kv_heads)  # [K, H + 2 KV]
+        kv = readers[:, g.n_heads :].view(n_masks, 2, g.n_kv_heads).any(1)  # [K, KV]
+        heads_changed = readers[:, : g.n_heads] | kv[:, groups]  # [K, H]
+
+        def heads(circuits: slice, layer=layer, block=block, first=first) -> torch.Tensor:
+            x = block.input_layernorm(reader_input(circuits, first, g.n_heads + 2 * g.n_kv_heads))
+            return attention(layer, x, rows=slice(circuits.start * copy, circuits.stop * copy))
+
+        emit(heads_changed, heads)
+        mlp = first + g.readers_per_layer - 1
+
+        def mlp_out(circuits: slice, block=block, mlp=mlp) -> torch.Tensor:
+            return block.mlp(block.post_attention_layernorm(reader_input(circuits, mlp, 1)[0]))[:, :, None]
+
+        emit(live(mlp, 1), mlp_out)
+    final = reader_input(slice(None), g.n_readers - 1, 1)[0, :, -1]  # [b, d]
+    logits = model.lm_head(model.model.norm(final))  # [b, vocab]
+    return EdgewiseRun(logits=logits, outputs=None, inputs=[])
+
+
+class LayerAttention:
+    """One layer's heads from their readers' (normalised) inputs, for the rows of a batch: RoPE
+    positions and the attention mask are set up once per pass."""
+
+    def __init__(self, model: PreTrainedModel, embeds: torch.Tensor, mask: torch.Tensor | None) -> None:
+        self.model = model
+        self.g = Graph.of(model.config)
+        self.dh = head_dim(model.config)
+        b, s, _ = embeds.shape
+        if mask is None:
+            positions = torch.arange(s, device=embeds.device)[None].expand(b, s)
+            self.attend = None
+        else:
+            positions = position_ids(mask)
+            causal = torch.ones(s, s, dtype=torch.bool, device=embeds.device).tril()
+            eye = torch.eye(s, dtype=torch.bool, device=embeds.device)
+            self.attend = (causal & mask.bool()[:, None, None, :]) | eye  # [b, 1, s, s]
+        self.cos, self.sin = model.model.rotary_emb(embeds, positions)  # [b, s, dh] each
+
+    def __call__(self, layer: int, x: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """Heads' outputs [r, s, H, d] of ``layer`` from its readers' inputs ``x`` [H + 2 KV, r, s, d]
+        (q of each head, k and v of each KV head, normalised) for the batch's ``rows``."""
+        g, dh = self.g, self.dh
+        attn = self.model.model.layers[layer].self_attn
+        xq, xk, xv = x.split([g.n_heads, g.n_kv_heads, g.n_kv_heads], dim=0)
+        q = self._project(xq, attn.q_proj)  # [r, H, s, dh]
+        k = self._project(xk, attn.k_proj)  # [r, KV, s, dh]
+        v = self._project(xv, attn.v_proj)  # [r, KV, s, dh]
+        q, k = apply_rotary_pos_emb(q, k, self.cos[rows], self.sin[rows])
+        n_rep = g.n_heads // g.n_kv_heads
+        k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)  # [r, H, s, dh]
+        attend = None if self.attend is None else self.attend[rows]
+        heads = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, is_causal=attend is None, scale=attn.scaling)
+        w_o = attn.o_proj.weight.view(-1, g.n_heads, dh)  # [d, H, dh]
+        return torch.einsum("bhse,dhe->bshd", heads, w_o)  # each head's output [r, s, H, d]
+
+    def _project(self, xs: torch.Tensor, linear: torch.nn.Linear) -> torch.Tensor:  # [n, r, s, d] -> [r, n, s, dh]
+        n, r, s, d = xs.shape
+        out = torch.bmm(xs.reshape(n, r * s, d), linear.weight.view(n, self.dh, d).transpose(1, 2))  # [n, r*s, dh]
+        out = out.view(n, r, s, self.dh).transpose(0, 1)
+        return out if linear.bias is None else out + linear.bias.view(1, n, 1, self.dh)

@@ -5,6 +5,8 @@
 - :func:`reference_edge_scores`: EAP-IG computed through :mod:`sparks.attribute.edgewise`, where
   every reader's input is a tensor of its own, so autograd gives dL/dx_v directly (no nnsight, no
   hand-written norm gradients).
+- :func:`edge_patched_logits`: one circuit's patched run by its definition, each reader's input
+  summed edge by edge and every node computed (no difference buffer, nothing skipped).
 Sign convention as everywhere: corrupted minus clean.
 """
 
@@ -15,7 +17,7 @@ from transformers import PreTrainedModel
 
 from sparks.attribute.batches import PairBatch
 from sparks.attribute.eap import Metric
-from sparks.attribute.edgewise import run_edgewise
+from sparks.attribute.edgewise import LayerAttention, run_edgewise
 from sparks.attribute.graph import Graph
 from sparks.attribute.metrics import Targets
 from sparks.model import head_dim
@@ -79,3 +81,29 @@ def reference_edge_scores(model: PreTrainedModel, batch: PairBatch, metric: Metr
     edges = torch.einsum("bsud,bsvd->uv", delta, grad_sum / ig_steps) * g.edge_mask
     heads = torch.stack([edges[g.head_index(layer) : g.mlp_index(layer)].sum(1) for layer in range(g.n_layers)])
     return EdgeScores(edges=edges, heads=heads, n_pairs=len(batch))
+
+
+@torch.no_grad()
+def edge_patched_logits(
+    model: PreTrainedModel,
+    embeds: torch.Tensor,
+    keep: torch.Tensor,
+    corrupt_outputs: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Last-position logits [b, vocab] of the circuit ``keep`` [U, R]: reader v's input is
+    ``sum_u (z_u if keep[u, v] else c_u)`` over the nodes before it, with z_u this run's output of
+    node u and c_u its corrupted output (``corrupt_outputs`` [b, s, U, d])."""
+    g = Graph.of(model.config)
+    attention = LayerAttention(model, embeds, mask)
+    outputs = [embeds]
+
+    def reader_input(reader: int) -> torch.Tensor:  # [b, s, d]
+        return sum(z if keep[u, reader] else corrupt_outputs[:, :, u] for u, z in enumerate(outputs))
+
+    for layer, block in enumerate(model.model.layers):
+        first = g.reader_index(layer)
+        x = torch.stack([reader_input(first + r) for r in range(g.n_heads + 2 * g.n_kv_heads)])  # [H + 2 KV, b, s, d]
+        outputs.extend(attention(layer, block.input_layernorm(x)).unbind(2))
+        outputs.append(block.mlp(block.post_attention_layernorm(reader_input(first + g.readers_per_layer - 1))))
+    return model.lm_head(model.model.norm(reader_input(g.n_readers - 1)[:, -1]))

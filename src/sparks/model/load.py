@@ -62,9 +62,12 @@ def load_checkpoint(
 
 
 def model_hash(folder: str | Path) -> str:
-    """Hash of a local model folder's weights; for a hub id, a hash of the id itself."""
+    """Hash of a local model folder's weights; for a hub id, a hash of the id itself.
+
+    Only weight files count (safetensors, else legacy ``pytorch_model*.bin``): a trainer's
+    checkpoint also holds ``training_args.bin``, which names its output folder and settings."""
     folder = Path(folder)
-    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
     if weights:
         return file_hash(weights)
     return "hub:" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]

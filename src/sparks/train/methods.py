@@ -44,6 +44,7 @@ def _common_args(run: dict[str, Any], seed: int, out_dir: Path) -> dict[str, Any
         report_to=[],
         dataloader_num_workers=0,
         disable_tqdm=False,
+        gradient_checkpointing=run["gradient_checkpointing"],
     )
 
 

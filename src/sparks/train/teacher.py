@@ -18,7 +18,15 @@ import polars as pl
 from sparks.config import config_hash
 
 log = logging.getLogger(__name__)
-TRAINING_ONLY = ("max_steps", "save_steps", "learning_rate", "batch_size", "max_length", "grpo")  # keys sampling ignores
+TRAINING_ONLY = (  # keys sampling ignores
+    "max_steps",
+    "save_steps",
+    "learning_rate",
+    "batch_size",
+    "max_length",
+    "gradient_checkpointing",
+    "grpo",
+)
 
 
 def sample_teacher_traces(
