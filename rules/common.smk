@@ -9,6 +9,7 @@ from sparks.aggregate.think_modes import compare_steps
 from sparks.config import ConfigError, check_config
 from sparks.manifest import read_manifest
 from sparks.plot import figure_names
+from sparks.train.given import input_files
 from sparks.train.teacher import TRAINING_ONLY
 
 if workflow.config_settings.config:
@@ -59,11 +60,16 @@ def settings(*keys, ignore=()):
     return section
 
 
+# Inputs Snakemake watches that the stage finds through the config (no flag of their own).
+WATCHED = ("given",)
+
+
 def flags(wildcards, input):
     """``--name file ...`` for every named input (the stage's flags are the inputs' names)."""
     return " ".join(
         f"--{name.replace('_', '-')} {' '.join(input[name]) if isinstance(input[name], list) else input[name]}"
         for name in input.keys()
+        if name not in WATCHED
     )
 
 
@@ -76,8 +82,16 @@ def run_task_of(wildcards):
 
 
 def run_inputs(wildcards):
-    """A run's inputs: base model and task problems, plus the teacher's samples for distillation."""
+    """A run's inputs: base model and task problems, plus the teacher's samples for distillation;
+    for a models run, its given local checkpoints (their config.json: one saved again, or one more
+    in the folder, writes the manifest again)."""
     run = config["runs"][wildcards.run]
+    if run["method"] == "models":
+        return {
+            "given": input_files(
+                run["checkpoints"], f"runs.{wildcards.run}.checkpoints"
+            )
+        }
     inputs = {
         "base": layout.model("base", EXP),
         "problems": layout.problems(run["task"], EXP),

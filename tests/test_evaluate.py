@@ -84,12 +84,17 @@ def test_sample_and_pass_tables(model, tok):
     assert samples["n_tokens"].max() <= 8
     table = pass_table(samples, settings.k)
     assert table.height == 4 and table["pass_at_k"].is_between(0, 1).all()
-    assert (table.filter(pl.col("k_samples") == 1)["pass_at_k"] == table.filter(pl.col("k_samples") == 1)["success_at_k"]).all()
+    first = table.filter(pl.col("k_samples") == 1)
+    assert (first["pass_at_k"] == first["all_correct_at_k"]).all()  # at k = 1 both are the accuracy
+    by_k = samples.sort("k").group_by("difficulty", maintain_order=True).agg(pl.col("correct").first())
+    assert dict(zip(first["difficulty"], first["success_at_k"])) == {d: float(c) for d, c in by_k.rows()}  # the first sample
     assert (table["n_problems"] == 1).all() and table["accuracy_se"].is_null().all()  # one problem per difficulty
 
 
 def test_pass_table_gives_the_standard_error_over_problems():
-    samples = pl.DataFrame({"difficulty": ["easy"] * 4, "sample_id": [0, 0, 1, 1], "correct": [True, True, True, False]})
+    samples = pl.DataFrame(
+        {"difficulty": ["easy"] * 4, "sample_id": [0, 0, 1, 1], "k": [0, 1, 0, 1], "correct": [True, True, True, False]}
+    )
     row = pass_table(samples, (1,)).row(0, named=True)
     assert row["accuracy"] == 0.75 and row["n_problems"] == 2
     assert row["accuracy_se"] == pytest.approx(np.std([1.0, 0.5], ddof=1) / np.sqrt(2))

@@ -52,6 +52,7 @@ def test_benchmark_figures(tmp_path):
         {
             "difficulty": ["easy"] * 4 + ["hard"] * 4,
             "sample_id": [0, 0, 1, 1, 2, 2, 3, 3],
+            "k": [0, 1] * 4,
             "correct": [True, True, True, False, False, False, True, False],
         }
     )
@@ -61,7 +62,8 @@ def test_benchmark_figures(tmp_path):
             "difficulty": ["easy", "easy", "hard", "hard"] * 2,
             "k_samples": [1, 2] * 4,
             "pass_at_k": [0.7, 0.9, 0.2, 0.3] * 2,
-            "success_at_k": [0.7, 0.5, 0.2, 0.05] * 2,
+            "success_at_k": [0.6, 0.9, 0.3, 0.3] * 2,
+            "all_correct_at_k": [0.7, 0.5, 0.2, 0.05] * 2,
             "checkpoint": ["base"] * 4 + ["final"] * 4,
         }
     )

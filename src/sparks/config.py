@@ -115,7 +115,8 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
     return f"config key {key} in {source}: {error.message}; fix its value (see schemas/config.schema.yaml)"
 
 
-def _is_hub_id(source: str) -> bool:
+def is_hub_id(source: str) -> bool:
+    """Whether ``source`` has the shape of a hub id (``org/name``) rather than a local path."""
     parts = source.split("/")
     return len(parts) == 2 and all(parts) and not source.startswith((".", "/", "~"))
 
@@ -129,12 +130,12 @@ def _check_model_source(key: str, model: dict[str, Any], source: str) -> None:
                 f"config key {key}.tokenizer in {source} applies to embedded models only ({key}.source = {src!r} "
                 "brings its own tokenizer); remove it or set source: embedded"
             )
-        if not _is_hub_id(tokenizer) and not (Path(tokenizer).expanduser() / "tokenizer.json").is_file():
+        if not is_hub_id(tokenizer) and not (Path(tokenizer).expanduser() / "tokenizer.json").is_file():
             raise ConfigError(
                 f"config key {key}.tokenizer = {tokenizer!r} in {source}: no tokenizer.json in that folder; "
                 'give a local tokenizer folder or a hub id such as "Qwen/Qwen2.5-Math-1.5B"'
             )
-    if src == "embedded" or _is_hub_id(src):
+    if src == "embedded" or is_hub_id(src):
         return
     path = Path(src).expanduser()
     if not (path / "config.json").is_file():
@@ -157,7 +158,7 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
     for name, task in config["tasks"].items():
         if task["source"] != "synthetic" and task["path"] is None:
             continue
-        if task["source"] != "synthetic" and not _is_hub_id(task["path"]) and not Path(task["path"]).exists():
+        if task["source"] != "synthetic" and not is_hub_id(task["path"]) and not Path(task["path"]).exists():
             raise ConfigError(
                 f"config key tasks.{name}.path = {task['path']!r} in {source} does not exist; "
                 "give a local dataset folder or a hub dataset id"
@@ -168,6 +169,20 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 f"config key runs.{name}.task = {run['task']!r} in {source} names no task; "
                 f"use one of: {', '.join(config['tasks'])}"
             )
+        if (run["method"] == "models") != (run["checkpoints"] is not None):
+            raise ConfigError(
+                f"config key runs.{name}.checkpoints in {source}: "
+                + (
+                    "a run with method models needs its checkpoints (a folder of checkpoint-N/, or a list of {step, source})"
+                    if run["method"] == "models"
+                    else f"only runs with method models name their checkpoints (this one trains: {run['method']}); remove it"
+                )
+            )
+        if run["method"] == "models":
+            from sparks.train.given import given_checkpoints
+
+            given_checkpoints(run["checkpoints"], f"runs.{name}.checkpoints")
+            continue
         if run["save_steps"] > run["max_steps"]:
             raise ConfigError(
                 f"config key runs.{name}.save_steps = {run['save_steps']} in {source} exceeds max_steps = "

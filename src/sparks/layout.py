@@ -83,7 +83,7 @@ def eval_samples(run: str = "{run}", step: int | str = "{step}", task: str = "{t
 
 
 def passk(run: str = "{run}", step: int | str = "{step}", task: str = "{task}", exp: str = "{exp}") -> str:
-    """Accuracy, pass@k and success@k of one checkpoint by difficulty and k."""
+    """Accuracy, pass@k, success@k and all-correct@k of one checkpoint by difficulty and k."""
     return f"{experiment(exp)}/bench/{run}/passk/{step}/{task}.parquet"
 
 

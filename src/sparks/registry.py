@@ -12,8 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
-METHODS = ("sft", "grpo", "distill")
-"""Post-training methods (``runs.<name>.method``)."""
+METHODS = ("sft", "grpo", "distill", "models")
+"""Post-training methods (``runs.<name>.method``); ``models`` names checkpoints that already exist."""
+
+TRAINERS = ("sft", "grpo", "distill")
+"""The methods that train (with TRL); a ``models`` run is written from its given checkpoints."""
 
 METRICS = ("kl", "logit_diff", "logprob")
 """Attribution metrics on the answer position (``attribute.metric``)."""

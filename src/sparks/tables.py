@@ -274,12 +274,13 @@ SCHEMAS: dict[str, pl.Schema] = {
         {
             # provenance "step" is the evaluated checkpoint
             "difficulty": pl.String,
-            "k_samples": pl.Int64,  # k of pass@k and success@k (1 .. evaluate.n_samples)
+            "k_samples": pl.Int64,  # k of the three estimators (1 .. evaluate.n_samples)
             "accuracy": pl.Float64,  # mean over all samples (the same for every k)
             "accuracy_se": pl.Float64,  # standard error of the per-problem accuracy over problems
             "n_problems": pl.Int64,
             "pass_at_k": pl.Float64,  # unbiased 1 - C(n-c, k)/C(n, k), mean over problems
-            "success_at_k": pl.Float64,  # unbiased C(c, k)/C(n, k) (all k correct), mean over problems
+            "success_at_k": pl.Float64,  # the study's Eq. 18: a correct one among the first k samples (generation order), mean over problems
+            "all_correct_at_k": pl.Float64,  # unbiased C(c, k)/C(n, k) (all k correct), mean over problems
         }
     ),
     "emergence": pl.Schema(
@@ -331,7 +332,8 @@ SCHEMAS: dict[str, pl.Schema] = {
             "accuracy": pl.Float64,  # mean over all samples
             "k_samples": pl.Int64,
             "pass_at_k": pl.Float64,
-            "success_at_k": pl.Float64,
+            "success_at_k": pl.Float64,  # as in passk
+            "all_correct_at_k": pl.Float64,
         }
     ),
 }

@@ -78,12 +78,16 @@ def sample_table(
 
 def pass_table(samples: pl.DataFrame, ks: tuple[int, ...]) -> pl.DataFrame:
     """Per difficulty and k: accuracy (mean over samples) with its standard error over problems,
-    the number of problems, and pass@k and success@k (means over problems)."""
-    from sparks.evaluate.passk import pass_at_k, success_at_k
+    the number of problems, and pass@k, success@k (the study's: a correct answer among the first k
+    samples, in generation order ``k``) and all-correct@k, each a mean over problems."""
+    from sparks.evaluate.passk import all_correct_at_k, pass_at_k, success_at_k
 
     # groups in the order of the samples, so that sums run in one order and two runs agree to the bit
     per_problem = samples.group_by("difficulty", "sample_id", maintain_order=True).agg(
-        pl.len().alias("n"), pl.col("correct").sum().alias("c"), pl.col("correct").mean().alias("share")
+        pl.len().alias("n"),
+        pl.col("correct").sum().alias("c"),
+        pl.col("correct").mean().alias("share"),
+        pl.col("correct").sort_by("k").alias("in_order"),
     )
     rows = []
     for (difficulty,), group in per_problem.group_by("difficulty", maintain_order=True):
@@ -98,7 +102,8 @@ def pass_table(samples: pl.DataFrame, ks: tuple[int, ...]) -> pl.DataFrame:
                     "accuracy_se": se,
                     "n_problems": group.height,
                     "pass_at_k": sum(pass_at_k(n, c, k) for n, c in group.select("n", "c").rows()) / group.height,
-                    "success_at_k": sum(success_at_k(n, c, k) for n, c in group.select("n", "c").rows()) / group.height,
+                    "success_at_k": sum(success_at_k(ordered, k) for ordered in group["in_order"]) / group.height,
+                    "all_correct_at_k": sum(all_correct_at_k(n, c, k) for n, c in group.select("n", "c").rows()) / group.height,
                 }
             )
     return pl.DataFrame(rows, schema_overrides={"accuracy_se": pl.Float64}).sort("difficulty", "k_samples")
@@ -108,7 +113,7 @@ def evaluate_stage(
     config: dict[str, Any], manifest: Path, step: int, task: str, problems_path: Path, out: Path, passk_out: Path
 ) -> Path:
     """Sample every eval problem of ``task`` with checkpoint ``step``: every sample to ``out``, and
-    accuracy, pass@k and success@k by difficulty for k = 1 .. n_samples to ``passk_out``."""
+    accuracy, pass@k, success@k and all-correct@k by difficulty for k = 1 .. n_samples to ``passk_out``."""
     from sparks.data.tasks import eval_problems
     from sparks.manifest import read_manifest
     from sparks.model.load import load_checkpoint
@@ -214,6 +219,7 @@ def intervention_table(
                             "k_samples": r["k_samples"],
                             "pass_at_k": r["pass_at_k"],
                             "success_at_k": r["success_at_k"],
+                            "all_correct_at_k": r["all_correct_at_k"],
                         }
                     )
     return pl.DataFrame(rows, schema_overrides={"seed": pl.Int64, "alpha": pl.Float64}), pl.concat(all_samples)

@@ -14,7 +14,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--step", type=int, required=True, help="checkpoint step (one listed in the manifest)")
     p.add_argument("--problems", type=Path, required=True, help="the task's problems table (prepare-data)")
     p.add_argument("--out", type=Path, required=True, help="output: every sample (eval table, Parquet)")
-    p.add_argument("--passk", type=Path, required=True, help="output: accuracy, pass@k, success@k (Parquet)")
+    p.add_argument("--passk", type=Path, required=True, help="output: accuracy, pass@k, success@k, all-correct@k (Parquet)")
     p.set_defaults(func=main)
 
     q = subparsers.add_parser("intervene", help="ablate / scale a run's emergent heads against random heads")

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from sparks.model.store import weight_files
 from sparks.tables import file_hash
 
 
@@ -66,8 +67,7 @@ def model_hash(folder: str | Path) -> str:
 
     Only weight files count (safetensors, else legacy ``pytorch_model*.bin``): a trainer's
     checkpoint also holds ``training_args.bin``, which names its output folder and settings."""
-    folder = Path(folder)
-    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    weights = weight_files(Path(folder))
     if weights:
         return file_hash(weights)
     return "hub:" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]

@@ -68,7 +68,7 @@ def plot_run(tables: dict[str, pl.DataFrame], run: str, task: str, outputs: list
         "frequency": f.frequency_figure(tables["frequency"], tables["cohorts"], f"{run}: activation frequency per head ({task})"),
         "faithfulness": f.faithfulness_figure(tables["faithfulness"], f"{run}: circuit faithfulness per checkpoint ({task})"),
         "accuracy": f.accuracy_figure(passk, f"{run}: accuracy by difficulty across checkpoints ({task})"),
-        "passk": f.passk_figure(ends, f"{run}: pass@k and success@k ({task})"),
+        "passk": f.passk_figure(ends, f"{run}: pass@k, success@k and all-correct@k ({task})"),
         "scaling": f.scaling_figure(tables["interventions"], f"{run}: emergent heads vs random heads ({task})"),
         "failures": f.failures_figure(shares, f"{run}: failure categories by difficulty across checkpoints ({task})"),
         "failure_scaling": f.failure_scaling_figure(shares, f"{run}: failure categories under head scaling, emergent vs random ({task})"),

@@ -84,6 +84,9 @@ def cohort_figure(circuit: pl.DataFrame, cohorts: pl.DataFrame, train_log: pl.Da
             log["step"], smooth, color=sns.color_palette("colorblind")[0], linewidth=2, label=f"{metric} (mean of {window})"
         )
         bottom.legend(loc="best", fontsize=8)
+    if log.is_empty():  # a run of given checkpoints without a trainer's log history
+        bottom.text(0.5, 0.5, "no training log (checkpoints given)", ha="center", va="center", transform=bottom.transAxes)
+        bottom.set_yticks([])
     for step in steps:
         bottom.axvline(step, color="grey", linewidth=0.5, linestyle=":")
     bottom.set_ylabel(metric)
@@ -177,12 +180,20 @@ def accuracy_figure(passk: pl.DataFrame, title: str) -> Figure:
     return fig
 
 
+PASSK_PANELS = {
+    "pass_at_k": "pass@k\n(one of k drawn)",
+    "success_at_k": "success@k\n(one of the first k)",
+    "all_correct_at_k": "all-correct@k\n(all k drawn)",
+}
+
+
 def passk_figure(table: pl.DataFrame, title: str) -> Figure:
-    """pass@k and success@k against k (coverage), by difficulty, base vs final checkpoint."""
+    """pass@k (unbiased), success@k (the study's: a correct answer among the first k samples in
+    generation order) and all-correct@k against k, by difficulty, base vs final checkpoint."""
     _theme()
-    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI, sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=FIGSIZE, dpi=DPI, sharey=True)
     data = table.to_pandas()
-    for ax, column in zip(axes, ("pass_at_k", "success_at_k")):
+    for ax, (column, name) in zip(axes, PASSK_PANELS.items()):
         sns.lineplot(
             data=data,
             x="k_samples",
@@ -194,10 +205,11 @@ def passk_figure(table: pl.DataFrame, title: str) -> Figure:
             ax=ax,
         )
         ax.set_xlabel("k (samples drawn)")
-        ax.set_title(column.replace("_at_", "@"))
+        ax.set_title(name)
         ax.set_ylim(-0.02, 1.02)
     axes[0].set_ylabel("share of problems")
-    axes[1].get_legend().remove()
+    for ax in axes[1:]:
+        ax.get_legend().remove()
     fig.suptitle(title)
     fig.tight_layout()
     return fig

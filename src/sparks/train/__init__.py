@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sparks.config import config_hash
+from sparks.train.given import METHOD as GIVEN
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +43,16 @@ def training_problems(config: dict[str, Any], run_name: str, problems_path: Path
 def train_run(
     config: dict[str, Any],
     run_name: str,
-    base_dir: Path,
-    problems_path: Path,
+    base_dir: Path | None,
+    problems_path: Path | None,
     manifest_path: Path,
     train_log_path: Path,
     teacher_traces: Path | None = None,
 ) -> Path:
     """Run ``runs.{run_name}`` of ``config`` from the model in ``base_dir`` on the task's problems
     (a distill run on the ``teacher_traces`` table of ``sparks teacher-traces``); checkpoints go
-    beside ``manifest_path``, which is written last. Returns the manifest path."""
+    beside ``manifest_path``, which is written last. Returns the manifest path. A ``models`` run
+    trains nothing: its manifest is written from its given checkpoints (``sparks.train.given``)."""
     from sparks.manifest import write_manifest
     from sparks.model.load import load_checkpoint, model_hash
     from sparks.tables import file_hash, with_provenance, write_table
@@ -68,6 +70,12 @@ def train_run(
     if run_name not in config["runs"]:
         raise KeyError(f"run {run_name!r} is not in the config's runs ({', '.join(config['runs'])}); add it under runs:")
     run = config["runs"][run_name]
+    if run["method"] == GIVEN:
+        from sparks.train.given import write_given_run
+
+        return write_given_run(config, run_name, Path(manifest_path), Path(train_log_path))
+    if base_dir is None or problems_path is None:
+        raise ValueError(f"run {run_name!r} trains ({run['method']}): pass the base model folder and the problems table")
     manifest_path = Path(manifest_path)
     out_dir = manifest_path.parent  # the run's folder: checkpoints beside the manifest
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,13 @@ from sparks.arguments import add_common, read_common
 
 
 def make_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="post-train with TRL (sft | grpo | distill) and save checkpoints")
+    p = subparsers.add_parser(
+        "train", help="post-train with TRL (sft | grpo | distill) and save checkpoints, or list a models run's checkpoints"
+    )
     add_common(p)
     p.add_argument("--run", required=True, help="run name under runs: in the config")
-    p.add_argument("--base", type=Path, required=True, help="model folder from prepare-model")
-    p.add_argument("--problems", type=Path, required=True, help="the run's task problems table (prepare-data)")
+    p.add_argument("--base", type=Path, default=None, help="model folder from prepare-model (runs that train)")
+    p.add_argument("--problems", type=Path, default=None, help="the run's task problems table (runs that train)")
     p.add_argument("--teacher-traces", type=Path, default=None, help="distill runs: the teacher_traces table to learn from")
     p.add_argument("--manifest", type=Path, required=True, help="output: checkpoints.json (checkpoints are saved beside it)")
     p.add_argument("--train-log", type=Path, required=True, help="output: the trainer's log history (Parquet)")

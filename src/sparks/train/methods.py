@@ -156,4 +156,4 @@ def grpo(run, seed, start, tokenizer, problems, out_dir, prompter, source, teach
     return GRPOTrainer(model=str(start), reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer)
 
 
-METHODS: dict[str, Callable[..., Any]] = registry.implement(registry.METHODS, {"sft": sft, "grpo": grpo, "distill": distill})
+METHODS: dict[str, Callable[..., Any]] = registry.implement(registry.TRAINERS, {"sft": sft, "grpo": grpo, "distill": distill})
