@@ -9,6 +9,7 @@ rule aggregate:
         stability=layout.circuits("stability"),
         similarity=layout.circuits("similarity"),
         emergence=layout.circuits("emergence"),
+        importance=layout.circuits("importance"),
     log:
         layout.log("aggregate", "{run}", "{task}"),
     benchmark:
@@ -27,7 +28,8 @@ rule aggregate:
         "sparks aggregate --config {params.config} --task {wildcards.task} {params.inputs} "
         "--circuit-out {output.circuit} --cohorts-out {output.cohorts} "
         "--frequency-out {output.frequency} --stability-out {output.stability} "
-        "--similarity-out {output.similarity} --emergence-out {output.emergence} > {log} 2>&1"
+        "--similarity-out {output.similarity} --emergence-out {output.emergence} "
+        "--importance-out {output.importance} > {log} 2>&1"
 
 
 rule think_modes:

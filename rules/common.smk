@@ -167,7 +167,7 @@ def plot_inputs(wildcards):
     steps = checkpoint_steps(run)
     tables = {
         name: layout.circuits(name, run, task, EXP)
-        for name in ("circuit", "cohorts", "frequency", "similarity", "emergence")
+        for name in ("circuit", "cohorts", "frequency", "similarity", "emergence", "importance")
     }
     tables["train_log"] = layout.train_log(run, EXP)
     tables["faithfulness"] = [

@@ -8,7 +8,8 @@ import pytest
 
 from sparks.aggregate import AggregateSettings, circuit_size_per_step
 from sparks.aggregate.bootstrap import head_stability
-from sparks.aggregate.circuits import circuit_edges, circuit_table, cohort_table, frequency_table, jaccard_table
+from sparks.aggregate.circuits import circuit_edges, circuit_table, cohort_table, frequency_table, jaccard_table, prune_isolated
+from sparks.aggregate.importance import importance_table
 from sparks.config import ConfigError
 
 # 2 layers x 4 heads, 2 KV heads: heads 0, 1 share kv0 and heads 2, 3 share kv1
@@ -156,3 +157,47 @@ def test_think_mode_table_classifies_every_head():
     assert (summary["both"], summary["think_on_only"], summary["think_off_only"]) == (1, 2, 1)
     assert summary["jaccard"] == pytest.approx(1 / 4)
     assert compare_steps([0, 30, 60], "ends") == [0, 60] and compare_steps([0, 30], "none") == []
+
+
+def test_importance_and_effect_as_the_study_defines_them():
+    """I = summed |score| of a head's circuit edges out, normalised per step; E = (I - I0) / (I + I0 + 1e-6)."""
+    edges = pl.DataFrame(
+        [
+            (0, "a0.h0", 3.0), (0, "a0.h1", 1.0), (0, "a0.h1", 0.0), (0, "input", 9.0), (0, "m0", 5.0),
+            (10, "a0.h0", 1.0), (10, "a1.h2", 1.0),
+            (20, "a1.h2", 2.0), (20, "a0.h0", 2.0),
+        ],
+        schema=["step", "src", "abs_score"],
+        orient="row",
+    )  # fmt: skip
+    table = importance_table(edges, HEADS, STEPS)
+    assert table.height == len(STEPS) * HEADS.height
+    assert table.group_by("step").agg(pl.col("importance").sum())["importance"].to_list() == pytest.approx([1.0] * 3)
+
+    def row(step, layer, head):
+        return table.filter((pl.col("step") == step) & (pl.col("layer") == layer) & (pl.col("head") == head)).row(0, named=True)
+
+    assert row(0, 0, 0)["importance"] == pytest.approx(0.75) and row(0, 0, 0)["effect"] is None  # MLPs and input do not count
+    assert row(10, 0, 0)["effect"] == pytest.approx((0.5 - 0.75) / (1.25 + 1e-6))
+    assert row(10, 1, 2)["effect"] == pytest.approx(0.5 / (0.5 + 1e-6))  # new in the post-trained circuit: about +1
+    assert row(10, 0, 1)["effect"] == pytest.approx(-0.25 / (0.25 + 1e-6))  # dropped: about -1
+    assert row(20, 1, 3)["effect"] == 0  # in no circuit
+    assert row(0, 0, 0)["mean_effect"] == pytest.approx((row(10, 0, 0)["effect"] + row(20, 0, 0)["effect"]) / 2)
+
+
+def test_pruning_drops_the_edges_of_isolated_nodes_until_none_is_left():
+    edges = pl.DataFrame(
+        [
+            ("input", "a0.h0", "q"), ("a0.h0", "logits", "logits"),  # a path: kept
+            ("a0.h1", "m0", "mlp"), ("m0", "logits", "logits"),  # a0.h1 receives nothing: its edge goes, m0 then too
+            ("input", "a0.h2", "q"), ("a0.h2", "a1.h1", "q"),  # a chain into a1.h1, which sends nothing: all of it goes
+            ("input", "a1.kv1", "k"), ("a1.h3", "logits", "logits"),  # k of kv1 feeds a1.h3 (its group), which sends
+        ],
+        schema=["src", "dst", "dst_input"],
+        orient="row",
+    ).with_columns(pl.lit(0, pl.Int64).alias("step"))  # fmt: skip
+    kept = prune_isolated(edges, HEADS)
+    assert set(kept.select("src", "dst").rows()) == {
+        ("input", "a0.h0"), ("a0.h0", "logits"), ("input", "a1.kv1"), ("a1.h3", "logits")
+    }  # fmt: skip
+    assert prune_isolated(kept, HEADS).equals(kept)

@@ -9,7 +9,7 @@ import torch
 
 from sparks.data.answers import extract_answer, is_correct
 from sparks.evaluate import EvaluateSettings, pass_table, sample_table
-from sparks.evaluate.interventions import HeadIntervention, head_means, intervene, random_heads_like
+from sparks.evaluate.interventions import HeadIntervention, control_heads, head_means, intervene, random_heads_like
 from sparks.generate import generate
 from sparks.model.load import load_model, load_tokenizer
 from sparks.types import HeadId
@@ -61,6 +61,35 @@ def test_random_heads_come_from_the_same_layers():
     control = random_heads_like(heads, n_heads=8, seed=1, exclude=heads)
     assert sorted(h.layer for h in control) == [1, 3, 3] and not set(control) & set(heads)
     assert control == random_heads_like(heads, n_heads=8, seed=1, exclude=heads)
+
+
+def test_controls_draw_from_their_own_pools():
+    """base_circuit: heads of the starting model's circuit (no cohort step), never an emergent one;
+    outside: heads in no circuit of the run; each as many as the emergent heads, fixed by the seed."""
+    cohorts = pl.DataFrame(
+        {
+            "layer": [0, 0, 1, 1, 2, 3],
+            "head": [0, 1, 0, 3, 2, 1],
+            "cohort_step": [None, None, None, 40, 80, None],
+            "status": ["maintained", "lost", "maintained", "emergent", "emergent", "maintained"],
+        },
+        schema_overrides={"cohort_step": pl.Int64},
+    )
+    emergent = (HeadId(1, 3), HeadId(2, 2))
+    base = {HeadId(0, 0), HeadId(0, 1), HeadId(1, 0), HeadId(3, 1)}
+    ever = base | set(emergent)
+    for seed in range(5):
+        drawn = control_heads("base_circuit", emergent, cohorts, n_layers=4, n_heads=4, seed=seed)
+        assert len(drawn) == 2 and set(drawn) <= base
+        outside = control_heads("outside", emergent, cohorts, n_layers=4, n_heads=4, seed=seed)
+        assert len(outside) == 2 and not set(outside) & ever
+        same = control_heads("same_layer", emergent, cohorts, n_layers=4, n_heads=4, seed=seed)
+        assert sorted(h.layer for h in same) == [1, 2] and not set(same) & set(emergent)
+    assert control_heads("outside", emergent, cohorts, 4, 4, seed=3) == control_heads("outside", emergent, cohorts, 4, 4, seed=3)
+    many = tuple(HeadId(layer, head) for layer in range(4) for head in range(4) if HeadId(layer, head) not in base)
+    assert set(control_heads("base_circuit", many, cohorts, 4, 4, seed=0)) == base  # a small pool gives all it has
+    with pytest.raises(ValueError, match="same_layer, base_circuit, outside"):
+        control_heads("nearby", emergent, cohorts, 4, 4, seed=0)
 
 
 @pytest.mark.parametrize(

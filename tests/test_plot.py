@@ -8,7 +8,16 @@ from matplotlib.image import imread
 from test_aggregate import EDGES, HEADS, STEPS
 
 from sparks.aggregate.circuits import circuit_edges, circuit_table, cohort_table, frequency_table
-from sparks.plot.figures import BASE_BAND, cohort_bands, cohort_figure, faithfulness_figure, frequency_figure, save
+from sparks.aggregate.importance import importance_table
+from sparks.plot.figures import (
+    BASE_BAND,
+    cohort_bands,
+    cohort_figure,
+    faithfulness_figure,
+    frequency_figure,
+    importance_figure,
+    save,
+)
 
 
 def tables():
@@ -33,8 +42,13 @@ def test_figures_are_written_as_png_and_svg(tmp_path):
     circuit, cohorts, frequency = tables()
     log = pl.DataFrame({"step": list(range(1, 21)), "reward": [i / 20 for i in range(20)], "loss": [None] * 20})
     curves = pl.DataFrame({"step": [0, 0, 10, 10], "edge_fraction": [0.1, 1.0, 0.1, 1.0], "faithfulness": [0.5, 1.0, 0.7, 1.0]})
+    importance = importance_table(
+        circuit_edges(EDGES.lazy(), 2).collect().with_columns(pl.col("rank").cast(pl.Float64).alias("abs_score")), HEADS, STEPS
+    )
     figures = {
         "cohorts": cohort_figure(circuit, cohorts, log, "test"),
+        "given_cohorts": cohort_figure(circuit, cohorts, log.clear(), "a run of given checkpoints: no training log"),
+        "importance": importance_figure(importance, cohorts, "test"),
         "frequency": frequency_figure(frequency, cohorts, "test"),
         "faithfulness": faithfulness_figure(curves, "test"),
     }
@@ -70,7 +84,7 @@ def test_benchmark_figures(tmp_path):
     interventions = pl.DataFrame(
         {
             "kind": ["scale"] * 4 + ["ablate"] * 3,
-            "heads_from": ["none", "emergent", "random", "random", "none", "emergent", "random"],
+            "heads_from": ["none", "emergent", "same_layer", "same_layer", "none", "emergent", "same_layer"],
             "alpha": [None, 2.0, 2.0, 2.0, None, None, None],
             "difficulty": ["hard"] * 7,
             "accuracy": [0.2, 0.3, 0.2, 0.25, 0.5, 0.4, 0.5],

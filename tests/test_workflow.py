@@ -133,6 +133,10 @@ def test_dag_aggregates_every_run(dag_run):
         assert stability["p_in_circuit"].is_between(0, 1).all()
         similarity = read_table(circuits / "similarity.parquet", "similarity")
         assert similarity.height == len(steps) - 1 and similarity["jaccard_edges"].is_between(0, 1).all()
+        importance = read_table(circuits / "importance.parquet", "importance")
+        assert importance.height == len(steps) * 32 and importance["mean_effect"].is_between(-1, 1).all()
+        sums = importance.group_by("step").agg(pl.col("importance").sum())["importance"]
+        assert ((sums - 1).abs() < 1e-9).all()  # normalised per checkpoint
 
 
 @pytest.mark.slow
@@ -147,6 +151,16 @@ def test_dag_benchmarks_every_checkpoint(dag_run):
         table = read_table(dag_run / "bench" / run / "interventions" / "arith.parquet", "interventions")
         assert set(table["kind"]) == {"ablate", "scale"} and "none" in set(table["heads_from"])
         assert table["accuracy"].is_between(0, 1).all()
+        cohorts = read_table(dag_run / "circuits" / run / "arith" / "cohorts.parquet", "cohorts")
+        if (cohorts["status"] == "emergent").any():  # each control labelled, each from its own pool
+            assert {"emergent", "same_layer", "base_circuit", "outside"} <= set(table["heads_from"])
+            base = {
+                f"a{layer}.h{head}" for layer, head, step in cohorts.select("layer", "head", "cohort_step").rows() if step is None
+            }
+            ever = {f"a{layer}.h{head}" for layer, head in cohorts.select("layer", "head").rows()}
+            for heads_from, heads in table.select("heads_from", "heads").rows():
+                assert heads_from != "base_circuit" or set(heads.split()) <= base
+                assert heads_from != "outside" or not set(heads.split()) & ever
 
 
 @pytest.mark.slow

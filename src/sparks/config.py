@@ -220,6 +220,8 @@ def _check_attribute(section: dict[str, Any], key: str = "attribute") -> None:
 
 def _check_evaluate(section: dict[str, Any], key: str = "evaluate") -> None:
     _check_name(f"{key}.ablation", section["ablation"], registry.ABLATIONS)
+    for control in section["controls"]:
+        _check_name(f"{key}.controls", control, registry.CONTROLS)
     if any(k > section["n_samples"] for k in section["k"]):
         raise ConfigError(
             f"{key}.k = {list(section['k'])} needs every k <= {key}.n_samples ({section['n_samples']}); "

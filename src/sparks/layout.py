@@ -13,7 +13,7 @@ from __future__ import annotations
 
 ROOT = "results"
 ATTRIBUTION = ("heads", "edges", "pair_edges", "faithfulness")  # the attribute stage's tables
-CIRCUITS = ("circuit", "cohorts", "frequency", "stability", "similarity", "emergence")  # the aggregate stage's
+CIRCUITS = ("circuit", "cohorts", "frequency", "stability", "similarity", "emergence", "importance")  # the aggregate stage's
 THINK_MODES = ("think_modes", "think_overlap")  # the think-modes step of the aggregate stage
 
 

@@ -27,6 +27,11 @@ REWARDS = ("correctness", "format")
 ABLATIONS = ("mean", "zero")
 """What an ablated head's output is replaced by (``evaluate.ablation``)."""
 
+CONTROLS = ("same_layer", "base_circuit", "outside")
+"""Control heads for the interventions (``evaluate.controls``), as many as the emergent heads:
+random heads of the emergent heads' layers, heads of the starting model's circuit, or heads in no
+circuit of the run."""
+
 THINK_MODES = ("both", "think_on_only", "think_off_only", "neither")
 """In which think modes' circuits a head is active (the think_modes table's ``mode``)."""
 

@@ -195,6 +195,16 @@ SCHEMAS: dict[str, pl.Schema] = {
             "status": pl.String,  # emergent | maintained | lost
         }
     ),
+    "importance": pl.Schema(
+        {
+            # provenance "step" is each checkpoint; the study's App. A.6 (sparks.aggregate.importance)
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "importance": pl.Float64,  # sum of |score| of the circuit edges leaving the head, normalised to sum 1 per step
+            "effect": pl.Float64,  # (I - I_first) / (I + I_first + 1e-6) against the first checkpoint; null at it
+            "mean_effect": pl.Float64,  # the head's effect averaged over the checkpoints after the first (Eq. 9)
+        }
+    ),
     "frequency": pl.Schema(
         {
             "layer": pl.Int64,
@@ -230,7 +240,7 @@ SCHEMAS: dict[str, pl.Schema] = {
         {
             # provenance "step": the final checkpoint (ablate) or the starting model (scale)
             "kind": pl.String,  # ablate | scale
-            "heads_from": pl.String,  # none | emergent | random
+            "heads_from": pl.String,  # none | emergent | a control (as in interventions)
             "seed": pl.Int64,  # random-head draw (null otherwise)
             "alpha": pl.Float64,  # scale factor (null for ablate and unmodified)
             **EVAL_COLUMNS,
@@ -258,8 +268,8 @@ SCHEMAS: dict[str, pl.Schema] = {
     ),
     "failure_changes": pl.Schema(
         {
-            "comparison": pl.String,  # final_vs_base | emergent_vs_random (scaled, same alpha)
-            "alpha": pl.Float64,  # scale factor (emergent_vs_random only)
+            "comparison": pl.String,  # final_vs_base | emergent_vs_{control} (scaled, same alpha; each evaluate.controls)
+            "alpha": pl.Float64,  # scale factor (emergent_vs_* only)
             "difficulty": pl.String,
             "category": pl.String,
             "share_before": pl.Float64,  # base checkpoint / random heads
@@ -323,8 +333,10 @@ SCHEMAS: dict[str, pl.Schema] = {
         {
             # provenance "step": the final checkpoint (ablate) or the starting model (scale)
             "kind": pl.String,  # ablate | scale
-            "heads_from": pl.String,  # none (unmodified model) | emergent | random (control, same layers)
-            "seed": pl.Int64,  # the random control's seed; null otherwise
+            # none (unmodified model) | emergent | a control of sparks.registry.CONTROLS:
+            # same_layer (random heads, emergent heads' layers) | base_circuit (starting model's circuit) | outside (no circuit)
+            "heads_from": pl.String,
+            "seed": pl.Int64,  # the control's draw; null otherwise
             "heads": pl.String,  # e.g. "a3.h6 a1.h4"
             "alpha": pl.Float64,  # scale factor; null for ablation and for the unmodified model
             "difficulty": pl.String,
@@ -352,6 +364,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "think_modes": ("experiment", "run", "step", "task", "layer", "head"),
     "cohorts": ("experiment", "run", "task", "layer", "head"),
     "frequency": ("experiment", "run", "task", "layer", "head"),
+    "importance": ("experiment", "run", "step", "task", "layer", "head"),
     "stability": ("experiment", "run", "step", "task", "layer", "head"),
     "similarity": ("experiment", "run", "step", "task"),
     "eval": ("experiment", "run", "step", "task", "sample_id", "k"),

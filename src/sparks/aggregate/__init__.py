@@ -3,8 +3,10 @@ frequency, and how stable the circuits are (bootstrap over pairs, Jaccard betwee
 
 Reads the attribute stage's tables lazily: only circuit-sized slices of the edge tables
 (``rank <= top_n``, pushed down into the Parquet scan) and, per checkpoint, the pair scores
-for the bootstrap. Writes ``circuit``, ``cohorts``, ``frequency``, ``stability`` and
-``similarity`` (schemas in :mod:`sparks.tables`).
+for the bootstrap. Writes ``circuit``, ``cohorts``, ``frequency``, ``stability``,
+``similarity``, ``emergence`` and ``importance`` (schemas in :mod:`sparks.tables`). With
+``aggregate.prune_isolated`` the circuits lose their isolated nodes' edges (the bootstrap's
+resampled circuits are not pruned).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import polars as pl
 from sparks.config import Section, run_provenance
 
 log = logging.getLogger(__name__)
-TABLES = ("circuit", "cohorts", "frequency", "stability", "similarity", "emergence")
+TABLES = ("circuit", "cohorts", "frequency", "stability", "similarity", "emergence", "importance")
 INPUTS = ("heads", "edges", "pair_edges", "faithfulness")  # the attribute tables it reads, per checkpoint
 
 
@@ -34,6 +36,7 @@ class AggregateSettings(Section):
     bootstrap: int
     stability_threshold: float
     kv_edges_activate_group: bool
+    prune_isolated: bool
 
 
 def circuit_size_per_step(faithfulness: pl.LazyFrame, settings: AggregateSettings, steps: list[int]) -> pl.DataFrame:
@@ -61,15 +64,29 @@ def aggregate_run(
     import numpy as np
 
     from sparks.aggregate.bootstrap import head_stability
-    from sparks.aggregate.circuits import circuit_edges, circuit_table, cohort_table, frequency_table, jaccard_table
+    from sparks.aggregate.circuits import (
+        circuit_edges,
+        circuit_table,
+        cohort_table,
+        frequency_table,
+        jaccard_table,
+        prune_isolated,
+    )
     from sparks.aggregate.emergence import emergence_table
+    from sparks.aggregate.importance import importance_table
     from sparks.tables import files_by_step
 
     paths = {kind: files_by_step(files[kind], kind, steps) for kind in INPUTS}
     ordered = {kind: list(paths[kind].values()) for kind in INPUTS}
     heads = pl.read_parquet(ordered["heads"][0], columns=["layer", "head", "kv_head"])
     sizes = circuit_size_per_step(pl.scan_parquet(ordered["faithfulness"]), settings, steps)
-    chosen = circuit_edges(pl.scan_parquet(ordered["edges"]), sizes).select("step", "src", "dst", "dst_input").collect()
+    chosen = (
+        circuit_edges(pl.scan_parquet(ordered["edges"]), sizes).select("step", "src", "dst", "dst_input", "abs_score").collect()
+    )
+    if settings.prune_isolated:
+        pruned = prune_isolated(chosen, heads)
+        log.info("pruning isolated nodes kept %d of %d circuit edges", pruned.height, chosen.height)
+        chosen = pruned
     circuit = circuit_table(chosen.lazy(), heads, steps, settings.kv_edges_activate_group)
 
     names = pl.read_parquet(ordered["edges"][0], columns=["src", "dst", "dst_input"])  # graph order, as pair_edges
@@ -93,6 +110,7 @@ def aggregate_run(
         "frequency": frequency_table(circuit),
         "stability": stability,
         "similarity": jaccard_table(chosen, circuit),
+        "importance": importance_table(chosen, heads, steps),
     }
     if train_log is not None:
         tables["emergence"] = emergence_table(circuit, cohorts, train_log)

@@ -26,6 +26,37 @@ def circuit_edges(edges: pl.LazyFrame, top_n: int | pl.DataFrame) -> pl.LazyFram
     return edges.join(top_n.lazy(), on="step").filter(pl.col("rank") <= pl.col("top_n")).drop("top_n")
 
 
+def prune_isolated(edges: pl.DataFrame, heads: pl.DataFrame) -> pl.DataFrame:
+    """Each checkpoint's circuit without its isolated nodes' edges, as the study prunes its top-N
+    circuits: drop, until none is left to drop, every edge whose source (a head or MLP) receives no
+    circuit edge, or whose reader's node sends none. The input and the logits need neither; a k or
+    v reader belongs to every head of its KV group (it receives for each, and sends when one does).
+
+    ``edges`` holds the circuit edges (step, src, dst, dst_input, ...); ``heads`` the model's heads
+    (layer, head, kv_head)."""
+    groups: dict[str, list[str]] = {}
+    for layer, head, kv in heads.select("layer", "head", "kv_head").rows():
+        groups.setdefault(f"a{layer}.kv{kv}", []).append(f"a{layer}.h{head}")
+    kept = []
+    for _, group in edges.group_by("step", maintain_order=True):
+        rows = group.select("src", "dst", "dst_input").rows()
+        alive = list(range(len(rows)))
+        while True:
+            sends = {rows[i][0] for i in alive}
+            receives = {node for i in alive for node in groups.get(rows[i][1], [rows[i][1]])}
+
+            def connected(src: str, dst: str, kind: str) -> bool:
+                fed = src == "input" or src in receives
+                return fed and (kind == "logits" or any(node in sends for node in groups.get(dst, [dst])))
+
+            keep = [i for i in alive if connected(*rows[i])]
+            if len(keep) == len(alive):
+                break
+            alive = keep
+        kept.append(group[alive])
+    return pl.concat(kept) if kept else edges
+
+
 def touched_heads(edges: pl.LazyFrame | pl.DataFrame, heads: pl.DataFrame, kv_edges_activate_group: bool = False) -> pl.LazyFrame:
     """(step, layer, head) for every head each circuit edge touches, one row per (edge, head).
 

@@ -32,6 +32,7 @@ class EvaluateSettings(Section):
     alphas: tuple[float, ...]
     ablation: str
     random_seeds: int
+    controls: tuple[str, ...]
 
 
 def sample_table(
@@ -149,12 +150,13 @@ def intervention_table(
     config: dict[str, Any], manifest: Path, task: str, problems_path: Path, cohorts: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Ablation of the run's emergent heads in its final checkpoint and their scaling in its
-    starting (base) model, each with no intervention and with random heads from the same layers.
+    starting (base) model, each next to no intervention and to ``evaluate.controls`` (control heads
+    as many as the emergent heads, ``evaluate.random_seeds`` draws each; see ``control_heads``).
 
     Returns the summary (interventions table) and every sample behind it (intervention_samples).
     """
     from sparks.data.tasks import eval_problems
-    from sparks.evaluate.interventions import HeadIntervention, head_means, random_heads_like
+    from sparks.evaluate.interventions import HeadIntervention, control_heads, head_means
     from sparks.manifest import read_manifest
     from sparks.model.load import load_checkpoint
     from sparks.types import HeadId
@@ -170,15 +172,20 @@ def intervention_table(
     for kind, step, alphas in (("ablate", steps[-1], (None,)), ("scale", steps[0], settings.alphas)):
         model, tokenizer = load_checkpoint(run.checkpoint(step))
         prompter = Prompter.of(tokenizer, config)
-        n_heads = model.config.num_attention_heads
+        n_layers, n_heads = model.config.num_hidden_layers, model.config.num_attention_heads
         prompts = [prompter.prompt(q, think=True) for q in problems["question"]]  # what the model is evaluated on
         means = head_means(model, tokenizer, prompts) if kind == "ablate" else {}
         variants = [("none", None, ())]
         if emergent:
             variants.append(("emergent", None, emergent))
-            variants += [
-                ("random", s, random_heads_like(emergent, n_heads, s, exclude=emergent)) for s in range(settings.random_seeds)
-            ]
+            for control in settings.controls:
+                drawn: dict[tuple, int] = {}  # a small pool gives the same heads again: sample them once
+                for s in range(settings.random_seeds):
+                    drawn.setdefault(control_heads(control, emergent, cohorts, n_layers, n_heads, s), s)
+                drawn.pop((), None)
+                if not drawn:
+                    log.warning("no %s control heads to draw from: that control is left out", control)
+                variants += [(control, s, heads) for heads, s in drawn.items()]
         for alpha in alphas:
             for heads_from, seed, heads in variants:
                 if heads_from == "none" and alpha not in (None, alphas[0]):

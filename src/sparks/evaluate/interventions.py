@@ -10,11 +10,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import polars as pl
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sparks.model import head_dim
-from sparks.registry import ABLATIONS
+from sparks.registry import ABLATIONS, CONTROLS
 from sparks.types import HeadId
 
 KINDS = ("ablate", "scale")
@@ -103,6 +104,27 @@ def head_means(
         for handle in handles:
             handle.remove()
     return {layer: total / count for layer, total in sums.items()}
+
+
+def control_heads(
+    control: str, emergent: Sequence[HeadId], cohorts: pl.DataFrame, n_layers: int, n_heads: int, seed: int
+) -> tuple[HeadId, ...]:
+    """One draw of a control (a name in ``sparks.registry.CONTROLS``), as many heads as ``emergent``:
+    ``same_layer`` random heads of the emergent heads' layers (which may belong to the starting
+    model's circuit); ``base_circuit`` heads active in the starting model's circuit (the cohorts
+    table's heads without a cohort step), never an emergent one; ``outside`` heads active in no
+    circuit of the run (not in the cohorts table). A pool smaller than needed gives all it has."""
+    if control == "same_layer":
+        return random_heads_like(emergent, n_heads, seed, exclude=emergent)
+    if control not in CONTROLS:
+        raise ValueError(f"control {control!r} is not one of {', '.join(CONTROLS)}")
+    rows = cohorts.select("layer", "head", "cohort_step").rows()
+    if control == "base_circuit":
+        pool = {HeadId(layer, head) for layer, head, cohort in rows if cohort is None} - set(emergent)
+    else:
+        every = {HeadId(layer, head) for layer in range(n_layers) for head in range(n_heads)}
+        pool = every - {HeadId(layer, head) for layer, head, _ in rows}
+    return tuple(sorted(random.Random(seed).sample(sorted(pool), min(len(emergent), len(pool)))))
 
 
 def random_heads_like(heads: Sequence[HeadId], n_heads: int, seed: int, exclude: Sequence[HeadId] = ()) -> tuple[HeadId, ...]:

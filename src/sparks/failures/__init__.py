@@ -1,6 +1,6 @@
 """Failures stage: every eval and intervention sample of a run classified from its text
 (:mod:`sparks.failures.classify`), each condition's category shares, and the base-to-final and
-emergent-versus-random changes with bootstrap intervals (:mod:`sparks.failures.changes`)."""
+emergent-versus-control changes with bootstrap intervals (:mod:`sparks.failures.changes`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The failures table of a run (every eval and intervention sample, classified), each sampled
 condition's category shares, and the trade-off numbers: how each category's share changes from
-base to final checkpoint, and under scaling of the emergent heads against random heads, with
+base to final checkpoint, and under scaling of the emergent heads against control heads, with
 bootstrap intervals over problems."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import numpy as np
 import polars as pl
 
 from sparks.failures.classify import FailureSettings, classify
+from sparks.registry import CONTROLS
 from sparks.registry import FAILURE_CATEGORIES as CATEGORIES
 
 SAMPLE_KEYS = ("origin", "step", "kind", "heads_from", "seed", "alpha")  # one sampled condition
-CONDITION = ("origin", "step", "kind", "heads_from", "alpha", "difficulty")  # a condition, random draws pooled
+CONDITION = ("origin", "step", "kind", "heads_from", "alpha", "difficulty")  # a condition, a control's draws pooled
 
 
 def failure_table(
@@ -52,7 +53,7 @@ def category_shares(failures: pl.DataFrame, by: list[str], *extra: pl.Expr) -> p
 
 
 def share_table(failures: pl.DataFrame) -> pl.DataFrame:
-    """Per condition (CONDITION: random-head draws pooled) the share of each category, of wrong
+    """Per condition (CONDITION: a control's draws pooled) the share of each category, of wrong
     samples that had reached the answer (abandoned), samples, correct ones and tokens spent."""
     n_correct = pl.col("correct").sum().cast(pl.Int64)
     tokens = pl.col("n_tokens").sum().cast(pl.Int64)
@@ -108,8 +109,8 @@ def share_change(before: pl.DataFrame, after: pl.DataFrame, n_boot: int, seed: i
 
 
 def change_table(failures: pl.DataFrame, steps: list[int], n_boot: int = 1000, seed: int = 0) -> pl.DataFrame:
-    """Final vs base checkpoint (eval samples), and scaled emergent vs scaled random heads (same
-    alpha, random draws pooled), per difficulty and category."""
+    """Final vs base checkpoint (eval samples), and scaled emergent heads vs each control's scaled
+    heads (same alpha, a control's draws pooled), per difficulty and category."""
     rows = []
     evals = failures.filter(pl.col("origin") == "eval")
     scaled = failures.filter((pl.col("kind") == "scale") & pl.col("alpha").is_not_null())
@@ -119,8 +120,11 @@ def change_table(failures: pl.DataFrame, steps: list[int], n_boot: int = 1000, s
         pairs = [("final_vs_base", None, base, final)]
         for alpha in sorted(scaled["alpha"].unique()):
             part = scaled.filter((pl.col("difficulty") == difficulty) & (pl.col("alpha") == alpha))
-            random = part.filter(pl.col("heads_from") == "random")
-            pairs.append(("emergent_vs_random", alpha, random, part.filter(pl.col("heads_from") == "emergent")))
+            emergent = part.filter(pl.col("heads_from") == "emergent")
+            for control in CONTROLS:
+                heads = part.filter(pl.col("heads_from") == control)
+                if heads.height:
+                    pairs.append((f"emergent_vs_{control}", alpha, heads, emergent))
         for comparison, alpha, before, after in pairs:
             for row in share_change(before, after, n_boot, seed):
                 rows.append({"comparison": comparison, "alpha": alpha, "difficulty": difficulty, **row})

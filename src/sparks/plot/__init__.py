@@ -12,11 +12,13 @@ from typing import Any
 import polars as pl
 
 log = logging.getLogger(__name__)
-FIGURES = ("cohorts", "frequency", "faithfulness", "accuracy", "passk", "scaling", "failures", "failure_scaling", "tokens")
+FIGURES = (
+    "cohorts", "frequency", "importance", "faithfulness", "accuracy", "passk", "scaling", "failures", "failure_scaling", "tokens",
+)  # fmt: skip
 THINK_FIGURE = "think_modes"  # drawn unless attribute.compare_think_at is none
 # The tables a run's figures and section read, each named as its schema in sparks.tables
 INPUTS = (
-    "circuit", "cohorts", "frequency", "similarity", "emergence", "train_log", "faithfulness", "passk", "eval",
+    "circuit", "cohorts", "frequency", "similarity", "emergence", "importance", "train_log", "faithfulness", "passk", "eval",
     "interventions", "failures", "failure_changes", "failure_shares", "think_modes", "think_overlap",
 )  # fmt: skip
 PER_CHECKPOINT = ("faithfulness", "passk", "eval")  # one file per checkpoint
@@ -66,12 +68,13 @@ def plot_run(tables: dict[str, pl.DataFrame], run: str, task: str, outputs: list
     drawn = {
         "cohorts": f.cohort_figure(tables["circuit"], tables["cohorts"], tables["train_log"], f"{run}: active heads by emergence cohort ({task})"),
         "frequency": f.frequency_figure(tables["frequency"], tables["cohorts"], f"{run}: activation frequency per head ({task})"),
+        "importance": f.importance_figure(tables["importance"], tables["cohorts"], f"{run}: head effect, post vs pre, mean over checkpoints ({task})"),
         "faithfulness": f.faithfulness_figure(tables["faithfulness"], f"{run}: circuit faithfulness per checkpoint ({task})"),
         "accuracy": f.accuracy_figure(passk, f"{run}: accuracy by difficulty across checkpoints ({task})"),
         "passk": f.passk_figure(ends, f"{run}: pass@k, success@k and all-correct@k ({task})"),
-        "scaling": f.scaling_figure(tables["interventions"], f"{run}: emergent heads vs random heads ({task})"),
+        "scaling": f.scaling_figure(tables["interventions"], f"{run}: emergent heads vs control heads ({task})"),
         "failures": f.failures_figure(shares, f"{run}: failure categories by difficulty across checkpoints ({task})"),
-        "failure_scaling": f.failure_scaling_figure(shares, f"{run}: failure categories under head scaling, emergent vs random ({task})"),
+        "failure_scaling": f.failure_scaling_figure(shares, f"{run}: failure categories under head scaling, emergent vs controls ({task})"),
         "tokens": f.tokens_figure(shares, f"{run}: tokens spent per correct answer ({task})"),
     }  # fmt: skip
     if think:

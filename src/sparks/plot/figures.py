@@ -95,6 +95,27 @@ def cohort_figure(circuit: pl.DataFrame, cohorts: pl.DataFrame, train_log: pl.Da
     return fig
 
 
+def importance_figure(importance: pl.DataFrame, cohorts: pl.DataFrame, title: str) -> Figure:
+    """Layer x head grid of each head's effect (the study's Eq. 8-9: importance after vs before,
+    averaged over the checkpoints after the first), emergent heads outlined."""
+    _theme()
+    effect = importance.filter(pl.col("step") == importance["step"].min())
+    grid = effect.pivot(on="head", index="layer", values="mean_effect", sort_columns=True).sort("layer")
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    values = grid.drop("layer").to_numpy() if grid.height else np.zeros((0, 0))
+    sns.heatmap(
+        values, vmin=-1, vmax=1, center=0, cmap="vlag", annot=values.size <= 400, fmt=".2f", annot_kws={"fontsize": 7},
+        xticklabels=grid.columns[1:], yticklabels=grid["layer"].to_list(), cbar_kws={"label": "effect (-1 dropped, +1 new)"}, ax=ax,
+    )  # fmt: skip
+    for layer, head in cohorts.filter(pl.col("status") == "emergent").select("layer", "head").rows():
+        ax.add_patch(Rectangle((head, layer), 1, 1, fill=False, edgecolor="black", linewidth=2))
+    ax.set_xlabel("head (emergent heads outlined)")
+    ax.set_ylabel("layer")
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def frequency_figure(frequency: pl.DataFrame, cohorts: pl.DataFrame, title: str) -> Figure:
     _theme()
     n_layers, n_heads = frequency["layer"].max() + 1, frequency["head"].max() + 1
@@ -215,15 +236,25 @@ def passk_figure(table: pl.DataFrame, title: str) -> Figure:
     return fig
 
 
+HEADS_FROM = {  # the interventions' heads_from, as the figures label them
+    "none": "unmodified",
+    "emergent": "emergent heads",
+    "same_layer": "random, same layers",
+    "base_circuit": "base-circuit heads",
+    "outside": "outside every circuit",
+}
+
+
 def scaling_figure(interventions: pl.DataFrame, title: str) -> Figure:
-    """Left: accuracy of the base model with the emergent heads (or random heads, mean over seeds)
-    scaled by alpha. Right: the final checkpoint with those heads ablated."""
+    """Left: accuracy of the base model with the emergent heads (or each control's heads, mean
+    over draws) scaled by alpha. Right: the final checkpoint with those heads ablated."""
     _theme()
     fig, (left, right) = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI, sharey=True)
+    interventions = interventions.with_columns(pl.col("heads_from").replace(HEADS_FROM))
     scale = interventions.filter(pl.col("kind") == "scale")
-    plain = scale.filter(pl.col("heads_from") == "none")
+    plain = scale.filter(pl.col("heads_from") == HEADS_FROM["none"])
     curves = []
-    for source in ("emergent", "random"):
+    for source in list(HEADS_FROM.values())[1:]:
         part = scale.filter(pl.col("heads_from") == source)
         if part.height:
             curves.append(pl.concat([part, plain.with_columns(pl.lit(source).alias("heads_from"), pl.lit(1.0).alias("alpha"))]))
@@ -242,7 +273,7 @@ def scaling_figure(interventions: pl.DataFrame, title: str) -> Figure:
         )
     left.set_title("scaling in the base model")
     left.set_xlabel("alpha (1 = unmodified)")
-    left.set_ylabel("accuracy (random heads: mean +- sd over seeds)")
+    left.set_ylabel("accuracy (controls: mean +- sd over draws)")
     ablate = interventions.filter(pl.col("kind") == "ablate").to_pandas()
     if len(ablate):
         sns.barplot(
@@ -251,7 +282,7 @@ def scaling_figure(interventions: pl.DataFrame, title: str) -> Figure:
             y="accuracy",
             order=sorted(set(ablate["difficulty"])),
             hue="heads_from",
-            hue_order=["none", "emergent", "random"],
+            hue_order=[h for h in HEADS_FROM.values() if h in set(ablate["heads_from"])],
             errorbar="sd",
             ax=right,
         )
@@ -351,7 +382,7 @@ def failures_figure(shares: pl.DataFrame, title: str) -> Figure:
 
 def failure_scaling_figure(shares: pl.DataFrame, title: str) -> Figure:
     """Failure categories of the starting model with its emergent heads scaled, next to the same
-    scaling of random heads (draws pooled) and the unmodified model."""
+    scaling of each control's heads (draws pooled) and the unmodified model."""
     scaled = shares.filter(pl.col("kind") == "scale").with_columns(
         pl.when(pl.col("heads_from") == "none")
         .then(pl.lit("unmodified"))

@@ -55,7 +55,21 @@ def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, t
     )
     parts = [f"<h2>run {html.escape(run)} (task {html.escape(task)})</h2>"]
     parts += [_image(path) for path in images]
+    importance = tables["importance"]
+    effects = (
+        importance.filter(pl.col("step") == importance["step"].min())
+        .join(cohorts.select("layer", "head", "status"), on=["layer", "head"], how="left")
+        .select(pl.format("a{}.h{}", "layer", "head").alias("head"), pl.col("status").fill_null("never active"), "mean_effect")
+        .sort("mean_effect", descending=True)
+    )
     parts += ["<h3>Heads by status</h3>", _table(status), "<h3>Emergence cohorts</h3>", _table(emergent)]
+    parts += [
+        "<h3>Head effect (the study's importance, App. A.6)</h3>",
+        "<p>Importance: the summed |score| of a head's circuit edges out, normalised per checkpoint; effect "
+        "(I - I<sub>first</sub>) / (I + I<sub>first</sub>), averaged over the later checkpoints. The five "
+        "largest and five smallest:</p>",
+        _table(pl.concat([effects.head(5), effects.tail(5)]).unique(maintain_order=True)),
+    ]
     if "think_modes" in tables:
         parts += think_section(tables["think_modes"], tables["think_overlap"])
     parts += ["<h3>Per checkpoint</h3>", _table(per_step)]
@@ -137,14 +151,14 @@ def failure_section(
         _table(ends),
         "<h3>The trade-off in numbers</h3>",
         "<p>Change in each failure category's share, final minus base checkpoint, and scaled emergent heads "
-        "minus scaled random heads (same alpha), with 95 % bootstrap intervals over problems.</p>",
+        "minus each control's scaled heads (same alpha), with 95 % bootstrap intervals over problems.</p>",
         _table(changes),
         *examples,
     ]
 
 
 def benchmark_section(passk: pl.DataFrame, interventions: pl.DataFrame) -> list[str]:
-    """Accuracy by difficulty (base vs final) and the interventions against their random controls."""
+    """Accuracy by difficulty (base vs final) and the interventions against their controls."""
     steps = sorted(passk["step"].unique())
     accuracy = (
         passk.filter(pl.col("step").is_in([steps[0], steps[-1]]) & (pl.col("k_samples") == 1))
@@ -170,7 +184,10 @@ def benchmark_section(passk: pl.DataFrame, interventions: pl.DataFrame) -> list[
     return [
         "<h3>Accuracy, base vs final checkpoint</h3>",
         _table(accuracy),
-        "<h3>Interventions on the emergent heads vs random heads of the same layers</h3>",
+        "<h3>Interventions on the emergent heads vs control heads</h3>",
+        "<p>Controls, as many heads as the emergent ones: same_layer, random heads of the emergent heads' "
+        "layers (they may be the starting model's own circuit heads); base_circuit, heads of the starting "
+        "model's circuit; outside, heads in no circuit of the run.</p>",
         _table(summary),
     ]
 
