@@ -1,7 +1,7 @@
 rule attribute:
     input:
         manifest=layout.manifest(),
-        pairs=layout.pairs(),
+        pairs=attribute_pairs,
     output:
         heads=layout.attribution("heads"),
         edges=layout.attribution("edges"),
@@ -31,7 +31,7 @@ rule attribute:
 rule attribute_think:
     input:
         manifest=layout.manifest(),
-        pairs=layout.pairs(),
+        pairs=attribute_pairs,
     output:
         heads=layout.think_attribution("heads"),
         edges=layout.think_attribution("edges"),
@@ -53,3 +53,29 @@ rule attribute_think:
         "sparks attribute --config {params.config} --manifest {input.manifest} "
         "--step {wildcards.step} --task {wildcards.task} --pairs {input.pairs} "
         "--think {wildcards.mode} --heads {output.heads} --edges {output.edges} > {log} 2>&1"
+
+
+rule style_pairs:
+    input:
+        manifest=layout.manifest(),
+        problems=layout.problems(),
+    output:
+        layout.style_pairs(),
+    log:
+        layout.log("style_pairs", "{run}", "{task}"),
+    benchmark:
+        layout.timing("style_pairs", "{run}", "{task}")
+    conda:
+        "../envs/sparks.yaml"
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["style_pairs"]["mem_mb"],
+        runtime=config["resources"]["style_pairs"]["runtime"],
+        gpu=1,
+    params:
+        config=CONFIG_FILE,
+        settings=settings("attribute", "style"),
+        prompt=PROMPT,
+    shell:
+        "sparks style-pairs --config {params.config} --manifest {input.manifest} --task {wildcards.task} "
+        "--problems {input.problems} --out {output} > {log} 2>&1"

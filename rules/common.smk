@@ -9,7 +9,7 @@ from sparks.aggregate.think_modes import compare_steps
 from sparks.config import ConfigError, check_config
 from sparks.manifest import read_manifest
 from sparks.plot import figure_names
-from sparks.train.given import input_files
+from sparks.model.given import input_files
 from sparks.train.teacher import TRAINING_ONLY
 
 if workflow.config_settings.config:
@@ -71,6 +71,13 @@ def flags(wildcards, input):
         for name in input.keys()
         if name not in WATCHED
     )
+
+
+def attribute_pairs(wildcards):
+    """The pairs an attribute job scores: the task's operand pairs, or the run's style pairs."""
+    if config["attribute"]["pairs"] == "style":
+        return layout.style_pairs(wildcards.run, wildcards.task, EXP)
+    return layout.pairs(wildcards.task, EXP)
 
 
 def run_task(run):
@@ -167,7 +174,14 @@ def plot_inputs(wildcards):
     steps = checkpoint_steps(run)
     tables = {
         name: layout.circuits(name, run, task, EXP)
-        for name in ("circuit", "cohorts", "frequency", "similarity", "emergence", "importance")
+        for name in (
+            "circuit",
+            "cohorts",
+            "frequency",
+            "similarity",
+            "emergence",
+            "importance",
+        )
     }
     tables["train_log"] = layout.train_log(run, EXP)
     tables["faithfulness"] = [

@@ -333,7 +333,8 @@ def test_settings_defaults_and_metric_names_match_the_schema():
     defaults = AttributeSettings.defaults()
     for key, spec in section.items():
         value = getattr(defaults, key)
-        assert (list(value) if isinstance(value, tuple) else value) == spec["default"], key
+        expected = {k: v["default"] for k, v in spec["properties"].items()} if "properties" in spec else spec["default"]
+        assert (list(value) if isinstance(value, tuple) else value) == expected, key
 
 
 def test_cli_writes_three_tables(tmp_path, tiny_model_dir, raw_config, pairs):

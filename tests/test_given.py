@@ -14,10 +14,10 @@ import pytest
 
 from sparks.config import ConfigError, check_config
 from sparks.manifest import read_manifest
+from sparks.model.given import given_checkpoints
 from sparks.model.load import load_checkpoint, model_hash
 from sparks.tables import read_table
 from sparks.train import train_run
-from sparks.train.given import given_checkpoints
 
 HISTORY = [
     {"step": 1, "loss": 0.9, "reward": 0.25, "learning_rate": 1e-6},

@@ -70,3 +70,17 @@ def test_checkpoints_from_elsewhere_run_through_every_stage(dag_run, tmp_path):
     assert read_table(results / "runs" / "listed" / "train_log.parquet", "train_log").height == 0
     report = (results / "report.html").read_text()
     assert "tree" in report and "listed" in report
+
+    # The same checkpoints on style-contrast pairs, a config switch: the listed run's two models'
+    # openings, and its circuits scored on them.
+    raw["attribute"] = {"pairs": "style", "think": True, "compare_think_at": "none", "style": {"opening_tokens": 12}}
+    (work / "style.yaml").write_text(yaml.safe_dump(raw))
+    heads = [f"results/given/heads/listed/{step}/arith.parquet" for step in (0, 150)]
+    styled = snakemake(work, *heads, "--profile", str(REPO / "profiles" / "local"), "--configfile", str(work / "style.yaml"))
+    assert styled.returncode == 0, styled.stdout[-3000:] + styled.stderr[-5000:]
+    pairs = read_table(results / "data" / "style" / "listed" / "arith.parquet", "pairs")
+    assert pairs.height > 0 and set(pairs["kind"]) == {"style"} and pairs["think"].all()
+    assert (pairs["clean"] != pairs["corrupt"]).all() and pairs["opening_tokens"].is_between(1, 12).all()
+    for step in (0, 150):
+        table = read_table(results / "heads" / "listed" / str(step) / "arith.parquet", "heads")
+        assert table["score"].abs().sum() > 0

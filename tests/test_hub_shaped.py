@@ -47,3 +47,32 @@ def test_every_stage_runs_on_real_rows_with_a_real_tokenizer(hub_run):
     log = pl.read_parquet(hub_run / "runs" / "grpo" / "train_log.parquet")
     assert {"reward_correctness", "reward_format"} <= set(log.columns)  # the hub checker's rewards were called
     assert (hub_run / "bench" / "sft" / "interventions" / "gsm8k.parquet").exists()
+
+
+@pytest.mark.slow
+def test_style_pairs_on_the_hub_path(hub_run):
+    """The same experiment on style-contrast pairs (a config switch): each model's sampled opening
+    after Qwen2.5's chat template, cut to one token length, scored by the attribute stage."""
+    import yaml
+
+    from sparks.tables import read_table
+
+    workdir = hub_run.parent.parent
+    raw = yaml.safe_load((REPO / "config" / "hub_shaped_cpu.yaml").read_text())
+    raw["attribute"].update(pairs="style", think=True, compare_think_at="none", style={"opening_tokens": 6})
+    (workdir / "style.yaml").write_text(yaml.safe_dump(raw))
+    heads = [f"results/hub_shaped_cpu/heads/sft/{step}/gsm8k.parquet" for step in (0, 2)]
+    result = snakemake(workdir, *heads, "--cores", "2", "--configfile", str(workdir / "style.yaml"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    pairs = read_table(hub_run / "data" / "style" / "sft" / "gsm8k.parquet", "pairs")
+    assert pairs.height > 0 and set(pairs["kind"]) == {"style"}
+    turn = "<|im_start|>assistant\n"
+    for clean, corrupt, clean_opening, corrupt_opening in pairs.select(
+        "clean", "corrupt", "clean_opening", "corrupt_opening"
+    ).rows():
+        prompt = clean[: clean.index(turn) + len(turn)]  # the templated prompt both openings continue
+        assert prompt.startswith("<|im_start|>system\n") and corrupt.startswith(prompt)
+        assert clean_opening.startswith(clean[len(prompt) :]) and corrupt_opening.startswith(corrupt[len(prompt) :])
+    assert (pairs["clean"] != pairs["corrupt"]).all() and pairs["opening_tokens"].is_between(1, 6).all()
+    for step in (0, 2):
+        assert read_table(hub_run / "heads" / "sft" / str(step) / "gsm8k.parquet", "heads")["score"].is_finite().all()

@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 from sparks import registry
+from sparks.model.store import is_hub_id
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # Installed wheels carry the schema inside the package; a source checkout has it in schemas/.
@@ -115,12 +116,6 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
     return f"config key {key} in {source}: {error.message}; fix its value (see schemas/config.schema.yaml)"
 
 
-def is_hub_id(source: str) -> bool:
-    """Whether ``source`` has the shape of a hub id (``org/name``) rather than a local path."""
-    parts = source.split("/")
-    return len(parts) == 2 and all(parts) and not source.startswith((".", "/", "~"))
-
-
 def _check_model_source(key: str, model: dict[str, Any], source: str) -> None:
     src = model["source"]
     tokenizer = model.get("tokenizer")
@@ -179,9 +174,12 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 )
             )
         if run["method"] == "models":
-            from sparks.train.given import given_checkpoints
+            from sparks.model.given import given_checkpoints
 
-            given_checkpoints(run["checkpoints"], f"runs.{name}.checkpoints")
+            try:
+                given_checkpoints(run["checkpoints"], f"runs.{name}.checkpoints")
+            except ValueError as err:
+                raise ConfigError(f"{err} (in {source})") from None
             continue
         if run["save_steps"] > run["max_steps"]:
             raise ConfigError(
@@ -211,6 +209,11 @@ def _check_difficulties(key: str, names: list[str] | None, task_name: str, task:
 
 def _check_attribute(section: dict[str, Any], key: str = "attribute") -> None:
     _check_name(f"{key}.metric", section["metric"], registry.METRICS)
+    if section["pairs"] == "style" and (not section["think"] or section["compare_think_at"] != "none"):
+        raise ConfigError(
+            f"{key}.pairs = style: style pairs are think-on prompts whose openings the models sampled; "
+            f"set {key}.think: true and {key}.compare_think_at: none"
+        )
     if section["metric"] == "kl" and section["ig_steps"] == 1:
         raise ConfigError(
             f"{key}.ig_steps = 1 with {key}.metric = kl: plain EAP takes the gradient on the clean run, where "

@@ -21,8 +21,11 @@ def generate(
     temperature: float = 0.0,
     seed: int = 0,
     progress: bool = False,
-) -> list[str]:
-    """Complete every prompt (left-padded batches, KV cache); greedy when temperature is 0."""
+    decode: bool = True,
+) -> list[str] | list[list[int]]:
+    """Complete every prompt (left-padded batches, KV cache); greedy when temperature is 0.
+    Returns the completions' text, or with ``decode=False`` their token ids up to the first
+    end-of-reply token (excluded)."""
     if tokenizer.padding_side != "left":
         raise ValueError("generation needs a left-padding tokenizer (set tokenizer.padding_side = 'left')")
     device = next(model.parameters()).device
@@ -52,9 +55,16 @@ def generate(
             eos_token_id=stops,
         )  # [batch, prompt + new]
         new = ids[:, batch["input_ids"].shape[1] :]
-        outputs += tokenizer.batch_decode(new, skip_special_tokens=True)
+        if decode:
+            outputs += tokenizer.batch_decode(new, skip_special_tokens=True)
+        else:
+            outputs += [_until(row.tolist(), stops) for row in new]
     model.train(was_training)
     return outputs
+
+
+def _until(ids: list[int], stops: list[int]) -> list[int]:
+    return ids[: next((i for i, t in enumerate(ids) if t in stops), len(ids))]
 
 
 def greedy_accuracy(

@@ -35,6 +35,11 @@ def pairs(task: str = "{task}", exp: str = "{exp}") -> str:
     return f"{experiment(exp)}/data/{task}_pairs.parquet"
 
 
+def style_pairs(run: str = "{run}", task: str = "{task}", exp: str = "{exp}") -> str:
+    """A run's style-contrast pairs on a task (the pairs schema; attribute.pairs = style)."""
+    return f"{experiment(exp)}/data/style/{run}/{task}.parquet"
+
+
 def manifest(run: str = "{run}", exp: str = "{exp}") -> str:
     """A run's checkpoints.json; its checkpoint folders lie beside it."""
     return f"{experiment(exp)}/runs/{run}/checkpoints.json"

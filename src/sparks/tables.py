@@ -65,6 +65,10 @@ SCHEMAS: dict[str, pl.Schema] = {
             "clean_answer": pl.String,
             "corrupt_answer": pl.String,  # null when unknown (hub datasets)
             "n_tokens": pl.Int64,
+            "kind": pl.String,  # operand (one operand changed) | style (two models' openings of the answer)
+            "clean_opening": pl.String,  # style: the reasoning model's sampled opening, whole (null for operand pairs)
+            "corrupt_opening": pl.String,  # style: the starting model's sampled opening, whole
+            "opening_tokens": pl.Int64,  # style: tokens of each opening kept in clean and corrupt
         }
     ),
     "accuracy": pl.Schema(

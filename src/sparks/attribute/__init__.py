@@ -40,6 +40,8 @@ class AttributeSettings(Section):
     think: bool
     difficulties: tuple[str, ...] | None
     max_pairs: int | None
+    pairs: str
+    style: dict
     faithfulness_fractions: tuple[float, ...]
     compare_think_at: str
 
@@ -152,6 +154,7 @@ def attribute_checkpoint(
 
     ``out`` names some of TABLES; ``think`` overrides ``attribute.think`` (which pairs are scored).
     """
+    from sparks.data.style import oriented
     from sparks.manifest import read_manifest
     from sparks.tables import read_table, with_provenance, write_table
 
@@ -163,7 +166,7 @@ def attribute_checkpoint(
         settings = replace(settings, think=think)
     run = read_manifest(manifest)
     checkpoint = run.checkpoint(step)
-    pairs = read_table(pairs_path, "pairs")
+    pairs = oriented(read_table(pairs_path, "pairs"), starting_model=step == run.steps[0])
     tables = score_checkpoint(checkpoint, pairs, settings, tables=tuple(name for name in TABLES if name in out))
     provenance = dict(
         experiment=config["experiment"],

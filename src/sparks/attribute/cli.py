@@ -13,13 +13,27 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("attribute", help="EAP-IG head and edge scores of one checkpoint on one task")
     add_common(p, manifest=True, task=True)
     p.add_argument("--step", type=int, required=True, help="checkpoint step (one listed in the manifest)")
-    p.add_argument("--pairs", type=Path, required=True, help="the task's pairs table (prepare-data)")
+    p.add_argument(
+        "--pairs", type=Path, required=True, help="the pairs table: the task's (prepare-data) or the run's style pairs"
+    )
     p.add_argument("--think", choices=("on", "off"), default=None, help="score these pairs (default: attribute.think)")
     p.add_argument("--heads", type=Path, help="output: head table (Parquet)")
     p.add_argument("--edges", type=Path, help="output: edge table (Parquet)")
     p.add_argument("--pair-edges", type=Path, help="output: each pair's edge scores (Parquet)")
     p.add_argument("--faithfulness", type=Path, help="output: faithfulness curve (Parquet; the costly one)")
     p.set_defaults(func=main)
+
+    s = subparsers.add_parser("style-pairs", help="a run's style-contrast pairs: its starting and reasoning models' openings")
+    add_common(s, manifest=True, task=True)
+    s.add_argument("--problems", type=Path, required=True, help="the task's problems table (prepare-data)")
+    s.add_argument("--out", type=Path, required=True, help="output: the style pairs (Parquet, the pairs schema)")
+    s.set_defaults(func=style_main)
+
+
+def style_main(args: argparse.Namespace) -> None:
+    from sparks.data.style import style_pairs_stage
+
+    style_pairs_stage(read_common(args), args.manifest, args.task, args.problems, args.out)
 
 
 def main(args: argparse.Namespace) -> None:

@@ -176,7 +176,13 @@ def task_pairs(
     if not rows:
         raise ValueError("no clean/corrupted pair of equal token length could be made; check the task's data")
     df = pl.DataFrame(rows, schema_overrides={"corrupt_answer": pl.String})
-    return df.with_columns(pl.int_range(pl.len()).over("difficulty", "think").cast(pl.Int64).alias("pair_id"))
+    return df.with_columns(
+        pl.int_range(pl.len()).over("difficulty", "think").cast(pl.Int64).alias("pair_id"),
+        pl.lit("operand").alias("kind"),
+        pl.lit(None, pl.String).alias("clean_opening"),
+        pl.lit(None, pl.String).alias("corrupt_opening"),
+        pl.lit(None, pl.Int64).alias("opening_tokens"),
+    )
 
 
 def eval_problems(problems_path: str | Path) -> pl.DataFrame:
