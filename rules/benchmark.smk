@@ -28,6 +28,7 @@ rule evaluate:
 
 rule intervene:
     input:
+        unpack(intervene_inputs),
         manifest=layout.manifest(),
         problems=layout.problems(),
         cohorts=layout.circuits("cohorts"),
@@ -49,9 +50,9 @@ rule intervene:
         config=CONFIG_FILE,
         settings=settings("evaluate"),
         prompt=PROMPT,
+        inputs=flags,
     shell:
-        "sparks intervene --config {params.config} --manifest {input.manifest} "
-        "--task {wildcards.task} --problems {input.problems} --cohorts {input.cohorts} "
+        "sparks intervene --config {params.config} --task {wildcards.task} {params.inputs} "
         "--out {output.table} --samples {output.samples} > {log} 2>&1"
 
 

@@ -7,6 +7,7 @@ from sparks import forkserver, layout
 from sparks.aggregate import INPUTS as AGGREGATE_INPUTS
 from sparks.aggregate.think_modes import compare_steps
 from sparks.config import ConfigError, check_config
+from sparks.data.style import pairs_kind
 from sparks.manifest import read_manifest
 from sparks.plot import figure_names
 from sparks.model.given import input_files
@@ -75,9 +76,20 @@ def flags(wildcards, input):
 
 def attribute_pairs(wildcards):
     """The pairs an attribute job scores: the task's operand pairs, or the run's style pairs."""
-    if config["attribute"]["pairs"] == "style":
+    if pairs_kind(config["attribute"], wildcards.task) == "style":
         return layout.style_pairs(wildcards.run, wildcards.task, EXP)
     return layout.pairs(wildcards.task, EXP)
+
+
+def intervene_inputs(wildcards):
+    """The think-mode comparison, when evaluate.heads takes the intervened heads from it."""
+    if config["evaluate"]["heads"] == "emergent":
+        return {}
+    return {
+        "think_modes": layout.circuits(
+            "think_modes", wildcards.run, wildcards.task, EXP
+        )
+    }
 
 
 def run_task(run):

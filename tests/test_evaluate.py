@@ -154,3 +154,33 @@ def test_hub_samples_are_prompted_by_the_template_and_judged_by_math_verify(monk
     assert samples["correct"].to_list() == [True, False]  # the number-only checker would read 48 in the first
     assert samples["answer"].to_list() == ["72", None]
     assert samples["completion"][0].startswith("<think>we add 48")
+
+
+def test_a_nucleus_of_one_token_samples_the_greedy_completion(model, tok):
+    from sparks.generate import generate
+
+    prompts = ["2+2=", "3+4*2+9="]
+    greedy = generate(model, tok, prompts, 8)
+    assert generate(model, tok, prompts, 8, temperature=1.0, top_p=1e-6, seed=3) == greedy
+
+
+def test_the_intervened_heads_are_the_emergent_ones_or_one_think_modes_own():
+    from sparks.evaluate import EvaluateSettings, intervened_heads
+
+    cohorts = pl.DataFrame(
+        {"layer": [0, 1, 1], "head": [2, 0, 3], "cohort_step": [None, 40, 80], "status": ["maintained", "emergent", "emergent"]},
+        schema_overrides={"cohort_step": pl.Int64},
+    )
+    modes = pl.DataFrame(
+        {
+            "step": [0, 0, 0, 10, 10, 10],
+            "layer": [0, 1, 2, 0, 1, 2],
+            "head": [1, 1, 1, 1, 1, 1],
+            "mode": ["think_off_only", "both", "think_on_only", "both", "think_off_only", "think_off_only"],
+        }
+    )
+    assert intervened_heads(EvaluateSettings.defaults(), cohorts, None) == (HeadId(1, 0), HeadId(1, 3))
+    off = EvaluateSettings.defaults(heads="think_off_only")
+    assert intervened_heads(off, cohorts, modes) == (HeadId(1, 1), HeadId(2, 1))  # at the last compared step
+    with pytest.raises(ValueError, match="--think-modes"):
+        intervened_heads(off, cohorts, None)

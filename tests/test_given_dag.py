@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 from conftest import REPO, snakemake
@@ -70,6 +71,21 @@ def test_checkpoints_from_elsewhere_run_through_every_stage(dag_run, tmp_path):
     assert read_table(results / "runs" / "listed" / "train_log.parquet", "train_log").height == 0
     report = (results / "report.html").read_text()
     assert "tree" in report and "listed" in report
+
+    # The heads only the think-off circuit uses, ablated and scaled with thinking off (the study's Table 2).
+    table2 = dict(raw, evaluate={**raw["evaluate"], "heads": "think_off_only", "think": False})
+    (work / "table2.yaml").write_text(yaml.safe_dump(table2))
+    target = "results/given/bench/listed/interventions/arith.parquet"
+    intervened = snakemake(work, target, "--profile", str(REPO / "profiles" / "local"), "--configfile", str(work / "table2.yaml"))
+    assert intervened.returncode == 0, intervened.stdout[-3000:] + intervened.stderr[-5000:]
+    modes = read_table(results / "circuits" / "listed" / "arith" / "think_modes.parquet", "think_modes")
+    last = modes.filter((pl.col("step") == modes["step"].max()) & (pl.col("mode") == "think_off_only"))
+    expected = " ".join(f"a{layer}.h{head}" for layer, head in last.select("layer", "head").sort("layer", "head").rows())
+    table = read_table(results / "bench" / "listed" / "interventions" / "arith.parquet", "interventions")
+    assert "emergent" not in set(table["heads_from"])
+    assert set(table.filter(pl.col("heads_from") == "think_off_only")["heads"]) == ({expected} if expected else set())
+    samples = read_table(results / "bench" / "listed" / "interventions" / "arith_samples.parquet", "intervention_samples")
+    assert not samples["completion"].str.starts_with("<think>").any() or expected == ""  # thinking off: an empty trace pre-filled
 
     # The same checkpoints on style-contrast pairs, a config switch: the listed run's two models'
     # openings, and its circuits scored on them.

@@ -58,3 +58,16 @@ def test_style_pairs_need_think_on_and_no_think_comparison(raw_config):
         check_config(raw)
     raw["attribute"] = {"pairs": "style", "think": True, "compare_think_at": "none"}
     assert check_config(raw)["attribute"]["style"] == {"reasoning": "final", "opening_tokens": 16, "temperature": 0.6}
+
+
+def test_each_task_can_take_its_own_kind_of_pairs(raw_config):
+    from sparks.data.style import pairs_kind
+
+    raw = copy.deepcopy(raw_config)
+    raw["tasks"]["twin"] = copy.deepcopy(raw["tasks"]["arith"])
+    raw["attribute"] = {"pairs": {"twin": "style"}, "think": True, "compare_think_at": "none"}
+    attribute = check_config(raw)["attribute"]
+    assert pairs_kind(attribute, "twin") == "style" and pairs_kind(attribute, "arith") == "operand"
+    raw["attribute"]["pairs"] = {"nosuch": "style"}
+    with pytest.raises(ConfigError, match="attribute.pairs names task 'nosuch'"):
+        check_config(raw)

@@ -218,3 +218,24 @@ def test_gradient_checkpointing_is_the_runs_choice_and_changes_no_weight(
         hashes[on] = read_manifest(train(config, run, tiny_model_dir, problems, tmp_path / str(on))).hashes
     assert used == [True, False]
     assert hashes[True] == hashes[False] and len(set(hashes[True].values())) > 1
+
+
+def test_warmup_ratio_sets_the_warmup_steps(small_config, problems, tiny_model_dir, tmp_path, monkeypatch):
+    import transformers
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def note(trainer, *args, **kwargs):
+        seen.append(trainer.args.warmup_steps)
+        raise Stop
+
+    monkeypatch.setattr(transformers.Trainer, "train", note)
+    for ratio in (None, 0.5):
+        config = copy.deepcopy(small_config)
+        config["runs"]["sft"]["warmup_ratio"] = ratio
+        with pytest.raises(Stop):
+            train(config, "sft", tiny_model_dir, problems, tmp_path / str(ratio))
+    assert seen == [0, 2]  # max_steps 4: min(10, 4 // 10) by default, 0.5 x 4 with the ratio

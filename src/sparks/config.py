@@ -209,7 +209,8 @@ def _check_difficulties(key: str, names: list[str] | None, task_name: str, task:
 
 def _check_attribute(section: dict[str, Any], key: str = "attribute") -> None:
     _check_name(f"{key}.metric", section["metric"], registry.METRICS)
-    if section["pairs"] == "style" and (not section["think"] or section["compare_think_at"] != "none"):
+    style = section["pairs"] == "style" or (isinstance(section["pairs"], dict) and "style" in section["pairs"].values())
+    if style and (not section["think"] or section["compare_think_at"] != "none"):
         raise ConfigError(
             f"{key}.pairs = style: style pairs are think-on prompts whose openings the models sampled; "
             f"set {key}.think: true and {key}.compare_think_at: none"
@@ -218,6 +219,14 @@ def _check_attribute(section: dict[str, Any], key: str = "attribute") -> None:
         raise ConfigError(
             f"{key}.ig_steps = 1 with {key}.metric = kl: plain EAP takes the gradient on the clean run, where "
             f"the KL gradient is exactly zero; raise {key}.ig_steps (e.g. 5) or use metric logit_diff"
+        )
+
+
+def _check_intervened_heads(config: dict[str, Any], source: str) -> None:
+    if config["evaluate"]["heads"] != "emergent" and config["attribute"]["compare_think_at"] == "none":
+        raise ConfigError(
+            f"config key evaluate.heads = {config['evaluate']['heads']!r} in {source} takes its heads from the think-mode "
+            "comparison; set attribute.compare_think_at to ends or all"
         )
 
 
@@ -252,6 +261,14 @@ def _check_stage_settings(config: dict[str, Any], source: str) -> None:
         raise ConfigError(f"{err} (in {source})") from None
     for name, task in config["tasks"].items():
         _check_difficulties("attribute.difficulties", config["attribute"]["difficulties"], name, task)
+    _check_intervened_heads(config, source)
+    pairs = config["attribute"]["pairs"]
+    unknown = sorted(set(pairs) - set(config["tasks"])) if isinstance(pairs, dict) else []
+    if unknown:
+        raise ConfigError(
+            f"config key attribute.pairs names task {unknown[0]!r}, which is not under tasks in {source}; "
+            f"use some of: {', '.join(config['tasks'])}"
+        )
 
 
 class Section:

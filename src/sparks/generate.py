@@ -22,8 +22,10 @@ def generate(
     seed: int = 0,
     progress: bool = False,
     decode: bool = True,
+    top_p: float = 1.0,
 ) -> list[str] | list[list[int]]:
-    """Complete every prompt (left-padded batches, KV cache); greedy when temperature is 0.
+    """Complete every prompt (left-padded batches, KV cache); greedy when temperature is 0, else
+    sampled at ``temperature`` from the ``top_p`` nucleus (1.0: the whole distribution).
     Returns the completions' text, or with ``decode=False`` their token ids up to the first
     end-of-reply token (excluded)."""
     if tokenizer.padding_side != "left":
@@ -50,7 +52,7 @@ def generate(
             do_sample=sampled,
             temperature=temperature if sampled else None,
             top_k=0 if sampled else None,
-            top_p=1.0 if sampled else None,
+            top_p=top_p if sampled else None,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=stops,
         )  # [batch, prompt + new]

@@ -272,7 +272,7 @@ SCHEMAS: dict[str, pl.Schema] = {
     ),
     "failure_changes": pl.Schema(
         {
-            "comparison": pl.String,  # final_vs_base | emergent_vs_{control} (scaled, same alpha; each evaluate.controls)
+            "comparison": pl.String,  # final_vs_base | {evaluate.heads}_vs_{control} (scaled, same alpha; each control)
             "alpha": pl.Float64,  # scale factor (emergent_vs_* only)
             "difficulty": pl.String,
             "category": pl.String,
@@ -337,7 +337,8 @@ SCHEMAS: dict[str, pl.Schema] = {
         {
             # provenance "step": the final checkpoint (ablate) or the starting model (scale)
             "kind": pl.String,  # ablate | scale
-            # none (unmodified model) | emergent | a control of sparks.registry.CONTROLS:
+            # none (unmodified model) | the intervened heads (evaluate.heads: emergent, think_off_only, think_on_only)
+            # | a control of sparks.registry.CONTROLS:
             # same_layer (random heads, emergent heads' layers) | base_circuit (starting model's circuit) | outside (no circuit)
             "heads_from": pl.String,
             "seed": pl.Int64,  # the control's draw; null otherwise

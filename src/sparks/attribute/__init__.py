@@ -40,7 +40,7 @@ class AttributeSettings(Section):
     think: bool
     difficulties: tuple[str, ...] | None
     max_pairs: int | None
-    pairs: str
+    pairs: str | dict
     style: dict
     faithfulness_fractions: tuple[float, ...]
     compare_think_at: str

@@ -26,6 +26,7 @@ class EvaluateSettings(Section):
 
     n_samples: int
     temperature: float
+    top_p: float
     max_new_tokens: int
     batch_size: int
     k: tuple[int, ...]
@@ -33,6 +34,8 @@ class EvaluateSettings(Section):
     ablation: str
     random_seeds: int
     controls: tuple[str, ...]
+    heads: str
+    think: bool
 
 
 def sample_table(
@@ -55,10 +58,18 @@ def sample_table(
     prompter = prompter or Prompter(tokenizer, PromptSettings.defaults())
     check = answer_checker(source)
     # the think-on prompt for every run (think-off runs too): the model decides how to reason
-    repeated = [prompter.prompt(q, think=True) for q in problems["question"] for _ in range(settings.n_samples)]
+    repeated = [prompter.prompt(q, think=settings.think) for q in problems["question"] for _ in range(settings.n_samples)]
     with intervene(model, intervention):
         completions = generate(
-            model, tokenizer, repeated, settings.max_new_tokens, settings.batch_size, settings.temperature, seed, progress=True
+            model,
+            tokenizer,
+            repeated,
+            settings.max_new_tokens,
+            settings.batch_size,
+            settings.temperature,
+            seed,
+            progress=True,
+            top_p=settings.top_p,
         )
     n_tokens = [len(ids) for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
     replies = [prompter.reply_text(p, c) for p, c in zip(repeated, completions)]  # with a <think> the prompt opened
@@ -146,12 +157,33 @@ def evaluate_stage(
     return write_table(with_provenance(samples, **provenance), "eval", out)
 
 
+def intervened_heads(settings: EvaluateSettings, cohorts: pl.DataFrame, think_modes: pl.DataFrame | None) -> tuple:
+    """The heads ``evaluate.heads`` names: the run's emergent heads (cohorts), or the heads of one
+    think mode only at the last checkpoint the think_modes table compares."""
+    from sparks.types import HeadId
+
+    if settings.heads == "emergent":
+        chosen = cohorts.filter(pl.col("status") == "emergent")
+    else:
+        if think_modes is None:
+            raise ValueError(f"evaluate.heads = {settings.heads} needs the run's think_modes table (--think-modes)")
+        chosen = think_modes.filter((pl.col("step") == think_modes["step"].max()) & (pl.col("mode") == settings.heads))
+    return tuple(HeadId(layer, head) for layer, head in chosen.select("layer", "head").sort("layer", "head").rows())
+
+
 def intervention_table(
-    config: dict[str, Any], manifest: Path, task: str, problems_path: Path, cohorts: pl.DataFrame
+    config: dict[str, Any],
+    manifest: Path,
+    task: str,
+    problems_path: Path,
+    cohorts: pl.DataFrame,
+    think_modes: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Ablation of the run's emergent heads in its final checkpoint and their scaling in its
-    starting (base) model, each next to no intervention and to ``evaluate.controls`` (control heads
-    as many as the emergent heads, ``evaluate.random_seeds`` draws each; see ``control_heads``).
+    """Ablation of the run's emergent heads (or ``evaluate.heads``: see :func:`intervened_heads`) in
+    its final checkpoint and their scaling in its starting (base) model, each next to no
+    intervention and to ``evaluate.controls`` (control heads as many as the intervened ones,
+    ``evaluate.random_seeds`` draws each; see ``control_heads``). The intervened heads are labelled
+    ``heads_from`` = the ``evaluate.heads`` value.
 
     Returns the summary (interventions table) and every sample behind it (intervention_samples).
     """
@@ -159,25 +191,24 @@ def intervention_table(
     from sparks.evaluate.interventions import HeadIntervention, control_heads, head_means
     from sparks.manifest import read_manifest
     from sparks.model.load import load_checkpoint
-    from sparks.types import HeadId
 
     settings = EvaluateSettings.from_config(config)
     run = read_manifest(manifest)
     steps = run.steps
     problems = eval_problems(problems_path)
-    emergent = tuple(HeadId(r["layer"], r["head"]) for r in cohorts.filter(pl.col("status") == "emergent").iter_rows(named=True))
+    emergent = intervened_heads(settings, cohorts, think_modes)
     if not emergent:
-        log.warning("run has no emergent heads: the interventions table lists only the unmodified models")
+        log.warning("run has no %s heads: the interventions table lists only the unmodified models", settings.heads)
     rows, all_samples = [], []
     for kind, step, alphas in (("ablate", steps[-1], (None,)), ("scale", steps[0], settings.alphas)):
         model, tokenizer = load_checkpoint(run.checkpoint(step))
         prompter = Prompter.of(tokenizer, config)
         n_layers, n_heads = model.config.num_hidden_layers, model.config.num_attention_heads
-        prompts = [prompter.prompt(q, think=True) for q in problems["question"]]  # what the model is evaluated on
+        prompts = [prompter.prompt(q, think=settings.think) for q in problems["question"]]  # what the model is evaluated on
         means = head_means(model, tokenizer, prompts) if kind == "ablate" else {}
         variants = [("none", None, ())]
         if emergent:
-            variants.append(("emergent", None, emergent))
+            variants.append((settings.heads, None, emergent))
             for control in settings.controls:
                 drawn: dict[tuple, int] = {}  # a small pool gives the same heads again: sample them once
                 for s in range(settings.random_seeds):
@@ -233,12 +264,21 @@ def intervention_table(
 
 
 def intervene_stage(
-    config: dict[str, Any], manifest: Path, task: str, problems_path: Path, cohorts_path: Path, out: Path, samples_out: Path
+    config: dict[str, Any],
+    manifest: Path,
+    task: str,
+    problems_path: Path,
+    cohorts_path: Path,
+    out: Path,
+    samples_out: Path,
+    think_modes_path: Path | None = None,
 ) -> Path:
     from sparks.manifest import read_manifest
     from sparks.tables import read_table, with_provenance, write_table
 
-    table, samples = intervention_table(config, manifest, task, problems_path, read_table(cohorts_path, "cohorts"))
+    think_modes = None if think_modes_path is None else read_table(think_modes_path, "think_modes")
+    cohorts = read_table(cohorts_path, "cohorts")
+    table, samples = intervention_table(config, manifest, task, problems_path, cohorts, think_modes)
     provenance = run_provenance(config, read_manifest(manifest).run, task, "evaluate", "aggregate")
     write_table(with_provenance(samples, **provenance), "intervention_samples", samples_out)
     return write_table(with_provenance(table, **provenance), "interventions", out)

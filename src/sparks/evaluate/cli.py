@@ -21,6 +21,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     add_common(q, manifest=True, task=True)
     q.add_argument("--problems", type=Path, required=True, help="the task's problems table (prepare-data)")
     q.add_argument("--cohorts", type=Path, required=True, help="the run's cohorts.parquet (aggregate stage)")
+    q.add_argument("--think-modes", type=Path, default=None, help="the run's think_modes.parquet (evaluate.heads: think_*_only)")
     q.add_argument("--out", type=Path, required=True, help="output: interventions table (Parquet)")
     q.add_argument("--samples", type=Path, required=True, help="output: every sample behind the table (Parquet)")
     q.set_defaults(func=main_intervene)
@@ -35,4 +36,6 @@ def main(args: argparse.Namespace) -> None:
 def main_intervene(args: argparse.Namespace) -> None:
     from sparks.evaluate import intervene_stage
 
-    intervene_stage(read_common(args), args.manifest, args.task, args.problems, args.cohorts, args.out, args.samples)
+    intervene_stage(
+        read_common(args), args.manifest, args.task, args.problems, args.cohorts, args.out, args.samples, args.think_modes
+    )

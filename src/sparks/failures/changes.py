@@ -120,11 +120,12 @@ def change_table(failures: pl.DataFrame, steps: list[int], n_boot: int = 1000, s
         pairs = [("final_vs_base", None, base, final)]
         for alpha in sorted(scaled["alpha"].unique()):
             part = scaled.filter((pl.col("difficulty") == difficulty) & (pl.col("alpha") == alpha))
-            emergent = part.filter(pl.col("heads_from") == "emergent")
+            intervened = part.filter(~pl.col("heads_from").is_in(["none", *CONTROLS]))  # evaluate.heads: emergent, ...
+            name = intervened["heads_from"][0] if intervened.height else "emergent"
             for control in CONTROLS:
                 heads = part.filter(pl.col("heads_from") == control)
                 if heads.height:
-                    pairs.append((f"emergent_vs_{control}", alpha, heads, emergent))
+                    pairs.append((f"{name}_vs_{control}", alpha, heads, intervened))
         for comparison, alpha, before, after in pairs:
             for row in share_change(before, after, n_boot, seed):
                 rows.append({"comparison": comparison, "alpha": alpha, "difficulty": difficulty, **row})

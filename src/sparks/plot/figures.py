@@ -239,6 +239,8 @@ def passk_figure(table: pl.DataFrame, title: str) -> Figure:
 HEADS_FROM = {  # the interventions' heads_from, as the figures label them
     "none": "unmodified",
     "emergent": "emergent heads",
+    "think_off_only": "think-off-only heads",
+    "think_on_only": "think-on-only heads",
     "same_layer": "random, same layers",
     "base_circuit": "base-circuit heads",
     "outside": "outside every circuit",

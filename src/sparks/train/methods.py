@@ -33,7 +33,9 @@ def _common_args(run: dict[str, Any], seed: int, out_dir: Path) -> dict[str, Any
         save_total_limit=None,
         learning_rate=run["learning_rate"],
         lr_scheduler_type="constant_with_warmup",
-        warmup_steps=min(10, run["max_steps"] // 10),
+        warmup_steps=min(10, run["max_steps"] // 10)
+        if run["warmup_ratio"] is None
+        else round(run["warmup_ratio"] * run["max_steps"]),
         per_device_train_batch_size=run["batch_size"],
         gradient_accumulation_steps=1,
         logging_steps=1,

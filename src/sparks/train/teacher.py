@@ -25,6 +25,7 @@ TRAINING_ONLY = (  # keys sampling ignores
     "batch_size",
     "max_length",
     "gradient_checkpointing",
+    "warmup_ratio",
     "grpo",
 )
 
