@@ -276,8 +276,8 @@ SCHEMAS: dict[str, pl.Schema] = {
             "alpha": pl.Float64,  # scale factor (emergent_vs_* only)
             "difficulty": pl.String,
             "category": pl.String,
-            "share_before": pl.Float64,  # base checkpoint / random heads
-            "share_after": pl.Float64,  # final checkpoint / emergent heads
+            "share_before": pl.Float64,  # base checkpoint / a control's heads
+            "share_after": pl.Float64,  # final checkpoint / the intervened heads (evaluate.heads)
             "delta": pl.Float64,  # share_after - share_before
             "ci_low": pl.Float64,  # 95 % bootstrap interval of delta, resampling problems
             "ci_high": pl.Float64,

@@ -25,9 +25,6 @@ import polars as pl
 log = logging.getLogger(__name__)
 
 
-KINDS = ("operand", "style")
-
-
 def pairs_kind(attribute: dict[str, Any], task: str) -> str:
     """Which pairs ``task``'s circuits are scored on (``attribute.pairs``: one kind, or task -> kind)."""
     pairs = attribute["pairs"]

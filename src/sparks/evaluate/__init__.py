@@ -1,6 +1,7 @@
 """Benchmark stage: sampled accuracy per checkpoint (``sparks evaluate``) and head interventions
-(``sparks intervene``): mean/zero ablation of a run's emergent heads in its final checkpoint and
-scaling of those heads in the base model, each against random heads from the same layers."""
+(``sparks intervene``): mean/zero ablation of a run's emergent heads (or ``evaluate.heads``) in its
+final checkpoint and scaling of those heads in the base model, each against control heads
+(``evaluate.controls``: same layers, the base circuit, outside every circuit)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def sample_table(
 
     prompter = prompter or Prompter(tokenizer, PromptSettings.defaults())
     check = answer_checker(source)
-    # the think-on prompt for every run (think-off runs too): the model decides how to reason
+    # evaluate.think: by default the think-on prompt for every run (think-off runs too): the model decides how to reason
     repeated = [prompter.prompt(q, think=settings.think) for q in problems["question"] for _ in range(settings.n_samples)]
     with intervene(model, intervention):
         completions = generate(
@@ -196,8 +197,8 @@ def intervention_table(
     run = read_manifest(manifest)
     steps = run.steps
     problems = eval_problems(problems_path)
-    emergent = intervened_heads(settings, cohorts, think_modes)
-    if not emergent:
+    intervened = intervened_heads(settings, cohorts, think_modes)
+    if not intervened:
         log.warning("run has no %s heads: the interventions table lists only the unmodified models", settings.heads)
     rows, all_samples = [], []
     for kind, step, alphas in (("ablate", steps[-1], (None,)), ("scale", steps[0], settings.alphas)):
@@ -207,12 +208,12 @@ def intervention_table(
         prompts = [prompter.prompt(q, think=settings.think) for q in problems["question"]]  # what the model is evaluated on
         means = head_means(model, tokenizer, prompts) if kind == "ablate" else {}
         variants = [("none", None, ())]
-        if emergent:
-            variants.append((settings.heads, None, emergent))
+        if intervened:
+            variants.append((settings.heads, None, intervened))
             for control in settings.controls:
                 drawn: dict[tuple, int] = {}  # a small pool gives the same heads again: sample them once
                 for s in range(settings.random_seeds):
-                    drawn.setdefault(control_heads(control, emergent, cohorts, n_layers, n_heads, s), s)
+                    drawn.setdefault(control_heads(control, intervened, cohorts, n_layers, n_heads, s), s)
                 drawn.pop((), None)
                 if not drawn:
                     log.warning("no %s control heads to draw from: that control is left out", control)

@@ -17,7 +17,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--passk", type=Path, required=True, help="output: accuracy, pass@k, success@k, all-correct@k (Parquet)")
     p.set_defaults(func=main)
 
-    q = subparsers.add_parser("intervene", help="ablate / scale a run's emergent heads against random heads")
+    q = subparsers.add_parser("intervene", help="ablate / scale a run's emergent heads (evaluate.heads) against control heads")
     add_common(q, manifest=True, task=True)
     q.add_argument("--problems", type=Path, required=True, help="the task's problems table (prepare-data)")
     q.add_argument("--cohorts", type=Path, required=True, help="the run's cohorts.parquet (aggregate stage)")
