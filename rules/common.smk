@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from sparks import forkserver, layout
+from sparks import forkserver, layout, registry
 from sparks.aggregate import INPUTS as AGGREGATE_INPUTS
 from sparks.aggregate.think_modes import compare_steps
 from sparks.config import ConfigError, check_config
@@ -61,16 +61,11 @@ def settings(*keys, ignore=()):
     return section
 
 
-# Inputs Snakemake watches that the stage finds through the config (no flag of their own).
-WATCHED = ("given",)
-
-
 def flags(wildcards, input):
     """``--name file ...`` for every named input (the stage's flags are the inputs' names)."""
     return " ".join(
         f"--{name.replace('_', '-')} {' '.join(input[name]) if isinstance(input[name], list) else input[name]}"
         for name in input.keys()
-        if name not in WATCHED
     )
 
 
@@ -100,17 +95,22 @@ def run_task_of(wildcards):
     return run_task(wildcards.run)
 
 
-def run_inputs(wildcards):
-    """A run's inputs: base model and task problems, plus the teacher's samples for distillation;
-    for a models run, its given local checkpoints (their config.json: one saved again, or one more
-    in the folder, writes the manifest again)."""
+def given_checkpoints(wildcards):
+    """A models run's local checkpoints (their config.json), unnamed inputs: the stage finds them
+    through the config, and one saved again (or one more in the folder) rewrites the manifest.
+    """
     run = config["runs"][wildcards.run]
-    if run["method"] == "models":
-        return {
-            "given": input_files(
-                run["checkpoints"], f"runs.{wildcards.run}.checkpoints"
-            )
-        }
+    if run["method"] != registry.GIVEN:
+        return []
+    return input_files(run["checkpoints"], f"runs.{wildcards.run}.checkpoints")
+
+
+def run_inputs(wildcards):
+    """A run's inputs: base model and task problems, plus the teacher's samples for distillation
+    (none for a models run)."""
+    run = config["runs"][wildcards.run]
+    if run["method"] == registry.GIVEN:
+        return {}
     inputs = {
         "base": layout.model("base", EXP),
         "problems": layout.problems(run["task"], EXP),

@@ -1,5 +1,6 @@
 checkpoint train:
     input:
+        given_checkpoints,
         unpack(run_inputs),
     output:
         manifest=layout.manifest(),

@@ -164,16 +164,16 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 f"config key runs.{name}.task = {run['task']!r} in {source} names no task; "
                 f"use one of: {', '.join(config['tasks'])}"
             )
-        if (run["method"] == "models") != (run["checkpoints"] is not None):
+        if (run["method"] == registry.GIVEN) != (run["checkpoints"] is not None):
             raise ConfigError(
                 f"config key runs.{name}.checkpoints in {source}: "
                 + (
                     "a run with method models needs its checkpoints (a folder of checkpoint-N/, or a list of {step, source})"
-                    if run["method"] == "models"
+                    if run["method"] == registry.GIVEN
                     else f"only runs with method models name their checkpoints (this one trains: {run['method']}); remove it"
                 )
             )
-        if run["method"] == "models":
+        if run["method"] == registry.GIVEN:
             from sparks.model.given import given_checkpoints
 
             try:

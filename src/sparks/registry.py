@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
-METHODS = ("sft", "grpo", "distill", "models")
-"""Post-training methods (``runs.<name>.method``); ``models`` names checkpoints that already exist."""
-
 TRAINERS = ("sft", "grpo", "distill")
-"""The methods that train (with TRL); a ``models`` run is written from its given checkpoints."""
+"""The methods that train (with TRL)."""
+
+GIVEN = "models"
+"""The method of a run whose checkpoints already exist (``runs.<name>.checkpoints``)."""
+
+METHODS = (*TRAINERS, GIVEN)
+"""Post-training methods (``runs.<name>.method``)."""
 
 METRICS = ("kl", "logit_diff", "logprob")
 """Attribution metrics on the answer position (``attribute.metric``)."""

@@ -57,7 +57,9 @@ def style_pairs_stage(config: dict[str, Any], manifest: Path, task: str, problem
             model, own, prompts, style["opening_tokens"] + 1, config["evaluate"]["batch_size"], style["temperature"],
             seed=config["seed"] + (name == "reasoning"), decode=False,
         )  # fmt: skip
-        if own.get_vocab() != tokenizer.get_vocab():  # a named model's vocabulary: its text in the starting model's tokens
+        if (
+            own is not tokenizer and own.get_vocab() != tokenizer.get_vocab()
+        ):  # another vocabulary: its text in the starting model's tokens
             ids = [tokenizer(_text(own, row), add_special_tokens=False)["input_ids"] for row in ids]
         openings[name] = ids
         del model

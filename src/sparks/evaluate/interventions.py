@@ -107,24 +107,25 @@ def head_means(
 
 
 def control_heads(
-    control: str, emergent: Sequence[HeadId], cohorts: pl.DataFrame, n_layers: int, n_heads: int, seed: int
+    control: str, heads: Sequence[HeadId], cohorts: pl.DataFrame, n_layers: int, n_heads: int, seed: int
 ) -> tuple[HeadId, ...]:
-    """One draw of a control (a name in ``sparks.registry.CONTROLS``), as many heads as ``emergent``:
-    ``same_layer`` random heads of the emergent heads' layers (which may belong to the starting
-    model's circuit); ``base_circuit`` heads active in the starting model's circuit (the cohorts
-    table's heads without a cohort step), never an emergent one; ``outside`` heads active in no
-    circuit of the run (not in the cohorts table). A pool smaller than needed gives all it has."""
+    """One draw of a control (a name in ``sparks.registry.CONTROLS``) for the intervened ``heads``
+    (the emergent ones, or ``evaluate.heads``), as many heads as they are: ``same_layer`` random
+    heads of their layers (which may belong to the starting model's circuit); ``base_circuit``
+    heads active in the starting model's circuit (the cohorts table's heads without a cohort step),
+    never an intervened one; ``outside`` heads active in no circuit of the run (not in the cohorts
+    table). A pool smaller than needed gives all it has."""
     if control == "same_layer":
-        return random_heads_like(emergent, n_heads, seed, exclude=emergent)
+        return random_heads_like(heads, n_heads, seed, exclude=heads)
     if control not in CONTROLS:
         raise ValueError(f"control {control!r} is not one of {', '.join(CONTROLS)}")
     rows = cohorts.select("layer", "head", "cohort_step").rows()
     if control == "base_circuit":
-        pool = {HeadId(layer, head) for layer, head, cohort in rows if cohort is None} - set(emergent)
+        pool = {HeadId(layer, head) for layer, head, cohort in rows if cohort is None} - set(heads)
     else:
         every = {HeadId(layer, head) for layer in range(n_layers) for head in range(n_heads)}
         pool = every - {HeadId(layer, head) for layer, head, _ in rows}
-    return tuple(sorted(random.Random(seed).sample(sorted(pool), min(len(emergent), len(pool)))))
+    return tuple(sorted(random.Random(seed).sample(sorted(pool), min(len(heads), len(pool)))))
 
 
 def random_heads_like(heads: Sequence[HeadId], n_heads: int, seed: int, exclude: Sequence[HeadId] = ()) -> tuple[HeadId, ...]:

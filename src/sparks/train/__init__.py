@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sparks.config import config_hash
-from sparks.train.given import METHOD as GIVEN
+from sparks.registry import GIVEN
 
 log = logging.getLogger(__name__)
 

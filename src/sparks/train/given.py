@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from sparks.config import config_hash
+from sparks.registry import GIVEN
 
 log = logging.getLogger(__name__)
-METHOD = "models"
 
 
 def write_given_run(config: dict[str, Any], run_name: str, manifest_path: Path, train_log_path: Path) -> Path:
@@ -57,4 +57,4 @@ def write_given_run(config: dict[str, Any], run_name: str, manifest_path: Path, 
         config_hash=config_hash(run),
     )
     write_table(train_log, "train_log", train_log_path)
-    return write_manifest(manifest_path, run_name, METHOD, folders, hashes)
+    return write_manifest(manifest_path, run_name, GIVEN, folders, hashes)
