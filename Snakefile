@@ -18,6 +18,7 @@ include: "rules/attribute.smk"
 include: "rules/aggregate.smk"
 include: "rules/benchmark.smk"
 include: "rules/plot.smk"
+include: "rules/replicates.smk"
 
 
 rule all:

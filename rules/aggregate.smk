@@ -22,7 +22,7 @@ rule aggregate:
         runtime=config["resources"]["aggregate"]["runtime"],
     params:
         config=CONFIG_FILE,
-        settings=settings("aggregate"),
+        settings=settings("aggregate", ignore=("robust_share",)),
         inputs=flags,
     shell:
         "sparks aggregate --config {params.config} --task {wildcards.task} {params.inputs} "
@@ -50,7 +50,7 @@ rule think_modes:
         runtime=config["resources"]["think_modes"]["runtime"],
     params:
         config=CONFIG_FILE,
-        settings=settings("aggregate"),
+        settings=settings("aggregate", ignore=("robust_share",)),
         inputs=flags,
     shell:
         "sparks think-modes --config {params.config} --task {wildcards.task} --run {wildcards.run} "

@@ -10,6 +10,7 @@ from sparks.config import ConfigError, check_config
 from sparks.data.style import pairs_kind
 from sparks.manifest import read_manifest
 from sparks.plot import figure_names
+from sparks.plot.replicates import FIGURES as REPLICATE_FIGURES
 from sparks.model.given import input_files
 from sparks.train.teacher import TRAINING_ONLY
 
@@ -36,6 +37,7 @@ CONFIG_FILE = str(workflow.configfiles[0])
 wildcard_constraints:
     exp=EXP,
     run="|".join(config["runs"]),
+    group="|".join(config["replicates"]) or "(?!)",
     task="|".join(config["tasks"]),
     step=r"\d+",
     mode="on|off",
@@ -77,9 +79,17 @@ def attribute_pairs(wildcards):
 
 
 def intervene_inputs(wildcards):
-    """The think-mode comparison, when evaluate.heads takes the intervened heads from it."""
+    """The think-mode comparison, when evaluate.heads takes the intervened heads from it; for a
+    replicate, its replicated run's heads (their robust emergent set)."""
+    group = config["runs"][wildcards.run]["replicate_of"]
     if config["evaluate"]["heads"] == "emergent":
-        return {}
+        if group is None:
+            return {}
+        return {
+            "replicate_heads": layout.replicates(
+                "replicate_heads", group, wildcards.task, EXP
+            )
+        }
     return {
         "think_modes": layout.circuits(
             "think_modes", wildcards.run, wildcards.task, EXP
@@ -211,8 +221,53 @@ def plot_inputs(wildcards):
 
 
 def report_sections(wildcards):
-    """Every run's report section, in the config's order of runs."""
-    return [layout.report_section(run, run_task(run), EXP) for run in config["runs"]]
+    """Every run's report section, in the config's order of runs; a replicated run's comparison
+    of its replicates comes before their own sections."""
+    sections = []
+    for run, settings in config["runs"].items():
+        group = settings["replicate_of"]
+        if group is not None and run == config["replicates"][group][0]:
+            sections.append(layout.report_section(group, run_task(run), EXP))
+        sections.append(layout.report_section(run, run_task(run), EXP))
+    return sections
+
+
+def replicate_names(wildcards):
+    return config["replicates"][wildcards.group]
+
+
+def replicate_inputs(wildcards):
+    """Each replicate's cohorts, frequency and emergence tables, and its passk tables."""
+    tables = {
+        name: [
+            layout.circuits(name, r, wildcards.task, EXP)
+            for r in replicate_names(wildcards)
+        ]
+        for name in ("cohorts", "frequency", "emergence")
+    }
+    tables["passk"] = [
+        layout.passk(r, s, wildcards.task, EXP)
+        for r in replicate_names(wildcards)
+        for s in checkpoint_steps(r)
+    ]
+    return tables
+
+
+def claims_inputs(wildcards):
+    """The replicates tables, every replicate's interventions and, if compared, think overlap."""
+    tables = {
+        name: layout.replicates(name, wildcards.group, wildcards.task, EXP)
+        for name in ("replicate_heads", "replicate_reward", "replicate_accuracy")
+    }
+    tables["interventions"] = [
+        layout.interventions(r, wildcards.task, EXP) for r in replicate_names(wildcards)
+    ]
+    if config["attribute"]["compare_think_at"] != "none":
+        tables["think_overlap"] = [
+            layout.circuits("think_overlap", r, wildcards.task, EXP)
+            for r in replicate_names(wildcards)
+        ]
+    return tables
 
 
 def final_targets(wildcards):

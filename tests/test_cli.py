@@ -13,6 +13,9 @@ STAGES = {
     "failures": "--changes",
     "plot": "--figures",
     "report": "--out",
+    "replicates": "--replicate-heads-out",
+    "claims": "--interventions",
+    "plot-replicates": "--section",
 }
 
 

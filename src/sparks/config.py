@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self
 import jsonschema
 import yaml
 
-from sparks import registry
+from sparks import layout, registry
 from sparks.model.store import is_hub_id
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -59,10 +59,44 @@ def check_config(raw: Any, source: str = "the config") -> dict[str, Any]:
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         raise ConfigError(_describe(errors[0], source))
+    _check_replicate_seeds(config, source)
     _fill_defaults(config, schema(), schema())
     _check_semantics(config, source)
     _check_stage_settings(config, source)
-    return config
+    return _expand_replicates(config)
+
+
+def _check_replicate_seeds(raw: dict[str, Any], source: str) -> None:
+    """``seeds`` replaces ``seed`` and needs a run that trains (checked before defaults fill ``seed``)."""
+    for name, run in raw["runs"].items():
+        if run.get("seeds") is None:
+            continue
+        if "seed" in run:
+            raise ConfigError(
+                f"config key runs.{name} in {source} sets both seed and seeds; seeds lists every replicate's "
+                "trainer seed, so remove seed"
+            )
+        if run["method"] == registry.GIVEN:
+            raise ConfigError(
+                f"config key runs.{name}.seeds in {source}: a models run names checkpoints that exist and "
+                "trains nothing to replicate; remove seeds (replicates of a run trained elsewhere are models runs of their own)"
+            )
+
+
+def _expand_replicates(config: dict[str, Any]) -> dict[str, Any]:
+    """A run with ``seeds`` becomes one run per seed (``layout.replicate``), each with its
+    ``seed``, ``seeds`` null and ``replicate_of`` the run's name; ``config["replicates"]`` maps
+    each replicated run to its replicates' names, in the order of its seeds."""
+    runs: dict[str, Any] = {}
+    groups: dict[str, list[str]] = {}
+    for name, run in config["runs"].items():
+        if run["seeds"] is None:
+            runs[name] = {**run, "replicate_of": None}
+            continue
+        groups[name] = [layout.replicate(name, seed) for seed in run["seeds"]]
+        for seed, replicate in zip(run["seeds"], groups[name]):
+            runs[replicate] = {**run, "seed": seed, "seeds": None, "replicate_of": name}
+    return {**config, "runs": runs, "replicates": groups}
 
 
 def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
@@ -198,8 +232,14 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
             )
 
 
+def task_difficulties(task: dict[str, Any]) -> list[str]:
+    """A task's difficulty names, easiest first: a synthetic task's as its config lists them, one
+    ``all`` for a hub task."""
+    return list(task["difficulties"]) if task["source"] == "synthetic" else ["all"]
+
+
 def _check_difficulties(key: str, names: list[str] | None, task_name: str, task: dict[str, Any]) -> None:
-    known = list(task["difficulties"]) if task["source"] == "synthetic" else ["all"]
+    known = task_difficulties(task)
     unknown = [d for d in names or [] if d not in known]
     if unknown:
         raise ConfigError(

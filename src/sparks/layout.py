@@ -15,6 +15,7 @@ ROOT = "results"
 ATTRIBUTION = ("heads", "edges", "pair_edges", "faithfulness")  # the attribute stage's tables
 CIRCUITS = ("circuit", "cohorts", "frequency", "stability", "similarity", "emergence", "importance")  # the aggregate stage's
 THINK_MODES = ("think_modes", "think_overlap")  # the think-modes step of the aggregate stage
+REPLICATES = ("replicate_heads", "replicate_jaccard", "replicate_counts", "replicate_reward", "replicate_accuracy")
 
 
 def experiment(exp: str = "{exp}") -> str:
@@ -38,6 +39,18 @@ def pairs(task: str = "{task}", exp: str = "{exp}") -> str:
 def style_pairs(run: str = "{run}", task: str = "{task}", exp: str = "{exp}") -> str:
     """A run's style-contrast pairs on a task (the pairs schema; attribute.pairs = style)."""
     return f"{experiment(exp)}/data/style/{run}/{task}.parquet"
+
+
+def replicate(run: str, seed: int) -> str:
+    """The name of a run's replicate with trainer seed ``seed`` (runs.<run>.seeds): its folders
+    and tables are those of a run of this name. User run names are alphanumeric, so none collides."""
+    return f"{run}-s{seed}"
+
+
+def replicates(name: str, group: str = "{group}", task: str = "{task}", exp: str = "{exp}") -> str:
+    """A table comparing a replicated run's replicates (one of REPLICATES, or replicate_claims)."""
+    _check(name, (*REPLICATES, "replicate_claims"))
+    return f"{experiment(exp)}/replicates/{group}/{task}/{name}.parquet"
 
 
 def manifest(run: str = "{run}", exp: str = "{exp}") -> str:

@@ -7,7 +7,11 @@ schema and primary-key uniqueness, writes to a temporary file beside the target 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
+import platform
+import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +33,7 @@ PROVENANCE = pl.Schema(
         "config_hash": pl.String,
         "sparks_version": pl.String,
         "created_at": pl.Datetime("us", "UTC"),
+        "machine": pl.String,  # what can make two runs of one config differ: see machine()
     }
 )
 
@@ -333,6 +338,85 @@ SCHEMAS: dict[str, pl.Schema] = {
             "tokens_per_correct": pl.Float64,  # tokens / n_correct (null when none is correct)
         }
     ),
+    # The replicates stage (sparks.aggregate.replicates and .claims); provenance "run" is the
+    # replicated run's name (runs.<name> with seeds), its replicates are runs of their own.
+    "replicate_heads": pl.Schema(
+        {
+            "replicate": pl.String,  # the replicate's run name (sparks.layout.replicate)
+            "seed": pl.Int64,  # its trainer seed
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "status": pl.String,  # its cohort status there (emergent | maintained | lost); null: never in that circuit
+            "cohort_step": pl.Int64,
+            "frequency": pl.Float64,  # share of that replicate's checkpoints with the head active
+            "emergent": pl.Boolean,
+            "n_replicates": pl.Int64,
+            "emergent_in": pl.Int64,  # replicates in which the head is emergent
+            "share": pl.Float64,  # emergent_in / n_replicates
+            "robust": pl.Boolean,  # share >= aggregate.robust_share: the heads the replicates' interventions target
+        }
+    ),
+    "replicate_jaccard": pl.Schema(
+        {
+            "replicate_a": pl.String,
+            "replicate_b": pl.String,
+            "n_a": pl.Int64,  # emergent heads in each
+            "n_b": pl.Int64,
+            "n_shared": pl.Int64,
+            "jaccard": pl.Float64,  # n_shared / union; null when both are empty
+        }
+    ),
+    "replicate_counts": pl.Schema(
+        {
+            "status": pl.String,  # emergent | maintained | lost
+            "n_replicates": pl.Int64,
+            "counts": pl.List(pl.Int64),  # heads with the status in each replicate, in seed order
+            "mean": pl.Float64,
+            "low": pl.Float64,  # 95 % t interval over replicates (null with one)
+            "high": pl.Float64,
+        }
+    ),
+    "replicate_reward": pl.Schema(
+        {
+            "n_replicates": pl.Int64,
+            "n_points": pl.Int64,  # checkpoints with a reward, all replicates
+            "pooled_r": pl.Float64,  # Pearson r of emergent heads active vs reward over the pooled checkpoints
+            "pooled_low": pl.Float64,  # Fisher-z 95 % interval
+            "pooled_high": pl.Float64,
+            "replicate_r": pl.List(pl.Float64),  # each replicate's own r, in seed order
+            "mean_r": pl.Float64,
+            "mean_r_low": pl.Float64,  # 95 % t interval over replicates
+            "mean_r_high": pl.Float64,
+        }
+    ),
+    "replicate_accuracy": pl.Schema(
+        {
+            # provenance "step" is the checkpoint step of each row (the same in every replicate)
+            "difficulty": pl.String,
+            "n_replicates": pl.Int64,
+            "accuracy_mean": pl.Float64,
+            "accuracy_low": pl.Float64,  # 95 % t interval over replicates
+            "accuracy_high": pl.Float64,
+            "accuracy_min": pl.Float64,
+            "accuracy_max": pl.Float64,
+            "change_mean": pl.Float64,  # accuracy minus the replicate's first checkpoint (the shared base)
+            "change_low": pl.Float64,
+            "change_high": pl.Float64,
+        }
+    ),
+    "replicate_claims": pl.Schema(
+        {
+            "claim": pl.String,  # stable_heads | reward_tracking | gain_{difficulty} | ablation_cost | ablation_vs_{control} | overthinking_easy | think_off_broader
+            "statement": pl.String,
+            "statistic": pl.String,
+            "n_replicates": pl.Int64,
+            "value": pl.Float64,  # mean over replicates (pooled r for reward_tracking)
+            "low": pl.Float64,  # 95 % interval
+            "high": pl.Float64,
+            "verdict": pl.String,  # holds | does not hold | not testable here
+            "detail": pl.String,
+        }
+    ),
     "interventions": pl.Schema(
         {
             # provenance "step": the final checkpoint (ablate) or the starting model (scale)
@@ -381,6 +465,12 @@ KEYS: dict[str, tuple[str, ...]] = {
     "emergence": ("experiment", "run", "step", "task"),
     "think_overlap": ("experiment", "run", "step", "task"),
     "failure_shares": ("experiment", "run", "step", "task", "origin", "kind", "heads_from", "alpha", "difficulty"),
+    "replicate_heads": ("experiment", "run", "task", "replicate", "layer", "head"),
+    "replicate_jaccard": ("experiment", "run", "task", "replicate_a", "replicate_b"),
+    "replicate_counts": ("experiment", "run", "task", "status"),
+    "replicate_reward": ("experiment", "run", "task"),
+    "replicate_accuracy": ("experiment", "run", "step", "task", "difficulty"),
+    "replicate_claims": ("experiment", "run", "task", "claim"),
 }
 
 
@@ -398,6 +488,34 @@ def file_hash(paths: Iterable[Path]) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()[:16]
+
+
+@functools.cache
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> str:
+    """What makes the same config and seed give different numbers on another machine: the CPU
+    (floating-point order of its kernels), the torch version and its threads, deterministic
+    algorithms, the accelerator. Tables whose ``machine`` differs are replicates, not copies."""
+    torch = sys.modules.get("torch")  # a stage that computed nothing with torch has not imported it
+    parts = [f"{_cpu()} ({platform.machine()})"]
+    try:
+        parts.append(f"torch {importlib.metadata.version('torch')}")
+    except importlib.metadata.PackageNotFoundError:
+        parts.append("no torch")
+    if torch is not None:
+        parts.append(f"{torch.get_num_threads()} threads")
+        parts.append(f"deterministic {'on' if torch.are_deterministic_algorithms_enabled() else 'off'}")
+        parts.append(f"cuda {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu")
+    return "; ".join(parts)
 
 
 def with_provenance(
@@ -421,6 +539,7 @@ def with_provenance(
         "config_hash": config_hash,
         "sparks_version": sparks.__version__,
         "created_at": datetime.now(UTC),
+        "machine": machine(),
     }
     columns = [pl.lit(v, dtype=PROVENANCE[k]).alias(k) for k, v in values.items() if k not in df.columns]
     return df.with_columns(columns).select(list(PROVENANCE) + [c for c in df.columns if c not in PROVENANCE])

@@ -37,6 +37,7 @@ class AggregateSettings(Section):
     stability_threshold: float
     kv_edges_activate_group: bool
     prune_isolated: bool
+    robust_share: float
 
 
 def circuit_size_per_step(faithfulness: pl.LazyFrame, settings: AggregateSettings, steps: list[int]) -> pl.DataFrame:

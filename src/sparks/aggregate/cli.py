@@ -30,6 +30,28 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--overlap", type=Path, required=True, help="output: think_overlap table (Parquet)")
     t.set_defaults(func=main_think_modes)
 
+    from sparks.aggregate.replicates import INPUTS as REPLICATE_INPUTS
+    from sparks.aggregate.replicates import TABLES as REPLICATE_TABLES
+
+    r = subparsers.add_parser("replicates", help="a replicated run's replicates compared: robust heads, agreement, intervals")
+    add_common(r, task=True)
+    r.add_argument("--run", required=True, help="the replicated run (a name under runs: with seeds)")
+    for kind in REPLICATE_INPUTS:
+        r.add_argument(f"--{kind}", **files(f"the replicates' {kind} tables"))
+    for name in REPLICATE_TABLES:
+        r.add_argument(f"--{name.replace('_', '-')}-out", type=Path, required=True, help=f"output: {name} table (Parquet)")
+    r.set_defaults(func=main_replicates)
+
+    c = subparsers.add_parser("claims", help="the study's claims tested across a replicated run's replicates")
+    add_common(c, task=True)
+    c.add_argument("--run", required=True, help="the replicated run (a name under runs: with seeds)")
+    for name in ("replicate_heads", "replicate_reward", "replicate_accuracy"):
+        c.add_argument(f"--{name.replace('_', '-')}", type=Path, required=True, help=f"the run's {name} table")
+    c.add_argument("--interventions", **files("the replicates' interventions tables"))
+    c.add_argument("--think-overlap", **files("the replicates' think_overlap tables, if compared", required=False))
+    c.add_argument("--out", type=Path, required=True, help="output: replicate_claims table (Parquet)")
+    c.set_defaults(func=main_claims)
+
 
 def main(args: argparse.Namespace) -> None:
     from sparks.aggregate import INPUTS, TABLES, aggregate_stage
@@ -46,3 +68,19 @@ def main_think_modes(args: argparse.Namespace) -> None:
     config = read_common(args)
     inputs = {(kind, mode == "on"): getattr(args, f"{kind}_{mode}") for kind in ("heads", "edges") for mode in ("on", "off")}
     think_modes_stage(config, inputs, args.task, args.run, args.out, args.overlap)
+
+
+def main_replicates(args: argparse.Namespace) -> None:
+    from sparks.aggregate.replicates import INPUTS, TABLES, replicates_stage
+
+    config = read_common(args)
+    out = {name: getattr(args, f"{name}_out") for name in TABLES}
+    replicates_stage(config, args.run, args.task, {kind: getattr(args, kind) for kind in INPUTS}, out)
+
+
+def main_claims(args: argparse.Namespace) -> None:
+    from sparks.aggregate.claims import claims_stage
+
+    config = read_common(args)
+    tables = {name: getattr(args, name) for name in ("replicate_heads", "replicate_reward", "replicate_accuracy")}
+    claims_stage(config, args.run, args.task, tables, args.interventions, args.think_overlap, args.out)

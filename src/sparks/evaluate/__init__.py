@@ -158,12 +158,20 @@ def evaluate_stage(
     return write_table(with_provenance(samples, **provenance), "eval", out)
 
 
-def intervened_heads(settings: EvaluateSettings, cohorts: pl.DataFrame, think_modes: pl.DataFrame | None) -> tuple:
-    """The heads ``evaluate.heads`` names: the run's emergent heads (cohorts), or the heads of one
-    think mode only at the last checkpoint the think_modes table compares."""
+def intervened_heads(
+    settings: EvaluateSettings,
+    cohorts: pl.DataFrame,
+    think_modes: pl.DataFrame | None,
+    replicate_heads: pl.DataFrame | None = None,
+) -> tuple:
+    """The heads ``evaluate.heads`` names: the run's emergent heads (cohorts), or, given a
+    replicated run's ``replicate_heads``, its robust emergent set; or the heads of one think mode
+    only at the last checkpoint the think_modes table compares."""
     from sparks.types import HeadId
 
-    if settings.heads == "emergent":
+    if settings.heads == "emergent" and replicate_heads is not None:
+        chosen = replicate_heads.filter(pl.col("robust")).select("layer", "head").unique()
+    elif settings.heads == "emergent":
         chosen = cohorts.filter(pl.col("status") == "emergent")
     else:
         if think_modes is None:
@@ -179,6 +187,7 @@ def intervention_table(
     problems_path: Path,
     cohorts: pl.DataFrame,
     think_modes: pl.DataFrame | None = None,
+    replicate_heads: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Ablation of the run's emergent heads (or ``evaluate.heads``: see :func:`intervened_heads`) in
     its final checkpoint and their scaling in its starting (base) model, each next to no
@@ -197,7 +206,7 @@ def intervention_table(
     run = read_manifest(manifest)
     steps = run.steps
     problems = eval_problems(problems_path)
-    intervened = intervened_heads(settings, cohorts, think_modes)
+    intervened = intervened_heads(settings, cohorts, think_modes, replicate_heads)
     if not intervened:
         log.warning("run has no %s heads: the interventions table lists only the unmodified models", settings.heads)
     rows, all_samples = [], []
@@ -273,13 +282,15 @@ def intervene_stage(
     out: Path,
     samples_out: Path,
     think_modes_path: Path | None = None,
+    replicate_heads_path: Path | None = None,
 ) -> Path:
     from sparks.manifest import read_manifest
     from sparks.tables import read_table, with_provenance, write_table
 
     think_modes = None if think_modes_path is None else read_table(think_modes_path, "think_modes")
+    replicate_heads = None if replicate_heads_path is None else read_table(replicate_heads_path, "replicate_heads")
     cohorts = read_table(cohorts_path, "cohorts")
-    table, samples = intervention_table(config, manifest, task, problems_path, cohorts, think_modes)
+    table, samples = intervention_table(config, manifest, task, problems_path, cohorts, think_modes, replicate_heads)
     provenance = run_provenance(config, read_manifest(manifest).run, task, "evaluate", "aggregate")
     write_table(with_provenance(samples, **provenance), "intervention_samples", samples_out)
     return write_table(with_provenance(table, **provenance), "interventions", out)

@@ -22,6 +22,12 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--problems", type=Path, required=True, help="the task's problems table (prepare-data)")
     q.add_argument("--cohorts", type=Path, required=True, help="the run's cohorts.parquet (aggregate stage)")
     q.add_argument("--think-modes", type=Path, default=None, help="the run's think_modes.parquet (evaluate.heads: think_*_only)")
+    q.add_argument(
+        "--replicate-heads",
+        type=Path,
+        default=None,
+        help="a replicated run's replicate_heads.parquet: intervene on its robust emergent set instead of the run's own",
+    )
     q.add_argument("--out", type=Path, required=True, help="output: interventions table (Parquet)")
     q.add_argument("--samples", type=Path, required=True, help="output: every sample behind the table (Parquet)")
     q.set_defaults(func=main_intervene)
@@ -37,5 +43,13 @@ def main_intervene(args: argparse.Namespace) -> None:
     from sparks.evaluate import intervene_stage
 
     intervene_stage(
-        read_common(args), args.manifest, args.task, args.problems, args.cohorts, args.out, args.samples, args.think_modes
+        read_common(args),
+        args.manifest,
+        args.task,
+        args.problems,
+        args.cohorts,
+        args.out,
+        args.samples,
+        args.think_modes,
+        args.replicate_heads,
     )

@@ -26,6 +26,19 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--section", type=Path, required=True, help="output: the run's report section (HTML)")
     p.set_defaults(func=main)
 
+    from sparks.plot.replicates import INPUTS as REPLICATE_INPUTS
+
+    q = subparsers.add_parser(
+        "plot-replicates", help="figures and report section of a replicated run, from its replicates tables"
+    )
+    add_common(q, task=True)
+    q.add_argument("--run", required=True, help="the replicated run (a name under runs: with seeds)")
+    for name in REPLICATE_INPUTS:
+        q.add_argument(f"--{name.replace('_', '-')}", type=Path, required=True, help=f"the run's {name} table")
+    q.add_argument("--figures", **files("output: every figure file, {task}_{name}.png and .svg"))
+    q.add_argument("--section", type=Path, required=True, help="output: the run's report section (HTML)")
+    q.set_defaults(func=main_replicates)
+
     r = subparsers.add_parser("report", help="one self-contained HTML page with every run's figures and key tables")
     add_common(r)
     r.add_argument("--sections", **files("every run's report section (plot stage), in report order"))
@@ -44,6 +57,17 @@ def main(args: argparse.Namespace) -> None:
     tables = read_inputs(given)
     paths = plot_run(tables, args.run, args.task, args.figures)
     write_section(tables, [p for p in paths if p.suffix == ".png"], args.run, args.task, args.section)
+
+
+def main_replicates(args: argparse.Namespace) -> None:
+    from sparks.config import task_difficulties
+    from sparks.plot.replicates import INPUTS, plot_replicates, write_replicates_section
+    from sparks.tables import read_table
+
+    config = read_common(args)
+    tables = {name: read_table(getattr(args, name), name) for name in INPUTS}
+    paths = plot_replicates(tables, task_difficulties(config["tasks"][args.task]), args.run, args.task, args.figures)
+    write_replicates_section(tables, [p for p in paths if p.suffix == ".png"], args.run, args.task, args.section)
 
 
 def report_main(args: argparse.Namespace) -> None:

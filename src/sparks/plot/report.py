@@ -90,7 +90,20 @@ def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, t
             f"over {emergence.height} checkpoints: {verdict}.</p>",
             _table(emergence.select("step", "emergent_active", "new_heads", "reward")),
         ]
+    parts += machine_section(tables.values())
     return "\n".join(parts)
+
+
+def machine_section(tables) -> list[str]:
+    """Where the tables were computed (their ``machine`` provenance): runs on different machines
+    differ as replicates do, not as copies (floating-point order, threads, accelerator)."""
+    machines = sorted({m for t in tables if "machine" in t.columns for m in t["machine"].drop_nulls().unique().to_list()})
+    items = "".join(f"<li>{html.escape(m)}</li>" for m in machines)
+    return [
+        "<h3>Computed on</h3>",
+        "<p>The same config and seed give identical tables on one machine; on another (CPU, torch, threads, "
+        f"accelerator) they are a replicate, not a copy. This run's tables were made on:</p><ul>{items}</ul>",
+    ]
 
 
 def think_section(table: pl.DataFrame, overlap: pl.DataFrame) -> list[str]:

@@ -1,0 +1,86 @@
+# A replicated run (runs.<name>.seeds): its replicates are ordinary runs (layout.replicate); these
+# rules compare them, test the study's claims across them, and draw the comparison.
+
+
+rule replicates:
+    input:
+        unpack(replicate_inputs),
+    output:
+        heads=layout.replicates("replicate_heads"),
+        jaccard=layout.replicates("replicate_jaccard"),
+        counts=layout.replicates("replicate_counts"),
+        reward=layout.replicates("replicate_reward"),
+        accuracy=layout.replicates("replicate_accuracy"),
+    log:
+        layout.log("replicates", "{group}", "{task}"),
+    benchmark:
+        layout.timing("replicates", "{group}", "{task}")
+    conda:
+        "../envs/sparks.yaml"
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["replicates"]["mem_mb"],
+        runtime=config["resources"]["replicates"]["runtime"],
+    params:
+        config=CONFIG_FILE,
+        settings=settings("aggregate"),
+        inputs=flags,
+    shell:
+        "sparks replicates --config {params.config} --run {wildcards.group} --task {wildcards.task} "
+        "{params.inputs} --replicate-heads-out {output.heads} --replicate-jaccard-out {output.jaccard} "
+        "--replicate-counts-out {output.counts} --replicate-reward-out {output.reward} "
+        "--replicate-accuracy-out {output.accuracy} > {log} 2>&1"
+
+
+rule claims:
+    input:
+        unpack(claims_inputs),
+    output:
+        layout.replicates("replicate_claims"),
+    log:
+        layout.log("claims", "{group}", "{task}"),
+    benchmark:
+        layout.timing("claims", "{group}", "{task}")
+    conda:
+        "../envs/sparks.yaml"
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["replicates"]["mem_mb"],
+        runtime=config["resources"]["replicates"]["runtime"],
+    params:
+        config=CONFIG_FILE,
+        inputs=flags,
+    shell:
+        "sparks claims --config {params.config} --run {wildcards.group} --task {wildcards.task} "
+        "{params.inputs} --out {output} > {log} 2>&1"
+
+
+rule plot_replicates:
+    input:
+        **{
+            name: layout.replicates(name)
+            for name in (*layout.REPLICATES, "replicate_claims")
+        },
+    output:
+        figures=expand(
+            layout.figure("{name}", "{ext}", "{{group}}", "{{task}}", "{{exp}}"),
+            name=REPLICATE_FIGURES,
+            ext=("png", "svg"),
+        ),
+        section=layout.report_section("{group}"),
+    log:
+        layout.log("plot_replicates", "{group}", "{task}"),
+    benchmark:
+        layout.timing("plot_replicates", "{group}", "{task}")
+    conda:
+        "../envs/sparks.yaml"
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["plot"]["mem_mb"],
+        runtime=config["resources"]["plot"]["runtime"],
+    params:
+        config=CONFIG_FILE,
+        inputs=flags,
+    shell:
+        "sparks plot-replicates --config {params.config} --run {wildcards.group} --task {wildcards.task} "
+        "{params.inputs} --figures {output.figures} --section {output.section} > {log} 2>&1"

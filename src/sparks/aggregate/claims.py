@@ -1,0 +1,285 @@
+"""The study's claims, each tested across a replicated run's replicates: one row per claim with
+the statistic, its mean and 95 % interval over replicates, and a verdict.
+
+Intervals are 95 % Student t over replicates, their spread taken as at least each value's own
+sampling error (binomial, from the samples behind an accuracy), so that a few replicates that
+happen to agree exactly do not make an exact result.
+
+Verdicts: ``holds`` (the interval lies above zero), ``does not hold`` (it reaches zero or below),
+``not testable here`` (the run has nothing to measure it on: no reward, no intervened heads, no
+think-mode comparison, or a single value without an interval). The rules are fixed here, before
+any data: a claim is never re-phrased to fit a result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import polars as pl
+
+from sparks.aggregate.replicates import mean_interval, rms, robust_heads
+
+HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "not testable here"
+SCHEMA = {
+    "claim": pl.String,
+    "statement": pl.String,
+    "statistic": pl.String,
+    "n_replicates": pl.Int64,
+    "value": pl.Float64,
+    "low": pl.Float64,
+    "high": pl.Float64,
+    "verdict": pl.String,
+    "detail": pl.String,
+}
+
+
+def verdict(value: float | None, low: float | None) -> str:
+    if value is None or low is None:
+        return UNTESTABLE
+    return HOLDS if low > 0 else FAILS
+
+
+def _row(
+    claim: str, statement: str, statistic: str, values: list, detail: str, extra_check: bool = True, floor_sd: float = 0.0
+) -> dict:
+    mean, low, high = mean_interval(values, floor_sd)
+    result = verdict(mean, low)
+    if result == HOLDS and not extra_check:
+        result = FAILS
+    return {
+        "claim": claim,
+        "statement": statement,
+        "statistic": statistic,
+        "n_replicates": len([v for v in values if v is not None]),
+        "value": mean,
+        "low": low,
+        "high": high,
+        "verdict": result,
+        "detail": detail,
+    }
+
+
+def _untestable(claim: str, statement: str, statistic: str, why: str) -> dict:
+    return {
+        "claim": claim,
+        "statement": statement,
+        "statistic": statistic,
+        "n_replicates": 0,
+        "value": None,
+        "low": None,
+        "high": None,
+        "verdict": UNTESTABLE,
+        "detail": why,
+    }
+
+
+def _overall(table: pl.DataFrame) -> float:
+    """Accuracy over every difficulty (weighted by samples) of an interventions slice."""
+    return float((table["accuracy"] * table["n_samples"]).sum() / table["n_samples"].sum())
+
+
+def _se(table: pl.DataFrame) -> float:
+    """The binomial standard error of ``_overall`` (samples taken as independent: a lower bound)."""
+    p, n = _overall(table), int(table["n_samples"].sum())
+    return math.sqrt(max(p * (1 - p), 0.0) / n) if n else 0.0
+
+
+def _difference_se(*parts: pl.DataFrame) -> float:
+    return math.sqrt(sum(_se(p) ** 2 for p in parts))
+
+
+def _first_k(table: pl.DataFrame) -> pl.DataFrame:
+    return table.filter(pl.col("k_samples") == table["k_samples"].min())
+
+
+def claims_table(
+    method: str,
+    heads: pl.DataFrame,
+    reward: pl.DataFrame,
+    accuracy: pl.DataFrame,
+    interventions: Mapping[str, pl.DataFrame],
+    think_overlap: Mapping[str, pl.DataFrame] | None,
+    difficulties: list[str],
+    intervened: str = "emergent",
+) -> pl.DataFrame:
+    """The claims of one replicated run (``method`` as in the config) from its replicate tables,
+    each replicate's interventions table and, with a think-mode comparison, its think_overlap
+    table. ``difficulties`` are the task's, easiest first; ``intervened`` is evaluate.heads."""
+    rows = []
+    counts = heads.filter(pl.col("emergent")).group_by("replicate").len()
+    per_replicate = [counts.filter(pl.col("replicate") == r)["len"].sum() for r in heads["replicate"].unique().sort().to_list()]
+    robust = heads.filter(pl.col("robust")).select("layer", "head", "emergent_in", "n_replicates").unique().sort("layer", "head")
+    robust_text = ", ".join(f"a{l}.h{h} ({k}/{n})" for l, h, k, n in robust.rows()) or "none"
+    rows.append(
+        _row(
+            "stable_heads",
+            "post-training adds heads to the circuit that stay (the study: SFT and distillation accumulate stable heads)",
+            "emergent heads per replicate",
+            per_replicate,
+            f"robust set (emergent in at least the configured share of replicates): {robust_text}",
+            extra_check=bool(robust_heads(heads)),
+        )
+    )
+    statement = "the number of emergent heads in the circuit tracks the reward (the study: GRPO)"
+    if reward["n_points"][0] == 0 or reward["pooled_r"][0] is None:
+        rows.append(
+            _untestable(
+                "reward_tracking",
+                statement,
+                "Pearson r, pooled",
+                f"no reward with spread in the {method} train logs, or no emergent heads",
+            )
+        )
+    else:
+        r, low, high = reward.row(0, named=True)["pooled_r"], reward["pooled_low"][0], reward["pooled_high"][0]
+        per = ", ".join("-" if v is None else f"{v:.2f}" for v in reward["replicate_r"][0])
+        rows.append(
+            {
+                "claim": "reward_tracking",
+                "statement": statement,
+                "statistic": "Pearson r of emergent heads active vs reward, checkpoints of all replicates pooled (Fisher-z interval)",
+                "n_replicates": int(reward["n_replicates"][0]),
+                "value": r,
+                "low": low,
+                "high": high,
+                "verdict": verdict(r, low),
+                "detail": f"{reward['n_points'][0]} checkpoints; per replicate r: {per}",
+            }
+        )
+    final = accuracy.filter(pl.col("step") == accuracy["step"].max())
+    for difficulty in difficulties:
+        part = final.filter(pl.col("difficulty") == difficulty)
+        claim, statement = (
+            f"gain_{difficulty}",
+            f"post-training raises {difficulty} accuracy (final checkpoint minus the shared base)",
+        )
+        if part.is_empty():
+            rows.append(_untestable(claim, statement, "accuracy change", f"no {difficulty} problems evaluated"))
+            continue
+        row = part.row(0, named=True)
+        rows.append(
+            {
+                "claim": claim,
+                "statement": statement,
+                "statistic": "accuracy change",
+                "n_replicates": row["n_replicates"],
+                "value": row["change_mean"],
+                "low": row["change_low"],
+                "high": row["change_high"],
+                "verdict": verdict(row["change_mean"], row["change_low"]),
+                "detail": f"base {row['accuracy_mean'] - row['change_mean']:.3f}, final {row['accuracy_mean']:.3f} (replicates {row['accuracy_min']:.3f}-{row['accuracy_max']:.3f})",
+            }
+        )
+    rows += _ablation_claims(interventions, intervened)
+    rows.append(_overthinking_claim(interventions, intervened, difficulties[0]))
+    rows.append(_think_claim(think_overlap))
+    return pl.DataFrame(rows, schema=SCHEMA)
+
+
+def _ablation_claims(interventions: Mapping[str, pl.DataFrame], intervened: str) -> list[dict]:
+    ablate = {name: _first_k(t.filter(pl.col("kind") == "ablate")) for name, t in interventions.items()}
+    statement = f"ablating the robust {intervened} heads in the final checkpoint costs accuracy"
+    if not any((t["heads_from"] == intervened).any() for t in ablate.values()):
+        return [_untestable("ablation_cost", statement, "accuracy drop", f"no robust {intervened} heads to ablate")]
+    drops = {
+        name: _overall(t.filter(pl.col("heads_from") == "none")) - _overall(t.filter(pl.col("heads_from") == intervened))
+        for name, t in ablate.items()
+    }
+    drop_se = rms(
+        [
+            _difference_se(t.filter(pl.col("heads_from") == "none"), t.filter(pl.col("heads_from") == intervened))
+            for t in ablate.values()
+        ]
+    )
+    rows = [_row("ablation_cost", statement, "accuracy drop (all difficulties)", list(drops.values()), "", floor_sd=drop_se)]
+    controls = sorted({c for t in ablate.values() for c in t["heads_from"].unique().to_list()} - {"none", intervened})
+    for control in controls:
+        margins, errors = [], []
+        for name, t in ablate.items():
+            drawn = t.filter(pl.col("heads_from") == control)
+            if drawn.is_empty():
+                continue
+            control_drop = (
+                _overall(t.filter(pl.col("heads_from") == "none"))
+                - sum(_overall(g) for _, g in drawn.group_by("seed")) / drawn["seed"].n_unique()
+            )
+            margins.append(drops[name] - control_drop)
+            errors.append(_difference_se(t.filter(pl.col("heads_from") == intervened), drawn))
+        rows.append(
+            _row(
+                f"ablation_vs_{control}",
+                f"ablating the robust {intervened} heads costs more accuracy than ablating as many {control} heads",
+                f"accuracy drop minus the {control} control's (mean of its draws)",
+                margins,
+                "",
+                floor_sd=rms(errors),
+            )
+        )
+    return rows
+
+
+def _overthinking_claim(interventions: Mapping[str, pl.DataFrame], intervened: str, easiest: str) -> dict:
+    claim, statement = (
+        "overthinking_easy",
+        f"scaling the {intervened} heads up in the starting model lowers {easiest} accuracy (the study: over-thinking)",
+    )
+    losses, errors = [], []
+    for t in interventions.values():
+        scale = _first_k(t.filter((pl.col("kind") == "scale") & (pl.col("difficulty") == easiest)))
+        up = scale.filter((pl.col("heads_from") == intervened) & (pl.col("alpha") > 1))
+        if up.is_empty():
+            continue
+        top, unmodified = up.filter(pl.col("alpha") == up["alpha"].max()), scale.filter(pl.col("heads_from") == "none")
+        losses.append(_overall(unmodified) - _overall(top))
+        errors.append(_difference_se(unmodified, top))
+    if not losses:
+        return _untestable(claim, statement, f"{easiest} accuracy loss", f"no {intervened} heads scaled by an alpha above 1")
+    return _row(claim, statement, f"{easiest} accuracy, unmodified minus the largest alpha", losses, "", floor_sd=rms(errors))
+
+
+def _think_claim(think_overlap: Mapping[str, pl.DataFrame] | None) -> dict:
+    claim, statement = "think_off_broader", "with thinking off the circuit uses a broader set of heads"
+    if not think_overlap:
+        return _untestable(
+            claim,
+            statement,
+            "think-off-only minus think-on-only heads",
+            "no think-mode comparison (attribute.compare_think_at: none)",
+        )
+    margins = []
+    for table in think_overlap.values():
+        last = table.filter(pl.col("step") == table["step"].max()).row(0, named=True)
+        margins.append(last["think_off_only"] - last["think_on_only"])
+    return _row(claim, statement, "think-off-only minus think-on-only heads at the last compared checkpoint", margins, "")
+
+
+def claims_stage(
+    config: dict,
+    group: str,
+    task: str,
+    replicate_files: Mapping[str, str],
+    interventions: list,
+    think_overlap: list | None,
+    out: str,
+) -> None:
+    """Write the replicate_claims table of the replicated run ``group`` from its replicates tables
+    (``replicate_files``: replicate_heads, replicate_reward, replicate_accuracy), its replicates'
+    interventions tables and, with a think-mode comparison, their think_overlap tables."""
+    from sparks.aggregate.replicates import by_replicate
+    from sparks.config import run_provenance, task_difficulties
+    from sparks.tables import read_table, with_provenance, write_table
+
+    replicates = config["replicates"][group]
+    table = claims_table(
+        config["runs"][replicates[0]]["method"],
+        read_table(replicate_files["replicate_heads"], "replicate_heads"),
+        read_table(replicate_files["replicate_reward"], "replicate_reward"),
+        read_table(replicate_files["replicate_accuracy"], "replicate_accuracy"),
+        by_replicate(interventions, "interventions", replicates),
+        by_replicate(think_overlap, "think_overlap", replicates) if think_overlap else None,
+        task_difficulties(config["tasks"][task]),
+        config["evaluate"]["heads"],
+    )
+    provenance = run_provenance(config, group, task, "runs", "attribute", "aggregate", "evaluate")
+    write_table(with_provenance(table, **provenance), "replicate_claims", out)

@@ -1,0 +1,302 @@
+"""A replicated run's replicates side by side (``runs.<name>.seeds``: one shared base, one trainer
+seed each, so head identities are comparable): how many replicates each head emerges in and the
+robust set, how much the replicates' emergent sets agree, and every count, correlation and
+accuracy as a mean with a 95 % interval over replicates.
+
+Intervals are Student t over replicates (``mean_interval``): with 3 replicates the half-width is
+2.48 standard deviations, so only large, consistent effects exclude zero. Base replicates (another
+pre-training seed) would share nothing head by head and are not compared here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+
+import polars as pl
+
+from sparks.aggregate.emergence import pearson_with_interval
+
+STATUSES = ("emergent", "maintained", "lost")  # the cohort statuses counted per replicate
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+_T975_LARGE = ((15, 2.131), (20, 2.086), (30, 2.042), (60, 2.000), (120, 1.980))
+
+
+def t_quantile(df: int) -> float:
+    """The 97.5 % quantile of Student's t with ``df`` degrees of freedom (tabled; between table rows
+    the smaller df's value, which is the wider interval)."""
+    if df < 1:
+        raise ValueError(f"t quantile needs df >= 1 (got {df})")
+    if df in _T975:
+        return _T975[df]
+    value = _T975[10]
+    for bound, quantile in _T975_LARGE:
+        if df >= bound:
+            value = quantile
+    return value if df < 1000 else 1.960
+
+
+def mean_interval(values: list[float], floor_sd: float = 0.0) -> tuple[float | None, float | None, float | None]:
+    """(mean, low, high): the mean of ``values`` (None dropped) and its 95 % t interval; the
+    interval is None for fewer than two values, the mean None for none.
+
+    ``floor_sd``: the least standard deviation to assume. Replicates differ at least by the
+    sampling error of each value (an accuracy over a few problems), which two or three discrete
+    values can hide by chance: three replicates scoring 0.750 each are not an exact result.
+    """
+    values = [float(v) for v in values if v is not None]
+    n = len(values)
+    if n == 0:
+        return None, None, None
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None, None
+    sd = max(math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)), floor_sd)
+    half = t_quantile(n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def is_robust(share: float, robust_share: float) -> bool:
+    """Emergent in at least ``robust_share`` of the replicates (aggregate.robust_share)."""
+    return share >= robust_share
+
+
+def head_table(
+    cohorts: Mapping[str, pl.DataFrame], frequency: Mapping[str, pl.DataFrame], seeds: Mapping[str, int], robust_share: float
+) -> pl.DataFrame:
+    """One row per replicate and head that any replicate's circuit ever held: its cohort status and
+    step there (null where that replicate's circuit never held it), activation frequency (0 then),
+    whether it is emergent there, and over the replicates: n_replicates, emergent_in, share, robust."""
+    names = list(seeds)
+    parts = []
+    for name in names:
+        part = (
+            frequency[name]
+            .select("layer", "head", "frequency")
+            .join(cohorts[name].select("layer", "head", "status", "cohort_step"), on=["layer", "head"], how="full", coalesce=True)
+            .with_columns(pl.lit(name).alias("replicate"), pl.lit(seeds[name], pl.Int64).alias("seed"))
+        )
+        parts.append(part)
+    heads = pl.concat(parts, how="diagonal_relaxed").select("layer", "head").unique()
+    grid = pl.DataFrame({"replicate": names, "seed": [seeds[n] for n in names]}).join(heads, how="cross")
+    table = grid.join(pl.concat(parts, how="diagonal_relaxed").drop("seed"), on=["replicate", "layer", "head"], how="left")
+    table = table.with_columns(
+        pl.col("frequency").fill_null(0.0),
+        (pl.col("status") == "emergent").fill_null(False).alias("emergent"),
+    )
+    n = len(names)
+    table = table.with_columns(
+        pl.lit(n, pl.Int64).alias("n_replicates"),
+        pl.col("emergent").sum().over("layer", "head").cast(pl.Int64).alias("emergent_in"),
+    ).with_columns((pl.col("emergent_in") / n).alias("share"))
+    table = table.with_columns(
+        pl.col("share").map_elements(lambda s: is_robust(s, robust_share), return_dtype=pl.Boolean).alias("robust")
+    )
+    return table.select(
+        "replicate",
+        "seed",
+        "layer",
+        "head",
+        "status",
+        "cohort_step",
+        "frequency",
+        "emergent",
+        "n_replicates",
+        "emergent_in",
+        "share",
+        "robust",
+    ).sort("layer", "head", "seed")
+
+
+def robust_heads(heads: pl.DataFrame) -> list[tuple[int, int]]:
+    """(layer, head) of the robust emergent set, sorted."""
+    return sorted(heads.filter(pl.col("robust")).select("layer", "head").unique().rows())
+
+
+def emergent_sets(heads: pl.DataFrame) -> dict[str, set[tuple[int, int]]]:
+    """Each replicate's emergent heads, in the order of their seeds."""
+    ordered = heads.select("replicate", "seed").unique().sort("seed")["replicate"].to_list()
+    return {r: set(heads.filter((pl.col("replicate") == r) & pl.col("emergent")).select("layer", "head").rows()) for r in ordered}
+
+
+def jaccard_table(heads: pl.DataFrame) -> pl.DataFrame:
+    """Per pair of replicates: both emergent sets' sizes, the heads they share and their Jaccard
+    index (null when both are empty: nothing to agree on)."""
+    sets = emergent_sets(heads)
+    rows = []
+    for a, b in itertools.combinations(sets, 2):
+        union = sets[a] | sets[b]
+        rows.append(
+            {
+                "replicate_a": a,
+                "replicate_b": b,
+                "n_a": len(sets[a]),
+                "n_b": len(sets[b]),
+                "n_shared": len(sets[a] & sets[b]),
+                "jaccard": len(sets[a] & sets[b]) / len(union) if union else None,
+            }
+        )
+    schema = {
+        "replicate_a": pl.String,
+        "replicate_b": pl.String,
+        "n_a": pl.Int64,
+        "n_b": pl.Int64,
+        "n_shared": pl.Int64,
+        "jaccard": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def count_table(heads: pl.DataFrame) -> pl.DataFrame:
+    """Per cohort status: the number of heads with it in each replicate (``counts``, in seed order)
+    and their mean with a 95 % interval over replicates."""
+    order = heads.select("replicate", "seed").unique().sort("seed")["replicate"].to_list()
+    rows = []
+    for status in STATUSES:
+        counts = [heads.filter((pl.col("replicate") == r) & (pl.col("status") == status)).height for r in order]
+        mean, low, high = mean_interval(counts)
+        rows.append({"status": status, "n_replicates": len(order), "counts": counts, "mean": mean, "low": low, "high": high})
+    schema = {
+        "status": pl.String,
+        "n_replicates": pl.Int64,
+        "counts": pl.List(pl.Int64),
+        "mean": pl.Float64,
+        "low": pl.Float64,
+        "high": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def reward_table(emergence: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """The study's "emergent heads track reward" over replicates: Pearson r of emergent_active
+    against reward pooled over every replicate's checkpoints (Fisher-z interval on all points), and
+    each replicate's own r with their mean and t interval. Nulls without rewards (SFT, distillation)."""
+    xs, ys, per_replicate = [], [], []
+    for table in emergence.values():
+        rewarded = table.filter(pl.col("reward").is_not_null())
+        x, y = rewarded["emergent_active"].cast(pl.Float64).to_list(), rewarded["reward"].to_list()
+        xs += x
+        ys += y
+        per_replicate.append(pearson_with_interval(x, y)[0])
+    r, low, high = pearson_with_interval(xs, ys)
+    mean, mean_low, mean_high = mean_interval(per_replicate)
+    row = {
+        "n_replicates": len(emergence),
+        "n_points": len(xs),
+        "pooled_r": r,
+        "pooled_low": low,
+        "pooled_high": high,
+        "replicate_r": per_replicate,
+        "mean_r": mean,
+        "mean_r_low": mean_low,
+        "mean_r_high": mean_high,
+    }
+    schema = {
+        "n_replicates": pl.Int64,
+        "n_points": pl.Int64,
+        "pooled_r": pl.Float64,
+        "pooled_low": pl.Float64,
+        "pooled_high": pl.Float64,
+        "replicate_r": pl.List(pl.Float64),
+        "mean_r": pl.Float64,
+        "mean_r_low": pl.Float64,
+        "mean_r_high": pl.Float64,
+    }
+    return pl.DataFrame([row], schema=schema)
+
+
+def rms(values: list[float]) -> float:
+    """Root mean square (of standard errors: the typical one)."""
+    values = [v for v in values if v is not None]
+    return math.sqrt(sum(v * v for v in values) / len(values)) if values else 0.0
+
+
+def accuracy_table(passk: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """Per checkpoint step and difficulty: accuracy over replicates (mean, 95 % interval, min,
+    max) and its change from each replicate's first checkpoint (the shared base), mean and
+    interval; the replicates' spread is taken as at least their accuracies' standard errors
+    over problems (``mean_interval``'s floor)."""
+    parts = []
+    for name, table in passk.items():
+        first_k = table.filter(pl.col("k_samples") == table["k_samples"].min()).select(
+            "step", "difficulty", "accuracy", "accuracy_se"
+        )
+        start = first_k.filter(pl.col("step") == first_k["step"].min()).select(
+            "difficulty", pl.col("accuracy").alias("start"), pl.col("accuracy_se").alias("start_se")
+        )
+        parts.append(first_k.join(start, on="difficulty").with_columns(pl.lit(name).alias("replicate")))
+    long = pl.concat(parts).with_columns(
+        (pl.col("accuracy") - pl.col("start")).alias("change"),
+        (pl.col("accuracy_se").pow(2) + pl.col("start_se").pow(2)).sqrt().alias("change_se"),
+    )
+    rows = []
+    for (step, difficulty), group in long.group_by("step", "difficulty", maintain_order=True):
+        mean, low, high = mean_interval(group["accuracy"].to_list(), rms(group["accuracy_se"].to_list()))
+        change_floor = rms(group["change_se"].to_list()) if step != long["step"].min() else 0.0
+        change, change_low, change_high = mean_interval(group["change"].to_list(), change_floor)
+        rows.append(
+            {
+                "step": step,
+                "difficulty": difficulty,
+                "n_replicates": group.height,
+                "accuracy_mean": mean,
+                "accuracy_low": low,
+                "accuracy_high": high,
+                "accuracy_min": group["accuracy"].min(),
+                "accuracy_max": group["accuracy"].max(),
+                "change_mean": change,
+                "change_low": change_low,
+                "change_high": change_high,
+            }
+        )
+    return pl.DataFrame(rows).sort("step", "difficulty")
+
+
+INPUTS = ("cohorts", "frequency", "emergence", "passk")  # the tables read from each replicate
+TABLES = ("replicate_heads", "replicate_jaccard", "replicate_counts", "replicate_reward", "replicate_accuracy")
+
+
+def by_replicate(paths: list, table: str, replicates: list[str]) -> dict[str, pl.DataFrame]:
+    """Read ``table`` files of several replicates and split them by their provenance ``run``,
+    checking that every replicate has rows."""
+    from sparks.tables import read_table
+
+    frame = read_table(list(paths), table)
+    missing = [r for r in replicates if frame.filter(pl.col("run") == r).is_empty()]
+    if missing:
+        raise FileNotFoundError(f"no {table} table of replicate(s) {', '.join(missing)} among the {len(paths)} files given")
+    return {r: frame.filter(pl.col("run") == r) for r in replicates}
+
+
+def replicate_tables(config: dict, group: str, files: Mapping[str, list]) -> dict[str, pl.DataFrame]:
+    """The replicates tables (TABLES, without provenance) of the replicated run ``group``, from its
+    replicates' ``files[name]`` for each of INPUTS."""
+    from sparks.aggregate import AggregateSettings
+
+    if group not in config["replicates"]:
+        raise KeyError(
+            f"run {group!r} has no replicates; give runs.{group}.seeds in the config (replicated runs: {', '.join(config['replicates']) or 'none'})"
+        )
+    replicates = config["replicates"][group]
+    tables = {name: by_replicate(files[name], name, replicates) for name in INPUTS}
+    seeds = {r: config["runs"][r]["seed"] for r in replicates}
+    heads = head_table(tables["cohorts"], tables["frequency"], seeds, AggregateSettings.from_config(config).robust_share)
+    return {
+        "replicate_heads": heads,
+        "replicate_jaccard": jaccard_table(heads),
+        "replicate_counts": count_table(heads),
+        "replicate_reward": reward_table(tables["emergence"]),
+        "replicate_accuracy": accuracy_table(tables["passk"]),
+    }
+
+
+def replicates_stage(config: dict, group: str, task: str, files: Mapping[str, list], out: Mapping[str, str]) -> None:
+    """Write the replicates tables (``out[name]`` for each of TABLES) of the replicated run ``group``."""
+    from sparks.config import run_provenance
+    from sparks.tables import with_provenance, write_table
+
+    tables = replicate_tables(config, group, files)
+    provenance = run_provenance(config, group, task, "runs", "attribute", "aggregate", "evaluate")
+    for name in TABLES:
+        write_table(with_provenance(tables[name], **provenance), name, out[name])

@@ -1,0 +1,176 @@
+"""Figures and report section of a replicated run (runs.<name>.seeds): how often each head emerges
+across replicates, accuracy with the replicates' spread, cohort counts with intervals, and the
+study's claims tested across replicates."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from sparks.atomic import atomic_file
+from sparks.plot.figures import DPI, FIGSIZE, _theme, save_files
+from sparks.plot.report import _image, _table
+
+FIGURES = ("replicate_heads", "replicate_accuracy", "replicate_counts")
+INPUTS = (
+    "replicate_heads",
+    "replicate_jaccard",
+    "replicate_counts",
+    "replicate_reward",
+    "replicate_accuracy",
+    "replicate_claims",
+)
+
+
+def share_figure(heads: pl.DataFrame, n_layers: int, n_heads: int, title: str) -> Figure:
+    """Layer x head: the share of replicates in which each head is emergent; robust heads outlined."""
+    _theme()
+    per_head = heads.select("layer", "head", "share", "emergent_in", "n_replicates", "robust").unique()
+    grid = np.zeros((n_layers, n_heads))
+    labels = np.full((n_layers, n_heads), "", dtype=object)
+    for row in per_head.iter_rows(named=True):
+        grid[row["layer"], row["head"]] = row["share"]
+        if row["emergent_in"]:
+            labels[row["layer"], row["head"]] = f"{row['emergent_in']}/{row['n_replicates']}"
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    sns.heatmap(
+        grid, vmin=0, vmax=1, cmap="viridis", square=True, annot=labels, fmt="", linewidths=0.5, linecolor="white",
+        cbar_kws={"label": "share of replicates in which the head is emergent", "shrink": 0.7}, ax=ax,
+    )  # fmt: skip
+    for layer, head in per_head.filter(pl.col("robust")).select("layer", "head").rows():
+        ax.add_patch(Rectangle((head, layer), 1, 1, fill=False, edgecolor="#d55e00", linewidth=2.5))
+    ax.set_xlabel("head (outlined: robust, the set the interventions target)")
+    ax.set_ylabel("layer")
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def replicate_accuracy_figure(accuracy: pl.DataFrame, difficulties: list[str], title: str) -> Figure:
+    """Accuracy by difficulty across checkpoints: mean over replicates, its 95 % t interval (band)
+    and the replicates' range (dotted)."""
+    _theme()
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    for difficulty, color in zip(difficulties, sns.color_palette("colorblind")):
+        part = accuracy.filter(pl.col("difficulty") == difficulty).sort("step")
+        if part.is_empty():
+            continue
+        steps = part["step"]
+        ax.plot(steps, part["accuracy_mean"], marker="o", color=color, label=difficulty)
+        ax.fill_between(
+            steps,
+            part["accuracy_low"].fill_null(part["accuracy_mean"]),
+            part["accuracy_high"].fill_null(part["accuracy_mean"]),
+            color=color,
+            alpha=0.2,
+            linewidth=0,
+        )
+        for bound in ("accuracy_min", "accuracy_max"):
+            ax.plot(steps, part[bound], color=color, linestyle=":", linewidth=0.8)
+    ax.legend(title="difficulty")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("checkpoint (training step)")
+    ax.set_ylabel("accuracy: mean over replicates (band 95 % t interval, dotted range)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def counts_figure(counts: pl.DataFrame, title: str) -> Figure:
+    """Heads per cohort status: mean over replicates with its 95 % t interval, each replicate a dot."""
+    _theme()
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    colors = sns.color_palette("colorblind")
+    for i, row in enumerate(counts.iter_rows(named=True)):
+        ax.bar(i, row["mean"], color=colors[i], alpha=0.6)
+        if row["low"] is not None:
+            ax.errorbar(i, row["mean"], yerr=[[row["mean"] - row["low"]], [row["high"] - row["mean"]]], color="black", capsize=6)
+        ax.scatter([i] * len(row["counts"]), row["counts"], color="black", zorder=3, s=18)
+    ax.set_xticks(range(counts.height), counts["status"].to_list())
+    ax.set_ylabel("heads per replicate (bar: mean, whisker: 95 % t interval)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_replicates(
+    tables: dict[str, pl.DataFrame], difficulties: list[str], group: str, task: str, outputs: list[Path]
+) -> list[Path]:
+    """Draw FIGURES of a replicated run into ``outputs`` (``{task}_{name}.png`` and ``.svg`` each)."""
+    n = tables["replicate_counts"]["n_replicates"][0]
+    heads = tables["replicate_heads"]  # every head of the model: the frequency tables list them all
+    shape = (heads["layer"].max() + 1, heads["head"].max() + 1)
+    figures = {
+        "replicate_heads": share_figure(
+            tables["replicate_heads"], *shape, f"{group} on {task}: emergent heads across {n} replicates"
+        ),
+        "replicate_accuracy": replicate_accuracy_figure(
+            tables["replicate_accuracy"], difficulties, f"{group} on {task}: accuracy over {n} replicates"
+        ),
+        "replicate_counts": counts_figure(
+            tables["replicate_counts"], f"{group} on {task}: heads by cohort status, {n} replicates"
+        ),
+    }
+    written = []
+    for name, fig in figures.items():
+        paths = [p for p in outputs if Path(p).stem == f"{task}_{name}"]
+        if not paths:
+            raise ValueError(f"no output file named {task}_{name}.png/.svg among --figures")
+        written += save_files(fig, [Path(p) for p in paths])
+    return written
+
+
+def replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], group: str, task: str) -> str:
+    """The HTML of a replicated run: the claims first, then figures and the tables behind them."""
+    heads, claims = tables["replicate_heads"], tables["replicate_claims"]
+    seeds = heads.select("replicate", "seed").unique().sort("seed")
+    robust = (
+        heads.filter(pl.col("robust"))
+        .sort("seed")
+        .group_by("layer", "head", maintain_order=True)
+        .agg(
+            pl.col("share").first(),
+            pl.format("{}: {}", "replicate", pl.col("cohort_step").cast(pl.String).fill_null("-"))
+            .str.join(", ")
+            .alias("cohort step per replicate"),
+        )
+        .sort("layer", "head")
+        .select(pl.format("a{}.h{}", "layer", "head").alias("head"), "share", "cohort step per replicate")
+    )
+    reward = tables["replicate_reward"].drop("replicate_r")
+    final = tables["replicate_accuracy"].filter(pl.col("step") == tables["replicate_accuracy"]["step"].max())
+    parts = [
+        f"<h2>run {html.escape(group)} (task {html.escape(task)}): {seeds.height} replicates</h2>",
+        f"<p>Replicates {html.escape(', '.join(f'{r} (seed {s})' for r, s in seeds.rows()))} share the base and differ in "
+        "the trainer seed only (data order, sampling), so a head means the same head in each. Intervals are 95 % Student t "
+        "over replicates; the robust set is what every replicate's interventions target.</p>",
+        "<h3>The study's claims across replicates</h3>",
+        _table(claims.select("claim", "verdict", "value", "low", "high", "n_replicates", "statistic", "detail")),
+        "<h3>Robust emergent heads</h3>",
+        _table(robust) if robust.height else "<p>No head is emergent in enough replicates.</p>",
+    ]
+    parts += [_image(path) for path in images]
+    parts += [
+        "<h3>Agreement between replicates (emergent sets)</h3>",
+        _table(tables["replicate_jaccard"]),
+        "<h3>Heads by cohort status</h3>",
+        _table(tables["replicate_counts"].with_columns(pl.col("counts").cast(pl.List(pl.String)).list.join(" "))),
+        "<h3>Emergent heads against reward</h3>",
+        _table(reward),
+        "<h3>Final accuracy against the shared base</h3>",
+        _table(final.drop("step")),
+    ]
+    return "\n".join(parts)
+
+
+def write_replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], group: str, task: str, out: Path) -> Path:
+    with atomic_file(out) as tmp:
+        tmp.write_text(replicates_section(tables, images, group, task))
+    return Path(out)

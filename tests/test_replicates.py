@@ -1,0 +1,331 @@
+"""Replicates (runs.<name>.seeds): the config's expansion, the cross-replicate tables on hand-made
+replicates (exact values), the claims' verdicts, and a scaled-down replicated DAG run twice in two
+folders (identical tables; replicates that really differ)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from conftest import REPO, snakemake
+
+from sparks.aggregate.claims import FAILS, HOLDS, UNTESTABLE, claims_table
+from sparks.aggregate.replicates import (
+    accuracy_table,
+    count_table,
+    head_table,
+    jaccard_table,
+    mean_interval,
+    reward_table,
+    t_quantile,
+)
+from sparks.config import ConfigError, check_config
+from sparks.manifest import read_manifest
+from sparks.tables import read_table
+
+SEEDS = {"sft-s0": 0, "sft-s1": 1, "sft-s2": 2}
+
+
+def test_seeds_expand_into_one_run_per_replicate(raw_config):
+    raw_config["runs"]["sft"]["seeds"] = [0, 1, 2]
+    config = check_config(raw_config)
+    assert config["replicates"] == {"sft": ["sft-s0", "sft-s1", "sft-s2"]}
+    assert [n for n in config["runs"] if n.startswith("sft")] == ["sft-s0", "sft-s1", "sft-s2"]
+    assert [config["runs"][n]["seed"] for n in config["replicates"]["sft"]] == [0, 1, 2]
+    assert {config["runs"][n]["replicate_of"] for n in config["replicates"]["sft"]} == {"sft"}
+    assert config["runs"]["grpo"]["replicate_of"] is None  # unreplicated runs keep their name
+    for name in config["replicates"]["sft"]:  # otherwise the same run
+        assert {k: v for k, v in config["runs"][name].items() if k != "seed"} == {
+            k: v for k, v in config["runs"]["sft-s0"].items() if k != "seed"
+        }
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"seeds": [0, 1], "seed": 3}, "sets both seed and seeds"),
+        ({"seeds": [4]}, "runs.sft.seeds"),  # one seed is not a replicate
+        ({"seeds": [1, 1]}, "runs.sft.seeds"),
+        ({"method": "models", "checkpoints": "/nowhere", "seeds": [0, 1]}, "trains nothing to replicate"),
+    ],
+)
+def test_bad_seeds_are_refused_naming_the_key(raw_config, edit, message):
+    raw_config["runs"]["sft"].update(edit)
+    with pytest.raises(ConfigError, match=message):
+        check_config(raw_config)
+
+
+def test_t_quantiles_and_intervals():
+    assert t_quantile(1) == 12.706 and t_quantile(2) == 4.303 and t_quantile(25) == 2.086 and t_quantile(5000) == 1.96
+    mean, low, high = mean_interval([1, 2, 3])
+    assert mean == 2 and math.isclose(high - mean, 4.303 / math.sqrt(3)) and math.isclose(mean - low, high - mean)
+    assert mean_interval([0.5]) == (0.5, None, None)
+    assert mean_interval([]) == (None, None, None)
+
+
+def cohorts(rows: list[tuple[int, int, str, int]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows, schema={"layer": pl.Int64, "head": pl.Int64, "status": pl.String, "cohort_step": pl.Int64}, orient="row"
+    )
+
+
+def frequency(active: dict[tuple[int, int], float]) -> pl.DataFrame:
+    """Every head of a 2 x 2 model, as the frequency table lists them."""
+    rows = [(layer, head, active.get((layer, head), 0.0)) for layer in range(2) for head in range(2)]
+    return pl.DataFrame(rows, schema={"layer": pl.Int64, "head": pl.Int64, "frequency": pl.Float64}, orient="row")
+
+
+@pytest.fixture
+def heads() -> pl.DataFrame:
+    # a0.h1 emergent in 2 of 3 (robust), a1.h0 in 1 of 3, a0.h0 maintained everywhere; s2 loses a1.h1
+    table = {
+        "sft-s0": cohorts([(0, 0, "maintained", 0), (0, 1, "emergent", 20), (1, 0, "emergent", 40)]),
+        "sft-s1": cohorts([(0, 0, "maintained", 0), (0, 1, "emergent", 40)]),
+        "sft-s2": cohorts([(0, 0, "maintained", 0), (1, 1, "lost", 0)]),
+    }
+    freq = {
+        "sft-s0": frequency({(0, 0): 1.0, (0, 1): 0.75, (1, 0): 0.5}),
+        "sft-s1": frequency({(0, 0): 1.0, (0, 1): 0.5}),
+        "sft-s2": frequency({(0, 0): 1.0, (1, 1): 0.25}),
+    }
+    return head_table(table, freq, SEEDS, robust_share=0.66)
+
+
+def test_head_table_shares_and_the_robust_set(heads):
+    assert heads.height == 3 * 4  # every replicate x every head
+    per_head = {(r["layer"], r["head"]): r for r in heads.filter(pl.col("replicate") == "sft-s0").iter_rows(named=True)}
+    assert per_head[0, 1]["emergent_in"] == 2 and math.isclose(per_head[0, 1]["share"], 2 / 3) and per_head[0, 1]["robust"]
+    assert per_head[1, 0]["emergent_in"] == 1 and not per_head[1, 0]["robust"]
+    assert per_head[0, 0]["emergent_in"] == 0 and not per_head[0, 0]["robust"]
+    s2 = {(r["layer"], r["head"]): r for r in heads.filter(pl.col("replicate") == "sft-s2").iter_rows(named=True)}
+    assert s2[0, 1]["status"] is None and s2[0, 1]["frequency"] == 0.0 and s2[0, 1]["cohort_step"] is None
+    assert s2[1, 1]["status"] == "lost"
+    strict = head_table(
+        {
+            n: heads.filter(pl.col("replicate") == n).drop_nulls("status").select("layer", "head", "status", "cohort_step")
+            for n in SEEDS
+        },
+        {n: heads.filter(pl.col("replicate") == n).select("layer", "head", "frequency") for n in SEEDS},
+        SEEDS,
+        robust_share=1.0,
+    )
+    assert not strict["robust"].any()  # 2 of 3 is not all
+
+
+def test_jaccard_and_counts_over_replicates(heads):
+    jaccard = {(r["replicate_a"], r["replicate_b"]): r for r in jaccard_table(heads).iter_rows(named=True)}
+    assert jaccard["sft-s0", "sft-s1"]["jaccard"] == 0.5 and jaccard["sft-s0", "sft-s1"]["n_shared"] == 1
+    assert jaccard["sft-s0", "sft-s2"]["jaccard"] == 0.0
+    assert jaccard["sft-s1", "sft-s2"]["n_b"] == 0
+    empty = heads.with_columns(pl.lit(False).alias("emergent"))
+    assert jaccard_table(empty)["jaccard"].null_count() == 3  # nothing to agree on
+    counts = {r["status"]: r for r in count_table(heads).iter_rows(named=True)}
+    assert counts["emergent"]["counts"] == [2, 1, 0] and counts["emergent"]["mean"] == 1.0
+    assert math.isclose(counts["emergent"]["high"], 1 + 4.303 / math.sqrt(3))
+    assert counts["maintained"]["counts"] == [1, 1, 1] and counts["maintained"]["low"] == counts["maintained"]["high"] == 1
+    assert counts["lost"]["counts"] == [0, 0, 1]
+
+
+def emergence(active: list[int], reward: list[float | None]) -> pl.DataFrame:
+    return pl.DataFrame({"step": [10 * (i + 1) for i in range(len(active))], "emergent_active": active, "reward": reward})
+
+
+def test_reward_correlation_pooled_over_replicates():
+    import numpy as np
+
+    tables = {"a": emergence([0, 1, 2, 3], [0.1, 0.2, 0.4, 0.5]), "b": emergence([0, 0, 1, 2], [0.2, 0.1, 0.3, 0.6])}
+    row = reward_table(tables).row(0, named=True)
+    x, y = [0, 1, 2, 3, 0, 0, 1, 2], [0.1, 0.2, 0.4, 0.5, 0.2, 0.1, 0.3, 0.6]
+    assert row["n_points"] == 8 and math.isclose(row["pooled_r"], np.corrcoef(x, y)[0, 1])
+    z, half = math.atanh(row["pooled_r"]), 1.96 / math.sqrt(8 - 3)
+    assert math.isclose(row["pooled_low"], math.tanh(z - half)) and math.isclose(row["pooled_high"], math.tanh(z + half))
+    assert math.isclose(row["replicate_r"][0], np.corrcoef([0, 1, 2, 3], [0.1, 0.2, 0.4, 0.5])[0, 1])
+    none = reward_table({"a": emergence([0, 1], [None, None])}).row(0, named=True)
+    assert none["n_points"] == 0 and none["pooled_r"] is None
+
+
+def passk(accuracy: dict[tuple[int, str], float], se: float = 0.0) -> pl.DataFrame:
+    rows = [(step, d, k, a, se) for (step, d), a in accuracy.items() for k in (1, 2)]
+    schema = {"step": pl.Int64, "difficulty": pl.String, "k_samples": pl.Int64, "accuracy": pl.Float64, "accuracy_se": pl.Float64}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def test_accuracy_over_replicates_and_change_from_the_shared_base():
+    tables = {
+        "a": passk({(0, "hard"): 0.4, (10, "hard"): 0.9}),
+        "b": passk({(0, "hard"): 0.4, (10, "hard"): 0.7}),
+        "c": passk({(0, "hard"): 0.4, (10, "hard"): 0.8}),
+    }
+    final = accuracy_table(tables).filter(pl.col("step") == 10).row(0, named=True)
+    assert math.isclose(final["accuracy_mean"], 0.8) and final["accuracy_min"] == 0.7 and final["accuracy_max"] == 0.9
+    assert math.isclose(final["change_mean"], 0.4) and math.isclose(final["change_high"] - 0.4, 4.303 * 0.1 / math.sqrt(3))
+
+
+def test_replicates_that_agree_by_chance_keep_their_sampling_error():
+    same = {name: passk({(0, "hard"): 0.4, (10, "hard"): 0.5}, se=0.05) for name in "abc"}
+    final = accuracy_table(same).filter(pl.col("step") == 10).row(0, named=True)
+    assert final["change_mean"] == pytest.approx(0.1)  # all three +0.1: no spread between them
+    half = 4.303 * math.sqrt(0.05**2 + 0.05**2) / math.sqrt(3)  # the change's own error as the least spread
+    assert final["change_low"] == pytest.approx(0.1 - half) and final["change_low"] < 0
+    base = accuracy_table(same).filter(pl.col("step") == 0).row(0, named=True)
+    assert base["change_low"] == base["change_high"] == 0  # the shared base minus itself
+
+
+def interventions(none: float, emergent: float, control: float, easy_scaled: float) -> pl.DataFrame:
+    rows = []
+    for difficulty in ("easy", "hard"):
+        rows += [
+            ("ablate", "none", None, None, difficulty, none),
+            ("ablate", "emergent", None, None, difficulty, emergent),
+            ("ablate", "outside", 0, None, difficulty, control),
+            ("scale", "none", None, None, difficulty, none),
+            ("scale", "emergent", None, 2.0, difficulty, easy_scaled if difficulty == "easy" else none),
+        ]
+    schema = {
+        "kind": pl.String,
+        "heads_from": pl.String,
+        "seed": pl.Int64,
+        "alpha": pl.Float64,
+        "difficulty": pl.String,
+        "accuracy": pl.Float64,
+    }
+    # many samples: the binomial floor on the replicates' spread stays far below their differences
+    return pl.DataFrame(rows, schema=schema, orient="row").with_columns(
+        pl.lit(100_000).alias("n_samples"), pl.lit(1).alias("k_samples")
+    )
+
+
+def test_claims_and_their_verdicts(heads):
+    reward = reward_table(
+        {"a": emergence([0, 1, 2, 3], [0.1, 0.2, 0.4, 0.5]), "b": emergence([0, 1, 2, 3], [0.1, 0.3, 0.35, 0.6])}
+    )
+    accuracy = accuracy_table(
+        {
+            "a": passk({(0, "easy"): 0.9, (0, "hard"): 0.4, (10, "easy"): 0.9, (10, "hard"): 0.9}),
+            "b": passk({(0, "easy"): 0.9, (0, "hard"): 0.4, (10, "easy"): 0.8, (10, "hard"): 0.8}),
+            "c": passk({(0, "easy"): 0.9, (0, "hard"): 0.4, (10, "easy"): 1.0, (10, "hard"): 0.85}),
+        }
+    )
+    table = claims_table(
+        "grpo",
+        heads,
+        reward,
+        accuracy,
+        {
+            "a": interventions(0.8, 0.5, 0.79, 0.6),
+            "b": interventions(0.8, 0.6, 0.8, 0.62),
+            "c": interventions(0.8, 0.4, 0.78, 0.58),
+        },
+        None,
+        ["easy", "hard"],
+    )
+    claims = {r["claim"]: r for r in table.iter_rows(named=True)}
+    assert claims["stable_heads"]["verdict"] == FAILS  # 2, 1, 0 emergent heads: the interval reaches zero
+    assert "a0.h1 (2/3)" in claims["stable_heads"]["detail"]
+    assert claims["reward_tracking"]["verdict"] == HOLDS and claims["reward_tracking"]["low"] > 0
+    assert claims["gain_hard"]["verdict"] == HOLDS and math.isclose(claims["gain_hard"]["value"], 0.45)
+    assert claims["gain_easy"]["verdict"] == FAILS  # 0, -0.1, +0.1
+    assert claims["ablation_cost"]["verdict"] == HOLDS and math.isclose(claims["ablation_cost"]["value"], 0.3)
+    assert claims["ablation_vs_outside"]["verdict"] == HOLDS and math.isclose(claims["ablation_vs_outside"]["value"], 0.3 - 0.01)
+    assert claims["overthinking_easy"]["verdict"] == HOLDS and math.isclose(claims["overthinking_easy"]["value"], 0.2)
+    assert claims["think_off_broader"]["verdict"] == UNTESTABLE
+    sft = claims_table("sft", heads, reward_table({"a": emergence([0, 1], [None, None])}), accuracy, {}, None, ["easy", "hard"])
+    untested = {r["claim"]: r["verdict"] for r in sft.iter_rows(named=True)}
+    assert untested["reward_tracking"] == untested["ablation_cost"] == untested["overthinking_easy"] == UNTESTABLE
+
+
+def test_interventions_target_the_robust_set(heads):
+    from sparks.evaluate import EvaluateSettings, intervened_heads
+    from sparks.types import HeadId
+
+    own = heads.filter(pl.col("replicate") == "sft-s0").drop_nulls("status").select("layer", "head", "status", "cohort_step")
+    settings = EvaluateSettings.defaults()
+    assert intervened_heads(settings, own, None) == (HeadId(0, 1), HeadId(1, 0))  # the replicate's own
+    assert intervened_heads(settings, own, None, heads) == (HeadId(0, 1),)  # the robust set
+
+
+def replicated_config(base: Path) -> dict:
+    """Two replicates each of SFT and GRPO on a given base, a few steps: wiring, not science."""
+    raw = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
+    raw.update(experiment="replicated", base={"source": str(base)})
+    raw.pop("teacher")
+    raw["tasks"]["arith"].update(n_train=64, n_eval=6, n_pairs=8)
+    common = {"seeds": [0, 1], "max_steps": 4, "save_steps": 2, "gradient_checkpointing": False, "learning_rate": 0.002}
+    raw["runs"] = {
+        "sft": {"method": "sft", "batch_size": 8, **common},
+        "grpo": {
+            "method": "grpo",
+            "difficulties": ["medium", "hard"],
+            "batch_size": 8,
+            "grpo": {"num_generations": 4, "temperature": 1.0, "beta": 0.0, "max_completion_length": 24, "scale_rewards": "none"},
+            **common,
+        },
+    }
+    raw["attribute"] = {"compare_think_at": "none"}
+    raw["evaluate"] = {"n_samples": 2, "k": [1, 2], "alphas": [2.0], "random_seeds": 1}
+    raw["aggregate"] = {"bootstrap": 5}
+    return raw
+
+
+def frames_equal(a: Path, b: Path, table: str) -> bool:
+    drop = ("created_at",)
+    return read_table(a, table).drop(drop).equals(read_table(b, table).drop(drop))
+
+
+@pytest.mark.slow
+def test_replicated_runs_through_the_dag_twice(dag_run, tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(dag_run / "base", base, ignore=shutil.ignore_patterns("sparks_model.json", "accuracy.parquet"))
+    raw = replicated_config(base)
+    works = [tmp_path / "one", tmp_path / "two"]
+    for work in works:
+        work.mkdir()
+        (work / "replicated.yaml").write_text(yaml.safe_dump(raw))
+    profile = ("--profile", str(REPO / "profiles" / "local"), "--cores", "2")
+    first = snakemake(works[0], *profile, "--configfile", str(works[0] / "replicated.yaml"))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
+    targets = [f"results/replicated/replicates/{g}/arith/replicate_heads.parquet" for g in ("sft", "grpo")]
+    second = snakemake(works[1], *targets, *profile, "--configfile", str(works[1] / "replicated.yaml"))
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-5000:]
+    one, two = (w / "results" / "replicated" for w in works)
+
+    # Two folders, one config and seed: the same tables, head by head.
+    heads = sorted((one / "heads").rglob("*.parquet"))
+    assert len(heads) == 4 * 3  # 4 replicates x checkpoints 0, 2, 4
+    for path in heads:
+        assert frames_equal(path, two / path.relative_to(one), "heads"), path
+    for group in ("sft", "grpo"):
+        path = one / "replicates" / group / "arith" / "replicate_heads.parquet"
+        assert frames_equal(path, two / path.relative_to(one), "replicate_heads")
+
+    # Replicates are replicates: one base, different training.
+    for group in ("sft", "grpo"):
+        runs = [read_manifest(one / "runs" / f"{group}-s{s}" / "checkpoints.json") for s in (0, 1)]
+        assert runs[0].model_hash(0) == runs[1].model_hash(0)  # the shared base
+        assert runs[0].model_hash(4) != runs[1].model_hash(4)
+        logs = [read_table(one / "runs" / f"{group}-s{s}" / "train_log.parquet", "train_log") for s in (0, 1)]
+        assert logs[0]["loss"].to_list() != logs[1]["loss"].to_list()
+
+        replicate_heads = read_table(one / "replicates" / group / "arith" / "replicate_heads.parquet", "replicate_heads")
+        assert set(replicate_heads["replicate"]) == {f"{group}-s0", f"{group}-s1"} and replicate_heads[
+            "n_replicates"
+        ].unique().to_list() == [2]
+        robust = {f"a{l}.h{h}" for l, h in replicate_heads.filter(pl.col("robust")).select("layer", "head").unique().rows()}
+        for s in (0, 1):  # each replicate intervenes on the robust set, not its own emergent heads
+            table = read_table(one / "bench" / f"{group}-s{s}" / "interventions" / "arith.parquet", "interventions")
+            intervened = table.filter(pl.col("heads_from") == "emergent")["heads"].unique().to_list()
+            assert intervened == ([" ".join(sorted(robust, key=lambda h: tuple(map(int, h[1:].split(".h")))))] if robust else [])
+        claims = read_table(one / "replicates" / group / "arith" / "replicate_claims.parquet", "replicate_claims")
+        assert {"stable_heads", "reward_tracking", "gain_hard", "overthinking_easy", "think_off_broader"} <= set(claims["claim"])
+        assert set(claims["verdict"]) <= {HOLDS, FAILS, UNTESTABLE}
+        assert claims.filter(pl.col("claim") == "think_off_broader")["verdict"].item() == UNTESTABLE
+    grpo_reward = read_table(one / "replicates" / "grpo" / "arith" / "replicate_reward.parquet", "replicate_reward")
+    assert grpo_reward["n_points"].item() == 4  # 2 checkpoints after the base x 2 replicates
+    report = (one / "report.html").read_text()
+    assert "sft (task arith): 2 replicates" in report and "The study's claims across replicates" in report
+    assert "Computed on" in report and "torch" in report
+    assert (one / "figures" / "grpo" / "arith_replicate_heads.png").is_file()
