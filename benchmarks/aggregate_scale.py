@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from sparks.aggregate import AggregateSettings, aggregate_run
-from sparks.attribute.graph import Graph, ranked
+from sparks.model.graph import Graph, ranked
 
 
 def peak_rss_mb() -> float:

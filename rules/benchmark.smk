@@ -18,7 +18,7 @@ rule evaluate:
         gpu=1,
     params:
         config=CONFIG_FILE,
-        settings=settings("evaluate"),
+        settings=settings("evaluate", ignore=("split_interventions",)),
         prompt=PROMPT,
     shell:
         "sparks evaluate --config {params.config} --manifest {input.manifest} "
@@ -33,12 +33,12 @@ rule intervene:
         problems=layout.problems(),
         cohorts=layout.circuits("cohorts"),
     output:
-        table=layout.interventions(),
-        samples=layout.intervention_samples(),
+        table=INTERVENE_OUT["table"],
+        samples=INTERVENE_OUT["samples"],
     log:
-        layout.log("intervene", "{run}", "{task}"),
+        layout.log("intervene", "{run}", "{task}", *INTERVENE_PER),
     benchmark:
-        layout.timing("intervene", "{run}", "{task}")
+        layout.timing("intervene", "{run}", "{task}", *INTERVENE_PER)
     conda:
         "../envs/sparks.yaml"
     threads: 1
@@ -48,12 +48,37 @@ rule intervene:
         gpu=1,
     params:
         config=CONFIG_FILE,
-        settings=settings("evaluate"),
+        settings=settings("evaluate", ignore=("split_interventions",)),
         prompt=PROMPT,
         inputs=flags,
+        condition=lambda w: f"--condition {w.condition}" if SPLIT_INTERVENTIONS else "",
     shell:
         "sparks intervene --config {params.config} --task {wildcards.task} {params.inputs} "
-        "--out {output.table} --samples {output.samples} > {log} 2>&1"
+        "{params.condition} --out {output.table} --samples {output.samples} > {log} 2>&1"
+
+
+if SPLIT_INTERVENTIONS:
+
+    rule merge_interventions:
+        input:
+            tables=lambda w: intervention_parts(w, "table"),
+            samples=lambda w: intervention_parts(w, "samples"),
+        output:
+            table=layout.interventions(),
+            samples=layout.intervention_samples(),
+        log:
+            layout.log("merge_interventions", "{run}", "{task}"),
+        benchmark:
+            layout.timing("merge_interventions", "{run}", "{task}")
+        conda:
+            "../envs/sparks.yaml"
+        threads: 1
+        resources:
+            mem_mb=config["resources"]["merge_interventions"]["mem_mb"],
+            runtime=config["resources"]["merge_interventions"]["runtime"],
+        shell:
+            "sparks merge-interventions --tables {input.tables} --samples {input.samples} "
+            "--out {output.table} --samples-out {output.samples} > {log} 2>&1"
 
 
 rule failures:

@@ -1,13 +1,21 @@
 # Config checking, wildcard constraints and the input functions the rules call. Every path comes
 # from sparks.layout; every step list from the runs' manifests.
 import json
+import re
 from pathlib import Path
 
 from sparks import forkserver, layout, registry
 from sparks.aggregate import INPUTS as AGGREGATE_INPUTS
 from sparks.aggregate.think_modes import compare_steps
-from sparks.config import ConfigError, check_config
+from sparks.config import (
+    ConfigError,
+    base_role,
+    base_roles,
+    check_config,
+    model_section,
+)
 from sparks.data.style import pairs_kind
+from sparks.evaluate import EvaluateSettings, conditions
 from sparks.manifest import read_manifest
 from sparks.plot import figure_names
 from sparks.plot.replicates import FIGURES as REPLICATE_FIGURES
@@ -33,6 +41,19 @@ except ConfigError as err:
 EXP = config["experiment"]
 CONFIG_FILE = str(workflow.configfiles[0])
 
+# evaluate.split_interventions: one intervene job per condition, joined by merge_interventions.
+SPLIT_INTERVENTIONS = config["evaluate"]["split_interventions"]
+CONDITIONS = [c.name for c in conditions(EvaluateSettings.from_config(config))]
+INTERVENE_PER = ("{condition}",) if SPLIT_INTERVENTIONS else ()
+INTERVENE_OUT = (
+    {
+        "table": layout.intervention_part("table"),
+        "samples": layout.intervention_part("samples"),
+    }
+    if SPLIT_INTERVENTIONS
+    else {"table": layout.interventions(), "samples": layout.intervention_samples()}
+)
+
 
 wildcard_constraints:
     exp=EXP,
@@ -41,6 +62,7 @@ wildcard_constraints:
     task="|".join(config["tasks"]),
     step=r"\d+",
     mode="on|off",
+    condition="|".join(re.escape(c) for c in CONDITIONS),
 
 
 # A param of each job that prompts a model: editing the prompt section re-runs those jobs.
@@ -63,6 +85,17 @@ def settings(*keys, ignore=()):
     return section
 
 
+def model_settings(wildcards):
+    """A prepared model's settings (its section, its pre-training seed), as settings() does;
+    base replicates list (base.seeds) is left out: adding a seed re-runs no other base.
+    """
+    section, base_seed = model_section(config, wildcards.role)
+    section = {k: v for k, v in section.items() if k != "seeds"}
+    return json.dumps(
+        {"seed": config["seed"] + base_seed, "section": section}, sort_keys=True
+    )
+
+
 def flags(wildcards, input):
     """``--name file ...`` for every named input (the stage's flags are the inputs' names)."""
     return " ".join(
@@ -81,9 +114,12 @@ def attribute_pairs(wildcards):
 def intervene_inputs(wildcards):
     """The think-mode comparison, when evaluate.heads takes the intervened heads from it; for a
     replicate, its replicated run's heads (their robust emergent set)."""
-    group = config["runs"][wildcards.run]["replicate_of"]
+    run = config["runs"][wildcards.run]
+    group = run["replicate_of"]
     if config["evaluate"]["heads"] == "emergent":
-        if group is None:
+        if (
+            group is None or run["base_seed"] is not None
+        ):  # heads of two bases are not the same heads
             return {}
         return {
             "replicate_heads": layout.replicates(
@@ -122,7 +158,7 @@ def run_inputs(wildcards):
     if run["method"] == registry.GIVEN:
         return {}
     inputs = {
-        "base": layout.model("base", EXP),
+        "base": layout.model(base_role(config, wildcards.run), EXP),
         "problems": layout.problems(run["task"], EXP),
     }
     if run["method"] == "distill":
@@ -175,6 +211,14 @@ def think_mode_tables(wildcards):
         for kind in ("heads", "edges")
         for mode in ("on", "off")
     }
+
+
+def intervention_parts(wildcards, kind):
+    """A run's per-condition intervene tables (table or samples), in condition order."""
+    return [
+        layout.intervention_part(kind, c, wildcards.run, wildcards.task, EXP)
+        for c in CONDITIONS
+    ]
 
 
 def failure_inputs(wildcards):

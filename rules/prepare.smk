@@ -6,7 +6,7 @@ rule prepare_model:
     benchmark:
         layout.timing("prepare_model", "{role}")
     wildcard_constraints:
-        role="base|teacher",
+        role=r"base|teacher|base-b\d+",
     conda:
         "../envs/sparks.yaml"
     threads: 1
@@ -16,7 +16,7 @@ rule prepare_model:
         gpu=1,
     params:
         config=CONFIG_FILE,
-        settings=settings("{role}"),
+        settings=model_settings,
         prompt=PROMPT,
     shell:
         "sparks prepare-model --config {params.config} --role {wildcards.role} "
@@ -25,7 +25,7 @@ rule prepare_model:
 
 rule prepare_data:
     input:
-        tokenizer=layout.model("base"),
+        tokenizer=layout.model(base_roles(config)[0]),
     output:
         problems=layout.problems(),
         pairs=layout.pairs(),

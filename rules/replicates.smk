@@ -9,6 +9,7 @@ rule replicates:
         heads=layout.replicates("replicate_heads"),
         jaccard=layout.replicates("replicate_jaccard"),
         counts=layout.replicates("replicate_counts"),
+        timing=layout.replicates("replicate_timing"),
         reward=layout.replicates("replicate_reward"),
         accuracy=layout.replicates("replicate_accuracy"),
     log:
@@ -28,7 +29,8 @@ rule replicates:
     shell:
         "sparks replicates --config {params.config} --run {wildcards.group} --task {wildcards.task} "
         "{params.inputs} --replicate-heads-out {output.heads} --replicate-jaccard-out {output.jaccard} "
-        "--replicate-counts-out {output.counts} --replicate-reward-out {output.reward} "
+        "--replicate-counts-out {output.counts} --replicate-timing-out {output.timing} "
+        "--replicate-reward-out {output.reward} "
         "--replicate-accuracy-out {output.accuracy} > {log} 2>&1"
 
 

@@ -33,7 +33,13 @@ REPO = Path(__file__).resolve().parents[1]
 # (SLURM, the hub-shaped DAG) fill the other; test_reruns.py, which reruns parts of the finished
 # DAG, goes last, to whichever worker is free once the DAG is built.
 FIRST = ("tests/test_workflow.py", "tests/test_slurm.py", "tests/test_hub_shaped.py")
-LAST = ("tests/test_given_dag.py", "tests/test_replicates.py", "tests/test_reruns.py")
+LAST = (
+    "tests/test_given_dag.py",
+    "tests/test_replicates.py",
+    "tests/test_plan.py",
+    "tests/test_split_interventions.py",
+    "tests/test_reruns.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -20,10 +20,10 @@ from sparks.attribute.eap import EapIg, eap_ig, rms_norm_vjp
 from sparks.attribute.edgewise import run_edgewise
 from sparks.attribute.exact import edge_patched_logits, head_patching_effects, reference_edge_scores
 from sparks.attribute.faithfulness import circuit_sizes, faithfulness_curve, top_edges
-from sparks.attribute.graph import Graph
 from sparks.attribute.metrics import METRICS
 from sparks.config import ConfigError, check_config, schema
 from sparks.data.tasks import task_pairs
+from sparks.model.graph import Graph
 from sparks.model.load import load_model
 from sparks.tables import read_table, with_provenance, write_table
 

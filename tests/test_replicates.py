@@ -4,6 +4,7 @@ folders (identical tables; replicates that really differ)."""
 
 from __future__ import annotations
 
+import copy
 import math
 import shutil
 from pathlib import Path
@@ -22,6 +23,7 @@ from sparks.aggregate.replicates import (
     mean_interval,
     reward_table,
     t_quantile,
+    timing_table,
 )
 from sparks.config import ConfigError, check_config
 from sparks.manifest import read_manifest
@@ -123,11 +125,66 @@ def test_jaccard_and_counts_over_replicates(heads):
     assert jaccard["sft-s1", "sft-s2"]["n_b"] == 0
     empty = heads.with_columns(pl.lit(False).alias("emergent"))
     assert jaccard_table(empty)["jaccard"].null_count() == 3  # nothing to agree on
-    counts = {r["status"]: r for r in count_table(heads).iter_rows(named=True)}
+    table = count_table(heads)
+    counts = {r["status"]: r for r in table.filter(pl.col("layer").is_null()).iter_rows(named=True)}
+    by_layer = {(r["status"], r["layer"]): r["counts"] for r in table.drop_nulls("layer").iter_rows(named=True)}
+    assert by_layer["emergent", 0] == [1, 1, 0] and by_layer["emergent", 1] == [1, 0, 0] and by_layer["lost", 1] == [0, 0, 1]
     assert counts["emergent"]["counts"] == [2, 1, 0] and counts["emergent"]["mean"] == 1.0
     assert math.isclose(counts["emergent"]["high"], 1 + 4.303 / math.sqrt(3))
     assert counts["maintained"]["counts"] == [1, 1, 1] and counts["maintained"]["low"] == counts["maintained"]["high"] == 1
     assert counts["lost"]["counts"] == [0, 0, 1]
+
+
+def test_cohort_timing_per_replicate(heads):
+    timing = {r["replicate"]: r for r in timing_table(heads).iter_rows(named=True)}
+    assert timing["sft-s0"]["n_emergent"] == 2 and timing["sft-s0"]["first_cohort_step"] == 20
+    assert timing["sft-s0"]["median_cohort_step"] == 30 and timing["sft-s0"]["last_cohort_step"] == 40
+    assert timing["sft-s2"]["n_emergent"] == 0 and timing["sft-s2"]["first_cohort_step"] is None
+
+
+def test_base_replicates_compare_no_head_identities(heads):
+    per_replicate = {n: heads.filter(pl.col("replicate") == n) for n in SEEDS}
+    on_bases = head_table(
+        {n: t.drop_nulls("status").select("layer", "head", "status", "cohort_step") for n, t in per_replicate.items()},
+        {n: t.select("layer", "head", "frequency") for n, t in per_replicate.items()},
+        SEEDS,
+        robust_share=0.66,
+        same_base=False,
+    )
+    assert on_bases["share"].null_count() == on_bases["robust"].null_count() == on_bases.height
+    assert on_bases["emergent"].to_list() == heads["emergent"].to_list()  # each replicate's own statuses stay
+    assert jaccard_table(on_bases).is_empty()
+    assert count_table(on_bases).equals(count_table(heads))  # counts and layers compare across bases
+    claims = claims_table(
+        "sft",
+        on_bases,
+        reward_table({"a": emergence([0, 1], [None, None])}),
+        accuracy_table({"a": passk({(0, "easy"): 0.5})}),
+        {},
+        None,
+        ["easy"],
+    )
+    assert "not compared across bases" in claims.filter(pl.col("claim") == "stable_heads")["detail"].item()
+
+
+def test_base_seeds_expand_runs_and_bases(raw_config):
+    from sparks.config import base_role, base_roles, model_section
+
+    raw_config["base"]["seeds"] = [0, 1]
+    config = check_config(raw_config)
+    assert config["replicates"] == {name: [f"{name}-b0", f"{name}-b1"] for name in ("sft", "grpo", "distill")}
+    assert base_roles(config) == ["base-b0", "base-b1"] and base_role(config, "grpo-b1") == "base-b1"
+    assert model_section(config, "base-b1") == (config["base"], 1) and model_section(config, "teacher") == (config["teacher"], 0)
+    with pytest.raises(ValueError, match="base-b7"):
+        model_section(config, "base-b7")
+    both = copy.deepcopy(raw_config)
+    both["runs"]["sft"]["seeds"] = [0, 1]
+    with pytest.raises(ConfigError, match="either"):
+        check_config(both)
+    hub = copy.deepcopy(raw_config)
+    hub["base"]["source"] = "Qwen/Qwen2.5-0.5B"
+    with pytest.raises(ConfigError, match="base.seeds"):
+        check_config(hub)
 
 
 def emergence(active: list[int], reward: list[float | None]) -> pl.DataFrame:
@@ -162,6 +219,7 @@ def test_accuracy_over_replicates_and_change_from_the_shared_base():
     }
     final = accuracy_table(tables).filter(pl.col("step") == 10).row(0, named=True)
     assert math.isclose(final["accuracy_mean"], 0.8) and final["accuracy_min"] == 0.7 and final["accuracy_max"] == 0.9
+    assert final["accuracy_high"] == 1.0  # 0.8 + 0.25 clipped: an accuracy interval stays in [0, 1]
     assert math.isclose(final["change_mean"], 0.4) and math.isclose(final["change_high"] - 0.4, 4.303 * 0.1 / math.sqrt(3))
 
 
@@ -266,7 +324,8 @@ def replicated_config(base: Path) -> dict:
         },
     }
     raw["attribute"] = {"compare_think_at": "none"}
-    raw["evaluate"] = {"n_samples": 2, "k": [1, 2], "alphas": [2.0], "random_seeds": 1}
+    # one intervene job per condition here (the embedded default runs one per run)
+    raw["evaluate"] = {"n_samples": 2, "k": [1, 2], "alphas": [2.0], "random_seeds": 1, "split_interventions": True}
     raw["aggregate"] = {"bootstrap": 5}
     return raw
 
@@ -323,9 +382,46 @@ def test_replicated_runs_through_the_dag_twice(dag_run, tmp_path):
         assert {"stable_heads", "reward_tracking", "gain_hard", "overthinking_easy", "think_off_broader"} <= set(claims["claim"])
         assert set(claims["verdict"]) <= {HOLDS, FAILS, UNTESTABLE}
         assert claims.filter(pl.col("claim") == "think_off_broader")["verdict"].item() == UNTESTABLE
+    parts = sorted(p.name for p in (one / "bench" / "sft-s0" / "interventions" / "parts" / "arith").iterdir())
+    assert len(parts) == 2 * 11  # (ablate: none, emergent, 3 controls; scale: none + 5 at alpha 2) x table and samples
     grpo_reward = read_table(one / "replicates" / "grpo" / "arith" / "replicate_reward.parquet", "replicate_reward")
     assert grpo_reward["n_points"].item() == 4  # 2 checkpoints after the base x 2 replicates
     report = (one / "report.html").read_text()
     assert "sft (task arith): 2 replicates" in report and "The study's claims across replicates" in report
     assert "Computed on" in report and "torch" in report
     assert (one / "figures" / "grpo" / "arith_replicate_heads.png").is_file()
+
+
+@pytest.mark.slow
+def test_base_replicates_through_the_dag(tmp_path):
+    raw = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
+    raw.update(experiment="bases")
+    raw["base"]["seeds"] = [0, 1]
+    raw["base"]["pretrain"]["steps"] = 40
+    raw.pop("teacher")
+    raw["tasks"]["arith"].update(n_train=64, n_eval=6, n_pairs=8)
+    raw["runs"] = {"sft": {"method": "sft", "max_steps": 2, "save_steps": 2, "batch_size": 8, "gradient_checkpointing": False}}
+    raw["attribute"] = {"compare_think_at": "none"}
+    raw["evaluate"] = {"n_samples": 2, "k": [1, 2], "alphas": [2.0], "random_seeds": 1}
+    raw["aggregate"] = {"bootstrap": 5}
+    (tmp_path / "bases.yaml").write_text(yaml.safe_dump(raw))
+    result = snakemake(tmp_path, "--profile", str(REPO / "profiles" / "local"), "--configfile", str(tmp_path / "bases.yaml"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    results = tmp_path / "results" / "bases"
+    assert not (results / "base").exists()  # one base per seed, none unnamed
+    runs = [read_manifest(results / "runs" / f"sft-b{b}" / "checkpoints.json") for b in (0, 1)]
+    assert runs[0].model_hash(0) != runs[1].model_hash(0)  # each run starts from its own base
+    heads = read_table(results / "replicates" / "sft" / "arith" / "replicate_heads.parquet", "replicate_heads")
+    assert heads["robust"].null_count() == heads.height and heads["seed"].unique().sort().to_list() == [0, 1]
+    assert read_table(results / "replicates" / "sft" / "arith" / "replicate_jaccard.parquet", "replicate_jaccard").is_empty()
+    timing = read_table(results / "replicates" / "sft" / "arith" / "replicate_timing.parquet", "replicate_timing")
+    assert timing["replicate"].to_list() == ["sft-b0", "sft-b1"]
+    for b in (0, 1):  # each intervenes on its own emergent heads
+        own = read_table(results / "circuits" / f"sft-b{b}" / "arith" / "cohorts.parquet", "cohorts").filter(
+            pl.col("status") == "emergent"
+        )
+        table = read_table(results / "bench" / f"sft-b{b}" / "interventions" / "arith.parquet", "interventions")
+        intervened = table.filter(pl.col("heads_from") == "emergent")["heads"].unique().to_list()
+        expected = " ".join(f"a{l}.h{h}" for l, h in sorted(own.select("layer", "head").rows()))
+        assert intervened == ([expected] if expected else [])
+    assert "Base replicates" in (results / "report.html").read_text()

@@ -33,13 +33,14 @@ NOT_HERE = {"all", "style_pairs"}
 
 def scaled_down(config: dict) -> dict:
     """The embedded default with fewer steps and samples and one run, distillation (the one
-    that needs both prepared models): same model family, task and every rule of the workflow.
+    that needs both prepared models), in two replicates: same model family, task and every rule of the workflow.
     This test checks wiring; the full-size DAG runs locally (conftest's dag_run)."""
     for role in ("base", "teacher"):
         config[role]["pretrain"]["steps"] = 60
     task = config["tasks"]["arith"]
     task.update(n_train=96, n_eval=6, n_pairs=12)
-    config["runs"] = {"distill": {**config["runs"]["distill"], "max_steps": 2, "save_steps": 2}}
+    # two replicates: the replicates, claims and plot_replicates rules go through sbatch as well
+    config["runs"] = {"distill": {**config["runs"]["distill"], "max_steps": 2, "save_steps": 2, "seeds": [0, 1]}}
     config["aggregate"] = {"bootstrap": 10}
     return config
 

@@ -22,8 +22,8 @@ from sparks.attribute import AttributeSettings, select_pairs
 from sparks.attribute.batches import pair_batches
 from sparks.attribute.exact import head_patching_effects
 from sparks.attribute.faithfulness import circuit_sizes, faithfulness_curve
-from sparks.attribute.graph import Graph
 from sparks.attribute.metrics import METRICS
+from sparks.model.graph import Graph
 from sparks.model.load import load_model, load_tokenizer
 from sparks.tables import read_table
 
@@ -251,7 +251,17 @@ def test_rerun_has_nothing_to_do(dag_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-PAPER_SCALE = sorted(p.name for p in (REPO / "config").glob("*.yaml") if p.name != "hub_shaped_cpu.yaml")  # CPU: test_hub_shaped
+CPU_CONFIGS = ("hub_shaped_cpu.yaml", "embedded-study.yaml")  # test_hub_shaped; test_embedded_study_plans
+PAPER_SCALE = sorted(p.name for p in (REPO / "config").glob("*.yaml") if p.name not in CPU_CONFIGS)
+
+
+def test_embedded_study_plans(tmp_path):
+    """config/embedded-study.yaml: three replicates of each run on one base, and their comparison."""
+    result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "embedded-study.yaml"))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts["train"] == 9 and counts["prepare_model"] == 2
+    assert counts["replicates"] == counts["claims"] == counts["plot_replicates"] == 3
 
 
 @pytest.mark.parametrize("experiment", PAPER_SCALE)

@@ -17,6 +17,7 @@ STAGES = (  # each stage package's cli module: make_parser(subparsers) and the c
     "sparks.evaluate.cli",
     "sparks.failures.cli",
     "sparks.plot.cli",
+    "sparks.plan",  # not a stage: what a config will cost
 )
 
 

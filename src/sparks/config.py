@@ -67,7 +67,22 @@ def check_config(raw: Any, source: str = "the config") -> dict[str, Any]:
 
 
 def _check_replicate_seeds(raw: dict[str, Any], source: str) -> None:
-    """``seeds`` replaces ``seed`` and needs a run that trains (checked before defaults fill ``seed``)."""
+    """``seeds`` replaces ``seed`` and needs a run that trains (checked before defaults fill ``seed``);
+    base seeds need an embedded base and exclude runs' seeds."""
+    if (raw.get("teacher") or {}).get("seeds") is not None:
+        raise ConfigError(f"config key teacher.seeds in {source}: only the base is replicated; remove it")
+    if (raw.get("base") or {}).get("seeds") is not None:
+        if (raw["base"].get("source") or "embedded") != "embedded":
+            raise ConfigError(
+                f"config key base.seeds in {source}: base replicates are pre-trained here, so base.source must be "
+                "embedded; for a hub or local base, replicate the runs instead (runs.<name>.seeds)"
+            )
+        replicated = [name for name, run in raw["runs"].items() if run.get("seeds") is not None]
+        if replicated:
+            raise ConfigError(
+                f"config keys base.seeds and runs.{replicated[0]}.seeds in {source}: an experiment replicates either "
+                "the base or the runs on one base; remove one of them (or make two experiments)"
+            )
     for name, run in raw["runs"].items():
         if run.get("seeds") is None:
             continue
@@ -85,18 +100,51 @@ def _check_replicate_seeds(raw: dict[str, Any], source: str) -> None:
 
 def _expand_replicates(config: dict[str, Any]) -> dict[str, Any]:
     """A run with ``seeds`` becomes one run per seed (``layout.replicate``), each with its
-    ``seed``, ``seeds`` null and ``replicate_of`` the run's name; ``config["replicates"]`` maps
-    each replicated run to its replicates' names, in the order of its seeds."""
+    ``seed``, ``seeds`` null and ``replicate_of`` the run's name; with ``base.seeds`` every run
+    that trains becomes one run per base (``layout.base_replicate``), each with its ``base_seed``.
+    ``config["replicates"]`` maps each replicated run to its replicates' names, in seed order.
+    Every run gets ``replicate_of`` and ``base_seed`` (None when it is not a replicate)."""
     runs: dict[str, Any] = {}
     groups: dict[str, list[str]] = {}
+    base_seeds = config["base"]["seeds"]
     for name, run in config["runs"].items():
-        if run["seeds"] is None:
-            runs[name] = {**run, "replicate_of": None}
-            continue
-        groups[name] = [layout.replicate(name, seed) for seed in run["seeds"]]
-        for seed, replicate in zip(run["seeds"], groups[name]):
-            runs[replicate] = {**run, "seed": seed, "seeds": None, "replicate_of": name}
+        run = {**run, "replicate_of": None, "base_seed": None}
+        if base_seeds is not None and run["method"] != registry.GIVEN:
+            groups[name] = [layout.base_replicate(name, seed) for seed in base_seeds]
+            for seed, replicate in zip(base_seeds, groups[name]):
+                runs[replicate] = {**run, "replicate_of": name, "base_seed": seed}
+        elif run["seeds"] is not None:
+            groups[name] = [layout.replicate(name, seed) for seed in run["seeds"]]
+            for seed, replicate in zip(run["seeds"], groups[name]):
+                runs[replicate] = {**run, "seed": seed, "seeds": None, "replicate_of": name}
+        else:
+            runs[name] = run
     return {**config, "runs": runs, "replicates": groups}
+
+
+def base_roles(config: dict[str, Any]) -> list[str]:
+    """The prepared base models: ``base``, or one per base replicate (base.seeds)."""
+    seeds = config["base"]["seeds"]
+    return ["base"] if seeds is None else [layout.base_replicate("base", seed) for seed in seeds]
+
+
+def base_role(config: dict[str, Any], run: str) -> str:
+    """The prepared base model a run trains from."""
+    seed = config["runs"][run]["base_seed"]
+    return "base" if seed is None else layout.base_replicate("base", seed)
+
+
+def model_section(config: dict[str, Any], role: str) -> tuple[dict[str, Any], int]:
+    """The config section of a prepared model's role (base, teacher or a base replicate) and the
+    seed its pre-training adds to the experiment's."""
+    if role in ("base", "teacher"):
+        return config[role], 0
+    for seed in config["base"]["seeds"] or ():
+        if role == layout.base_replicate("base", seed):
+            return config["base"], seed
+    raise ValueError(
+        f"model role {role!r} is not base, teacher or one of base.seeds' replicates ({', '.join(base_roles(config))})"
+    )
 
 
 def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
@@ -221,6 +269,7 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 f"{run['max_steps']}; lower save_steps or raise max_steps"
             )
         _check_difficulties(f"runs.{name}.difficulties", run["difficulties"], run["task"], config["tasks"][run["task"]])
+        _check_trainer(name, run, source)
         if run["method"] == "distill":
             teacher = run["distill"]["teacher"]
             if teacher != "teacher":
@@ -236,6 +285,60 @@ def task_difficulties(task: dict[str, Any]) -> list[str]:
     """A task's difficulty names, easiest first: a synthetic task's as its config lists them, one
     ``all`` for a hub task."""
     return list(task["difficulties"]) if task["source"] == "synthetic" else ["all"]
+
+
+TRL_CONFIGS = {"sft": "SFTConfig", "distill": "SFTConfig", "grpo": "GRPOConfig"}  # runs.<name>.trainer's dataclass
+_GRPO_KEYS = ("num_generations", "temperature", "beta", "scale_rewards", "num_iterations", "max_completion_length")
+TRAINER_OWNED = {  # TRL fields sparks sets from its own keys: refused in runs.<name>.trainer, with the key to use
+    "output_dir": "nothing: checkpoints go beside the run's manifest (sparks.layout)",
+    "max_steps": "runs.{run}.max_steps",
+    "num_train_epochs": "runs.{run}.max_steps (sparks counts optimiser steps)",
+    "save_steps": "runs.{run}.save_steps",
+    "save_strategy": "runs.{run}.save_steps",
+    "save_total_limit": "nothing: sparks keeps every checkpoint (the study reads them all)",
+    "learning_rate": "runs.{run}.learning_rate",
+    "warmup_steps": "runs.{run}.warmup_ratio",
+    "warmup_ratio": "runs.{run}.warmup_ratio",
+    "per_device_train_batch_size": "runs.{run}.batch_size (examples per optimiser step) with trainer.gradient_accumulation_steps",
+    "seed": "runs.{run}.seed or runs.{run}.seeds",
+    "data_seed": "runs.{run}.seed or runs.{run}.seeds",
+    "gradient_checkpointing": "runs.{run}.gradient_checkpointing",
+    "activation_checkpointing": "runs.{run}.gradient_checkpointing",
+    "max_length": "runs.{run}.max_length",
+    "completion_only_loss": "nothing: sparks trains on completions only",
+    "reward_weights": "runs.{run}.grpo.rewards",
+    **{key: f"runs.{{run}}.grpo.{key}" for key in _GRPO_KEYS},
+}
+
+
+def trl_config_class(method: str) -> type:
+    """The TRL dataclass a training method's ``trainer`` section is handed to."""
+    import trl
+
+    return getattr(trl, TRL_CONFIGS[method])
+
+
+def _check_trainer(name: str, run: dict[str, Any], source: str) -> None:
+    """Every key of ``runs.<name>.trainer`` is a field of its TRL config and not one sparks sets."""
+    import dataclasses
+    import difflib
+
+    if not run["trainer"] or run["method"] not in TRL_CONFIGS:
+        return  # TRL is imported only for a config that passes settings through
+    cls = trl_config_class(run["method"])
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for key in run["trainer"]:
+        if key in TRAINER_OWNED:
+            raise ConfigError(
+                f"config key runs.{name}.trainer.{key} in {source}: sparks sets it from its own settings; use "
+                + TRAINER_OWNED[key].format(run=name)
+            )
+        if key not in fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.6)
+            raise ConfigError(
+                f"config key runs.{name}.trainer.{key} in {source} is not a field of TRL's {cls.__name__}"
+                + (f"; did you mean {', '.join(close)}?" if close else "; see its documentation for the fields")
+            )
 
 
 def _check_difficulties(key: str, names: list[str] | None, task_name: str, task: dict[str, Any]) -> None:

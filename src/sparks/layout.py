@@ -15,7 +15,14 @@ ROOT = "results"
 ATTRIBUTION = ("heads", "edges", "pair_edges", "faithfulness")  # the attribute stage's tables
 CIRCUITS = ("circuit", "cohorts", "frequency", "stability", "similarity", "emergence", "importance")  # the aggregate stage's
 THINK_MODES = ("think_modes", "think_overlap")  # the think-modes step of the aggregate stage
-REPLICATES = ("replicate_heads", "replicate_jaccard", "replicate_counts", "replicate_reward", "replicate_accuracy")
+REPLICATES = (
+    "replicate_heads",
+    "replicate_jaccard",
+    "replicate_counts",
+    "replicate_timing",
+    "replicate_reward",
+    "replicate_accuracy",
+)
 
 
 def experiment(exp: str = "{exp}") -> str:
@@ -45,6 +52,12 @@ def replicate(run: str, seed: int) -> str:
     """The name of a run's replicate with trainer seed ``seed`` (runs.<run>.seeds): its folders
     and tables are those of a run of this name. User run names are alphanumeric, so none collides."""
     return f"{run}-s{seed}"
+
+
+def base_replicate(run: str, seed: int) -> str:
+    """The name of a run's replicate on base replicate ``seed`` (base.seeds), and with run
+    "base" the name of that base model (``model(base_replicate("base", seed))``)."""
+    return f"{run}-b{seed}"
 
 
 def replicates(name: str, group: str = "{group}", task: str = "{task}", exp: str = "{exp}") -> str:
@@ -111,6 +124,15 @@ def interventions(run: str = "{run}", task: str = "{task}", exp: str = "{exp}") 
 
 def intervention_samples(run: str = "{run}", task: str = "{task}", exp: str = "{exp}") -> str:
     return f"{experiment(exp)}/bench/{run}/interventions/{task}_samples.parquet"
+
+
+def intervention_part(
+    kind: str, condition: str = "{condition}", run: str = "{run}", task: str = "{task}", exp: str = "{exp}"
+) -> str:
+    """One condition's interventions (``table``) or intervention_samples (``samples``) table, with
+    evaluate.split_interventions; merge_interventions joins them into the two above."""
+    _check(kind, ("table", "samples"))
+    return f"{experiment(exp)}/bench/{run}/interventions/parts/{task}/{condition}_{kind}.parquet"
 
 
 def failures(name: str, run: str = "{run}", exp: str = "{exp}") -> str:

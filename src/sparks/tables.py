@@ -343,7 +343,7 @@ SCHEMAS: dict[str, pl.Schema] = {
     "replicate_heads": pl.Schema(
         {
             "replicate": pl.String,  # the replicate's run name (sparks.layout.replicate)
-            "seed": pl.Int64,  # its trainer seed
+            "seed": pl.Int64,  # its trainer seed (base seed for base replicates)
             "layer": pl.Int64,
             "head": pl.Int64,
             "status": pl.String,  # its cohort status there (emergent | maintained | lost); null: never in that circuit
@@ -351,6 +351,7 @@ SCHEMAS: dict[str, pl.Schema] = {
             "frequency": pl.Float64,  # share of that replicate's checkpoints with the head active
             "emergent": pl.Boolean,
             "n_replicates": pl.Int64,
+            # over the replicates; null for base replicates, whose heads are not the same heads:
             "emergent_in": pl.Int64,  # replicates in which the head is emergent
             "share": pl.Float64,  # emergent_in / n_replicates
             "robust": pl.Boolean,  # share >= aggregate.robust_share: the heads the replicates' interventions target
@@ -369,11 +370,22 @@ SCHEMAS: dict[str, pl.Schema] = {
     "replicate_counts": pl.Schema(
         {
             "status": pl.String,  # emergent | maintained | lost
+            "layer": pl.Int64,  # null: all layers
             "n_replicates": pl.Int64,
             "counts": pl.List(pl.Int64),  # heads with the status in each replicate, in seed order
             "mean": pl.Float64,
             "low": pl.Float64,  # 95 % t interval over replicates (null with one)
             "high": pl.Float64,
+        }
+    ),
+    "replicate_timing": pl.Schema(
+        {
+            "replicate": pl.String,
+            "seed": pl.Int64,  # trainer seed, or base seed for base replicates
+            "n_emergent": pl.Int64,
+            "first_cohort_step": pl.Int64,  # null: nothing emerged
+            "median_cohort_step": pl.Float64,
+            "last_cohort_step": pl.Int64,
         }
     ),
     "replicate_reward": pl.Schema(
@@ -467,7 +479,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "failure_shares": ("experiment", "run", "step", "task", "origin", "kind", "heads_from", "alpha", "difficulty"),
     "replicate_heads": ("experiment", "run", "task", "replicate", "layer", "head"),
     "replicate_jaccard": ("experiment", "run", "task", "replicate_a", "replicate_b"),
-    "replicate_counts": ("experiment", "run", "task", "status"),
+    "replicate_counts": ("experiment", "run", "task", "status", "layer"),
+    "replicate_timing": ("experiment", "run", "task", "replicate"),
     "replicate_reward": ("experiment", "run", "task"),
     "replicate_accuracy": ("experiment", "run", "step", "task", "difficulty"),
     "replicate_claims": ("experiment", "run", "task", "claim"),

@@ -4,8 +4,10 @@ robust set, how much the replicates' emergent sets agree, and every count, corre
 accuracy as a mean with a 95 % interval over replicates.
 
 Intervals are Student t over replicates (``mean_interval``): with 3 replicates the half-width is
-2.48 standard deviations, so only large, consistent effects exclude zero. Base replicates (another
-pre-training seed) would share nothing head by head and are not compared here.
+2.48 standard deviations, so only large, consistent effects exclude zero. Base replicates
+(base.seeds: another pre-training seed each) share nothing head by head: for them the shares,
+the robust set and the Jaccard indices are left empty, and counts by layer, cohort timing,
+accuracy and effect sizes are what compares.
 """
 
 from __future__ import annotations
@@ -63,11 +65,17 @@ def is_robust(share: float, robust_share: float) -> bool:
 
 
 def head_table(
-    cohorts: Mapping[str, pl.DataFrame], frequency: Mapping[str, pl.DataFrame], seeds: Mapping[str, int], robust_share: float
+    cohorts: Mapping[str, pl.DataFrame],
+    frequency: Mapping[str, pl.DataFrame],
+    seeds: Mapping[str, int],
+    robust_share: float,
+    same_base: bool = True,
 ) -> pl.DataFrame:
-    """One row per replicate and head that any replicate's circuit ever held: its cohort status and
-    step there (null where that replicate's circuit never held it), activation frequency (0 then),
-    whether it is emergent there, and over the replicates: n_replicates, emergent_in, share, robust."""
+    """One row per replicate and head of the model (the frequency tables list every head): its
+    cohort status and step there (null where that replicate's circuit never held it), activation
+    frequency, whether it is emergent there, and over the replicates: n_replicates, emergent_in,
+    share, robust. Replicates on different bases (``same_base`` false) share no head identities:
+    those three are null."""
     names = list(seeds)
     parts = []
     for name in names:
@@ -93,20 +101,14 @@ def head_table(
     table = table.with_columns(
         pl.col("share").map_elements(lambda s: is_robust(s, robust_share), return_dtype=pl.Boolean).alias("robust")
     )
-    return table.select(
-        "replicate",
-        "seed",
-        "layer",
-        "head",
-        "status",
-        "cohort_step",
-        "frequency",
-        "emergent",
-        "n_replicates",
-        "emergent_in",
-        "share",
-        "robust",
-    ).sort("layer", "head", "seed")
+    if not same_base:
+        table = table.with_columns(
+            pl.lit(None, pl.Int64).alias("emergent_in"),
+            pl.lit(None, pl.Float64).alias("share"),
+            pl.lit(None, pl.Boolean).alias("robust"),
+        )
+    columns = ("replicate", "seed", "layer", "head", "status", "cohort_step", "frequency", "emergent", "n_replicates")
+    return table.select(*columns, "emergent_in", "share", "robust").sort("layer", "head", "seed")
 
 
 def robust_heads(heads: pl.DataFrame) -> list[tuple[int, int]]:
@@ -120,12 +122,18 @@ def emergent_sets(heads: pl.DataFrame) -> dict[str, set[tuple[int, int]]]:
     return {r: set(heads.filter((pl.col("replicate") == r) & pl.col("emergent")).select("layer", "head").rows()) for r in ordered}
 
 
+def same_base(heads: pl.DataFrame) -> bool:
+    """Whether the replicates share their base (head_table leaves the robust column null if not)."""
+    return heads["robust"].null_count() < heads.height
+
+
 def jaccard_table(heads: pl.DataFrame) -> pl.DataFrame:
     """Per pair of replicates: both emergent sets' sizes, the heads they share and their Jaccard
-    index (null when both are empty: nothing to agree on)."""
+    index (null when both are empty: nothing to agree on). No rows for replicates on different
+    bases, whose heads are not the same heads."""
     sets = emergent_sets(heads)
     rows = []
-    for a, b in itertools.combinations(sets, 2):
+    for a, b in itertools.combinations(sets if same_base(heads) else {}, 2):
         union = sets[a] | sets[b]
         rows.append(
             {
@@ -149,16 +157,32 @@ def jaccard_table(heads: pl.DataFrame) -> pl.DataFrame:
 
 
 def count_table(heads: pl.DataFrame) -> pl.DataFrame:
-    """Per cohort status: the number of heads with it in each replicate (``counts``, in seed order)
-    and their mean with a 95 % interval over replicates."""
+    """Per cohort status, over all layers (``layer`` null) and per layer: the number of heads with
+    it in each replicate (``counts``, in seed order) and their mean with a 95 % interval over
+    replicates. Counts by layer compare across bases where head identities do not."""
     order = heads.select("replicate", "seed").unique().sort("seed")["replicate"].to_list()
     rows = []
     for status in STATUSES:
-        counts = [heads.filter((pl.col("replicate") == r) & (pl.col("status") == status)).height for r in order]
-        mean, low, high = mean_interval(counts)
-        rows.append({"status": status, "n_replicates": len(order), "counts": counts, "mean": mean, "low": low, "high": high})
+        for layer in [None, *sorted(heads["layer"].unique().to_list())]:
+            part = heads.filter(pl.col("status") == status)
+            if layer is not None:
+                part = part.filter(pl.col("layer") == layer)
+            counts = [part.filter(pl.col("replicate") == r).height for r in order]
+            mean, low, high = mean_interval(counts)
+            rows.append(
+                {
+                    "status": status,
+                    "layer": layer,
+                    "n_replicates": len(order),
+                    "counts": counts,
+                    "mean": mean,
+                    "low": low,
+                    "high": high,
+                }
+            )
     schema = {
         "status": pl.String,
+        "layer": pl.Int64,
         "n_replicates": pl.Int64,
         "counts": pl.List(pl.Int64),
         "mean": pl.Float64,
@@ -166,6 +190,33 @@ def count_table(heads: pl.DataFrame) -> pl.DataFrame:
         "high": pl.Float64,
     }
     return pl.DataFrame(rows, schema=schema)
+
+
+def timing_table(heads: pl.DataFrame) -> pl.DataFrame:
+    """Per replicate: its emergent heads' count and cohort steps (first, median, last), comparable
+    across bases; null steps where nothing emerged."""
+    rows = []
+    for (replicate, seed), part in heads.group_by("replicate", "seed"):
+        steps = part.filter(pl.col("emergent"))["cohort_step"]
+        rows.append(
+            {
+                "replicate": replicate,
+                "seed": seed,
+                "n_emergent": len(steps),
+                "first_cohort_step": steps.min(),
+                "median_cohort_step": steps.median(),
+                "last_cohort_step": steps.max(),
+            }
+        )
+    schema = {
+        "replicate": pl.String,
+        "seed": pl.Int64,
+        "n_emergent": pl.Int64,
+        "first_cohort_step": pl.Int64,
+        "median_cohort_step": pl.Float64,
+        "last_cohort_step": pl.Int64,
+    }
+    return pl.DataFrame(rows, schema=schema).sort("seed")
 
 
 def reward_table(emergence: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
@@ -215,7 +266,7 @@ def rms(values: list[float]) -> float:
 def accuracy_table(passk: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     """Per checkpoint step and difficulty: accuracy over replicates (mean, 95 % interval, min,
     max) and its change from each replicate's first checkpoint (the shared base), mean and
-    interval; the replicates' spread is taken as at least their accuracies' standard errors
+    interval (clipped to the possible range); the replicates' spread is taken as at least their accuracies' standard errors
     over problems (``mean_interval``'s floor)."""
     parts = []
     for name, table in passk.items():
@@ -250,11 +301,22 @@ def accuracy_table(passk: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
                 "change_high": change_high,
             }
         )
-    return pl.DataFrame(rows).sort("step", "difficulty")
+    bounded = [
+        pl.col(c).cast(pl.Float64).clip(0.0, 1.0) for c in ("accuracy_low", "accuracy_high")
+    ]  # an accuracy stays in [0, 1]
+    changes = [pl.col(c).cast(pl.Float64).clip(-1.0, 1.0) for c in ("change_low", "change_high")]
+    return pl.DataFrame(rows).with_columns(*bounded, *changes).sort("step", "difficulty")
 
 
 INPUTS = ("cohorts", "frequency", "emergence", "passk")  # the tables read from each replicate
-TABLES = ("replicate_heads", "replicate_jaccard", "replicate_counts", "replicate_reward", "replicate_accuracy")
+TABLES = (
+    "replicate_heads",
+    "replicate_jaccard",
+    "replicate_counts",
+    "replicate_timing",
+    "replicate_reward",
+    "replicate_accuracy",
+)
 
 
 def by_replicate(paths: list, table: str, replicates: list[str]) -> dict[str, pl.DataFrame]:
@@ -280,12 +342,15 @@ def replicate_tables(config: dict, group: str, files: Mapping[str, list]) -> dic
         )
     replicates = config["replicates"][group]
     tables = {name: by_replicate(files[name], name, replicates) for name in INPUTS}
-    seeds = {r: config["runs"][r]["seed"] for r in replicates}
-    heads = head_table(tables["cohorts"], tables["frequency"], seeds, AggregateSettings.from_config(config).robust_share)
+    on_bases = config["runs"][replicates[0]]["base_seed"] is not None
+    seeds = {r: config["runs"][r]["base_seed" if on_bases else "seed"] for r in replicates}
+    robust_share = AggregateSettings.from_config(config).robust_share
+    heads = head_table(tables["cohorts"], tables["frequency"], seeds, robust_share, same_base=not on_bases)
     return {
         "replicate_heads": heads,
         "replicate_jaccard": jaccard_table(heads),
         "replicate_counts": count_table(heads),
+        "replicate_timing": timing_table(heads),
         "replicate_reward": reward_table(tables["emergence"]),
         "replicate_accuracy": accuracy_table(tables["passk"]),
     }

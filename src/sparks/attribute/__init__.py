@@ -2,7 +2,7 @@
 
 Writes four tables (schemas in :mod:`sparks.tables`): ``heads`` (node scores of every head,
 plus its summed q/k/v input and output edge scores), ``edges`` (every edge of the graph in
-:mod:`sparks.attribute.graph`, in graph order), ``pair_edges`` (each pair's edge scores, in
+:mod:`sparks.model.graph`, in graph order), ``pair_edges`` (each pair's edge scores, in
 the same order, for bootstrap resampling downstream) and ``faithfulness`` (the top-n circuit
 curve with CPR/CMD).
 """
@@ -20,7 +20,7 @@ from sparks.config import Section, config_hash
 from sparks.layout import ATTRIBUTION as TABLES
 
 if TYPE_CHECKING:
-    from sparks.attribute.graph import Graph
+    from sparks.model.graph import Graph
     from sparks.types import EdgeScores
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def head_table(scores: EdgeScores, graph: Graph) -> pl.DataFrame:
                     "score_out": float(out[head]),
                 }
             )
-    from sparks.attribute.graph import ranked
+    from sparks.model.graph import ranked
 
     table = ranked(pl.DataFrame(rows)).select(
         "layer", "head", "kv_head", "score", "abs_score", "rank", "score_q", "score_k", "score_v", "score_out"
@@ -110,8 +110,8 @@ def score_checkpoint(
     from sparks.attribute.batches import pair_batches
     from sparks.attribute.eap import eap_ig
     from sparks.attribute.faithfulness import faithfulness_curve
-    from sparks.attribute.graph import Graph
     from sparks.attribute.metrics import metric
+    from sparks.model.graph import Graph
     from sparks.model.load import load_checkpoint
 
     model, tokenizer = load_checkpoint(checkpoint, device=device, dtype=torch.float32)  # gradients in full precision

@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from sparks.attribute.batches import PairBatch
-from sparks.attribute.graph import Graph
 from sparks.attribute.metrics import Targets
 from sparks.model import folded_lm_head, head_dim
+from sparks.model.graph import Graph
 from sparks.types import EdgeScores
 
 Metric = Callable[[torch.Tensor, Targets], torch.Tensor]

@@ -23,8 +23,8 @@ from transformers import PreTrainedModel
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
 from sparks.attribute.batches import position_ids
-from sparks.attribute.graph import Graph
 from sparks.model import head_dim
+from sparks.model.graph import Graph
 
 
 @dataclass

@@ -18,9 +18,9 @@ from transformers import PreTrainedModel
 from sparks.attribute.batches import PairBatch
 from sparks.attribute.eap import Metric
 from sparks.attribute.edgewise import LayerAttention, run_edgewise
-from sparks.attribute.graph import Graph
 from sparks.attribute.metrics import Targets
 from sparks.model import head_dim
+from sparks.model.graph import Graph
 from sparks.types import EdgeScores
 
 

@@ -21,8 +21,8 @@ from transformers import PreTrainedModel
 from sparks.attribute.batches import PairBatch
 from sparks.attribute.eap import Metric
 from sparks.attribute.edgewise import run_edgewise
-from sparks.attribute.graph import Graph
 from sparks.attribute.metrics import Targets
+from sparks.model.graph import Graph
 
 
 def circuit_sizes(n_edges: int, fractions: Sequence[float]) -> list[int]:

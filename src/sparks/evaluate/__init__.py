@@ -37,6 +37,39 @@ class EvaluateSettings(Section):
     controls: tuple[str, ...]
     heads: str
     think: bool
+    split_interventions: bool
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One evaluation pass of the intervene stage: ablation in the final checkpoint or scaling
+    in the starting one, of no heads (``none``), the intervened heads or a control's draw."""
+
+    kind: str  # ablate | scale
+    heads_from: str  # none | evaluate.heads | a control
+    seed: int | None  # the control's draw
+    alpha: float | None  # scale factor (scaled heads only)
+
+    @property
+    def name(self) -> str:
+        """A file- and wildcard-safe name, e.g. ``scale-same_layer-1-a1.3``."""
+        parts = [self.kind, self.heads_from, *([str(self.seed)] if self.seed is not None else [])]
+        return "-".join([*parts, *([f"a{self.alpha:g}"] if self.alpha is not None else [])])
+
+
+def conditions(settings: EvaluateSettings) -> list[Condition]:
+    """Every condition the intervene stage evaluates, in the order of its tables' rows (a control
+    draw that repeats an earlier one's heads, or finds no heads, gives no rows)."""
+
+    def variants(kind: str, alpha: float | None) -> list[Condition]:
+        draws = [Condition(kind, c, s, alpha) for c in settings.controls for s in range(settings.random_seeds)]
+        return [Condition(kind, settings.heads, None, alpha), *draws]
+
+    out = [Condition("ablate", "none", None, None), *variants("ablate", None)]
+    for i, alpha in enumerate(settings.alphas):
+        out += [Condition("scale", "none", None, None)] if i == 0 else []
+        out += variants("scale", alpha)
+    return out
 
 
 def sample_table(
@@ -188,6 +221,7 @@ def intervention_table(
     cohorts: pl.DataFrame,
     think_modes: pl.DataFrame | None = None,
     replicate_heads: pl.DataFrame | None = None,
+    only: str | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Ablation of the run's emergent heads (or ``evaluate.heads``: see :func:`intervened_heads`) in
     its final checkpoint and their scaling in its starting (base) model, each next to no
@@ -195,7 +229,8 @@ def intervention_table(
     ``evaluate.random_seeds`` draws each; see ``control_heads``). The intervened heads are labelled
     ``heads_from`` = the ``evaluate.heads`` value.
 
-    Returns the summary (interventions table) and every sample behind it (intervention_samples).
+    Returns the summary (interventions table) and every sample behind it (intervention_samples);
+    with ``only`` (a :class:`Condition` name), the rows of that one condition.
     """
     from sparks.data.tasks import eval_problems
     from sparks.evaluate.interventions import HeadIntervention, control_heads, head_means
@@ -210,7 +245,13 @@ def intervention_table(
     if not intervened:
         log.warning("run has no %s heads: the interventions table lists only the unmodified models", settings.heads)
     rows, all_samples = [], []
+    if only is not None and only not in {c.name for c in conditions(settings)}:
+        raise ValueError(
+            f"no intervention condition {only!r} in this config; one of: {', '.join(c.name for c in conditions(settings))}"
+        )
     for kind, step, alphas in (("ablate", steps[-1], (None,)), ("scale", steps[0], settings.alphas)):
+        if only is not None and not only.startswith(f"{kind}-"):
+            continue
         model, tokenizer = load_checkpoint(run.checkpoint(step))
         prompter = Prompter.of(tokenizer, config)
         n_layers, n_heads = model.config.num_hidden_layers, model.config.num_attention_heads
@@ -231,6 +272,9 @@ def intervention_table(
             for heads_from, seed, heads in variants:
                 if heads_from == "none" and alpha not in (None, alphas[0]):
                     continue  # one unmodified run per model
+                alpha_value = None if kind == "ablate" or heads_from == "none" else alpha
+                if only is not None and Condition(kind, heads_from, seed, alpha_value).name != only:
+                    continue
                 change = HeadIntervention(kind, heads, alpha or 1.0, settings.ablation, means) if heads else None
                 samples = sample_table(
                     model,
@@ -242,7 +286,6 @@ def intervention_table(
                     source=config["tasks"][task]["source"],
                     prompter=prompter,
                 )
-                alpha_value = None if kind == "ablate" or heads_from == "none" else alpha
                 all_samples.append(
                     samples.with_columns(
                         pl.lit(step, pl.Int64).alias("step"),
@@ -270,6 +313,10 @@ def intervention_table(
                             "all_correct_at_k": r["all_correct_at_k"],
                         }
                     )
+    if not rows:  # one condition whose control draw repeated an earlier one, or found no heads
+        from sparks.tables import full_schema
+
+        return pl.DataFrame(schema=full_schema("interventions")), pl.DataFrame(schema=full_schema("intervention_samples"))
     return pl.DataFrame(rows, schema_overrides={"seed": pl.Int64, "alpha": pl.Float64}), pl.concat(all_samples)
 
 
@@ -283,14 +330,26 @@ def intervene_stage(
     samples_out: Path,
     think_modes_path: Path | None = None,
     replicate_heads_path: Path | None = None,
+    condition: str | None = None,
 ) -> Path:
+    """Write the interventions and intervention_samples tables of a run (of one ``condition``
+    only, for evaluate.split_interventions: see :func:`merge_interventions`)."""
     from sparks.manifest import read_manifest
     from sparks.tables import read_table, with_provenance, write_table
 
     think_modes = None if think_modes_path is None else read_table(think_modes_path, "think_modes")
     replicate_heads = None if replicate_heads_path is None else read_table(replicate_heads_path, "replicate_heads")
     cohorts = read_table(cohorts_path, "cohorts")
-    table, samples = intervention_table(config, manifest, task, problems_path, cohorts, think_modes, replicate_heads)
+    table, samples = intervention_table(config, manifest, task, problems_path, cohorts, think_modes, replicate_heads, condition)
     provenance = run_provenance(config, read_manifest(manifest).run, task, "evaluate", "aggregate")
     write_table(with_provenance(samples, **provenance), "intervention_samples", samples_out)
     return write_table(with_provenance(table, **provenance), "interventions", out)
+
+
+def merge_interventions(tables: list[Path], samples: list[Path], out: Path, samples_out: Path) -> Path:
+    """Join one run's per-condition interventions and intervention_samples tables (in the order of
+    :func:`conditions`) into the tables a single intervene job writes."""
+    from sparks.tables import read_table, write_table
+
+    write_table(pl.concat([read_table(p, "intervention_samples") for p in samples]), "intervention_samples", samples_out)
+    return write_table(pl.concat([read_table(p, "interventions") for p in tables]), "interventions", out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sparks.arguments import add_common, read_common
+from sparks.arguments import add_common, files, read_common
 
 
 def make_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,9 +28,19 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="a replicated run's replicate_heads.parquet: intervene on its robust emergent set instead of the run's own",
     )
+    q.add_argument(
+        "--condition", default=None, help="evaluate one condition only (evaluate.split_interventions), e.g. scale-emergent-a1.3"
+    )
     q.add_argument("--out", type=Path, required=True, help="output: interventions table (Parquet)")
     q.add_argument("--samples", type=Path, required=True, help="output: every sample behind the table (Parquet)")
     q.set_defaults(func=main_intervene)
+
+    m = subparsers.add_parser("merge-interventions", help="join one run's per-condition intervene tables")
+    m.add_argument("--tables", **files("the per-condition interventions tables, in condition order"))
+    m.add_argument("--samples", **files("the per-condition intervention_samples tables, in the same order"))
+    m.add_argument("--out", type=Path, required=True, help="output: interventions table (Parquet)")
+    m.add_argument("--samples-out", type=Path, required=True, help="output: intervention_samples table (Parquet)")
+    m.set_defaults(func=main_merge)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -52,4 +62,11 @@ def main_intervene(args: argparse.Namespace) -> None:
         args.samples,
         args.think_modes,
         args.replicate_heads,
+        args.condition,
     )
+
+
+def main_merge(args: argparse.Namespace) -> None:
+    from sparks.evaluate import merge_interventions
+
+    merge_interventions(args.tables, args.samples, args.out, args.samples_out)

@@ -23,10 +23,16 @@ INPUTS = (
     "replicate_heads",
     "replicate_jaccard",
     "replicate_counts",
+    "replicate_timing",
     "replicate_reward",
     "replicate_accuracy",
     "replicate_claims",
 )
+
+
+def same_base(heads: pl.DataFrame) -> bool:
+    """Replicates on one base: their replicate_heads table has a robust set (null for base replicates)."""
+    return not heads["robust"].is_null().all()
 
 
 def share_figure(heads: pl.DataFrame, n_layers: int, n_heads: int, title: str) -> Figure:
@@ -48,6 +54,25 @@ def share_figure(heads: pl.DataFrame, n_layers: int, n_heads: int, title: str) -
         ax.add_patch(Rectangle((head, layer), 1, 1, fill=False, edgecolor="#d55e00", linewidth=2.5))
     ax.set_xlabel("head (outlined: robust, the set the interventions target)")
     ax.set_ylabel("layer")
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def layer_figure(counts: pl.DataFrame, title: str) -> Figure:
+    """Emergent heads per layer in each replicate (base replicates: what compares across bases)."""
+    _theme()
+    per_layer = counts.filter((pl.col("status") == "emergent") & pl.col("layer").is_not_null()).sort("layer")
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    n = per_layer["n_replicates"].max() or 0
+    width = 0.8 / max(n, 1)
+    for i, color in zip(range(n), sns.color_palette("colorblind")):
+        x = per_layer["layer"].cast(pl.Float64) + (i - (n - 1) / 2) * width
+        ax.bar(x, [c[i] for c in per_layer["counts"]], width, color=color, label=f"replicate {i + 1}")
+    ax.set_xticks(per_layer["layer"].to_list())
+    ax.set_xlabel("layer")
+    ax.set_ylabel("emergent heads")
+    ax.legend(fontsize=8)
     ax.set_title(title, fontsize=11)
     fig.tight_layout()
     return fig
@@ -86,6 +111,7 @@ def replicate_accuracy_figure(accuracy: pl.DataFrame, difficulties: list[str], t
 def counts_figure(counts: pl.DataFrame, title: str) -> Figure:
     """Heads per cohort status: mean over replicates with its 95 % t interval, each replicate a dot."""
     _theme()
+    counts = counts.filter(pl.col("layer").is_null())
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     colors = sns.color_palette("colorblind")
     for i, row in enumerate(counts.iter_rows(named=True)):
@@ -107,10 +133,12 @@ def plot_replicates(
     n = tables["replicate_counts"]["n_replicates"][0]
     heads = tables["replicate_heads"]  # every head of the model: the frequency tables list them all
     shape = (heads["layer"].max() + 1, heads["head"].max() + 1)
+    if same_base(heads):
+        head_figure = share_figure(heads, *shape, f"{group} on {task}: emergent heads across {n} replicates")
+    else:
+        head_figure = layer_figure(tables["replicate_counts"], f"{group} on {task}: emergent heads by layer, {n} base replicates")
     figures = {
-        "replicate_heads": share_figure(
-            tables["replicate_heads"], *shape, f"{group} on {task}: emergent heads across {n} replicates"
-        ),
+        "replicate_heads": head_figure,
         "replicate_accuracy": replicate_accuracy_figure(
             tables["replicate_accuracy"], difficulties, f"{group} on {task}: accuracy over {n} replicates"
         ),
@@ -146,11 +174,21 @@ def replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], grou
     )
     reward = tables["replicate_reward"].drop("replicate_r")
     final = tables["replicate_accuracy"].filter(pl.col("step") == tables["replicate_accuracy"]["step"].max())
+    listed = html.escape(", ".join(f"{r} (seed {s})" for r, s in seeds.rows()))
+    if same_base(heads):
+        setup = (
+            f"Replicates {listed} share the base and differ in the trainer seed only (data order, sampling), so a head "
+            "means the same head in each. The robust set is what every replicate's interventions target."
+        )
+    else:
+        setup = (
+            f"Base replicates {listed}: each was pre-trained with its own seed and post-trained alike. Heads of two bases "
+            "are interchangeable up to a permutation, so only counts, layers, cohort timing, accuracy and effect sizes "
+            "are compared; each replicate intervenes on its own emergent heads."
+        )
     parts = [
         f"<h2>run {html.escape(group)} (task {html.escape(task)}): {seeds.height} replicates</h2>",
-        f"<p>Replicates {html.escape(', '.join(f'{r} (seed {s})' for r, s in seeds.rows()))} share the base and differ in "
-        "the trainer seed only (data order, sampling), so a head means the same head in each. Intervals are 95 % Student t "
-        "over replicates; the robust set is what every replicate's interventions target.</p>",
+        f"<p>{setup} Intervals are 95 % Student t over replicates, their spread at least the values' sampling error.</p>",
         "<h3>The study's claims across replicates</h3>",
         _table(claims.select("claim", "verdict", "value", "low", "high", "n_replicates", "statistic", "detail")),
         "<h3>Robust emergent heads</h3>",
@@ -160,8 +198,15 @@ def replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], grou
     parts += [
         "<h3>Agreement between replicates (emergent sets)</h3>",
         _table(tables["replicate_jaccard"]),
-        "<h3>Heads by cohort status</h3>",
-        _table(tables["replicate_counts"].with_columns(pl.col("counts").cast(pl.List(pl.String)).list.join(" "))),
+        "<h3>Heads by cohort status (all layers)</h3>",
+        _table(
+            tables["replicate_counts"]
+            .filter(pl.col("layer").is_null())
+            .drop("layer")
+            .with_columns(pl.col("counts").cast(pl.List(pl.String)).list.join(" "))
+        ),
+        "<h3>Cohort timing per replicate</h3>",
+        _table(tables["replicate_timing"]),
         "<h3>Emergent heads against reward</h3>",
         _table(reward),
         "<h3>Final accuracy against the shared base</h3>",

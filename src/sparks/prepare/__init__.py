@@ -13,18 +13,18 @@ from typing import Any
 
 import polars as pl
 
-from sparks.config import config_hash
+from sparks.config import config_hash, model_section
 
 log = logging.getLogger(__name__)
 ACCURACY_PROBLEMS_PER_LENGTH = 100
 
 
 def prepare_model(config: dict[str, Any], role: str, out_dir: Path) -> Path:
-    """Write ``out_dir`` holding the model of ``role`` (base | teacher) and its accuracy table."""
+    """Write ``out_dir`` holding the model of ``role`` (base, teacher or a base replicate,
+    ``base-b{seed}``) and its accuracy table."""
     from sparks.model.store import replace_dir, temp_dir_for
 
-    if role not in ("base", "teacher"):
-        raise ValueError(f"role must be 'base' or 'teacher' (got {role!r})")
+    model_section(config, role)  # an unknown role fails here, before anything is written
     out_dir = Path(out_dir)
     tmp = temp_dir_for(out_dir)
     try:
@@ -50,13 +50,13 @@ def _write_model(config: dict[str, Any], role: str, tmp: Path) -> None:
     from sparks.prepare.pretrain import PretrainConfig, pretrain
     from sparks.tables import with_provenance, write_table
 
-    section = config[role]
-    torch.manual_seed(config["seed"])
+    section, base_seed = model_section(config, role)
+    torch.manual_seed(config["seed"] + base_seed)
     if section["source"] == "embedded":
         tokenizer = build_char_tokenizer() if section["tokenizer"] is None else load_tokenizer(section["tokenizer"], None)
         model = build_tiny_qwen2(TinyShape.of(section["shape"]), tokenizer)
         p = section["pretrain"]
-        seed = config["seed"] + (0 if role == "base" else 1000)
+        seed = config["seed"] + base_seed + (1000 if role == "teacher" else 0)
         texts = arithmetic_corpus(p["n_texts"], p["max_ops"], p["multi_step_decay"], p["think_off_fraction"], seed)
         pretrain(model, tokenizer, texts, PretrainConfig(p["steps"], p["batch_size"], p["lr"], seed), desc=f"pretrain {role}")
         model.save_pretrained(tmp)

@@ -12,7 +12,9 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     model = subparsers.add_parser("prepare-model", help="pre-train an embedded base/teacher model or record a hub model")
     add_common(model)
     model.add_argument(
-        "--role", choices=["base", "teacher"], default="base", help="which model of the config (default: %(default)s)"
+        "--role",
+        default="base",
+        help="which model of the config: base, teacher or a base replicate base-b{seed} (default: %(default)s)",
     )
     model.add_argument("--out", type=Path, required=True, help="output: the model folder")
     model.set_defaults(func=main_model)

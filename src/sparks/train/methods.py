@@ -8,6 +8,7 @@ GRPO scores sampled completions with the rewards named in the run's config.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,31 +23,50 @@ from sparks.data.prompting import Prompter
 log = logging.getLogger(__name__)
 
 
+def per_device_batch(run: dict[str, Any], processes: int) -> int:
+    """The per-device batch that makes ``batch_size`` examples per optimiser step with the run's
+    gradient accumulation (``trainer.gradient_accumulation_steps``) over ``processes`` GPUs."""
+    accumulation = run["trainer"].get("gradient_accumulation_steps", 1)
+    per_device, rest = divmod(run["batch_size"], accumulation * processes)
+    if rest or not per_device:
+        raise ValueError(
+            f"batch_size = {run['batch_size']} examples per step is not a multiple of gradient_accumulation_steps "
+            f"({accumulation}) x processes ({processes}); change runs.<name>.batch_size or the accumulation"
+        )
+    return per_device
+
+
 def _common_args(run: dict[str, Any], seed: int, out_dir: Path) -> dict[str, Any]:
+    """The TRL arguments sparks sets, then the run's ``trainer`` section (TRL's own keys, checked
+    against the dataclass and kept off sparks' keys by the config check)."""
     cuda = torch.cuda.is_available()
-    return dict(
-        output_dir=str(out_dir),
-        max_steps=run["max_steps"],
-        save_steps=run["save_steps"],
-        save_strategy="steps",
-        save_only_model=False,  # resume state; sparks.train.resume keeps it in the newest checkpoint only
-        save_total_limit=None,
-        learning_rate=run["learning_rate"],
-        lr_scheduler_type="constant_with_warmup",
-        warmup_steps=min(10, run["max_steps"] // 10)
-        if run["warmup_ratio"] is None
-        else round(run["warmup_ratio"] * run["max_steps"]),
-        per_device_train_batch_size=run["batch_size"],
-        gradient_accumulation_steps=1,
-        logging_steps=1,
-        seed=seed + run["seed"],
-        data_seed=seed + run["seed"],
-        use_cpu=not cuda,
-        bf16=cuda,
-        report_to=[],
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-        gradient_checkpointing=run["gradient_checkpointing"],
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # accelerate launch sets it per process
+    return (
+        dict(
+            output_dir=str(out_dir),
+            max_steps=run["max_steps"],
+            save_steps=run["save_steps"],
+            save_strategy="steps",
+            save_only_model=False,  # resume state; sparks.train.resume keeps it in the newest checkpoint only
+            save_total_limit=None,
+            learning_rate=run["learning_rate"],
+            lr_scheduler_type="constant_with_warmup",
+            warmup_steps=min(10, run["max_steps"] // 10)
+            if run["warmup_ratio"] is None
+            else round(run["warmup_ratio"] * run["max_steps"]),
+            per_device_train_batch_size=per_device_batch(run, processes),
+            gradient_accumulation_steps=1,
+            logging_steps=1,
+            seed=seed + run["seed"],
+            data_seed=seed + run["seed"],
+            use_cpu=not cuda,
+            bf16=cuda,
+            report_to=[],
+            dataloader_num_workers=0,
+            disable_tqdm=False,
+            gradient_checkpointing=run["gradient_checkpointing"],
+        )
+        | run["trainer"]
     )
 
 

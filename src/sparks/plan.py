@@ -1,0 +1,235 @@
+"""What a config will cost before it runs: per rule, the jobs, an estimate of GPU-hours and the
+disk its outputs take (``sparks plan --config X``).
+
+Every estimate is a count the config fixes (steps, examples, samples, tokens, checkpoints) times
+a throughput stated here, once, with where it comes from (``Throughput``). Token counts take each
+length limit at its maximum (base models rarely stop early), so GPU-hours are upper bounds for
+generation and honest orders of magnitude for the rest; measure on your cluster and scale.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from sparks import registry
+from sparks.evaluate import EvaluateSettings, conditions
+from sparks.model.graph import Graph
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """One H100-class GPU (989 TFLOP/s dense bf16, 3.35 TB/s).
+
+    - ``hf_tokens_per_s_1b5``: batched ``model.generate`` (batch 64, bf16) of a 1.5B model:
+      about 4,000 tokens/s, the rate behind issue 18's own estimate (0.6-0.9 GPU-hours for 8
+      samples of 1,319 GSM8K problems to 1,024 tokens). Decoding reads every weight once per
+      step, so the rate scales as 1 / parameters.
+    - ``vllm_speedup``: continuous batching and paged attention; vLLM's published benchmarks put
+      it at 10-20x ``generate`` at this batch size: 10 is taken.
+    - ``mfu``: the share of peak a training or attribution step reaches (0.35 is typical of
+      Hugging Face trainers on one GPU at these sizes).
+    """
+
+    peak_flops: float = 989e12
+    mfu: float = 0.35
+    hf_tokens_per_s_1b5: float = 4000.0
+    vllm_speedup: float = 10.0
+
+    def generation_hours(self, tokens: float, params: float, vllm: bool = False) -> float:
+        rate = self.hf_tokens_per_s_1b5 * 1.5e9 / params * (self.vllm_speedup if vllm else 1.0)
+        return tokens / rate / 3600
+
+    def compute_hours(self, flops: float) -> float:
+        return flops / (self.peak_flops * self.mfu) / 3600
+
+
+# Shapes of the hub models the configs name (config.json of each), used when no local copy is
+# found: layers, query heads, KV heads, hidden size, parameters.
+KNOWN_SHAPES = {
+    "Qwen/Qwen2.5-Math-1.5B": (28, 12, 2, 1536, 1.54e9),
+    "Qwen/Qwen2.5-1.5B": (28, 12, 2, 1536, 1.54e9),
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B": (28, 12, 2, 1536, 1.78e9),
+    "Qwen/Qwen2.5-0.5B": (24, 14, 2, 896, 0.49e9),
+    "Qwen/Qwen3-8B": (36, 32, 8, 4096, 8.19e9),
+}
+# Prompt tokens per problem (templated prompts of each source; the synthetic task's chains are short).
+PROMPT_TOKENS = {"synthetic": 24, "gsm8k": 160, "openr1": 260, "aime24": 220, "amc23": 200, "math500": 180}
+TRAIN_TOKENS = {"synthetic": 64, "gsm8k": 400}  # SFT example length where max_length would overstate it
+BYTES_FP32 = 4
+CURVE_POINTS = 12  # forwards per pair of the faithfulness curve (sizes) on top of EAP-IG
+
+
+@dataclass(frozen=True)
+class Shape:
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    hidden: int
+    params: float
+
+    @property
+    def graph(self) -> Graph:
+        return Graph(self.n_layers, self.n_heads, self.n_kv_heads)
+
+
+def model_shape(section: dict[str, Any]) -> Shape:
+    """The shape of a base/teacher section: an embedded model's config, a local folder's
+    config.json, or a known hub model."""
+    source = section["source"]
+    if source == "embedded":
+        s = section["shape"]
+        d, layers, inter = s["hidden_size"], s["n_layers"], s["intermediate_size"]
+        kv = d // s["n_heads"] * s["n_kv_heads"]
+        params = layers * (2 * d * d + 2 * d * kv + 3 * d * inter)
+        return Shape(layers, s["n_heads"], s["n_kv_heads"], d, params)
+    folder = Path(source) / "config.json"
+    if folder.is_file():
+        c = json.loads(folder.read_text())
+        d, layers = c["hidden_size"], c["num_hidden_layers"]
+        params = layers * (4 * d * d + 3 * d * c["intermediate_size"]) + c["vocab_size"] * d
+        return Shape(layers, c["num_attention_heads"], c["num_key_value_heads"], d, params)
+    if source in KNOWN_SHAPES:
+        return Shape(*KNOWN_SHAPES[source])
+    raise ValueError(
+        f"no shape known for model {source!r}: give a local folder with config.json (or add it to sparks.plan.KNOWN_SHAPES)"
+    )
+
+
+def checkpoint_count(name: str, run: dict[str, Any]) -> int:
+    """The checkpoints a run will have: step 0 and every save, or the ones a models run names."""
+    if run["method"] == registry.GIVEN:
+        from sparks.model.given import given_checkpoints
+
+        return len(given_checkpoints(run["checkpoints"], f"runs.{name}.checkpoints"))
+    return 1 + math.ceil(run["max_steps"] / run["save_steps"])
+
+
+def plan_table(config: dict[str, Any], throughput: Throughput | None = None) -> pl.DataFrame:
+    """Per rule: jobs, GPU-hours (estimate) and disk in GB, from the checked config."""
+    t = throughput or Throughput()
+    rows: dict[str, dict[str, float]] = {}
+
+    def add(rule: str, jobs: int, gpu_hours: float = 0.0, disk_gb: float = 0.0) -> None:
+        row = rows.setdefault(rule, {"jobs": 0, "gpu_hours": 0.0, "disk_gb": 0.0})
+        row["jobs"] += jobs
+        row["gpu_hours"] += gpu_hours
+        row["disk_gb"] += disk_gb
+
+    base = model_shape(config["base"])
+    n_base = len(config["base"]["seeds"] or [0])
+    add("prepare_model", n_base, disk_gb=n_base * base.params * BYTES_FP32 / 1e9)
+    if any(r["method"] == "distill" and r["distill"]["teacher"] == "teacher" for r in config["runs"].values()):
+        add("prepare_model", 1, disk_gb=model_shape(config["teacher"]).params * BYTES_FP32 / 1e9)
+    add("prepare_data", len(config["tasks"]))
+    ev, at = config["evaluate"], config["attribute"]
+    m, edges = at["ig_steps"], base.graph.n_edges
+    for name, run in config["runs"].items():
+        task = config["tasks"][run["task"]]
+        prompt = PROMPT_TOKENS.get(task["source"], 200)
+        n_ckpt = checkpoint_count(name, run)
+        if run["method"] != registry.GIVEN:
+            vllm = bool(run["trainer"].get("use_vllm"))
+            if run["method"] == "grpo":
+                g = run["grpo"]
+                tokens = run["max_steps"] * run["batch_size"] * (prompt + g["max_completion_length"])
+                hours = t.generation_hours(run["max_steps"] * run["batch_size"] * g["max_completion_length"], base.params, vllm)
+                hours += t.compute_hours(6 * base.params * tokens * g["num_iterations"])
+            else:
+                length = min(run["max_length"], TRAIN_TOKENS.get(task["source"], run["max_length"]))
+                hours = t.compute_hours(6 * base.params * run["max_steps"] * run["batch_size"] * length)
+            resume_state = 2 * base.params * BYTES_FP32  # Adam moments, kept in the newest checkpoint only
+            add("train", 1, hours, (n_ckpt * base.params * BYTES_FP32 + resume_state) / 1e9)
+            if run["method"] == "distill":
+                d = run["distill"]
+                teacher = base if d["teacher"] != "teacher" else model_shape(config["teacher"])
+                samples = task["n_train"] * d["samples_per_problem"] * d["max_new_tokens"]
+                add("teacher_traces", 1, t.generation_hours(samples, teacher.params))
+        pairs = min(task["n_pairs"], at["max_pairs"] or task["n_pairs"])
+        pass_flops = 2 * base.params * pairs * prompt
+        attribution = t.compute_hours(pass_flops * (2 + 3 * m + CURVE_POINTS))
+        per_pair_table = pairs * edges * BYTES_FP32 / 1e9
+        add("attribute", n_ckpt, n_ckpt * attribution, n_ckpt * per_pair_table)
+        if at["compare_think_at"] != "none":
+            compared = n_ckpt if at["compare_think_at"] == "all" else min(2, n_ckpt)
+            add("attribute_think", compared, compared * attribution)
+            add("think_modes", 1)
+        generated = task["n_eval"] * ev["n_samples"] * ev["max_new_tokens"]
+        eval_hours = t.generation_hours(generated, base.params)
+        add("evaluate", n_ckpt, n_ckpt * eval_hours, n_ckpt * generated * 4 / 1e9)
+        passes = len(conditions(EvaluateSettings.from_config(config)))  # one evaluation pass each
+        add("intervene", passes if ev["split_interventions"] else 1, passes * eval_hours, passes * generated * 4 / 1e9)
+        if ev["split_interventions"]:
+            add("merge_interventions", 1)
+        for rule in ("aggregate", "failures", "plot"):
+            add(rule, 1)
+    for group in config["replicates"]:
+        for rule in ("replicates", "claims", "plot_replicates"):
+            add(rule, 1)
+    add("report", 1)
+    return pl.DataFrame(
+        [{"rule": rule, **row} for rule, row in rows.items()],
+        schema={"rule": pl.String, "jobs": pl.Int64, "gpu_hours": pl.Float64, "disk_gb": pl.Float64},
+    )
+
+
+def with_limits(table: pl.DataFrame, config: dict[str, Any]) -> pl.DataFrame:
+    """Add each rule's mean estimated minutes per job and its runtime limit (resources.<rule>)."""
+    limits = {rule: job["runtime"] for rule, job in config["resources"].items()}
+    return table.with_columns(
+        (pl.col("gpu_hours") * 60 / pl.col("jobs")).alias("minutes_per_job"),
+        pl.col("rule").replace_strict(limits, default=None, return_dtype=pl.Int64).alias("runtime_limit"),
+    )
+
+
+def format_plan(table: pl.DataFrame, config: dict[str, Any]) -> str:
+    """The plan as text: one line per rule, the totals, and the rules whose jobs may outrun their limit."""
+    table = with_limits(table, config)
+    lines = [f"experiment {config['experiment']}: jobs, estimated GPU-hours (H100-class) and disk", ""]
+    lines.append(f"{'rule':<20}{'jobs':>6}{'GPU-hours':>12}{'disk GB':>10}{'min/job':>10}{'limit':>8}")
+    for row in table.iter_rows(named=True):
+        limit = "" if row["runtime_limit"] is None else str(row["runtime_limit"])
+        lines.append(
+            f"{row['rule']:<20}{row['jobs']:>6}{row['gpu_hours']:>12.1f}{row['disk_gb']:>10.1f}{row['minutes_per_job']:>10.0f}{limit:>8}"
+        )
+    lines.append(f"{'total':<20}{table['jobs'].sum():>6}{table['gpu_hours'].sum():>12.1f}{table['disk_gb'].sum():>10.1f}")
+    over = table.filter(pl.col("minutes_per_job") > pl.col("runtime_limit"))
+    for row in over.iter_rows(named=True):
+        lines.append(
+            f"warning: {row['rule']} jobs take about {row['minutes_per_job']:.0f} min against a limit of "
+            f"{row['runtime_limit']} (resources.{row['rule']}.runtime): raise it"
+            + (
+                " or set evaluate.split_interventions: true"
+                if row["rule"] == "intervene" and row["jobs"] <= len(config["runs"])
+                else ""
+            )
+        )
+    lines += ["", "Throughputs assumed: sparks.plan.Throughput (generation runs every sample to its token limit)."]
+    return "\n".join(lines)
+
+
+def make_parser(subparsers) -> None:
+    from sparks.arguments import add_common
+
+    p = subparsers.add_parser("plan", help="jobs, estimated GPU-hours and disk per rule of a config, before running it")
+    add_common(p)
+    p.add_argument("--configfile", dest="config", type=Path, help="the same as --config (snakemake's spelling)")
+    p.add_argument("--out", type=Path, default=None, help="also write the plan as a Parquet table")
+    p.set_defaults(func=main)
+
+
+def main(args) -> None:
+    from sparks.arguments import read_common
+    from sparks.atomic import atomic_file
+
+    config = read_common(args)
+    table = plan_table(config)
+    print(format_plan(table, config))
+    if args.out is not None:
+        with atomic_file(args.out) as tmp:
+            table.write_parquet(tmp)

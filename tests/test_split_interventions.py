@@ -1,0 +1,55 @@
+"""evaluate.split_interventions: one intervene job per condition, merged into exactly the tables
+the single job writes (checked on the full-size embedded run, read from conftest's dag_run)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import yaml
+from conftest import REPO
+
+from sparks.config import check_config
+from sparks.evaluate import Condition, EvaluateSettings, conditions, intervene_stage, merge_interventions
+from sparks.tables import read_table
+
+
+def test_conditions_follow_the_single_jobs_order():
+    settings = EvaluateSettings.defaults(controls=["same_layer", "outside"], random_seeds=2, alphas=[1.3, 0.5])
+    names = [c.name for c in conditions(settings)]
+    assert names[:6] == [
+        "ablate-none",
+        "ablate-emergent",
+        "ablate-same_layer-0",
+        "ablate-same_layer-1",
+        "ablate-outside-0",
+        "ablate-outside-1",
+    ]
+    assert names[6:9] == ["scale-none", "scale-emergent-a1.3", "scale-same_layer-0-a1.3"]
+    assert names[-1] == "scale-outside-1-a0.5" and names.count("scale-none") == 1
+    assert len(names) == 6 + 1 + 2 * 5 and len(set(names)) == len(names)
+    assert Condition("scale", "emergent", None, 2.0).name == "scale-emergent-a2"
+
+
+@pytest.mark.slow
+def test_split_interventions_merge_to_the_single_jobs_tables(dag_run, tmp_path):
+    config = check_config(yaml.safe_load((REPO / "workflow_config.yaml").read_text()))
+    run, task = "distill", "arith"  # the embedded run with emergent heads in both recorded runs
+    inputs = dict(
+        manifest=dag_run / "runs" / run / "checkpoints.json",
+        task=task,
+        problems_path=dag_run / "data" / f"{task}_problems.parquet",
+        cohorts_path=dag_run / "circuits" / run / task / "cohorts.parquet",
+    )
+    tables, samples = [], []
+    for condition in conditions(EvaluateSettings.from_config(config)):
+        tables.append(tmp_path / f"{condition.name}.parquet")
+        samples.append(tmp_path / f"{condition.name}_samples.parquet")
+        intervene_stage(config, **inputs, out=tables[-1], samples_out=samples[-1], condition=condition.name)
+    merge_interventions(tables, samples, tmp_path / "merged.parquet", tmp_path / "merged_samples.parquet")
+    single = dag_run / "bench" / run / "interventions"
+    drop = ("created_at",)
+    merged = read_table(tmp_path / "merged.parquet", "interventions").drop(drop)
+    assert merged.height > 0 and merged.equals(read_table(single / f"{task}.parquet", "interventions").drop(drop))
+    merged_samples = read_table(tmp_path / "merged_samples.parquet", "intervention_samples").drop(drop)
+    assert merged_samples.equals(read_table(single / f"{task}_samples.parquet", "intervention_samples").drop(drop))
+    assert pl.read_parquet(tables[0]).height > 0
