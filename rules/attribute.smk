@@ -76,6 +76,7 @@ rule style_pairs:
         config=CONFIG_FILE,
         settings=settings("attribute", "style"),
         prompt=PROMPT,
+        generation=GENERATION,
     shell:
         "sparks style-pairs --config {params.config} --manifest {input.manifest} --task {wildcards.task} "
         "--problems {input.problems} --out {output} > {log} 2>&1"

@@ -20,6 +20,7 @@ rule evaluate:
         config=CONFIG_FILE,
         settings=settings("evaluate", ignore=("split_interventions",)),
         prompt=PROMPT,
+        generation=GENERATION,
     shell:
         "sparks evaluate --config {params.config} --manifest {input.manifest} "
         "--step {wildcards.step} --task {wildcards.task} --problems {input.problems} "

@@ -67,6 +67,8 @@ wildcard_constraints:
 
 # A param of each job that prompts a model: editing the prompt section re-runs those jobs.
 PROMPT = json.dumps(config["prompt"], sort_keys=True)
+# and of each job that samples with the generation engine (intervene always uses hf)
+GENERATION = json.dumps(config["generation"], sort_keys=True)
 
 
 def settings(*keys, ignore=()):

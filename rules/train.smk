@@ -46,6 +46,7 @@ rule teacher_traces:
         config=CONFIG_FILE,
         settings=settings("runs", "{run}", ignore=TRAINING_ONLY),
         prompt=PROMPT,
+        generation=GENERATION,
         inputs=flags,
     shell:
         "sparks teacher-traces --config {params.config} --run {wildcards.run} {params.inputs} "

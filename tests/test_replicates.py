@@ -347,19 +347,17 @@ def test_replicated_runs_through_the_dag_twice(dag_run, tmp_path):
     profile = ("--profile", str(REPO / "profiles" / "local"), "--cores", "2")
     first = snakemake(works[0], *profile, "--configfile", str(works[0] / "replicated.yaml"))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
-    targets = [f"results/replicated/replicates/{g}/arith/replicate_heads.parquet" for g in ("sft", "grpo")]
+    # the second folder: both SFT replicates' head tables (data, training, attribution), not the whole DAG again
+    targets = [f"results/replicated/heads/sft-s{s}/{step}/arith.parquet" for s in (0, 1) for step in (0, 2, 4)]
     second = snakemake(works[1], *targets, *profile, "--configfile", str(works[1] / "replicated.yaml"))
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-5000:]
     one, two = (w / "results" / "replicated" for w in works)
 
     # Two folders, one config and seed: the same tables, head by head.
-    heads = sorted((one / "heads").rglob("*.parquet"))
-    assert len(heads) == 4 * 3  # 4 replicates x checkpoints 0, 2, 4
+    heads = sorted((two / "heads").rglob("*.parquet"))
+    assert len(heads) == 2 * 3 and len(list((one / "heads").rglob("*.parquet"))) == 4 * 3  # replicates x checkpoints 0, 2, 4
     for path in heads:
-        assert frames_equal(path, two / path.relative_to(one), "heads"), path
-    for group in ("sft", "grpo"):
-        path = one / "replicates" / group / "arith" / "replicate_heads.parquet"
-        assert frames_equal(path, two / path.relative_to(one), "replicate_heads")
+        assert frames_equal(path, one / path.relative_to(two), "heads"), path
 
     # Replicates are replicates: one base, different training.
     for group in ("sft", "grpo"):
@@ -383,7 +381,7 @@ def test_replicated_runs_through_the_dag_twice(dag_run, tmp_path):
         assert set(claims["verdict"]) <= {HOLDS, FAILS, UNTESTABLE}
         assert claims.filter(pl.col("claim") == "think_off_broader")["verdict"].item() == UNTESTABLE
     parts = sorted(p.name for p in (one / "bench" / "sft-s0" / "interventions" / "parts" / "arith").iterdir())
-    assert len(parts) == 2 * 11  # (ablate: none, emergent, 3 controls; scale: none + 5 at alpha 2) x table and samples
+    assert len(parts) == 2 * 10  # (ablate: none, emergent, 3 controls; scale: none, emergent, 3 controls at alpha 2) x 2 tables
     grpo_reward = read_table(one / "replicates" / "grpo" / "arith" / "replicate_reward.parquet", "replicate_reward")
     assert grpo_reward["n_points"].item() == 4  # 2 checkpoints after the base x 2 replicates
     report = (one / "report.html").read_text()

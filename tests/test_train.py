@@ -18,7 +18,8 @@ from sparks.train.teacher import sample_teacher_traces
 
 
 @pytest.fixture(scope="module")
-def small_config():
+def small_raw():
+    """The embedded default, scaled down, as a config file holds it."""
     import yaml
     from conftest import REPO
 
@@ -28,7 +29,12 @@ def small_config():
         run.update(max_steps=4, save_steps=2, batch_size=8)
     raw["runs"]["grpo"]["grpo"].update(num_generations=4, max_completion_length=12)
     raw["runs"]["distill"]["distill"].update(max_new_tokens=12)
-    return check_config(raw)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def small_config(small_raw):
+    return check_config(small_raw)
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +131,7 @@ def _weights(folder):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_from_its_last_complete_checkpoint(small_config, problems, tiny_model_dir, tmp_path):
+def test_killed_run_resumes_from_its_last_complete_checkpoint(small_raw, problems, tiny_model_dir, tmp_path):
     """SIGKILL a training job right after a checkpoint is complete; the rerun keeps the finished
     checkpoints byte for byte, trains only the rest, and ends where an uninterrupted run ends."""
     import copy
@@ -137,7 +143,7 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint(small_config, prob
 
     import yaml
 
-    config = copy.deepcopy(small_config)
+    config = copy.deepcopy(small_raw)
     config["runs"]["sft"].update(max_steps=40, save_steps=10)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "killed"

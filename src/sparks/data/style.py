@@ -37,7 +37,7 @@ def style_pairs_stage(config: dict[str, Any], manifest: Path, task: str, problem
     from sparks.config import config_hash
     from sparks.data.prompting import Prompter
     from sparks.data.tasks import eval_problems
-    from sparks.generate import generate
+    from sparks.generate import GenerationSettings, generate
     from sparks.manifest import read_manifest
     from sparks.model.load import load_checkpoint, model_hash
     from sparks.tables import with_provenance, write_table
@@ -55,7 +55,7 @@ def style_pairs_stage(config: dict[str, Any], manifest: Path, task: str, problem
             tokenizer, prompts = own, [Prompter.of(own, config).prompt(q, think=True) for q in problems["question"]]
         ids = generate(
             model, own, prompts, style["opening_tokens"] + 1, config["evaluate"]["batch_size"], style["temperature"],
-            seed=config["seed"] + (name == "reasoning"), decode=False,
+            seed=config["seed"] + (name == "reasoning"), decode=False, engine=GenerationSettings.from_config(config),
         )  # fmt: skip
         if (
             own is not tokenizer and own.get_vocab() != tokenizer.get_vocab()

@@ -14,6 +14,7 @@ import polars as pl
 
 from sparks.config import Section, config_hash, run_provenance
 from sparks.data.prompting import Prompter, PromptSettings
+from sparks.generate import GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,12 @@ def sample_table(
     seed: int = 0,
     source: str = "synthetic",
     prompter: Prompter | None = None,
+    engine=None,
 ) -> pl.DataFrame:
     """One row per (problem, sample): sample_id (the problem), k (sample index), correct, n_tokens,
     answer (extracted; null when none), completion (the reply, after a ``<think>`` its prompt
-    opened). Prompts come from ``prompter`` (default: the schema's prompt settings for this tokenizer)."""
+    opened). Prompts come from ``prompter`` (default: the schema's prompt settings for this tokenizer);
+    ``engine`` is the generation section (None: hf; an intervention needs hf)."""
     from sparks.data.answers import answer_checker
     from sparks.evaluate.interventions import intervene
     from sparks.generate import generate
@@ -104,6 +107,7 @@ def sample_table(
             seed,
             progress=True,
             top_p=settings.top_p,
+            engine=engine,
         )
     n_tokens = [len(ids) for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
     replies = [prompter.reply_text(p, c) for p, c in zip(repeated, completions)]  # with a <think> the prompt opened
@@ -176,6 +180,7 @@ def evaluate_stage(
         seed=config["seed"] + step,
         prompter=Prompter.of(tokenizer, config),
         source=config["tasks"][task]["source"],
+        engine=GenerationSettings.from_config(config),
     )
     log.info("step %d accuracy by difficulty: %s", step, samples.group_by("difficulty").agg(pl.col("correct").mean()).rows())
     provenance = {
@@ -238,6 +243,10 @@ def intervention_table(
     from sparks.model.load import load_checkpoint
 
     settings = EvaluateSettings.from_config(config)
+    if GenerationSettings.from_config(config).backend != "hf":
+        log.info(
+            "intervene generates with hf: head ablation and scaling hook the Hugging Face model's attention, which vLLM does not run"
+        )
     run = read_manifest(manifest)
     steps = run.steps
     problems = eval_problems(problems_path)

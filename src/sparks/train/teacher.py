@@ -38,7 +38,7 @@ def sample_teacher_traces(
     needed when ``distill.teacher`` is "teacher"."""
     from sparks.data.answers import answer_checker
     from sparks.data.prompting import Prompter
-    from sparks.generate import generate
+    from sparks.generate import GenerationSettings, generate
     from sparks.model.load import load_checkpoint, model_hash
     from sparks.tables import with_provenance, write_table
     from sparks.train import training_problems
@@ -66,6 +66,7 @@ def sample_teacher_traces(
         temperature=settings["temperature"],
         seed=config["seed"] + run["seed"],
         progress=True,
+        engine=GenerationSettings.from_config(config),
     )
     check = answer_checker(config["tasks"][run["task"]]["source"]).is_correct
     parts = [asks.split_sample(p, s) if run["think"] else ("", s.strip()) for p, s in zip(prompts, samples)]
