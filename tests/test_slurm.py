@@ -27,20 +27,21 @@ from slurm_cluster import PACKAGES, LocalSlurm, missing_binaries
 GPU_RULES = {"prepare_model", "teacher_traces", "train", "style_pairs", "attribute", "attribute_think", "evaluate", "intervene"}
 # Rules this config does not need: style_pairs runs only with attribute.pairs: style, which excludes
 # the think-mode comparison (attribute_think) that this test needs; tests/test_given_dag.py and
-# tests/test_hub_shaped.py run it locally.
-NOT_HERE = {"all", "style_pairs"}
+# tests/test_hub_shaped.py run it locally. The replicates rules (CPU jobs wired like aggregate's)
+# need replicated runs, which put three more sbatch round trips of about 45 s each on this test's
+# critical path; tests/test_replicates.py runs them locally.
+NOT_HERE = {"all", "style_pairs", "replicates", "claims", "plot_replicates"}
 
 
 def scaled_down(config: dict) -> dict:
     """The embedded default with fewer steps and samples and one run, distillation (the one
-    that needs both prepared models), in two replicates: same model family, task and every rule of the workflow.
+    that needs both prepared models): same model family, task and every rule of the workflow.
     This test checks wiring; the full-size DAG runs locally (conftest's dag_run)."""
     for role in ("base", "teacher"):
         config[role]["pretrain"]["steps"] = 60
     task = config["tasks"]["arith"]
     task.update(n_train=96, n_eval=6, n_pairs=12)
-    # two replicates: the replicates, claims and plot_replicates rules go through sbatch as well
-    config["runs"] = {"distill": {**config["runs"]["distill"], "max_steps": 2, "save_steps": 2, "seeds": [0, 1]}}
+    config["runs"] = {"distill": {**config["runs"]["distill"], "max_steps": 2, "save_steps": 2}}
     config["aggregate"] = {"bootstrap": 10}
     return config
 
