@@ -110,7 +110,7 @@ def claims_table(
     counts = heads.filter(pl.col("emergent")).group_by("replicate").len()
     per_replicate = [counts.filter(pl.col("replicate") == r)["len"].sum() for r in heads["replicate"].unique().sort().to_list()]
     robust = heads.filter(pl.col("robust")).select("layer", "head", "emergent_in", "n_replicates").unique().sort("layer", "head")
-    robust_text = ", ".join(f"a{l}.h{h} ({k}/{n})" for l, h, k, n in robust.rows()) or "none"
+    robust_text = ", ".join(f"a{layer}.h{h} ({k}/{n})" for layer, h, k, n in robust.rows()) or "none"
     robust_text = f"robust set (emergent in at least the configured share of replicates): {robust_text}"
     if not same_base(heads):
         robust_text = "base replicates: head identities are not compared across bases"

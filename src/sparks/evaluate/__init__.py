@@ -82,7 +82,7 @@ def sample_table(
     seed: int = 0,
     source: str = "synthetic",
     prompter: Prompter | None = None,
-    engine=None,
+    engine: GenerationSettings | None = None,
 ) -> pl.DataFrame:
     """One row per (problem, sample): sample_id (the problem), k (sample index), correct, n_tokens,
     answer (extracted; null when none), completion (the reply, after a ``<think>`` its prompt
