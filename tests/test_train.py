@@ -245,3 +245,50 @@ def test_warmup_ratio_sets_the_warmup_steps(small_config, problems, tiny_model_d
         with pytest.raises(Stop):
             train(config, "sft", tiny_model_dir, problems, tmp_path / str(ratio))
     assert seen == [0, 2]  # max_steps 4: min(10, 4 // 10) by default, 0.5 x 4 with the ratio
+
+
+def test_checkpoints_saved_in_bfloat16_keep_float32_until_superseded(small_config, problems, tiny_model_dir, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from sparks.model.load import load_checkpoint
+    from sparks.model.store import cast_weights, weight_files
+    from sparks.tables import file_hash
+
+    config = copy.deepcopy(small_config)
+    config["runs"]["sft"]["save_dtype"] = "bfloat16"
+    manifest = read_manifest(train(config, "sft", tiny_model_dir, problems, tmp_path / "bf16"))
+    float32 = read_manifest(train(copy.deepcopy(small_config), "sft", tiny_model_dir, problems, tmp_path / "fp32"))
+    for step in manifest.steps:
+        folder = manifest.checkpoint(step)
+        tensors = load_file(weight_files(folder)[0])
+        assert {t.dtype for t in tensors.values()} == {torch.bfloat16}
+        reference = load_file(weight_files(float32.checkpoint(step))[0])
+        assert all(torch.equal(tensors[k], reference[k].to(torch.bfloat16)) for k in reference)  # the same training, cast
+        assert manifest.model_hash(step) == file_hash(weight_files(folder))  # hashes of what is on disk
+        model, _ = load_checkpoint(folder)  # float32 on CPU, bfloat16 on CUDA: the saved values either way
+        embedding = model.get_input_embeddings().weight
+        assert torch.equal(embedding, tensors["model.embed_tokens.weight"].to(embedding.dtype))
+    assert {t.dtype for t in load_file(weight_files(float32.checkpoint(4))[0]).values()} == {torch.float32}  # the default
+    assert not cast_weights(manifest.checkpoint(4), "bfloat16")  # already cast: nothing to do
+
+
+def test_the_newest_checkpoint_keeps_float32_for_resume(tiny_model_dir, tmp_path):
+    import shutil
+    import types
+
+    import torch
+    from safetensors.torch import load_file
+
+    from sparks.model.store import weight_files
+    from sparks.train.resume import CheckpointMarker, mark_complete
+
+    for step in (0, 2):
+        shutil.copytree(tiny_model_dir, tmp_path / f"checkpoint-{step}")
+        mark_complete(tmp_path / f"checkpoint-{step}")
+    CheckpointMarker(tmp_path, "bfloat16").on_save(None, types.SimpleNamespace(global_step=2), None)
+
+    def dtypes(step):
+        return {t.dtype for t in load_file(weight_files(tmp_path / f"checkpoint-{step}")[0]).values()}
+
+    assert dtypes(0) == {torch.bfloat16} and dtypes(2) == {torch.float32}

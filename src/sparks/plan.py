@@ -144,7 +144,9 @@ def plan_table(config: dict[str, Any], throughput: Throughput | None = None) -> 
                 length = min(run["max_length"], TRAIN_TOKENS.get(task["source"], run["max_length"]))
                 hours = t.compute_hours(6 * base.params * run["max_steps"] * run["batch_size"] * length)
             resume_state = 2 * base.params * BYTES_FP32  # Adam moments, kept in the newest checkpoint only
-            add("train", 1, hours, (n_ckpt * base.params * BYTES_FP32 + resume_state) / 1e9)
+            saved = 2 if run["save_dtype"] == "bfloat16" else BYTES_FP32  # every checkpoint but the newest (the peak)
+            weights = (n_ckpt - 1) * base.params * saved + base.params * BYTES_FP32
+            add("train", 1, hours, (weights + resume_state) / 1e9)
             if run["method"] == "distill":
                 d = run["distill"]
                 teacher = base if d["teacher"] != "teacher" else model_shape(config["teacher"])

@@ -60,3 +60,41 @@ def temp_dir_for(final: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     return tmp
+
+
+SAVE_DTYPES = ("float32", "bfloat16")  # runs.<name>.save_dtype
+
+
+def cast_weights(folder: Path, dtype: str) -> bool:
+    """Rewrite a saved model's safetensors with its floating-point tensors in ``dtype`` (and the
+    dtype its config.json names), each file atomically; returns whether anything changed.
+    A checkpoint that resume still needs keeps its float32 master weights: cast only the others."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    if dtype not in SAVE_DTYPES:
+        raise ValueError(f"save dtype {dtype!r} is not one of {', '.join(SAVE_DTYPES)}")
+    target = getattr(torch, dtype)
+    float_names = {"F64", "F32", "F16", "BF16"}
+    header_name = {"float32": "F32", "bfloat16": "BF16"}[dtype]
+    changed = False
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(path, framework="pt") as f:  # the header only: nothing to do is cheap
+            dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 - a safe_open handle, not a dict
+        if not (dtypes & float_names) - {header_name}:
+            continue
+        tensors = load_file(path)
+        cast = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
+        tmp = temp_sibling(path)
+        save_file(cast, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, path)
+        changed = True
+    config = Path(folder) / "config.json"
+    if changed and config.is_file():
+        values = json.loads(config.read_text())
+        values["torch_dtype" if "torch_dtype" in values else "dtype"] = dtype
+        tmp = temp_sibling(config)
+        tmp.write_text(json.dumps(values, indent=2, sort_keys=True))
+        os.replace(tmp, config)
+    return changed

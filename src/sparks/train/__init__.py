@@ -55,6 +55,7 @@ def train_run(
     trains nothing: its manifest is written from its given checkpoints (``sparks.train.given``)."""
     from sparks.manifest import write_manifest
     from sparks.model.load import load_checkpoint, model_hash
+    from sparks.model.store import cast_weights
     from sparks.tables import file_hash, with_provenance, write_table
     from sparks.train.history import log_history_frame
     from sparks.train.methods import METHODS
@@ -104,7 +105,7 @@ def train_run(
         prompter = Prompter.of(tokenizer, config)
         method = METHODS[run["method"]]
         trainer = method(run, config["seed"], start, tokenizer, problems, out_dir, prompter, source, teacher_traces)
-        trainer.add_callback(CheckpointMarker(out_dir))
+        trainer.add_callback(CheckpointMarker(out_dir, run["save_dtype"]))
         trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
         history = trainer.state.log_history
 
@@ -112,6 +113,8 @@ def train_run(
     final = out_dir / f"checkpoint-{steps[-1]}"
     if finished_history(final, run["max_steps"]) is not None:
         drop_resume_state(final)  # the run is over: nothing will resume from it
+        for step in steps if run["save_dtype"] != "float32" else ():  # the newest too, now; the rest were cast as they aged
+            cast_weights(out_dir / f"checkpoint-{step}", run["save_dtype"])
     for step in steps:  # checkpoints carry the tokenizer, so each loads on its own
         tokenizer.save_pretrained(out_dir / f"checkpoint-{step}")
     history = log_history_frame(history)

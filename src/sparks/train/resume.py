@@ -21,6 +21,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from sparks.atomic import atomic_file
+from sparks.model.store import cast_weights
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,12 @@ def drop_resume_state(folder: Path) -> None:
 
 
 class CheckpointMarker(TrainerCallback):
-    """Marks each checkpoint complete once saved, and keeps resume state only in the newest."""
+    """Marks each checkpoint complete once saved, and keeps resume state only in the newest; the
+    others are model-only, their weights in ``save_dtype`` (runs.<name>.save_dtype)."""
 
-    def __init__(self, out_dir: Path):
+    def __init__(self, out_dir: Path, save_dtype: str = "float32"):
         self.out_dir = out_dir
+        self.save_dtype = save_dtype
 
     def on_save(self, args, state, control, **kwargs):
         folder = self.out_dir / f"checkpoint-{state.global_step}"
@@ -60,6 +63,8 @@ class CheckpointMarker(TrainerCallback):
         for step in complete_steps(self.out_dir):
             if step != state.global_step:
                 drop_resume_state(self.out_dir / f"checkpoint-{step}")
+                if self.save_dtype != "float32":  # the trainer saves float32: nothing else to do then
+                    cast_weights(self.out_dir / f"checkpoint-{step}", self.save_dtype)
         return control
 
 
