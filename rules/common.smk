@@ -20,6 +20,7 @@ from sparks.manifest import read_manifest
 from sparks.plot import figure_names
 from sparks.plot.replicates import FIGURES as REPLICATE_FIGURES
 from sparks.model.given import input_files
+from sparks.train.launch import launcher
 from sparks.train.teacher import TRAINING_ONLY
 
 if workflow.config_settings.config:
@@ -96,6 +97,16 @@ def model_settings(wildcards):
     return json.dumps(
         {"seed": config["seed"] + base_seed, "section": section}, sort_keys=True
     )
+
+
+def train_launcher(wildcards):
+    """``sparks``, or with resources.train.gpus > 1 the accelerate config written and then
+    ``accelerate launch`` on that many processes (sparks.train.launch)."""
+    gpus = config["resources"]["train"]["gpus"]
+    if gpus == 1:
+        return launcher(1, "")
+    path = layout.accelerate_config(wildcards.run, EXP)
+    return f"mkdir -p $(dirname {path}) && sparks accelerate-config --config {CONFIG_FILE} --out {path} && {launcher(gpus, path)}"
 
 
 def flags(wildcards, input):

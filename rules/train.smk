@@ -15,14 +15,15 @@ checkpoint train:
     resources:
         mem_mb=config["resources"]["train"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
-        gpu=1,
+        gpu=config["resources"]["train"]["gpus"],
     params:
         config=CONFIG_FILE,
         settings=settings("runs", "{run}"),
         prompt=PROMPT,
         inputs=flags,
+        launch=train_launcher,
     shell:
-        "sparks train --config {params.config} --run {wildcards.run} {params.inputs} "
+        "{params.launch} train --config {params.config} --run {wildcards.run} {params.inputs} "
         "--manifest {output.manifest} --train-log {output.train_log} > {log} 2>&1"
 
 

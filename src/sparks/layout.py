@@ -71,6 +71,11 @@ def manifest(run: str = "{run}", exp: str = "{exp}") -> str:
     return f"{experiment(exp)}/runs/{run}/checkpoints.json"
 
 
+def accelerate_config(run: str = "{run}", exp: str = "{exp}") -> str:
+    """The accelerate config a several-GPU training job is launched with (resources.train.gpus)."""
+    return f"{experiment(exp)}/runs/{run}/accelerate.yaml"
+
+
 def teacher_traces(run: str = "{run}", exp: str = "{exp}") -> str:
     """A distill run's teacher samples (one table per run: the sampling settings are the run's)."""
     return f"{experiment(exp)}/teacher_traces/{run}.parquet"

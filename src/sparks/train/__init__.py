@@ -77,24 +77,28 @@ def train_run(
         return write_given_run(config, run_name, Path(manifest_path), Path(train_log_path))
     if base_dir is None or problems_path is None:
         raise ValueError(f"run {run_name!r} trains ({run['method']}): pass the base model folder and the problems table")
+    from accelerate import PartialState
+
+    processes = PartialState()  # one process, or each of accelerate launch's (resources.train.gpus)
     manifest_path = Path(manifest_path)
     out_dir = manifest_path.parent  # the run's folder: checkpoints beside the manifest
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path.unlink(missing_ok=True)
     identity = {
         "run": run_name,
         "settings": config_hash({"seed": config["seed"], "run": run}),
         "base": model_hash(base_dir),
         "teacher": None if teacher_traces is None else file_hash([Path(teacher_traces)]),
     }
-    resume = start_or_resume(out_dir, identity, run["max_steps"])
-
-    model, tokenizer = load_checkpoint(base_dir)
-    start = out_dir / "checkpoint-0"
-    if resume is None:
-        model.save_pretrained(start)
-        tokenizer.save_pretrained(start)
-        mark_complete(start)
+    with processes.main_process_first():  # the main process cleans and saves step 0; the others then read
+        if processes.is_main_process:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            manifest_path.unlink(missing_ok=True)
+        resume = start_or_resume(out_dir, identity, run["max_steps"])
+        model, tokenizer = load_checkpoint(base_dir)
+        start = out_dir / "checkpoint-0"
+        if resume is None and processes.is_main_process:
+            model.save_pretrained(start)
+            tokenizer.save_pretrained(start)
+            mark_complete(start)
 
     problems = training_problems(config, run_name, problems_path)
     history = finished_history(resume, run["max_steps"])
@@ -109,6 +113,8 @@ def train_run(
         trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
         history = trainer.state.log_history
 
+    if not processes.is_main_process:
+        return manifest_path  # the main process writes what the run leaves
     steps = complete_steps(out_dir)
     final = out_dir / f"checkpoint-{steps[-1]}"
     if finished_history(final, run["max_steps"]) is not None:

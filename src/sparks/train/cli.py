@@ -21,6 +21,11 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-log", type=Path, required=True, help="output: the trainer's log history (Parquet)")
     p.set_defaults(func=main)
 
+    a = subparsers.add_parser("accelerate-config", help="the accelerate config of a several-GPU training job (resources.train)")
+    add_common(a)
+    a.add_argument("--out", type=Path, required=True, help="output: accelerate config (YAML)")
+    a.set_defaults(func=main_accelerate)
+
     t = subparsers.add_parser("teacher-traces", help="sample a distill run's teacher on its training problems (cached)")
     add_common(t)
     t.add_argument("--run", required=True, help="distill run name under runs: in the config")
@@ -40,3 +45,10 @@ def teacher_main(args: argparse.Namespace) -> None:
     from sparks.train.teacher import sample_teacher_traces
 
     sample_teacher_traces(read_common(args), args.run, args.problems, args.teacher, args.out)
+
+
+def main_accelerate(args: argparse.Namespace) -> None:
+    from sparks.train.launch import write_accelerate_config
+
+    job = read_common(args)["resources"]["train"]
+    write_accelerate_config(job["gpus"], job["strategy"], args.out)

@@ -58,6 +58,8 @@ class CheckpointMarker(TrainerCallback):
         self.save_dtype = save_dtype
 
     def on_save(self, args, state, control, **kwargs):
+        if not getattr(state, "is_world_process_zero", True):
+            return control  # several processes: the first one saved, and it alone marks
         folder = self.out_dir / f"checkpoint-{state.global_step}"
         mark_complete(folder)
         for step in complete_steps(self.out_dir):
