@@ -1,6 +1,7 @@
 # Config checking, wildcard constraints and the input functions the rules call. Every path comes
 # from sparks.layout; every step list from the runs' manifests.
 import json
+from functools import partial
 import re
 from pathlib import Path
 
@@ -54,12 +55,15 @@ INTERVENE_OUT = (
     if SPLIT_INTERVENTIONS
     else {"table": layout.interventions(), "samples": layout.intervention_samples()}
 )
+REPLICATED = (
+    "|".join(config["replicates"]) or "(?!)"
+)  # the runs with seeds (plot_replicates)
 
 
 wildcard_constraints:
     exp=EXP,
     run="|".join(config["runs"]),
-    group="|".join(config["replicates"]) or "(?!)",
+    group="|".join(config["claim_groups"]),
     task="|".join(config["tasks"]),
     step=r"\d+",
     mode="on|off",
@@ -263,6 +267,7 @@ def plot_inputs(wildcards):
         )
     }
     tables["train_log"] = layout.train_log(run, EXP)
+    tables["problems"] = layout.problems(task, EXP)
     tables["faithfulness"] = [
         layout.attribution("faithfulness", run, s, task, EXP) for s in steps
     ]
@@ -289,8 +294,75 @@ def report_sections(wildcards):
     return sections
 
 
+def report_runs():
+    return [r for group in config["claim_groups"].values() for r in group]
+
+
+def report_inputs(wildcards):
+    """The runs' sections, every run's tables the report reads (sparks.plot.report.REPORT_INPUTS)
+    but those of each checkpoint (report_step_inputs), and the prepared models whose accuracy the
+    setup table shows."""
+    runs = report_runs()
+    per_run = {
+        name: [layout.circuits(name, r, run_task(r), EXP) for r in runs]
+        for name in ("circuit", "cohorts", "frequency", "stability")
+    }
+    groups = {
+        name: [
+            layout.replicates(name, g, run_task(rs[0]), EXP)
+            for g, rs in config["claim_groups"].items()
+        ]
+        for name in ("replicate_heads", "replicate_claims")
+    }
+    teacher = any(
+        run["method"] == "distill" and run["distill"]["teacher"] == "teacher"
+        for run in config["runs"].values()
+    )
+    return {
+        "sections": report_sections(wildcards),
+        **per_run,
+        "failure_shares": [layout.failures("failure_shares", r, EXP) for r in runs],
+        "train_log": [layout.train_log(r, EXP) for r in runs],
+        "interventions": [layout.interventions(r, run_task(r), EXP) for r in runs],
+        **groups,
+        "models": [
+            layout.model(role, EXP)
+            for role in base_roles(config) + (["teacher"] if teacher else [])
+        ],
+    }
+
+
+def _step_tables(run, name):
+    def inputs(wildcards):
+        path = layout.passk if name == "passk" else partial(layout.attribution, name)
+        return [path(run, s, run_task(run), EXP) for s in checkpoint_steps(run)]
+
+    return inputs
+
+
+# The report's per-checkpoint inputs, one input function per run and table ("{table}__{run}"):
+# each asks for its own run's checkpoints, so that every run's training is planned at once.
+REPORT_STEP_INPUTS = {
+    f"{name}__{run}": _step_tables(run, name)
+    for run in report_runs()
+    for name in ("heads", "passk")
+}
+
+
+def merged_flags(wildcards, input):
+    """``flags``, with inputs named ``{table}__{run}`` joined under one ``--table`` flag."""
+    merged = {}
+    for name in input.keys():
+        files = input[name] if isinstance(input[name], list) else [input[name]]
+        merged.setdefault(name.split("__")[0], []).extend(files)
+    return " ".join(
+        f"--{name.replace('_', '-')} {' '.join(files)}"
+        for name, files in merged.items()
+    )
+
+
 def replicate_names(wildcards):
-    return config["replicates"][wildcards.group]
+    return config["claim_groups"][wildcards.group]
 
 
 def replicate_inputs(wildcards):

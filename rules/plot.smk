@@ -28,7 +28,8 @@ rule plot:
 
 rule report:
     input:
-        sections=report_sections,
+        unpack(report_inputs),
+        **REPORT_STEP_INPUTS,
     output:
         layout.report(),
     log:
@@ -43,6 +44,6 @@ rule report:
         runtime=config["resources"]["report"]["runtime"],
     params:
         config=CONFIG_FILE,
+        inputs=merged_flags,
     shell:
-        "sparks report --config {params.config} --sections {input.sections} --out {output} "
-        "> {log} 2>&1"
+        "sparks report --config {params.config} {params.inputs} --out {output} > {log} 2>&1"

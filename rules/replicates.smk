@@ -1,5 +1,6 @@
 # A replicated run (runs.<name>.seeds): its replicates are ordinary runs (layout.replicate); these
-# rules compare them, test the study's claims across them, and draw the comparison.
+# rules compare them, test the study's claims across them, and draw the comparison. An unreplicated
+# run is a group of one (config["claim_groups"]): its claims are tested with sampling error alone.
 
 
 rule replicates:
@@ -74,6 +75,8 @@ rule plot_replicates:
         layout.log("plot_replicates", "{group}", "{task}"),
     benchmark:
         layout.timing("plot_replicates", "{group}", "{task}")
+    wildcard_constraints:
+        group=REPLICATED,  # an unreplicated run's section is the plot rule's
     conda:
         "../envs/sparks.yaml"
     threads: 1

@@ -31,7 +31,7 @@ def hub(completion, expected="14", correct=False, n_tokens=50):
         ("<think>7*2+9;4+9", False, 48, "truncated", None, False),
         ("<think>7*2+9;4+9;3", False, 20, "format", None, True),  # no </think>, below the limit
         ("<think>7*2+9;4+9;3</think>", False, 20, "format", None, True),  # no answer after it
-        ("<think></think>5", False, 5, "wrong_plan", None, False),  # answered at once, wrongly
+        ("<think></think>5", False, 5, "no_trace", None, False),  # answered at once, wrongly
         ("<think>7*2+9;4+9;3</think>5", False, 20, "wrong_plan", None, True),  # right steps, wrong answer
         ("", False, 0, "format", None, False),
     ],

@@ -7,35 +7,55 @@ import pytest
 from matplotlib.image import imread
 from test_aggregate import EDGES, HEADS, STEPS
 
-from sparks.aggregate.circuits import circuit_edges, circuit_table, cohort_table, frequency_table
+from sparks.aggregate.circuits import circuit_edges, circuit_table, cohort_table, frequency_table, with_checkpoint_status
 from sparks.aggregate.importance import importance_table
 from sparks.plot.figures import (
-    BASE_BAND,
-    cohort_bands,
     cohort_figure,
     faithfulness_figure,
     frequency_figure,
     importance_figure,
     save,
+    status_counts,
 )
+from sparks.plot.style import DPI
 
 
 def tables():
     circuit = circuit_table(circuit_edges(EDGES.lazy(), 2), HEADS, STEPS, kv_edges_activate_group=True)
-    return circuit, cohort_table(circuit), frequency_table(circuit)
+    cohorts = cohort_table(circuit)
+    return with_checkpoint_status(circuit, cohorts), cohorts, frequency_table(circuit)
 
 
-def test_cohort_bands_count_active_heads_per_cohort():
+def test_status_counts_count_every_circuit_head_once():
     circuit, cohorts, _ = tables()
-    bands = {(r["step"], r["band"]): r["n_heads"] for r in cohort_bands(circuit, cohorts).iter_rows(named=True)}
+    bands = {(r["step"], r["band"]): r["n_heads"] for r in status_counts(circuit, cohorts).iter_rows(named=True)}
     assert bands == {
-        (0, BASE_BAND): 2,  # a0.h0 and a0.h1
-        (10, BASE_BAND): 1,  # a0.h0 (a0.h1 lost)
-        (20, BASE_BAND): 1,
-        (0, "cohort 10"): 0,
-        (10, "cohort 10"): 2,  # a1.h2 and a1.h3
-        (20, "cohort 10"): 1,  # a1.h2
+        (0, "maintained"): 2,  # a0.h0 and a0.h1
+        (10, "maintained"): 1,  # a0.h0
+        (20, "maintained"): 1,
+        (0, "emergent 10"): 0,
+        (10, "emergent 10"): 2,  # a1.h2 and a1.h3
+        (20, "emergent 10"): 1,  # a1.h2
+        (0, "lost"): 0,
+        (10, "lost"): -1,  # a0.h1, below zero
+        (20, "lost"): -1,
     }
+    active = circuit.filter(pl.col("in_circuit")).group_by("step").len()
+    for step, n in active.rows():
+        assert sum(v for (s, band), v in bands.items() if s == step and v > 0) == n
+
+
+def test_checkpoint_status_gates_new_heads_until_they_are_stable():
+    circuit, _, _ = tables()
+    stable = circuit.select("step", "layer", "head", (pl.col("step") == 20).alias("stable"))  # stable only at step 20
+    cohorts = cohort_table(circuit, stable)
+    status = with_checkpoint_status(circuit.drop("status"), cohorts)
+    at = {(r["step"], r["node"]): r["status"] for r in status.iter_rows(named=True)}
+    assert at[(10, "a1.h2")] == "new" and at[(20, "a1.h2")] == "emergent"  # cohort 20: new before it
+    assert at[(10, "a1.h3")] == "new" and at[(20, "a1.h3")] == "inactive"  # active once, never stable
+    assert at[(0, "a0.h1")] == "maintained" and at[(10, "a0.h1")] == "lost"
+    counts = status_counts(status, cohorts)
+    assert counts.filter((pl.col("step") == 10) & (pl.col("band") == "new"))["n_heads"].item() == 2
 
 
 def test_figures_are_written_as_png_and_svg(tmp_path):
@@ -53,8 +73,9 @@ def test_figures_are_written_as_png_and_svg(tmp_path):
         "faithfulness": faithfulness_figure(curves, "test"),
     }
     for name, fig in figures.items():
+        size = tuple(round(v * DPI) for v in reversed(fig.get_size_inches()))
         png, svg = save(fig, tmp_path / name)
-        assert imread(png).shape[:2] == (600, 800) and svg.stat().st_size > 5000
+        assert imread(png).shape[:2] == size and svg.stat().st_size > 5000  # twice a plain screen's 100 dpi
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.{e}" for n in figures for e in ("png", "svg"))
 
 
@@ -91,12 +112,12 @@ def test_benchmark_figures(tmp_path):
         }
     )
     for name, fig in {
-        "accuracy": accuracy_figure(per_step, "t"),
-        "passk": passk_figure(passk, "t"),
-        "scaling": scaling_figure(interventions, "t"),
+        "accuracy": accuracy_figure(per_step, "t", ["easy", "hard"], [10]),
+        "passk": passk_figure(passk, "t", ["easy", "hard"]),
+        "scaling": scaling_figure(interventions, "t", ["easy", "hard"]),
     }.items():
         png, _ = save(fig, tmp_path / name)
-        assert imread(png).shape[:2] == (600, 800)
+        assert imread(png).shape[:2] == (1200, 1600)
 
 
 def test_plot_names_each_figures_files_or_refuses(tmp_path):

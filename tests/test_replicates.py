@@ -66,6 +66,7 @@ def test_t_quantiles_and_intervals():
     mean, low, high = mean_interval([1, 2, 3])
     assert mean == 2 and math.isclose(high - mean, 4.303 / math.sqrt(3)) and math.isclose(mean - low, high - mean)
     assert mean_interval([0.5]) == (0.5, None, None)
+    assert mean_interval([0.5], 0.1) == pytest.approx((0.5, 0.5 - 0.196, 0.5 + 0.196))  # one run: its sampling error
     assert mean_interval([]) == (None, None, None)
 
 
@@ -385,7 +386,9 @@ def test_replicated_runs_through_the_dag_twice(dag_run, tmp_path):
     grpo_reward = read_table(one / "replicates" / "grpo" / "arith" / "replicate_reward.parquet", "replicate_reward")
     assert grpo_reward["n_points"].item() == 4  # 2 checkpoints after the base x 2 replicates
     report = (one / "report.html").read_text()
-    assert "sft (task arith): 2 replicates" in report and "The study's claims across replicates" in report
+    assert (
+        "Replicated run sft in detail (task arith): 2 replicates" in report and "The study's claims across replicates" in report
+    )
     assert "Computed on" in report and "torch" in report
     assert (one / "figures" / "grpo" / "arith_replicate_heads.png").is_file()
 

@@ -30,7 +30,7 @@ GPU_RULES = {"prepare_model", "teacher_traces", "train", "style_pairs", "attribu
 # tests/test_hub_shaped.py run it locally. The replicates rules (CPU jobs wired like aggregate's)
 # need replicated runs, which put three more sbatch round trips of about 45 s each on this test's
 # critical path; tests/test_replicates.py runs them locally.
-NOT_HERE = {"all", "style_pairs", "replicates", "claims", "plot_replicates"}
+NOT_HERE = {"all", "style_pairs", "plot_replicates"}
 
 
 def scaled_down(config: dict) -> dict:

@@ -169,6 +169,7 @@ def test_dag_draws_every_figure_and_the_report(dag_run):
 
     from sparks.config import load_config
     from sparks.plot import figure_names
+    from sparks.plot.compare import CAPTIONS
 
     config = load_config(REPO / "workflow_config.yaml")
     names = figure_names(config)
@@ -177,13 +178,76 @@ def test_dag_draws_every_figure_and_the_report(dag_run):
         for name in names:
             png = dag_run / "figures" / run / f"arith_{name}.png"
             image = imread(png)
-            assert image.shape[:2] == (600, 800), png
+            assert image.shape[1] >= 1100, png  # 2x: drawn at 200 dpi
             assert image[..., :3].std() > 0.05, f"{png} looks blank"
             assert (png.with_suffix(".svg")).stat().st_size > 10_000
     report = (dag_run / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == len(names) * len(config["runs"])
+    assert report.count("data:image/svg+xml;base64,") == len(names) * len(config["runs"]) + len(CAPTIONS)
     assert report.count("Think on vs think off") == len(config["runs"])
-    assert all(f"run {run}" in report for run in config["runs"])
+    assert all(f"Run {run} in detail" in report for run in config["runs"])
+    assert "None" not in report and ">nan<" not in report  # a missing value is a dash
+    summary = report[report.index('id="summary"') : report.index("<nav>")]
+    for run in config["runs"]:
+        assert f'id="summary-{run}"' in summary and "emergent heads" in summary
+    for verdict in ("reproduced", "not testable here"):
+        assert verdict in summary
+
+
+@pytest.mark.slow
+def test_report_counts_equal_the_tables(dag_run):
+    """The cohort figure counts every head of a checkpoint's circuit once, and its bars equal the
+    circuit table; the report lists difficulties easiest first."""
+    from sparks.plot.figures import status_counts
+
+    config = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
+    for run in config["runs"]:
+        circuits = dag_run / "circuits" / run / "arith"
+        circuit = read_table(circuits / "circuit.parquet", "circuit")
+        cohorts = read_table(circuits / "cohorts.parquet", "cohorts")
+        counts = status_counts(circuit, cohorts)
+        drawn = counts.filter(pl.col("n_heads") > 0).group_by("step").agg(pl.col("n_heads").sum()).sort("step")
+        held = circuit.group_by("step").agg(pl.col("in_circuit").sum().cast(pl.Int64).alias("n_heads")).sort("step")
+        assert drawn.equals(held.filter(pl.col("n_heads") > 0)), run
+        assert circuit.filter(pl.col("in_circuit"))["status"].is_in(["maintained", "emergent", "new"]).all()
+        lost = counts.filter(pl.col("band") == "lost").select("step", (-pl.col("n_heads")).alias("n"))
+        lost_table = circuit.group_by("step").agg((pl.col("status") == "lost").sum().cast(pl.Int64).alias("n"))
+        assert lost.sort("step").equals(lost_table.sort("step"))
+        for cohort_step, heads in cohorts.filter(pl.col("status") == "emergent").group_by("cohort_step").len().rows():
+            band = counts.filter((pl.col("band") == f"emergent {cohort_step}") & (pl.col("step") == cohort_step))
+            assert band["n_heads"].item() == heads  # a cohort counts all its heads at its own step
+    report = (dag_run / "report.html").read_text()
+    accuracy = report[report.index("Accuracy, base vs final checkpoint") :]
+    accuracy = accuracy[: accuracy.index("</table>")]
+    found = re.findall(r'<td class="txt">(easy|medium|hard)</td>', accuracy)
+    assert found == ["easy", "easy", "medium", "medium", "hard", "hard"]
+
+
+@pytest.mark.slow
+def test_report_opens_in_a_browser_and_explores_a_head(dag_run):
+    """Chromium opens the report offline with no console error; a click on an emergent head shows
+    its panel with the head tables' numbers; a full-page screenshot lands next to the report."""
+    from chromium import open_page, require_or_skip
+
+    require_or_skip()
+    cohorts = read_table(dag_run / "circuits" / "sft" / "arith" / "cohorts.parquet", "cohorts")
+    layer, head = cohorts.filter(pl.col("status") == "emergent").sort("layer", "head").select("layer", "head").row(0)
+    node = f"a{layer}.h{head}"
+    with open_page(dag_run / "report.html") as page:
+        page.click(f'#explorer-grids button[data-run="sft"][data-node="{node}"]')
+        for step in (0, 150):
+            heads = read_table(dag_run / "heads" / "sft" / str(step) / "arith.parquet", "heads")
+            row = heads.filter((pl.col("layer") == layer) & (pl.col("head") == head)).row(0, named=True)
+            cells = page.evaluate(
+                f"""[...document.querySelectorAll('#explorer-panel table[data-run="sft"] tr[data-step="{step}"] td')]"""
+                ".map(td => td.textContent)"
+            )
+            assert cells[1:3] == [f"{row['score']:.4f}", str(row["rank"])]
+        assert page.evaluate("document.querySelectorAll('#explorer-panel .xrun').length") == 3  # every run
+        page.click('input[data-toggle="grpo"]')  # runs toggle
+        assert page.evaluate("document.querySelectorAll('#explorer-grids .xgrid').length") == 2
+        page.screenshot(dag_run / "report.png")
+        assert page.errors == []
+        print(f"report: {page.height()} px tall, loaded in {page.load_ms():.0f} ms")
 
 
 @pytest.mark.slow
@@ -272,9 +336,9 @@ def test_paper_scale_config_plans_cleanly(experiment, tmp_path):
     result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / experiment))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     counts = job_counts(result.stdout)
-    trained = [r for r in config["runs"].values() if r["method"] != "models"]
-    # a run that trains needs its task's problems; a models run's are asked for only once its manifest exists
-    assert counts["train"] == len(config["runs"]) and counts.get("prepare_data", 0) == (len(config["tasks"]) if trained else 0)
+    # every run's claims (rule claims) read its interventions, which need its task's problems
+    assert counts["train"] == len(config["runs"]) and counts["prepare_data"] == len(config["tasks"])
+    assert counts["replicates"] == counts["claims"] == len(config["runs"])
     train_mem = config["resources"]["train"]["mem_mb"]
     assert re.search(rf"checkpoint train:(?:.|\n)*?resources: [^\n]*gpu=1, mem_mb={train_mem}", result.stdout)
     assert f"results/{config['experiment']}/report.html" in result.stdout

@@ -102,7 +102,9 @@ def _expand_replicates(config: dict[str, Any]) -> dict[str, Any]:
     """A run with ``seeds`` becomes one run per seed (``layout.replicate``), each with its
     ``seed``, ``seeds`` null and ``replicate_of`` the run's name; with ``base.seeds`` every run
     that trains becomes one run per base (``layout.base_replicate``), each with its ``base_seed``.
-    ``config["replicates"]`` maps each replicated run to its replicates' names, in seed order.
+    ``config["replicates"]`` maps each replicated run to its replicates' names, in seed order;
+    ``config["claim_groups"]`` maps every run whose claims are tested (rules replicates and
+    claims) to its replicates: a replicated run's, or an unreplicated run alone.
     Every run gets ``replicate_of`` and ``base_seed`` (None when it is not a replicate)."""
     runs: dict[str, Any] = {}
     groups: dict[str, list[str]] = {}
@@ -119,7 +121,8 @@ def _expand_replicates(config: dict[str, Any]) -> dict[str, Any]:
                 runs[replicate] = {**run, "seed": seed, "seeds": None, "replicate_of": name}
         else:
             runs[name] = run
-    return {**config, "runs": runs, "replicates": groups}
+    alone = {name: [name] for name, run in runs.items() if run["replicate_of"] is None}
+    return {**config, "runs": runs, "replicates": groups, "claim_groups": {**groups, **alone}}
 
 
 def base_roles(config: dict[str, Any]) -> list[str]:

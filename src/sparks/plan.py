@@ -170,8 +170,8 @@ def plan_table(config: dict[str, Any], throughput: Throughput | None = None) -> 
             add("merge_interventions", 1)
         for rule in ("aggregate", "failures", "plot"):
             add(rule, 1)
-    for group in config["replicates"]:
-        for rule in ("replicates", "claims", "plot_replicates"):
+    for group in config["claim_groups"]:
+        for rule in ("replicates", "claims") + (("plot_replicates",) if group in config["replicates"] else ()):
             add(rule, 1)
     add("report", 1)
     return pl.DataFrame(

@@ -38,8 +38,10 @@ circuit of the run."""
 THINK_MODES = ("both", "think_on_only", "think_off_only", "neither")
 """In which think modes' circuits a head is active (the think_modes table's ``mode``)."""
 
-FAILURE_CATEGORIES = ("correct", "calculation_error", "loop", "truncated", "format", "wrong_plan")
-"""Failure anatomy categories, in the order the failures stage decides them."""
+FAILURE_CATEGORIES = ("correct", "calculation_error", "loop", "truncated", "format", "no_trace", "wrong_plan")
+"""Failure anatomy categories (``no_trace``: a wrong answer given without a reasoning trace;
+``wrong_plan``: a trace whose every step checks out, and a wrong answer); the order of the
+tables' columns and the figures' stacks."""
 
 V = TypeVar("V")
 

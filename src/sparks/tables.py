@@ -174,6 +174,7 @@ SCHEMAS: dict[str, pl.Schema] = {
             "head": pl.Int64,
             "in_circuit": pl.Boolean,  # active: some circuit edge touches the head
             "n_edges": pl.Int64,  # circuit edges touching it (out, q, or k/v of its KV head)
+            "status": pl.String,  # at this checkpoint: maintained | emergent | new | lost | inactive (aggregate.circuits)
         }
     ),
     "think_modes": pl.Schema(

@@ -72,6 +72,7 @@ def aggregate_run(
         frequency_table,
         jaccard_table,
         prune_isolated,
+        with_checkpoint_status,
     )
     from sparks.aggregate.emergence import emergence_table
     from sparks.aggregate.importance import importance_table
@@ -106,7 +107,7 @@ def aggregate_run(
     cohorts = cohort_table(circuit, stable)
     log.info("circuits of %s edges at %d checkpoints", sizes["top_n"].unique().to_list(), len(steps))
     tables = {
-        "circuit": circuit,
+        "circuit": with_checkpoint_status(circuit, cohorts),
         "cohorts": cohorts,
         "frequency": frequency_table(circuit),
         "stability": stability,

@@ -146,6 +146,38 @@ def cohort_table(circuit: pl.DataFrame, stable: pl.DataFrame | None = None) -> p
     )
 
 
+CHECKPOINT_STATUSES = ("maintained", "emergent", "new", "lost", "inactive")
+"""A head's status at one checkpoint (the circuit table's ``status``); every head of the
+checkpoint's circuit is exactly one of the first three."""
+
+
+def with_checkpoint_status(circuit: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:
+    """``circuit`` with each head's status at each checkpoint (CHECKPOINT_STATUSES):
+
+    - ``maintained``: in the base circuit (the first checkpoint's) and active here;
+    - ``emergent``: not in the base circuit, active here, at or after its cohort step (the first
+      checkpoint at which it was active and passed the bootstrap gate);
+    - ``new``: not in the base circuit, active here, but not (yet) emergent: before its cohort step,
+      or never stable;
+    - ``lost``: in the base circuit and not active here;
+    - ``inactive``: neither in the base circuit nor active here.
+    """
+    base = circuit["step"].min()
+    in_base = circuit.filter((pl.col("step") == base) & pl.col("in_circuit")).select("layer", "head", base=pl.lit(True))
+    cohort = cohorts.filter(pl.col("status") == "emergent").select("layer", "head", "cohort_step")
+    df = circuit.join(in_base, on=["layer", "head"], how="left").join(cohort, on=["layer", "head"], how="left")
+    status = (
+        pl.when(pl.col("base").fill_null(False))
+        .then(pl.when(pl.col("in_circuit")).then(pl.lit("maintained")).otherwise(pl.lit("lost")))
+        .when(~pl.col("in_circuit"))
+        .then(pl.lit("inactive"))
+        .when(pl.col("step") >= pl.col("cohort_step"))
+        .then(pl.lit("emergent"))
+        .otherwise(pl.lit("new"))
+    )
+    return df.with_columns(status.alias("status")).select(*circuit.columns, "status")
+
+
 def frequency_table(circuit: pl.DataFrame) -> pl.DataFrame:
     """Per head: the fraction of checkpoints in which it is active, and whether it is in the base / final circuit."""
     steps = sorted(circuit["step"].unique().to_list())

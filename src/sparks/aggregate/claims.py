@@ -110,8 +110,12 @@ def claims_table(
     counts = heads.filter(pl.col("emergent")).group_by("replicate").len()
     per_replicate = [counts.filter(pl.col("replicate") == r)["len"].sum() for r in heads["replicate"].unique().sort().to_list()]
     robust = heads.filter(pl.col("robust")).select("layer", "head", "emergent_in", "n_replicates").unique().sort("layer", "head")
-    robust_text = ", ".join(f"a{layer}.h{h} ({k}/{n})" for layer, h, k, n in robust.rows()) or "none"
-    robust_text = f"robust set (emergent in at least the configured share of replicates): {robust_text}"
+    single = heads["replicate"].n_unique() == 1  # a run without replicates: its emergent heads are its set
+    if single:
+        robust_text = "emergent heads: " + (", ".join(f"a{layer}.h{h}" for layer, h, _, _ in robust.rows()) or "none")
+    else:
+        robust_text = ", ".join(f"a{layer}.h{h} ({k}/{n})" for layer, h, k, n in robust.rows()) or "none"
+        robust_text = f"robust set (emergent in at least the configured share of replicates): {robust_text}"
     if not same_base(heads):
         robust_text = "base replicates: head identities are not compared across bases"
     rows.append(
@@ -171,20 +175,22 @@ def claims_table(
                 "low": row["change_low"],
                 "high": row["change_high"],
                 "verdict": verdict(row["change_mean"], row["change_low"]),
-                "detail": f"base {row['accuracy_mean'] - row['change_mean']:.3f}, final {row['accuracy_mean']:.3f} (replicates {row['accuracy_min']:.3f}-{row['accuracy_max']:.3f})",
+                "detail": f"base {row['accuracy_mean'] - row['change_mean']:.3f}, final {row['accuracy_mean']:.3f}"
+                + ("" if single else f" (replicates {row['accuracy_min']:.3f}-{row['accuracy_max']:.3f})"),
             }
         )
-    rows += _ablation_claims(interventions, intervened)
+    rows += _ablation_claims(interventions, intervened if single else f"robust {intervened}", intervened)
     rows.append(_overthinking_claim(interventions, intervened, difficulties[0]))
     rows.append(_think_claim(think_overlap))
     return pl.DataFrame(rows, schema=SCHEMA)
 
 
-def _ablation_claims(interventions: Mapping[str, pl.DataFrame], intervened: str) -> list[dict]:
+def _ablation_claims(interventions: Mapping[str, pl.DataFrame], which: str, intervened: str) -> list[dict]:
+    """``which``: the intervened heads as the statements name them (the robust set of replicates)."""
     ablate = {name: _first_k(t.filter(pl.col("kind") == "ablate")) for name, t in interventions.items()}
-    statement = f"ablating the robust {intervened} heads in the final checkpoint costs accuracy"
+    statement = f"ablating the {which} heads in the final checkpoint costs accuracy"
     if not any((t["heads_from"] == intervened).any() for t in ablate.values()):
-        return [_untestable("ablation_cost", statement, "accuracy drop", f"no robust {intervened} heads to ablate")]
+        return [_untestable("ablation_cost", statement, "accuracy drop", f"no {which} heads to ablate")]
     drops = {
         name: _overall(t.filter(pl.col("heads_from") == "none")) - _overall(t.filter(pl.col("heads_from") == intervened))
         for name, t in ablate.items()
@@ -212,7 +218,7 @@ def _ablation_claims(interventions: Mapping[str, pl.DataFrame], intervened: str)
         rows.append(
             _row(
                 f"ablation_vs_{control}",
-                f"ablating the robust {intervened} heads costs more accuracy than ablating as many {control} heads",
+                f"ablating the {which} heads costs more accuracy than ablating as many {control} heads",
                 f"accuracy drop minus the {control} control's (mean of its draws)",
                 margins,
                 "",
@@ -273,7 +279,7 @@ def claims_stage(
     from sparks.config import run_provenance, task_difficulties
     from sparks.tables import read_table, with_provenance, write_table
 
-    replicates = config["replicates"][group]
+    replicates = config["claim_groups"][group]
     table = claims_table(
         config["runs"][replicates[0]]["method"],
         read_table(replicate_files["replicate_heads"], "replicate_heads"),

@@ -46,14 +46,17 @@ def mean_interval(values: list[float], floor_sd: float = 0.0) -> tuple[float | N
     ``floor_sd``: the least standard deviation to assume. Replicates differ at least by the
     sampling error of each value (an accuracy over a few problems), which two or three discrete
     values can hide by chance: three replicates scoring 0.750 each are not an exact result.
+    A single value gets the normal interval of ``floor_sd`` alone (a run without replicates:
+    sampling error only, the spread between replicates unmeasured), or none without a floor.
     """
     values = [float(v) for v in values if v is not None]
     n = len(values)
     if n == 0:
         return None, None, None
     mean = sum(values) / n
-    if n < 2:
-        return mean, None, None
+    if n < 2:  # one replicate: its own sampling error is the only spread known
+        half = 1.96 * floor_sd
+        return (mean, mean - half, mean + half) if floor_sd > 0 else (mean, None, None)
     sd = max(math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)), floor_sd)
     half = t_quantile(n - 1) * sd / math.sqrt(n)
     return mean, mean - half, mean + half
@@ -336,11 +339,11 @@ def replicate_tables(config: dict, group: str, files: Mapping[str, list]) -> dic
     replicates' ``files[name]`` for each of INPUTS."""
     from sparks.aggregate import AggregateSettings
 
-    if group not in config["replicates"]:
+    if group not in config["claim_groups"]:
         raise KeyError(
-            f"run {group!r} has no replicates; give runs.{group}.seeds in the config (replicated runs: {', '.join(config['replicates']) or 'none'})"
+            f"{group!r} is neither a run nor a replicated run of the config (runs: {', '.join(config['claim_groups'])})"
         )
-    replicates = config["replicates"][group]
+    replicates = config["claim_groups"][group]
     tables = {name: by_replicate(files[name], name, replicates) for name in INPUTS}
     on_bases = config["runs"][replicates[0]]["base_seed"] is not None
     seeds = {r: config["runs"][r]["base_seed" if on_bases else "seed"] for r in replicates}

@@ -10,7 +10,8 @@ Categories, in the order they are decided (the first that applies):
 - ``calculation_error``: a step of the trace does not check out (synthetic: the step is not the
   previous chain reduced once, miscalculated or miscopied; hub sets: an ``a op b = c`` equality in
   the step is false, checked with exact fractions);
-- ``wrong_plan``: every step checks out (or there are none) and the answer is still wrong.
+- ``no_trace``: a wrong answer given without a reasoning trace (no step before it);
+- ``wrong_plan``: the trace has steps, every one checks out, and the answer is still wrong.
 
 ``first_bad_step`` (0-based) is reported for every sample whose trace has a wrong step, whatever
 its category; ``answer_abandoned`` marks a wrong sample whose trace had already reached the right
@@ -150,6 +151,8 @@ def classify(
         category = "format"
     elif first_bad is not None:
         category = "calculation_error"
+    elif not steps:
+        category = "no_trace"
     else:
         category = "wrong_plan"
     return Failure(category, len(steps), first_bad, bad_step, reached and not correct)

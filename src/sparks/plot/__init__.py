@@ -19,7 +19,7 @@ THINK_FIGURE = "think_modes"  # drawn unless attribute.compare_think_at is none
 # The tables a run's figures and section read, each named as its schema in sparks.tables
 INPUTS = (
     "circuit", "cohorts", "frequency", "similarity", "emergence", "importance", "train_log", "faithfulness", "passk", "eval",
-    "interventions", "failures", "failure_changes", "failure_shares", "think_modes", "think_overlap",
+    "interventions", "failures", "failure_changes", "failure_shares", "problems", "think_modes", "think_overlap",
 )  # fmt: skip
 PER_CHECKPOINT = ("faithfulness", "passk", "eval")  # one file per checkpoint
 THINK_INPUTS = ("think_modes", "think_overlap")  # only with THINK_FIGURE
@@ -52,8 +52,17 @@ def figure_files(outputs: list[Path], task: str, names: tuple[str, ...]) -> dict
     return files
 
 
-def plot_run(tables: dict[str, pl.DataFrame], run: str, task: str, outputs: list[Path]) -> list[Path]:
-    """Draw the run's figures to ``outputs`` (FIGURES, plus THINK_FIGURE when the think tables are given)."""
+def plot_run(
+    tables: dict[str, pl.DataFrame],
+    run: str,
+    task: str,
+    outputs: list[Path],
+    order: list[str],
+    circuit_edges: int | None = None,
+) -> list[Path]:
+    """Draw the run's figures to ``outputs`` (FIGURES, plus THINK_FIGURE when the think tables are
+    given); ``order``: the task's difficulties, easiest first; ``circuit_edges``: the fixed circuit
+    size (aggregate.top_n), marked on the faithfulness curve."""
     from sparks.plot import figures as f
 
     think = all(name in tables for name in THINK_INPUTS)
@@ -65,17 +74,18 @@ def plot_run(tables: dict[str, pl.DataFrame], run: str, task: str, outputs: list
         ).alias("checkpoint")
     )
     shares = tables["failure_shares"]
+    cohort_steps = tables["cohorts"].filter(pl.col("status") == "emergent")["cohort_step"].unique().to_list()
     drawn = {
         "cohorts": f.cohort_figure(tables["circuit"], tables["cohorts"], tables["train_log"], f"{run}: active heads by emergence cohort ({task})"),
         "frequency": f.frequency_figure(tables["frequency"], tables["cohorts"], f"{run}: activation frequency per head ({task})"),
         "importance": f.importance_figure(tables["importance"], tables["cohorts"], f"{run}: head effect, post vs pre, mean over checkpoints ({task})"),
-        "faithfulness": f.faithfulness_figure(tables["faithfulness"], f"{run}: circuit faithfulness per checkpoint ({task})"),
-        "accuracy": f.accuracy_figure(passk, f"{run}: accuracy by difficulty across checkpoints ({task})"),
-        "passk": f.passk_figure(ends, f"{run}: pass@k, success@k and all-correct@k ({task})"),
-        "scaling": f.scaling_figure(tables["interventions"], f"{run}: emergent heads vs control heads ({task})"),
-        "failures": f.failures_figure(shares, f"{run}: failure categories by difficulty across checkpoints ({task})"),
-        "failure_scaling": f.failure_scaling_figure(shares, f"{run}: failure categories under head scaling, emergent vs controls ({task})"),
-        "tokens": f.tokens_figure(shares, f"{run}: tokens spent per correct answer ({task})"),
+        "faithfulness": f.faithfulness_figure(tables["faithfulness"], f"{run}: circuit faithfulness per checkpoint ({task})", circuit_edges),
+        "accuracy": f.accuracy_figure(passk, f"{run}: accuracy by difficulty across checkpoints ({task})", order, cohort_steps),
+        "passk": f.passk_figure(ends, f"{run}: pass@k, success@k and all-correct@k ({task})", order),
+        "scaling": f.scaling_figure(tables["interventions"], f"{run}: emergent heads vs control heads ({task})", order),
+        "failures": f.failures_figure(shares, f"{run}: failure categories by difficulty across checkpoints ({task})", order),
+        "failure_scaling": f.failure_scaling_figure(shares, f"{run}: failure categories under head scaling, emergent vs controls ({task})", order),
+        "tokens": f.tokens_figure(shares, f"{run}: tokens spent per correct answer ({task})", order),
     }  # fmt: skip
     if think:
         title = f"{run}: heads active on think-on vs think-off prompts ({task})"

@@ -39,24 +39,33 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--section", type=Path, required=True, help="output: the run's report section (HTML)")
     q.set_defaults(func=main_replicates)
 
-    r = subparsers.add_parser("report", help="one self-contained HTML page with every run's figures and key tables")
+    from sparks.plot.report import REPORT_INPUTS
+
+    r = subparsers.add_parser("report", help="one self-contained HTML page: the answer first, runs side by side, a head explorer")
     add_common(r)
     r.add_argument("--sections", **files("every run's report section (plot stage), in report order"))
+    r.add_argument("--models", **files("the prepared base (and teacher) model folders, for their accuracy tables"))
+    for name in REPORT_INPUTS:
+        r.add_argument(f"--{name.replace('_', '-')}", **files(f"every run's {name} tables"))
     r.add_argument("--out", type=Path, required=True, help="output HTML file")
     r.set_defaults(func=report_main)
 
 
 def main(args: argparse.Namespace) -> None:
+    from sparks.config import task_difficulties
     from sparks.plot import INPUTS, THINK_INPUTS, plot_run, read_inputs
     from sparks.plot.report import write_section
 
-    read_common(args)
+    config = read_common(args)
+    order = task_difficulties(config["tasks"][args.task])
+    aggregate = config["aggregate"]
     given = {name: getattr(args, name) for name in INPUTS if getattr(args, name) is not None}
     if 0 < sum(name in given for name in THINK_INPUTS) < len(THINK_INPUTS):
         raise SystemExit("sparks plot: give both --think-modes and --think-overlap, or neither")
     tables = read_inputs(given)
-    paths = plot_run(tables, args.run, args.task, args.figures)
-    write_section(tables, [p for p in paths if p.suffix == ".png"], args.run, args.task, args.section)
+    fixed_size = aggregate["top_n"] if aggregate["faithfulness_target"] is None else None
+    paths = plot_run(tables, args.run, args.task, args.figures, order, fixed_size)
+    write_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, order, args.section)
 
 
 def main_replicates(args: argparse.Namespace) -> None:
@@ -67,10 +76,13 @@ def main_replicates(args: argparse.Namespace) -> None:
     config = read_common(args)
     tables = {name: read_table(getattr(args, name), name) for name in INPUTS}
     paths = plot_replicates(tables, task_difficulties(config["tasks"][args.task]), args.run, args.task, args.figures)
-    write_replicates_section(tables, [p for p in paths if p.suffix == ".png"], args.run, args.task, args.section)
+    write_replicates_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, args.section)
 
 
 def report_main(args: argparse.Namespace) -> None:
-    from sparks.plot.report import write_report
+    from sparks.plot.report import REPORT_INPUTS, write_report
+    from sparks.tables import read_table
 
-    write_report(read_common(args), args.sections, args.out)
+    config = read_common(args)
+    tables = {name: read_table(list(getattr(args, name)), name) for name in REPORT_INPUTS}
+    write_report(config, args.sections, tables, args.models, args.out)

@@ -1,14 +1,22 @@
 """The figures of one run (seaborn/matplotlib, Agg backend; no global state is touched at import).
 
-- cohorts: stacked area of active heads per checkpoint, maintained base heads at the bottom and
-  one band per emergence cohort, above the run's reward (GRPO) or loss curve;
-- frequency: layer x head heatmaps of activation frequency, base heads and emergent heads side
-  by side, heads active in the final checkpoint outlined;
-- faithfulness: the top-n circuit faithfulness curve of every checkpoint.
+Each figure has a ``draw_*`` function that draws one run on given axes; the per-run figures and
+the report's side-by-side figures (``sparks.plot.compare``, one facet per run) both use them, so
+a run looks the same in both. Difficulties come in the task's order with one colour each
+(``sparks.plot.style``).
+
+- cohorts: per checkpoint, every head of its circuit counted once by its status at that
+  checkpoint (the circuit table's ``status``): maintained base heads, emergent heads by cohort,
+  new heads not (yet) stable; lost base heads below zero; bars at the checkpoints, nothing
+  interpolated between them; the run's reward (GRPO) or loss below;
+- frequency: layer x head heatmap of activation frequency, base heads dotted, emergent heads
+  outlined;
+- faithfulness: the faithfulness curve of every checkpoint, the circuit size used marked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -18,79 +26,121 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from sparks.atomic import atomic_file
+from sparks.plot.style import DPI, difficulty_palette
 
 FIGSIZE = (8, 6)
-BASE_BAND = "base heads still active"
-DPI = 100  # 800 x 600 pixels
+STATUS_COLOURS = {"maintained": "#999999", "new": "#f0e442", "lost": "#d55e00"}
+STATUS_LABELS = {
+    "maintained": "maintained (base heads still active)",
+    "new": "new, not (yet) stable",
+    "lost": "lost (base heads no longer active)",
+}
 
 
 def _theme() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
 
 
-def cohort_bands(circuit: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:
-    """Active heads per checkpoint by band: base heads still active, and "cohort {step}" (emergent
-    heads of that cohort still active). Columns: step, band, n_heads."""
-    active = circuit.filter(pl.col("in_circuit")).join(cohorts, on=["layer", "head"], how="inner")
-    bands = active.with_columns(
-        pl.when(pl.col("status") == "emergent")
-        .then(pl.format("cohort {}", pl.col("cohort_step")))
-        .otherwise(pl.lit(BASE_BAND))
-        .alias("band")
+def status_counts(circuit: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:
+    """Heads per checkpoint by band, from the circuit table's per-checkpoint ``status``: maintained,
+    ``emergent {cohort_step}`` (one band per cohort), new, and lost (counted negative). The
+    positive bands of a step sum to the heads in its circuit. Columns: step, band, n_heads."""
+    cohort = cohorts.filter(pl.col("status") == "emergent").select("layer", "head", "cohort_step")
+    rows = circuit.filter(pl.col("status") != "inactive").join(cohort, on=["layer", "head"], how="left")
+    band = (
+        pl.when(pl.col("status") == "emergent").then(pl.format("emergent {}", pl.col("cohort_step"))).otherwise(pl.col("status"))
     )
-    # an emergent head counts from its cohort step on; base heads at every step they are active
-    bands = bands.filter((pl.col("status") != "emergent") | (pl.col("step") >= pl.col("cohort_step")))
-    steps = circuit.select("step").unique()
-    names = bands.select("band").unique()
-    counts = bands.group_by("step", "band").agg(pl.len().cast(pl.Int64).alias("n_heads"))
+    counts = rows.group_by("step", band.alias("band")).agg(pl.len().cast(pl.Int64).alias("n_heads"))
+    counts = counts.with_columns(
+        pl.when(pl.col("band") == "lost").then(-pl.col("n_heads")).otherwise(pl.col("n_heads")).alias("n_heads")
+    )
+    grid = circuit.select("step").unique().join(counts.select("band").unique(), how="cross")
     return (
-        steps.join(names, how="cross")
-        .join(counts, on=["step", "band"], how="left")
+        grid.join(counts, on=["step", "band"], how="left")
         .with_columns(pl.col("n_heads").fill_null(0))
-        .sort("step", "band")
+        .sort("step", pl.col("band").map_elements(_band_order, return_dtype=pl.List(pl.Int64)))
     )
 
 
-def _band_order(band: str) -> tuple[int, int]:
-    return (0, 0) if band == BASE_BAND else (1, int(band.split()[-1]))
+def _band_order(band: str) -> list[int]:
+    if band.startswith("emergent"):
+        return [1, int(band.split()[-1])]
+    return [{"maintained": 0, "new": 2, "lost": 3}[band], 0]
+
+
+def _steps_width(steps: Sequence[int]) -> float:
+    gaps = np.diff(sorted(steps)) if len(steps) > 1 else [1]
+    return 0.7 * float(min(gaps))
+
+
+def cohort_palette(cohort_steps: Sequence[int]) -> dict[int, str]:
+    """One colour per cohort step (the same step, the same colour in every run's facet)."""
+    steps = sorted(set(cohort_steps))
+    free = [c for c in sns.color_palette("colorblind", 10).as_hex() if c not in ("#d55e00", "#949494", "#ece133")]
+    return {step: free[i % len(free)] for i, step in enumerate(steps)}  # never lost's, maintained's or new's colour
+
+
+def draw_cohorts(
+    ax: Axes, circuit: pl.DataFrame, cohorts: pl.DataFrame, legend: bool = True, colours: dict[int, str] | None = None
+) -> None:
+    """Stacked bars at each checkpoint (status_counts): maintained, emergent cohorts, new; lost
+    below zero. ``colours``: cohort step -> colour (default: ``cohort_palette`` of this run's)."""
+    counts = status_counts(circuit, cohorts)
+    steps = sorted(circuit["step"].unique().to_list())
+    width = _steps_width(steps)
+    bands = sorted(counts["band"].unique().to_list(), key=_band_order)
+    colours = colours or cohort_palette([int(b.split()[-1]) for b in bands if b.startswith("emergent")])
+    bottom = np.zeros(len(steps))
+    for band in bands:
+        values = np.array([counts.filter((pl.col("step") == s) & (pl.col("band") == band))["n_heads"].sum() for s in steps])
+        colour = colours[int(band.split()[-1])] if band.startswith("emergent") else STATUS_COLOURS[band]
+        label = f"emergent, cohort step {band.split()[-1]}" if band.startswith("emergent") else STATUS_LABELS[band]
+        base = np.zeros(len(steps)) if band == "lost" else bottom
+        ax.bar(steps, values, width=width, bottom=base, color=colour, label=label, edgecolor="white", linewidth=0.5,
+               hatch="//" if band == "new" else None)  # fmt: skip
+        if band != "lost":
+            bottom = bottom + values
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(steps)
+    ax.set_ylabel("heads in the circuit")
+    if legend and bands:
+        ax.legend(loc="upper left", fontsize=7, ncol=2)
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.45 * (high - low))  # room for the legend above the bars
+
+
+def draw_training_curve(ax: Axes, train_log: pl.DataFrame, steps: Sequence[int]) -> None:
+    """The run's reward (GRPO) or loss per training step, checkpoints dotted."""
+    metric = "reward" if train_log["reward"].null_count() < train_log.height else "loss"
+    log = train_log.filter(pl.col(metric).is_not_null()).sort("step")
+    colour = sns.color_palette("colorblind")[0]
+    ax.plot(log["step"], log[metric], color=colour, linewidth=0.8, alpha=0.5)
+    if log.height >= 10:
+        window = max(1, log.height // 20)
+        smooth = log[metric].rolling_mean(window, min_samples=1)
+        ax.plot(log["step"], smooth, color=colour, linewidth=2, label=f"{metric} (mean of {window} steps)")
+        ax.legend(loc="best", fontsize=7)
+    if log.is_empty():  # a run of given checkpoints without a trainer's log history
+        ax.text(0.5, 0.5, "no training log (checkpoints given)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_yticks([])
+    for step in steps:
+        ax.axvline(step, color="grey", linewidth=0.5, linestyle=":")
+    ax.set_ylabel(metric)
+    ax.set_xlabel("training step (checkpoints dotted)")
 
 
 def cohort_figure(circuit: pl.DataFrame, cohorts: pl.DataFrame, train_log: pl.DataFrame, title: str) -> Figure:
     _theme()
-    bands = cohort_bands(circuit, cohorts)
     steps = sorted(circuit["step"].unique().to_list())
-    names = sorted(bands["band"].unique().to_list(), key=_band_order)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=FIGSIZE, dpi=DPI, sharex=True, height_ratios=[2, 1])
-    if names:
-        values = [bands.filter(pl.col("band") == n).sort("step")["n_heads"].to_numpy() for n in names]
-        palette = iter(sns.color_palette("colorblind", len(names)))
-        colors = ["#bbbbbb" if n == BASE_BAND else next(palette) for n in names]
-        top.stackplot(steps, values, labels=names, colors=colors, alpha=0.9)
-        top.set_ylim(0, 1.4 * max(1, max(sum(v) for v in zip(*values))))  # room for the legend above the bands
-        top.legend(loc="upper left", fontsize=8, ncol=2, title="active heads", title_fontsize=8)
-    top.set_ylabel("active heads")
-    top.set_title(title)
-    metric = "reward" if train_log["reward"].null_count() < train_log.height else "loss"
-    log = train_log.filter(pl.col(metric).is_not_null()).sort("step")
-    bottom.plot(log["step"], log[metric], color=sns.color_palette("colorblind")[0], linewidth=0.8, alpha=0.5)
-    if log.height >= 10:
-        window = max(1, log.height // 20)
-        smooth = log[metric].rolling_mean(window, min_samples=1)
-        bottom.plot(
-            log["step"], smooth, color=sns.color_palette("colorblind")[0], linewidth=2, label=f"{metric} (mean of {window})"
-        )
-        bottom.legend(loc="best", fontsize=8)
-    if log.is_empty():  # a run of given checkpoints without a trainer's log history
-        bottom.text(0.5, 0.5, "no training log (checkpoints given)", ha="center", va="center", transform=bottom.transAxes)
-        bottom.set_yticks([])
-    for step in steps:
-        bottom.axvline(step, color="grey", linewidth=0.5, linestyle=":")
-    bottom.set_ylabel(metric)
-    bottom.set_xlabel("training step (checkpoints dotted)")
+    draw_cohorts(top, circuit, cohorts)
+    top.set_title(title, fontsize=11)
+    draw_training_curve(bottom, train_log, steps)
     fig.tight_layout()
     return fig
 
@@ -116,46 +166,49 @@ def importance_figure(importance: pl.DataFrame, cohorts: pl.DataFrame, title: st
     return fig
 
 
+def draw_frequency(ax: Axes, frequency: pl.DataFrame, cohorts: pl.DataFrame, colorbar: bool = True) -> None:
+    """Layer x head grid of each head's activation frequency (share of checkpoints whose circuit
+    holds it); base-circuit heads dotted, emergent heads outlined in black."""
+    n_layers, n_heads = frequency["layer"].max() + 1, frequency["head"].max() + 1
+    grid = np.zeros((n_layers, n_heads))
+    for layer, head, value in frequency.select("layer", "head", "frequency").rows():
+        grid[layer, head] = value
+    sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="viridis", square=True, cbar=colorbar, linewidths=0.5,
+                linecolor="white", cbar_kws={"label": "activation frequency", "shrink": 0.7})  # fmt: skip
+    for layer, head in frequency.filter(pl.col("active_in_base")).select("layer", "head").rows():
+        ax.plot(head + 0.5, layer + 0.5, marker="o", markersize=3, color="white", markeredgecolor="black")
+    for layer, head in cohorts.filter(pl.col("status") == "emergent").select("layer", "head").rows():
+        ax.add_patch(Rectangle((head, layer), 1, 1, fill=False, edgecolor="black", linewidth=2))
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+
+
 def frequency_figure(frequency: pl.DataFrame, cohorts: pl.DataFrame, title: str) -> Figure:
     _theme()
     n_layers, n_heads = frequency["layer"].max() + 1, frequency["head"].max() + 1
-    df = frequency.join(cohorts.select("layer", "head", "status"), on=["layer", "head"], how="left")
-    panels = {
-        "base heads (active in step 0)": df.filter(pl.col("active_in_base")),
-        "emergent heads": df.filter(pl.col("status") == "emergent"),
-    }
-    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI, sharey=True)
-    for ax, (name, part) in zip(axes, panels.items()):
-        grid = np.full((n_layers, n_heads), np.nan)
-        for row in part.iter_rows(named=True):
-            grid[row["layer"], row["head"]] = row["frequency"]
-        sns.heatmap(
-            grid,
-            ax=ax,
-            vmin=0,
-            vmax=1,
-            cmap="viridis",
-            square=True,
-            cbar=ax is axes[-1],
-            linewidths=0.5,
-            linecolor="white",
-            cbar_kws={"label": "activation frequency", "shrink": 0.6},
-        )
-        for row in df.filter(pl.col("active_in_final")).iter_rows(named=True):
-            if not np.isnan(grid[row["layer"], row["head"]]):
-                ax.add_patch(Rectangle((row["head"], row["layer"]), 1, 1, fill=False, edgecolor="#d55e00", linewidth=2))
-        ax.set_title(f"{name} ({len(part)})", fontsize=10)
-        ax.set_xlabel("head")
-    axes[0].set_ylabel("layer")
-    fig.suptitle(f"{title}\n(outlined: active in the final checkpoint)", fontsize=11)
+    fig, ax = plt.subplots(figsize=(min(12, 2 + 0.45 * n_heads), min(12, 1.2 + 0.45 * n_layers)), dpi=DPI)
+    draw_frequency(ax, frequency, cohorts)
+    ax.set_title(f"{title}\n(dot: base circuit; outlined: emergent)", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def faithfulness_figure(curves: pl.DataFrame, title: str) -> Figure:
+def faithfulness_figure(curves: pl.DataFrame, title: str, circuit_edges: int | None = None) -> Figure:
+    """Faithfulness against circuit size per checkpoint; ``circuit_edges``, the size the circuits
+    use (aggregate.top_n), marked when fixed."""
     _theme()
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     data = curves.filter(pl.col("edge_fraction") > 0).to_pandas()
+    if circuit_edges and len(data):
+        total = float((data["n_edges"] / data["edge_fraction"]).median())
+        ax.axvline(circuit_edges / total, color="black", linewidth=1, linestyle="--")
+        ax.text(
+            circuit_edges / total,
+            0.02,
+            f" circuit used: top {circuit_edges} edges",
+            transform=ax.get_xaxis_transform(),
+            fontsize=8,
+        )
     sns.lineplot(data=data, x="edge_fraction", y="faithfulness", hue="step", palette="viridis", marker="o", ax=ax)
     ax.set_xscale("log")
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
@@ -181,21 +234,30 @@ def save_files(fig: Figure, paths: list[Path]) -> list[Path]:
     return list(paths)
 
 
-def accuracy_figure(passk: pl.DataFrame, title: str) -> Figure:
-    """Sampled accuracy by difficulty across checkpoints, with 95 % normal intervals from the
-    standard error over problems (the passk tables of every checkpoint)."""
-    _theme()
+def draw_accuracy(ax: Axes, passk: pl.DataFrame, order: Sequence[str], emergence_steps: Sequence[int] = ()) -> None:
+    """Sampled accuracy by difficulty across checkpoints with 95 % normal intervals from the
+    standard error over problems; the steps at which a cohort of emergent heads appeared dashed."""
     table = passk.filter(pl.col("k_samples") == 1).sort("step")
-    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
-    for difficulty, color in zip(sorted(table["difficulty"].unique()), sns.color_palette("colorblind")):
+    for difficulty, colour in difficulty_palette(order).items():
         part = table.filter(pl.col("difficulty") == difficulty)
+        if part.is_empty():
+            continue
         steps, accuracy, half = part["step"], part["accuracy"], 1.96 * part["accuracy_se"].fill_null(0)
-        ax.plot(steps, accuracy, marker="o", color=color, label=difficulty)
-        ax.fill_between(steps, accuracy - half, accuracy + half, color=color, alpha=0.2, linewidth=0)
-    ax.legend(title="difficulty")
+        ax.plot(steps, accuracy, marker="o", color=colour, label=difficulty)
+        ax.fill_between(steps, accuracy - half, accuracy + half, color=colour, alpha=0.2, linewidth=0)
+    for i, step in enumerate(sorted(set(emergence_steps))):
+        ax.axvline(step, color="black", linewidth=0.8, linestyle="--", label="emergent cohort" if i == 0 else None)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("checkpoint (training step)")
-    ax.set_ylabel("accuracy (sampled; 95 % CI over problems)")
+    ax.set_ylabel("accuracy (95 % CI over problems)")
+
+
+def accuracy_figure(passk: pl.DataFrame, title: str, order: Sequence[str] = (), emergence_steps: Sequence[int] = ()) -> Figure:
+    """``draw_accuracy`` on its own; ``order``: the task's difficulties (default: as found)."""
+    _theme()
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    draw_accuracy(ax, passk, order or passk["difficulty"].unique(maintain_order=True).to_list(), emergence_steps)
+    ax.legend(title="difficulty", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -208,19 +270,21 @@ PASSK_PANELS = {
 }
 
 
-def passk_figure(table: pl.DataFrame, title: str) -> Figure:
+def passk_figure(table: pl.DataFrame, title: str, order: Sequence[str] = ()) -> Figure:
     """pass@k (unbiased), success@k (the study's: a correct answer among the first k samples in
     generation order) and all-correct@k against k, by difficulty, base vs final checkpoint."""
     _theme()
     fig, axes = plt.subplots(1, 3, figsize=FIGSIZE, dpi=DPI, sharey=True)
     data = table.to_pandas()
+    palette = difficulty_palette(order or table["difficulty"].unique(maintain_order=True).to_list())
     for ax, (column, name) in zip(axes, PASSK_PANELS.items()):
         sns.lineplot(
             data=data,
             x="k_samples",
             y=column,
             hue="difficulty",
-            hue_order=sorted(table["difficulty"].unique()),
+            hue_order=list(palette),
+            palette=palette,
             style="checkpoint",
             marker="o",
             ax=ax,
@@ -247,11 +311,12 @@ HEADS_FROM = {  # the interventions' heads_from, as the figures label them
 }
 
 
-def scaling_figure(interventions: pl.DataFrame, title: str) -> Figure:
+def scaling_figure(interventions: pl.DataFrame, title: str, order: Sequence[str] = ()) -> Figure:
     """Left: accuracy of the base model with the emergent heads (or each control's heads, mean
     over draws) scaled by alpha. Right: the final checkpoint with those heads ablated."""
     _theme()
     fig, (left, right) = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI, sharey=True)
+    palette = difficulty_palette(order or interventions["difficulty"].unique(maintain_order=True).to_list())
     interventions = interventions.with_columns(pl.col("heads_from").replace(HEADS_FROM))
     scale = interventions.filter(pl.col("kind") == "scale")
     plain = scale.filter(pl.col("heads_from") == HEADS_FROM["none"])
@@ -267,7 +332,8 @@ def scaling_figure(interventions: pl.DataFrame, title: str) -> Figure:
             x="alpha",
             y="accuracy",
             hue="difficulty",
-            hue_order=sorted(scale["difficulty"].unique()),
+            hue_order=[d for d in palette if d in set(scale["difficulty"])],
+            palette=palette,
             style="heads_from",
             marker="o",
             errorbar="sd",
@@ -282,7 +348,7 @@ def scaling_figure(interventions: pl.DataFrame, title: str) -> Figure:
             data=ablate,
             x="difficulty",
             y="accuracy",
-            order=sorted(set(ablate["difficulty"])),
+            order=[d for d in palette if d in set(ablate["difficulty"])],
             hue="heads_from",
             hue_order=[h for h in HEADS_FROM.values() if h in set(ablate["heads_from"])],
             errorbar="sd",
@@ -343,6 +409,7 @@ CATEGORY_COLOURS = {  # colourblind palette, correct in grey so the failures sta
     "loop": "#cc78bc",
     "truncated": "#0173b2",
     "format": "#ece133",
+    "no_trace": "#56b4e9",
     "wrong_plan": "#029e73",
 }
 
@@ -359,10 +426,11 @@ def _stacked_shares(ax, shares: pl.DataFrame, x: str, labels: list) -> None:
     ax.set_ylim(0, 1)
 
 
-def _failure_panels(shares: pl.DataFrame, x: str, labels: list, title: str, xlabel: str) -> Figure:
-    """One panel per difficulty of stacked category shares (rows of the failure_shares table)."""
+def _failure_panels(shares: pl.DataFrame, x: str, labels: list, title: str, xlabel: str, order: Sequence[str] = ()) -> Figure:
+    """One panel per difficulty (the task's order) of stacked category shares (rows of the failure_shares table)."""
     _theme()
-    difficulties = shares["difficulty"].unique(maintain_order=True).to_list()  # the eval order: easy first
+    found = set(shares["difficulty"])
+    difficulties = [d for d in order if d in found] or shares["difficulty"].unique(maintain_order=True).to_list()
     fig, axes = plt.subplots(1, len(difficulties), figsize=FIGSIZE, dpi=DPI, sharey=True, squeeze=False)
     for ax, difficulty in zip(axes[0], difficulties):
         _stacked_shares(ax, shares.filter(pl.col("difficulty") == difficulty), x, labels)
@@ -376,13 +444,13 @@ def _failure_panels(shares: pl.DataFrame, x: str, labels: list, title: str, xlab
     return fig
 
 
-def failures_figure(shares: pl.DataFrame, title: str) -> Figure:
+def failures_figure(shares: pl.DataFrame, title: str, order: Sequence[str] = ()) -> Figure:
     """Failure categories by difficulty across checkpoints (eval samples), stacked shares."""
     evals = shares.filter(pl.col("origin") == "eval")
-    return _failure_panels(evals, "step", sorted(evals["step"].unique()), title, "checkpoint step")
+    return _failure_panels(evals, "step", sorted(evals["step"].unique()), title, "checkpoint step", order)
 
 
-def failure_scaling_figure(shares: pl.DataFrame, title: str) -> Figure:
+def failure_scaling_figure(shares: pl.DataFrame, title: str, order: Sequence[str] = ()) -> Figure:
     """Failure categories of the starting model with its emergent heads scaled, next to the same
     scaling of each control's heads (draws pooled) and the unmodified model."""
     scaled = shares.filter(pl.col("kind") == "scale").with_columns(
@@ -392,16 +460,18 @@ def failure_scaling_figure(shares: pl.DataFrame, title: str) -> Figure:
         .alias("condition")
     )
     labels = ["unmodified"] + sorted(c for c in scaled["condition"].unique() if c != "unmodified")
-    return _failure_panels(scaled, "condition", labels, title, "")
+    return _failure_panels(scaled, "condition", labels, title, "", order)
 
 
-def tokens_figure(shares: pl.DataFrame, title: str) -> Figure:
+def tokens_figure(shares: pl.DataFrame, title: str, order: Sequence[str] = ()) -> Figure:
     """Generated tokens per correct answer (all tokens spent / correct samples) by difficulty."""
     _theme()
     table = shares.filter(pl.col("origin") == "eval").sort("step")
     table = table.rename({"tokens_per_correct": "tokens per correct answer"})
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
-    sns.lineplot(table.to_pandas(), x="step", y="tokens per correct answer", hue="difficulty", marker="o", ax=ax)
+    palette = difficulty_palette(order or table["difficulty"].unique(maintain_order=True).to_list())
+    sns.lineplot(table.to_pandas(), x="step", y="tokens per correct answer", hue="difficulty", hue_order=list(palette),
+                 palette=palette, marker="o", ax=ax)  # fmt: skip
     ax.set_yscale("log")
     ax.set_title(title, fontsize=11)
     fig.tight_layout()

@@ -15,8 +15,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from sparks.atomic import atomic_file
-from sparks.plot.figures import DPI, FIGSIZE, _theme, save_files
-from sparks.plot.report import _image, _table
+from sparks.plot.figures import FIGSIZE, _theme, save_files
+from sparks.plot.report import _image
+from sparks.plot.style import DPI
+from sparks.plot.style import html_table as _table
 
 FIGURES = ("replicate_heads", "replicate_accuracy", "replicate_counts")
 INPUTS = (
@@ -187,7 +189,8 @@ def replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], grou
             "are compared; each replicate intervenes on its own emergent heads."
         )
     parts = [
-        f"<h2>run {html.escape(group)} (task {html.escape(task)}): {seeds.height} replicates</h2>",
+        f'<details id="run-{html.escape(group)}"><summary>Replicated run {html.escape(group)} in detail (task {html.escape(task)}): '
+        f"{seeds.height} replicates compared</summary>",
         f"<p>{setup} Intervals are 95 % Student t over replicates, their spread at least the values' sampling error.</p>",
         "<h3>The study's claims across replicates</h3>",
         _table(claims.select("claim", "verdict", "value", "low", "high", "n_replicates", "statistic", "detail")),
@@ -211,6 +214,7 @@ def replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], grou
         _table(reward),
         "<h3>Final accuracy against the shared base</h3>",
         _table(final.drop("step")),
+        "</details>",
     ]
     return "\n".join(parts)
 

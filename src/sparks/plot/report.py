@@ -1,47 +1,53 @@
-"""A self-contained HTML report of one experiment: every run's figures (embedded PNG) and key tables.
+"""A self-contained HTML report of one experiment.
 
-The plot stage renders each run's section from the tables its rule names (:func:`write_section`);
-``sparks report`` joins the sections under one header (:func:`write_report`)."""
+The plot stage renders each run's detail section from the tables its rule names
+(:func:`write_section`: its own figures, embedded as SVG, and its key tables, in a collapsed
+``<details>``); ``sparks report`` puts the answer first (``sparks.plot.summary``), then the runs
+side by side (``sparks.plot.compare``), the head explorer (``sparks.plot.explorer``) and the
+runs' sections (:func:`write_report`). Every number comes from a table; nothing here computes a
+result.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
-import sparks
 from sparks.atomic import atomic_file
+from sparks.plot.style import DASH, html_table, order_difficulty
 from sparks.registry import FAILURE_CATEGORIES
 
-_STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f2f2f2}img{max-width:100%;border:1px solid #eee}h2{border-bottom:2px solid #0072b2}"""
-
-
-def _table(df: pl.DataFrame, digits: int = 3) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
-    rows = []
-    for row in df.iter_rows():
-        cells = "".join(f"<td>{html.escape(f'{v:.{digits}f}' if isinstance(v, float) else str(v))}</td>" for v in row)
-        rows.append(f"<tr>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.92em}td,th{border:1px solid #ccc;padding:3px 8px}
+td.num{text-align:right;font-variant-numeric:tabular-nums}td.txt{text-align:left}th{background:#f2f2f2;text-align:left}
+img{max-width:100%;border:1px solid #eee}h2{border-bottom:2px solid #0072b2;margin-top:2em}
+figure{margin:1em 0 2em}figcaption{font-size:.92em;color:#333;max-width:60em}
+.note{font-size:.88em;color:#555}details{margin:.5em 0;border:1px solid #ddd;padding:.3em .8em}
+summary{cursor:pointer;font-weight:600}code{white-space:pre-wrap;background:#f6f6f6}
+.verdict-holds{color:#006d2c;font-weight:600}.verdict-fails{color:#a50f15;font-weight:600}
+.verdict-untestable{color:#555}"""
 
 
 def _image(path: Path) -> str:
+    """A figure file embedded: SVG (vector) or PNG, as a data URI (each SVG stays its own document)."""
+    kind = "svg+xml" if path.suffix == ".svg" else "png"
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<p><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"></p>'
+    return f'<p><img alt="{html.escape(path.stem)}" loading="lazy" src="data:image/{kind};base64,{data}"></p>'
 
 
-def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, task: str) -> str:
-    """The HTML of one run: its figures (PNG files, embedded) and its key tables."""
+def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, task: str, order: list[str]) -> str:
+    """The HTML of one run's details: its figures (files, embedded) and its key tables, collapsed."""
     circuit, cohorts, faithfulness = tables["circuit"], tables["cohorts"], tables["faithfulness"]
+    statuses = ("maintained", "emergent", "new", "lost")
     per_step = (
         circuit.group_by("step")
-        .agg(pl.col("in_circuit").sum().alias("active heads"))
+        .agg(
+            pl.col("in_circuit").sum().alias("heads in circuit"),
+            *[(pl.col("status") == s).sum().alias(s) for s in statuses],
+        )
         .join(tables["similarity"].select("step", "jaccard_edges", "jaccard_heads"), on="step", how="left")
         .join(faithfulness.group_by("step").agg(pl.col("cpr").first(), pl.col("cmd").first()), on="step", how="left")
         .sort("step")
@@ -53,7 +59,9 @@ def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, t
         .agg(pl.len().alias("heads"), pl.format("a{}.h{}", "layer", "head").str.join(" ").alias("which"))
         .sort("cohort_step")
     )
-    parts = [f"<h2>run {html.escape(run)} (task {html.escape(task)})</h2>"]
+    anchor = f"run-{run}"
+    parts = [f'<details id="{html.escape(anchor)}"><summary>Run {html.escape(run)} in detail (task {html.escape(task)}): '
+             f"its own figures and tables</summary>"]  # fmt: skip
     parts += [_image(path) for path in images]
     importance = tables["importance"]
     effects = (
@@ -62,19 +70,33 @@ def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, t
         .select(pl.format("a{}.h{}", "layer", "head").alias("head"), pl.col("status").fill_null("never active"), "mean_effect")
         .sort("mean_effect", descending=True)
     )
-    parts += ["<h3>Heads by status</h3>", _table(status), "<h3>Emergence cohorts</h3>", _table(emergent)]
     parts += [
+        "<h3>Heads by status at the final checkpoint</h3>",
+        "<p>maintained: in the base circuit and in the final one; lost: in the base circuit, not the final one; "
+        "emergent: not in the base circuit, and at some checkpoint active and stable (in at least the bootstrap "
+        "threshold of resampled circuits): its cohort is the first such checkpoint.</p>",
+        html_table(status),
+        "<h3>Emergence cohorts</h3>",
+        html_table(emergent, headers={"cohort_step": "cohort (step)", "which": "heads (a{layer}.h{head})"}),
         "<h3>Head effect (the study's importance, App. A.6)</h3>",
         "<p>Importance: the summed |score| of a head's circuit edges out, normalised per checkpoint; effect "
         "(I - I<sub>first</sub>) / (I + I<sub>first</sub>), averaged over the later checkpoints. The five "
         "largest and five smallest:</p>",
-        _table(pl.concat([effects.head(5), effects.tail(5)]).unique(maintain_order=True)),
+        html_table(pl.concat([effects.head(5), effects.tail(5)]).unique(maintain_order=True)),
     ]
     if "think_modes" in tables:
         parts += think_section(tables["think_modes"], tables["think_overlap"])
-    parts += ["<h3>Per checkpoint</h3>", _table(per_step)]
-    parts += benchmark_section(tables["passk"], tables["interventions"])
-    parts += failure_section(tables["failures"], tables["failure_shares"], tables["failure_changes"], tables["eval"])
+    parts += [
+        "<h3>Per checkpoint</h3>",
+        "<p>Every head of a checkpoint's circuit counted once by its status there (maintained + emergent + "
+        "new = heads in circuit); lost heads are base heads outside it. CPR and CMD: the areas under the "
+        "faithfulness curve and under |1 &minus; faithfulness| (the study's Eq. 6-7).</p>",
+        html_table(per_step, note=f"{DASH}: no previous checkpoint to compare with."),
+    ]
+    parts += benchmark_section(tables["passk"], tables["interventions"], order)
+    parts += failure_section(
+        tables["failures"], tables["failure_shares"], tables["failure_changes"], tables["eval"], tables["problems"], order
+    )
     emergence = tables["emergence"]
     if emergence["reward"].null_count() < emergence.height:
         first = emergence.row(0, named=True)
@@ -88,9 +110,10 @@ def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, t
             "<h3>Newly activated heads vs reward</h3>",
             f"<p>Emergent heads active at each checkpoint against the mean reward since the previous one, "
             f"over {emergence.height} checkpoints: {verdict}.</p>",
-            _table(emergence.select("step", "emergent_active", "new_heads", "reward")),
+            html_table(emergence.select("step", "emergent_active", "new_heads", "reward")),
         ]
     parts += machine_section(tables.values())
+    parts.append("</details>")
     return "\n".join(parts)
 
 
@@ -117,8 +140,11 @@ def think_section(table: pl.DataFrame, overlap: pl.DataFrame) -> list[str]:
         "<h3>Think on vs think off (same problems)</h3>",
         "<p>Heads active in the top-N circuit on think-on prompts (answer after the trace), on "
         "think-off prompts (answer at once), or both; Jaccard of the two active sets.</p>",
-        _table(overlap.select("step", "both", "think_on_only", "think_off_only", "jaccard")),
-        _table(unique),
+        html_table(
+            overlap.select("step", "both", "think_on_only", "think_off_only", "jaccard"),
+            note=f"{DASH}: no head active in either mode.",
+        ),
+        html_table(unique),
     ]
 
 
@@ -130,103 +156,229 @@ def _highlighted(completion: str, bad_step: str | None) -> str:
     return f"<code>{text}</code>"
 
 
+CATEGORY_TEXT = {
+    "calculation_error": "a step of the trace does not check out",
+    "loop": "the text repeats itself",
+    "truncated": "the token limit was hit",
+    "format": "no closed trace or no extractable answer",
+    "no_trace": "a wrong answer given without any reasoning step (answered without reasoning)",
+    "wrong_plan": "every step of the trace checks out, and the answer is wrong (reasoned correctly to a wrong answer)",
+}
+
+
 def failure_section(
-    failures: pl.DataFrame, shares: pl.DataFrame, changes: pl.DataFrame, samples: pl.DataFrame, per_category: int = 3
+    failures: pl.DataFrame,
+    shares: pl.DataFrame,
+    changes: pl.DataFrame,
+    samples: pl.DataFrame,
+    problems: pl.DataFrame,
+    order: list[str],
+    per_category: int = 3,
 ) -> list[str]:
-    """Failure shares, the trade-off numbers with intervals, and real example traces per category."""
+    """Failure shares, the trade-off numbers with intervals, and real example traces per category:
+    the problem, the reference answer, the model's answer and its completion, first wrong step marked."""
     evals = failures.filter(pl.col("origin") == "eval")
     steps = sorted(evals["step"].unique())
-    ends = (
-        shares.filter((pl.col("origin") == "eval") & pl.col("step").is_in([steps[0], steps[-1]]))
-        .select("step", "difficulty", *FAILURE_CATEGORIES, "abandoned")
-        .sort("step", "difficulty")
+    ends = order_difficulty(
+        shares.filter((pl.col("origin") == "eval") & pl.col("step").is_in([steps[0], steps[-1]])).select(
+            "step", "difficulty", *FAILURE_CATEGORIES, "abandoned"
+        ),
+        order,
+        "step",
     )
-    changes = changes.filter(pl.col("category") != "correct").select(
-        "comparison", "alpha", "difficulty", "category", "share_before", "share_after", "delta", "ci_low", "ci_high", "n_problems"
+    changes = order_difficulty(
+        changes.filter(pl.col("category") != "correct").select(
+            "comparison",
+            "alpha",
+            "difficulty",
+            "category",
+            "share_before",
+            "share_after",
+            "delta",
+            "ci_low",
+            "ci_high",
+            "n_problems",
+        ),
+        order,
     )
-    samples = samples.select("step", "sample_id", "k", "completion")
+    samples = samples.select("step", "sample_id", "k", "completion", "answer")
+    problems = problems.select(pl.col("problem_id").alias("sample_id"), "question", pl.col("answer").alias("reference"))
     examples = ["<h3>Example traces (first wrong step marked)</h3>"]
     for category in FAILURE_CATEGORIES[1:]:
         picked = evals.filter(pl.col("category") == category).sort("step", "sample_id", "k").head(per_category)
         if picked.is_empty():
             continue
-        picked = picked.join(samples, on=["step", "sample_id", "k"])
-        examples.append(f"<h4>{category.replace('_', ' ')}</h4><ul>")
+        picked = picked.join(samples, on=["step", "sample_id", "k"]).join(problems, on="sample_id", how="left")
+        examples.append(f"<h4>{category.replace('_', ' ')}: {html.escape(CATEGORY_TEXT[category])}</h4><ul>")
         for r in picked.iter_rows(named=True):
+            wrong = "" if r["first_bad_step"] is None else f"; first wrong step: {r['first_bad_step'] + 1}"
             examples.append(
-                f"<li>step {r['step']}, {html.escape(r['difficulty'])}: {_highlighted(r['completion'], r['bad_step'])}</li>"
+                f"<li>step {r['step']}, {html.escape(r['difficulty'])}: problem <code>{html.escape(str(r['question']))}</code>, "
+                f"reference answer <b>{html.escape(str(r['reference']))}</b>, model's answer "
+                f"<b>{html.escape(r['answer'] if r['answer'] is not None else DASH + ' (none found)')}</b>{wrong}<br>"
+                f"{_highlighted(r['completion'], r['bad_step'])}</li>"
             )
         examples.append("</ul>")
+    definitions = "".join(f"<li><b>{c.replace('_', ' ')}</b>: {html.escape(t)}</li>" for c, t in CATEGORY_TEXT.items())
     return [
         "<h3>Failure anatomy (base and final checkpoint)</h3>",
-        "<p>Share of samples per category, computed from the text of each completion; abandoned: a wrong "
-        "sample whose trace had already reached the right answer.</p>",
-        _table(ends),
+        "<p>Share of samples per category, computed from the text of each completion, the first that "
+        f"applies in this order:</p><ul>{definitions}</ul><p>abandoned: a wrong sample whose trace had "
+        "already reached the right answer.</p>",
+        html_table(ends),
         "<h3>The trade-off in numbers</h3>",
         "<p>Change in each failure category's share, final minus base checkpoint, and scaled emergent heads "
         "minus each control's scaled heads (same alpha), with 95 % bootstrap intervals over problems.</p>",
-        _table(changes),
+        html_table(changes, note=f"scale \u03b1 {DASH}: the final-vs-base comparison has none."),
         *examples,
     ]
 
 
-def benchmark_section(passk: pl.DataFrame, interventions: pl.DataFrame) -> list[str]:
-    """Accuracy by difficulty (base vs final) and the interventions against their controls."""
+def benchmark_section(passk: pl.DataFrame, interventions: pl.DataFrame, order: list[str]) -> list[str]:
+    """Accuracy by difficulty (base vs final) and every intervention with its checkpoint and heads."""
     steps = sorted(passk["step"].unique())
-    accuracy = (
-        passk.filter(pl.col("step").is_in([steps[0], steps[-1]]) & (pl.col("k_samples") == 1))
-        .select(
-            "step",
+    accuracy = order_difficulty(
+        passk.filter(pl.col("step").is_in([steps[0], steps[-1]]) & (pl.col("k_samples") == 1)).select(
+            "difficulty", "step", "accuracy", "accuracy_se", "n_problems"
+        ),
+        order,
+        "step",
+    )
+    table = order_difficulty(
+        interventions.filter(pl.col("k_samples") == interventions["k_samples"].min()).select(
+            pl.col("step").alias("checkpoint"),
+            "kind",
+            "alpha",
+            "heads_from",
+            "seed",
+            "heads",
             "difficulty",
             "accuracy",
-            pl.col("accuracy_se").alias("se over problems"),
-            pl.col("n_problems").alias("problems"),
-        )
-        .sort("difficulty", "step")
+            "n_samples",
+        ),
+        order,
+        "kind",
+        "alpha",
+        "heads_from",
+        "seed",
     )
-    summary = (
-        interventions.group_by("kind", "alpha", "heads_from", "difficulty")
-        .agg(
-            pl.col("accuracy").mean().alias("accuracy"),
-            pl.col("accuracy").std().alias("sd over seeds"),
-            pl.len().alias("runs"),
-            pl.col("heads").first(),
-        )
-        .sort("kind", "difficulty", "alpha", "heads_from", nulls_last=False)
+    table = table.sort(
+        "kind", "alpha", pl.col("heads_from") != "none", "heads_from", "seed", nulls_last=False, maintain_order=True
     )
     return [
         "<h3>Accuracy, base vs final checkpoint</h3>",
-        _table(accuracy),
+        html_table(accuracy),
         "<h3>Interventions on the emergent heads vs control heads</h3>",
-        "<p>Controls, as many heads as the emergent ones: same_layer, random heads of the emergent heads' "
-        "layers (they may be the starting model's own circuit heads); base_circuit, heads of the starting "
-        "model's circuit; outside, heads in no circuit of the run.</p>",
-        _table(summary),
+        "<p>Ablation acts on the final checkpoint, scaling on the starting model (the checkpoint column). "
+        "Controls, as many heads as the emergent ones, one row per draw with the heads drawn: same_layer, random "
+        "heads of the emergent heads' layers (they may be the starting model's own circuit heads); base_circuit, "
+        "heads of the starting model's circuit; outside, heads in no circuit of the run. The unmodified row "
+        "(heads: none) is the same checkpoint sampled again inside the intervention job, with the seeds every "
+        "condition shares; it differs from the accuracy table above (other seeds) by sampling noise only: "
+        "compare each intervention with it.</p>",
+        html_table(table, note=f"{DASH}: not applicable (no scale factor for ablation, no draw for fixed heads)."),
     ]
 
 
-def write_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, task: str, out: Path) -> Path:
+def write_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, task: str, order: list[str], out: Path) -> Path:
     """Write one run's section (an HTML fragment) atomically."""
     with atomic_file(out) as tmp:
-        tmp.write_text(run_section(tables, images, run, task))
+        tmp.write_text(run_section(tables, images, run, task, order))
     return Path(out)
 
 
-def write_report(config: dict[str, Any], sections: list[Path], out: Path) -> Path:
-    """Join the runs' sections (in the order given) under the experiment's header."""
+REPORT_INPUTS = (
+    "circuit", "cohorts", "frequency", "stability", "heads", "passk", "failure_shares", "train_log", "interventions",
+    "replicate_heads", "replicate_claims",
+)  # fmt: skip
+"""The tables ``sparks report`` reads, every run's (their provenance ``run`` tells them apart)."""
+
+GLOSSARY = {
+    "a{layer}.h{head}": "attention head {head} of layer {layer}, both counted from 0 (a1.h4: layer 1, head 4)",
+    "EAP-IG": "edge attribution patching with integrated gradients: each edge's score is its estimated effect "
+    "on the metric when patched from the clean to the corrupted input, over m interpolation steps",
+    "m": "the number of integrated-gradient steps (attribute.ig_steps)",
+    "circuit": "the top edges by |EAP-IG score| of a checkpoint; a head is in it (active) when a circuit edge touches it",
+    "bootstrap probability": "the share of circuits built on resampled pairs that hold the head",
+    "CPR / CMD": "the areas under the faithfulness curve and under |1 - faithfulness| (the study's Eq. 6-7); "
+    "faithfulness is (m(circuit) - m(corrupt)) / (m(model) - m(corrupt))",
+    "pass@k / success@k": "one of k samples drawn is correct (unbiased) / a correct answer among the first k in generation order",
+    "interval": "95 %: Student t over replicates with their sampling error as the least spread; for a run "
+    "without replicates, the normal interval of its sampling error alone",
+}
+
+
+def write_report(
+    config: dict,
+    sections: list[Path],
+    tables: dict[str, pl.DataFrame],
+    models: list[Path],
+    out: Path,
+) -> Path:
+    """The report: the answer first, a table of contents, each run's setup, the runs side by side,
+    the head explorer and the runs' own sections (in the order given), from every run's ``tables``
+    (REPORT_INPUTS, all runs' rows together) and the prepared ``models`` (their accuracy tables)."""
+    from datetime import UTC, datetime
+
+    import sparks
+    from sparks.config import task_difficulties
+    from sparks.plot.compare import comparisons
+    from sparks.plot.explorer import explorer_html
+    from sparks.plot.summary import claims_matrix, group_summary, setup_table
+    from sparks.tables import read_table
+
     missing = [str(p) for p in sections if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"{missing[0]} does not exist; run the plot stage first (snakemake {missing[0]})")
+    accuracy = [
+        read_table(Path(m) / "accuracy.parquet", "accuracy").with_columns(pl.lit(Path(m).name).alias("role"))
+        for m in models
+        if (Path(m) / "accuracy.parquet").is_file()
+    ]
+    accuracy_table = pl.concat(accuracy) if accuracy else pl.DataFrame(schema={"role": pl.String})
+    groups: dict[str, list[str]] = config["claim_groups"]
+    runs = [r for rs in groups.values() for r in rs]
+    tasks = dict.fromkeys(config["runs"][r]["task"] for r in runs)
+    order = list(dict.fromkeys(d for task in tasks for d in task_difficulties(config["tasks"][task])))
+    summaries = "".join(group_summary(g, rs, config["runs"][rs[0]]["method"], tables, order) for g, rs in groups.items())
+    figures = comparisons(tables, runs, order)
+    toc = [("summary", "The answer first"), ("setup", "Setup of each run"), ("compare", "The runs side by side")]
+    toc.append(("", "<ul>" + "".join(f'<li><a href="#fig-{c.name}">{html.escape(c.title)}</a></li>' for c in figures) + "</ul>"))
+    toc += [("explorer-section", "Head explorer"), ("details", "Each run in detail"), ("terms", "Terms")]
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body = "".join(Path(p).read_text() for p in sections)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>sparks: {html.escape(config["experiment"])}</title>
-<style>{_STYLE}</style></head><body>
+    figure_html = "".join(
+        f'<figure id="fig-{c.name}"><h3>{html.escape(c.title)}</h3>'
+        f'<img alt="{html.escape(c.title)}" src="data:image/svg+xml;base64,{base64.b64encode(c.svg.encode()).decode()}">'
+        f"<figcaption>{html.escape(c.caption)}</figcaption></figure>"
+        for c in figures
+    )
+    aggregate, attribute = config["aggregate"], config["attribute"]
+    size = (
+        f"the top {aggregate['top_n']} edges by |EAP-IG score|"
+        if aggregate["faithfulness_target"] is None
+        else f"the fewest top edges reaching faithfulness {aggregate['faithfulness_target']}"
+    )
+    terms = "".join(f"<dt><b>{html.escape(k)}</b></dt><dd>{html.escape(v)}</dd>" for k, v in GLOSSARY.items())
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>sparks: {html.escape(config["experiment"])}</title><style>{STYLE}</style></head><body>
 <h1>sparks report: experiment {html.escape(config["experiment"])}</h1>
-<p>sparks {sparks.__version__}, made {created}. Circuits: top {config["aggregate"]["top_n"]} edges by |EAP-IG score|
-(m = {config["attribute"]["ig_steps"]}, metric {config["attribute"]["metric"]}); a head is emergent once it is active, absent
-from the base circuit, and in at least {config["aggregate"]["stability_threshold"]:.0%} of
-{config["aggregate"]["bootstrap"]} bootstrap circuits.</p>
-{body}
+<p class="note">sparks {sparks.__version__}, made {created}. Circuits: {size} (EAP-IG, m = {attribute["ig_steps"]},
+metric {attribute["metric"]}); a head is emergent once it is active, absent from the base circuit, and in at least
+{aggregate["stability_threshold"]:.0%} of {aggregate["bootstrap"]} bootstrap circuits.</p>
+<h2 id="summary">The answer first</h2>
+<p>Each of the study's claims, tested on each run (verdict; value with its 95 % interval; the statistic):</p>
+{claims_matrix(list(groups), tables["replicate_claims"], order)}
+{summaries}
+<nav><h2>Contents</h2><ol>{"".join(f'<li><a href="#{a}">{t}</a></li>' if a else t for a, t in toc)}</ol></nav>
+<h2 id="setup">Setup of each run</h2>
+{setup_table(config, groups, accuracy_table)}
+<h2 id="compare">The runs side by side</h2>
+{figure_html}
+<h2 id="explorer-section">Head explorer</h2>
+{explorer_html(tables, runs, order)}
+<h2 id="details">Each run in detail</h2>
+{"".join(Path(p).read_text() for p in sections)}
+<h2 id="terms">Terms</h2><dl>{terms}</dl>
 </body></html>"""
     with atomic_file(out) as tmp:
         tmp.write_text(page)

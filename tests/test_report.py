@@ -1,0 +1,119 @@
+"""The report's pieces on hand-made tables: cells and tables, difficulty order, the claims' words,
+and the explorer's data."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from sparks.plot.explorer import explorer_data, explorer_html
+from sparks.plot.style import DASH, difficulty_palette, html_table, order_difficulty, run_palette
+from sparks.plot.summary import claims_matrix, number
+
+ORDER = ["easy", "medium", "hard"]
+
+
+def test_tables_write_a_dash_for_missing_values_and_align_numbers():
+    table = html_table(pl.DataFrame({"difficulty": ["easy", None], "accuracy": [0.5, None], "n_problems": [3, 4]}))
+    assert "None" not in table and "nan" not in table
+    assert f'<td class="txt">{DASH}</td>' in table and '<td class="num">0.500</td>' in table
+    assert '<td class="num">3</td>' in table and '<td class="txt">easy</td>' in table
+    assert "<th>problems</th>" in table and "n_problems" not in table  # readable headers
+    nan = html_table(pl.DataFrame({"x": [float("nan")]}))
+    assert f'<td class="txt">{DASH}</td>' in nan
+
+
+def test_difficulties_keep_the_tasks_order_and_colours():
+    table = pl.DataFrame({"difficulty": ["hard", "easy", "medium", "easy"], "step": [0, 10, 0, 0]})
+    assert order_difficulty(table, ORDER, "step").rows() == [("easy", 0), ("easy", 10), ("medium", 0), ("hard", 0)]
+    palette = difficulty_palette(ORDER)
+    assert list(palette) == ORDER and len(set(palette.values())) == 3
+    assert run_palette(["sft", "grpo"]) != run_palette(["grpo", "sft"])
+
+
+def test_numbers_are_signed_with_their_interval_and_counts_plain():
+    assert number(0.1234, 0.01, 0.2) == "+0.123 [0.010, 0.200]"
+    assert number(-2.0, None, None) == "-2" and number(3.0, None, None) == "3"
+    assert number(None, None, None) == DASH
+
+
+def claims_rows(run: str) -> list[dict]:
+    base = {"run": run, "statistic": "accuracy change", "n_replicates": 1, "detail": ""}
+    return [
+        {
+            **base,
+            "claim": f"gain_{d}",
+            "statement": f"post-training raises {d} accuracy",
+            "value": v,
+            "low": lo,
+            "high": hi,
+            "verdict": verdict,
+        }
+        for d, v, lo, hi, verdict in (
+            ("hard", -0.1, -0.2, 0.0, "does not hold"),
+            ("easy", 0.1, 0.05, 0.15, "holds"),
+            ("medium", None, None, None, "not testable here"),
+        )
+    ]
+
+
+def test_claims_matrix_orders_claims_and_words_verdicts():
+    claims = pl.DataFrame(claims_rows("sft") + claims_rows("grpo"))
+    text = claims_matrix(["sft", "grpo"], claims, ORDER)
+    assert text.index("raises easy") < text.index("raises medium") < text.index("raises hard")
+    assert text.count("not reproduced") == 2 and text.count(">reproduced<") == 2 and text.count("not testable here") == 2
+    assert text.index("<th>sft</th>") < text.index("<th>grpo</th>")
+
+
+def explorer_tables() -> dict[str, pl.DataFrame]:
+    grid = [(run, step, layer, head) for run in ("sft", "grpo") for step in (0, 10) for layer in (0, 1) for head in (0, 1)]
+    keys = pl.DataFrame(grid, schema=["run", "step", "layer", "head"], orient="row")
+    status = pl.when((pl.col("layer") == 1) & (pl.col("head") == 0) & (pl.col("step") == 10))
+    return {
+        "heads": keys.with_columns(
+            (pl.col("step") + pl.col("layer") * 2 + pl.col("head")).cast(pl.Float64).alias("score"),
+            (pl.col("layer") * 2 + pl.col("head") + 1).alias("rank"),
+        ),
+        "stability": keys.with_columns(pl.lit(0.5).alias("p_in_circuit")),
+        "circuit": keys.with_columns(
+            status.then(True).otherwise(False).alias("in_circuit"),
+            status.then(pl.lit("emergent")).otherwise(pl.lit("inactive")).alias("status"),
+        ),
+        "cohorts": pl.DataFrame({"run": ["sft"], "layer": [1], "head": [0], "status": ["emergent"], "cohort_step": [10]}),
+        "interventions": pl.DataFrame(
+            {
+                "run": ["sft"] * 4,
+                "step": [10] * 4,
+                "kind": ["ablate"] * 4,
+                "heads_from": ["none", "emergent", "emergent", "same_layer"],
+                "seed": [None, None, None, 0],
+                "heads": ["", "a1.h0", "a1.h0", "a0.h1"],
+                "alpha": [None] * 4,
+                "difficulty": ["hard", "hard", "easy", "hard"],
+                "accuracy": [0.5, 0.2, 0.9, 0.45],
+                "k_samples": [1] * 4,
+            }
+        ),
+    }
+
+
+def test_explorer_data_follows_each_head_through_every_run():
+    data = explorer_data(explorer_tables(), ["sft", "grpo"], ORDER)
+    assert (data["layers"], data["heads"], list(data["runs"])) == (2, 2, ["sft", "grpo"])
+    cell = data["runs"]["sft"]["cells"]["a1.h0"]
+    assert [(c["step"], c["score"], c["rank"], c["status"]) for c in cell["checkpoints"]] == [
+        (0, 2.0, 3, "inactive"),
+        (10, 12.0, 3, "emergent"),
+    ]
+    assert [(i["difficulty"], i["accuracy"], i["unmodified"]) for i in cell["interventions"]] == [
+        ("easy", 0.9, None),  # no unmodified easy row in this table
+        ("hard", 0.2, 0.5),
+    ]
+    assert data["runs"]["sft"]["cells"]["a0.h0"]["interventions"] == []
+    assert data["runs"]["sft"]["final"]["a1.h0"] == "emergent" and data["runs"]["sft"]["cohort"]["a1.h0"]["cohort_step"] == 10
+    assert data["runs"]["grpo"]["cohort"] == {}
+
+
+def test_explorer_is_self_contained():
+    fragment = explorer_html(explorer_tables(), ["sft", "grpo"], ORDER)
+    assert "http://" not in fragment and "https://" not in fragment and "src=" not in fragment
+    assert fragment.count("<script") == 2 and 'id="explorer-data"' in fragment
