@@ -17,8 +17,7 @@ from matplotlib.patches import Rectangle
 from sparks.atomic import atomic_file
 from sparks.plot.figures import FIGSIZE, _theme, save_files
 from sparks.plot.report import _image
-from sparks.plot.style import DPI
-from sparks.plot.style import html_table as _table
+from sparks.plot.style import DPI, html_table
 
 FIGURES = ("replicate_heads", "replicate_accuracy", "replicate_counts")
 INPUTS = (
@@ -193,27 +192,27 @@ def replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], grou
         f"{seeds.height} replicates compared</summary>",
         f"<p>{setup} Intervals are 95 % Student t over replicates, their spread at least the values' sampling error.</p>",
         "<h3>The study's claims across replicates</h3>",
-        _table(claims.select("claim", "verdict", "value", "low", "high", "n_replicates", "statistic", "detail")),
+        html_table(claims.select("claim", "verdict", "value", "low", "high", "n_replicates", "statistic", "detail")),
         "<h3>Robust emergent heads</h3>",
-        _table(robust) if robust.height else "<p>No head is emergent in enough replicates.</p>",
+        html_table(robust) if robust.height else "<p>No head is emergent in enough replicates.</p>",
     ]
     parts += [_image(path) for path in images]
     parts += [
         "<h3>Agreement between replicates (emergent sets)</h3>",
-        _table(tables["replicate_jaccard"]),
+        html_table(tables["replicate_jaccard"]),
         "<h3>Heads by cohort status (all layers)</h3>",
-        _table(
+        html_table(
             tables["replicate_counts"]
             .filter(pl.col("layer").is_null())
             .drop("layer")
             .with_columns(pl.col("counts").cast(pl.List(pl.String)).list.join(" "))
         ),
         "<h3>Cohort timing per replicate</h3>",
-        _table(tables["replicate_timing"]),
+        html_table(tables["replicate_timing"]),
         "<h3>Emergent heads against reward</h3>",
-        _table(reward),
+        html_table(reward),
         "<h3>Final accuracy against the shared base</h3>",
-        _table(final.drop("step")),
+        html_table(final.drop("step")),
         "</details>",
     ]
     return "\n".join(parts)
