@@ -410,6 +410,8 @@ def test_base_replicates_through_the_dag(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     results = tmp_path / "results" / "bases"
     assert not (results / "base").exists()  # one base per seed, none unnamed
+    summary = (results / "report.html").read_text().split("<nav>")[0]  # the answer first: no head compared across bases
+    assert "head identities are not compared across bases (counts in the claims)" in summary
     runs = [read_manifest(results / "runs" / f"sft-b{b}" / "checkpoints.json") for b in (0, 1)]
     assert runs[0].model_hash(0) != runs[1].model_hash(0)  # each run starts from its own base
     heads = read_table(results / "replicates" / "sft" / "arith" / "replicate_heads.parquet", "replicate_heads")

@@ -1,5 +1,7 @@
-"""The study's claims, each tested across a replicated run's replicates: one row per claim with
-the statistic, its mean and 95 % interval over replicates, and a verdict.
+"""The study's claims, each tested across a replicated run's replicates (or on a run without
+replicates, a group of one): one row per claim with the statistic, its mean and 95 % interval
+over replicates, and a verdict. With one replicate the interval is the value's sampling error
+alone (``mean_interval``), and a claim measured by a count alone is not testable.
 
 Intervals are 95 % Student t over replicates, their spread taken as at least each value's own
 sampling error (binomial, from the samples behind an accuracy), so that a few replicates that

@@ -60,6 +60,8 @@ def emergent_heads(group_heads: pl.DataFrame, stability: pl.DataFrame, circuit: 
     replicates = group_heads["replicate"].unique().sort().to_list()
     lines = []
     if len(replicates) > 1:
+        if group_heads["robust"].null_count() == group_heads.height:  # base replicates: no head is the same head
+            return []
         robust = group_heads.filter(pl.col("robust")).sort("layer", "head", "seed")
         for (layer, head), rows in robust.group_by("layer", "head", maintain_order=True):
             steps = ", ".join(DASH if s is None else str(s) for s in rows["cohort_step"].to_list())
@@ -95,6 +97,12 @@ def group_summary(group: str, runs: list[str], method: str, tables: dict[str, pl
     label = f"{len(runs)} replicates" if len(runs) > 1 else "one run, no replicates: intervals are sampling error only"
     kind = "robust emergent heads" if len(runs) > 1 else "emergent heads"
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines) or "<li>none</li>"
+    intro = f"{len(lines)} {kind if len(lines) != 1 else kind.removesuffix('s')}"
+    if len(runs) > 1 and heads["robust"].null_count() == heads.height:
+        intro, items = (
+            "Emergent heads",
+            "<li>base replicates: head identities are not compared across bases (counts in the claims)</li>",
+        )
     gains = claims.filter(pl.col("claim").str.starts_with("gain_"))
     gains = gains.sort(pl.col("claim").map_elements(lambda c: _claim_rank(c, order)[1], return_dtype=pl.Int64))
     gain_text = "; ".join(
@@ -110,7 +118,7 @@ def group_summary(group: str, runs: list[str], method: str, tables: dict[str, pl
     )
     return (
         f'<h3 id="summary-{html.escape(group)}">{html.escape(group)} ({html.escape(method)}, {label})</h3>'
-        f"<p>{len(lines)} {kind}:</p><ul>{items}</ul>"
+        f"<p>{intro}:</p><ul>{items}</ul>"
         f"<p>Accuracy, base &rarr; final checkpoint (change, 95 % interval): {gain_text or DASH}.</p>"
         f"<p>Ablating the {kind} in the final checkpoint, accuracy drop over all difficulties: {ablation_text or DASH}.</p>"
     )
