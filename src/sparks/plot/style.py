@@ -74,8 +74,8 @@ def header(column: str) -> str:
 
 
 def cell(value: object, digits: int = 3) -> tuple[str, bool]:
-    """(text, numeric) of one value: floats to ``digits`` places, a dash for a missing value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """(text, numeric) of one value: floats to ``digits`` places, a dash for a missing or empty value."""
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return DASH, False
     if isinstance(value, bool):
         return ("yes" if value else "no"), False
