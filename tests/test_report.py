@@ -111,6 +111,7 @@ def test_explorer_data_follows_each_head_through_every_run():
     assert data["runs"]["sft"]["cells"]["a0.h0"]["interventions"] == []
     assert data["runs"]["sft"]["final"]["a1.h0"] == "emergent" and data["runs"]["sft"]["cohort"]["a1.h0"]["cohort_step"] == 10
     assert data["runs"]["grpo"]["cohort"] == {}
+    assert data["runs"]["sft"]["colour"] == run_palette(["sft", "grpo"])["sft"] != data["runs"]["grpo"]["colour"]
 
 
 def test_explorer_is_self_contained():

@@ -17,7 +17,7 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from sparks.plot import figures as f
-from sparks.plot.style import difficulty_palette
+from sparks.plot.style import difficulty_palette, run_palette
 
 COLUMNS = 3  # facets per row
 
@@ -61,6 +61,11 @@ def svg(fig: Figure) -> str:
     return buffer.getvalue()
 
 
+def _title(ax, run: str, runs: list[str], text: str | None = None) -> None:
+    """A facet's title, in the run's colour (one per run, the same in every figure)."""
+    ax.set_title(text or run, fontsize=11, color=run_palette(runs)[run], fontweight="bold")
+
+
 def _by_run(table: pl.DataFrame, run: str) -> pl.DataFrame:
     return table.filter(pl.col("run") == run)
 
@@ -73,7 +78,7 @@ def cohorts(tables: dict[str, pl.DataFrame], runs: list[str]) -> Figure:
     for run, (top, bottom) in zip(runs, facets):
         circuit = _by_run(tables["circuit"], run)
         f.draw_cohorts(top, circuit, _by_run(tables["cohorts"], run), legend=False, colours=colours)
-        top.set_title(run, fontsize=11)
+        _title(top, run, runs)
         f.draw_training_curve(bottom, _by_run(tables["train_log"], run), sorted(circuit["step"].unique().to_list()))
     legend: dict[str, object] = {}
     for top, _ in facets:
@@ -102,7 +107,7 @@ def frequency(tables: dict[str, pl.DataFrame], runs: list[str]) -> Figure:
     fig, facets = _grid(len(runs), 1, 0.9 + 0.38 * n_layers * min(1.0, 8 / n_heads))
     for run, (ax,) in zip(runs, facets):
         f.draw_frequency(ax, _by_run(tables["frequency"], run), _by_run(tables["cohorts"], run), colorbar=run == runs[-1])
-        ax.set_title(run, fontsize=11)
+        _title(ax, run, runs)
     fig.tight_layout()
     return fig
 
@@ -113,7 +118,7 @@ def accuracy(tables: dict[str, pl.DataFrame], runs: list[str], order: list[str])
     for run, (ax,) in zip(runs, facets):
         emergent = _by_run(tables["cohorts"], run).filter(pl.col("status") == "emergent")["cohort_step"].to_list()
         f.draw_accuracy(ax, _by_run(tables["passk"], run), order, emergent)
-        ax.set_title(run, fontsize=11)
+        _title(ax, run, runs)
     facets[0][0].legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     return fig
@@ -137,7 +142,7 @@ def passk(tables: dict[str, pl.DataFrame], runs: list[str], order: list[str]) ->
             ax.set_xticks(sorted(table["k_samples"].unique().to_list()))
             ax.set_xlabel("k (samples)")
             ax.set_ylabel(f.PASSK_PANELS[column].split("\n")[0])
-        axes[0].set_title(run, fontsize=11)
+        _title(axes[0], run, runs)
     facets[0][0].legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
     return fig
@@ -153,7 +158,7 @@ def failures(tables: dict[str, pl.DataFrame], runs: list[str], order: list[str])
         steps = sorted(shares["step"].unique().to_list())
         for ax, difficulty in zip(axes, found):
             f._stacked_shares(ax, shares.filter(pl.col("difficulty") == difficulty), "step", steps)
-            ax.set_title(f"{run}, {difficulty}", fontsize=10)
+            _title(ax, run, runs, f"{run}, {difficulty}")
             ax.set_ylabel("share of samples")
     handles, names = facets[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=4, fontsize=8)

@@ -13,7 +13,7 @@ import json
 
 import polars as pl
 
-from sparks.plot.style import head_name
+from sparks.plot.style import head_name, run_palette
 
 STATUS_FILL = {"maintained": "#999999", "emergent": "#0072b2", "new": "#f0e442", "lost": "#d55e00", "inactive": "#ffffff"}
 
@@ -48,6 +48,7 @@ def explorer_data(tables: dict[str, pl.DataFrame], runs: list[str], order: list[
     layers = int(circuit["layer"].max()) + 1
     n_heads = int(circuit["head"].max()) + 1
     data: dict = {"layers": layers, "heads": n_heads, "runs": {}}
+    colours = run_palette(runs)  # each run's colour, as in the side-by-side figures
     for run in runs:
         rows = per_step.filter(pl.col("run") == run)
         final = rows.filter(pl.col("step") == rows["step"].max())
@@ -65,6 +66,7 @@ def explorer_data(tables: dict[str, pl.DataFrame], runs: list[str], order: list[
             for layer, head, status, step in cohorts.filter(pl.col("run") == run).drop("run").rows()
         }
         data["runs"][run] = {
+            "colour": colours[run],
             "final": {head_name(r["layer"], r["head"]): r["status"] for r in final.iter_rows(named=True)},
             "cohort": cohort,
             "cells": cells,
@@ -89,7 +91,7 @@ _SCRIPT = """
       if (!shown.has(run)) continue;
       const box = document.createElement('div');
       box.className = 'xgrid';
-      let cells = '<div class="xtitle">' + esc(run) + '</div><table class="xtable"><tr><th></th>';
+      let cells = '<div class="xtitle" style="color:' + info.colour + '">' + esc(run) + '</div><table class="xtable"><tr><th></th>';
       for (let h = 0; h < data.heads; h++) cells += '<th>h' + h + '</th>';
       cells += '</tr>';
       for (let l = 0; l < data.layers; l++) {
@@ -116,7 +118,7 @@ _SCRIPT = """
       if (!cell) continue;
       const cohort = info.cohort[node];
       const about = cohort ? (cohort.status + (cohort.cohort_step !== null ? ', cohort step ' + cohort.cohort_step : '')) : 'never in a circuit';
-      out += '<div class="xrun" data-run="' + esc(run) + '"><b>' + esc(run) + '</b>: ' + esc(about);
+      out += '<div class="xrun" data-run="' + esc(run) + '"><b style="color:' + info.colour + '">' + esc(run) + '</b>: ' + esc(about);
       out += '<table data-run="' + esc(run) + '"><thead><tr><th>checkpoint (step)</th><th>EAP-IG score</th><th>rank (1 = largest |score|)</th><th>bootstrap probability</th><th>in circuit</th><th>status</th></tr></thead><tbody>';
       for (const c of cell.checkpoints) {
         out += '<tr data-step="' + c.step + '"><td class="num">' + c.step + '</td><td class="num" data-col="score">' + fmt(c.score, 4) + '</td><td class="num" data-col="rank">' + fmt(c.rank, 0) + '</td><td class="num" data-col="p_in_circuit">' + fmt(c.p_in_circuit, 2) + '</td><td class="txt" data-col="in_circuit">' + (c.in_circuit ? 'yes' : 'no') + '</td><td class="txt" data-col="status">' + c.status + '</td></tr>';
