@@ -28,6 +28,7 @@ def test_difficulties_keep_the_tasks_order_and_colours():
     palette = difficulty_palette(ORDER)
     assert list(palette) == ORDER and len(set(palette.values())) == 3
     assert run_palette(["sft", "grpo"]) != run_palette(["grpo", "sft"])
+    assert not set(run_palette(["sft", "grpo", "distill"]).values()) & set(palette.values())  # runs and difficulties apart
 
 
 def test_numbers_are_signed_with_their_interval_and_counts_plain():

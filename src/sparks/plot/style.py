@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 import polars as pl
 
 DASH = "\u2013"  # a missing value: "not applicable here" (explained under each table)
-OKABE_ITO = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000000")
-DIFFICULTY_COLOURS = ("#009e73", "#e69f00", "#d55e00", "#cc79a7", "#0072b2")  # easy green .. hard vermilion
+DIFFICULTY_COLOURS = ("#009e73", "#e69f00", "#d55e00", "#f0e442", "#999999")  # easy green .. hard vermilion
+RUN_COLOURS = ("#0072b2", "#cc79a7", "#56b4e9", "#000000")  # the rest of Okabe-Ito: no run shares a difficulty's colour
 DPI = 200  # PNGs at twice the 100 dpi of a plain screen: sharp on high-resolution displays
 
 
@@ -27,7 +27,7 @@ def difficulty_palette(order: Sequence[str]) -> dict[str, str]:
 
 def run_palette(runs: Sequence[str]) -> dict[str, str]:
     """One colour per run, in the config's order."""
-    return {name: OKABE_ITO[i % len(OKABE_ITO)] for i, name in enumerate(runs)}
+    return {name: RUN_COLOURS[i % len(RUN_COLOURS)] for i, name in enumerate(runs)}
 
 
 def order_difficulty(table: pl.DataFrame, order: Sequence[str], *then: str) -> pl.DataFrame:
