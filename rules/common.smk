@@ -114,10 +114,16 @@ def train_launcher(wildcards):
 
 
 def flags(wildcards, input):
-    """``--name file ...`` for every named input (the stage's flags are the inputs' names)."""
+    """``--name file ...`` for every named input (the stage's flags are the inputs' names);
+    inputs named ``{name}__{part}`` (one input function per run, see REPORT_STEP_INPUTS) are
+    joined under one ``--name``, in input order."""
+    merged = {}
+    for name in input.keys():
+        files = input[name] if isinstance(input[name], list) else [input[name]]
+        merged.setdefault(name.split("__")[0], []).extend(files)
     return " ".join(
-        f"--{name.replace('_', '-')} {' '.join(input[name]) if isinstance(input[name], list) else input[name]}"
-        for name in input.keys()
+        f"--{name.replace('_', '-')} {' '.join(files)}"
+        for name, files in merged.items()
     )
 
 
@@ -347,18 +353,6 @@ REPORT_STEP_INPUTS = {
     for run in report_runs()
     for name in ("heads", "passk")
 }
-
-
-def merged_flags(wildcards, input):
-    """``flags``, with inputs named ``{table}__{run}`` joined under one ``--table`` flag."""
-    merged = {}
-    for name in input.keys():
-        files = input[name] if isinstance(input[name], list) else [input[name]]
-        merged.setdefault(name.split("__")[0], []).extend(files)
-    return " ".join(
-        f"--{name.replace('_', '-')} {' '.join(files)}"
-        for name, files in merged.items()
-    )
 
 
 def replicate_names(wildcards):

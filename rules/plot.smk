@@ -44,6 +44,6 @@ rule report:
         runtime=config["resources"]["report"]["runtime"],
     params:
         config=CONFIG_FILE,
-        inputs=merged_flags,
+        inputs=flags,
     shell:
         "sparks report --config {params.config} {params.inputs} --out {output} > {log} 2>&1"

@@ -31,11 +31,15 @@ summary{cursor:pointer;font-weight:600}code{white-space:pre-wrap;background:#f6f
 .verdict-untestable{color:#555}"""
 
 
+def data_uri(data: bytes, kind: str) -> str:
+    """An image embedded as a data URI (``kind``: svg+xml or png); each SVG stays its own document."""
+    return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
+
+
 def _image(path: Path) -> str:
-    """A figure file embedded: SVG (vector) or PNG, as a data URI (each SVG stays its own document)."""
-    kind = "svg+xml" if path.suffix == ".svg" else "png"
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<p><img alt="{html.escape(path.stem)}" loading="lazy" src="data:image/{kind};base64,{data}"></p>'
+    """A figure file embedded: SVG (vector) or PNG."""
+    src = data_uri(path.read_bytes(), "svg+xml" if path.suffix == ".svg" else "png")
+    return f'<p><img alt="{html.escape(path.stem)}" loading="lazy" src="{src}"></p>'
 
 
 def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, task: str, order: list[str]) -> str:
@@ -348,7 +352,7 @@ def write_report(
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     figure_html = "".join(
         f'<figure id="fig-{c.name}"><h3>{html.escape(c.title)}</h3>'
-        f'<img alt="{html.escape(c.title)}" src="data:image/svg+xml;base64,{base64.b64encode(c.svg.encode()).decode()}">'
+        f'<img alt="{html.escape(c.title)}" src="{data_uri(c.svg.encode(), "svg+xml")}">'
         f"<figcaption>{html.escape(c.caption)}</figcaption></figure>"
         for c in figures
     )
