@@ -10,6 +10,8 @@ rule aggregate:
         similarity=layout.circuits("similarity"),
         emergence=layout.circuits("emergence"),
         importance=layout.circuits("importance"),
+        agreement=layout.circuits("agreement"),
+        null_calls=layout.circuits("null_calls"),
     log:
         layout.log("aggregate", "{run}", "{task}"),
     benchmark:
@@ -29,7 +31,8 @@ rule aggregate:
         "--circuit-out {output.circuit} --cohorts-out {output.cohorts} "
         "--frequency-out {output.frequency} --stability-out {output.stability} "
         "--similarity-out {output.similarity} --emergence-out {output.emergence} "
-        "--importance-out {output.importance} > {log} 2>&1"
+        "--importance-out {output.importance} --agreement-out {output.agreement} "
+        "--null-calls-out {output.null_calls} > {log} 2>&1"
 
 
 rule think_modes:

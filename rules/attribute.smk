@@ -7,6 +7,7 @@ rule attribute:
         edges=layout.attribution("edges"),
         pair_edges=layout.attribution("pair_edges"),
         faithfulness=layout.attribution("faithfulness"),
+        head_effects=layout.attribution("head_effects"),
     log:
         layout.log("attribute", "{run}", "{step}", "{task}"),
     benchmark:
@@ -25,7 +26,7 @@ rule attribute:
         "sparks attribute --config {params.config} --manifest {input.manifest} "
         "--step {wildcards.step} --task {wildcards.task} --pairs {input.pairs} "
         "--heads {output.heads} --edges {output.edges} --pair-edges {output.pair_edges} "
-        "--faithfulness {output.faithfulness} > {log} 2>&1"
+        "--faithfulness {output.faithfulness} --head-effects {output.head_effects} > {log} 2>&1"
 
 
 rule attribute_think:

@@ -190,11 +190,14 @@ def run_inputs(wildcards):
 
 
 def teacher_inputs(wildcards):
-    """A distill run's teacher sampling: its problems, and the experiment's teacher if it uses it."""
+    """A distill run's teacher sampling: its problems, and the prepared model it samples if it
+    names one by role: the experiment's teacher, or the run's own base (self-distillation).
+    """
     run = config["runs"][wildcards.run]
     inputs = {"problems": layout.problems(run["task"], EXP)}
-    if run["distill"]["teacher"] == "teacher":
-        inputs["teacher"] = layout.model("teacher", EXP)
+    role = {"teacher": "teacher", "base": base_role(config, wildcards.run)}
+    if run["distill"]["teacher"] in role:
+        inputs["teacher"] = layout.model(role[run["distill"]["teacher"]], EXP)
     return inputs
 
 
@@ -311,7 +314,14 @@ def report_inputs(wildcards):
     runs = report_runs()
     per_run = {
         name: [layout.circuits(name, r, run_task(r), EXP) for r in runs]
-        for name in ("circuit", "cohorts", "frequency", "stability")
+        for name in (
+            "circuit",
+            "cohorts",
+            "frequency",
+            "stability",
+            "agreement",
+            "null_calls",
+        )
     }
     groups = {
         name: [

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from sparks.aggregate import AggregateSettings, circuit_size_per_step
-from sparks.aggregate.bootstrap import head_stability
+from sparks.aggregate.bootstrap import Resampled, draw_counts, draws
 from sparks.aggregate.circuits import circuit_edges, circuit_table, cohort_table, frequency_table, jaccard_table, prune_isolated
 from sparks.aggregate.importance import importance_table
 from sparks.config import ConfigError
@@ -61,7 +61,7 @@ def test_cohorts_and_statuses(circuit):
         (0, 0, None, 0, 20, 3, "maintained"),
         (0, 1, None, 0, 0, 1, "lost"),
         (1, 2, 10, 10, 20, 2, "emergent"),
-        (1, 3, 10, 10, 10, 1, "emergent"),
+        (1, 3, 10, 10, 10, 1, "transient"),  # gone from the final circuit
     ]
 
 
@@ -88,19 +88,20 @@ def test_jaccard_of_consecutive_circuits(circuit):
     assert table["jaccard_heads"].to_list() == pytest.approx([1 / 4, 2 / 3])
 
 
-def test_bootstrap_probabilities():
+def test_resampled_circuit_probabilities():
     names = EDGES.filter(pl.col("step") == 0).select("src", "dst", "dst_input")  # 3 edges
+    resampled = Resampled(names, HEADS)
     same = np.tile([[5.0, -4.0, 1.0]], (10, 1))  # every pair agrees: top-2 = edges 0 and 1
-    p = head_stability(same, names, HEADS, top_n=2, resamples=20, seed=0)
-    assert dict(zip(zip(p["layer"], p["head"]), p["p_in_circuit"])) == {
+    mean_of = draw_counts(draws(10, 20, seed=0), 10) / 10
+    p = resampled.members(mean_of @ same, top_n=2).mean(0)
+    assert dict(zip(HEADS.select("layer", "head").rows(), p)) == {
         **{(layer, head): 0.0 for layer in (0, 1) for head in range(4)},
         (0, 0): 1.0,
         (0, 1): 1.0,
     }
     split = np.array([[5.0, 0.0, 0.0]] * 5 + [[0.0, 0.0, 5.0]] * 5)  # half the pairs favour edge 0, half edge 2
-    p = head_stability(split, names, HEADS, top_n=1, resamples=200, seed=0)
-    share = p.filter((pl.col("layer") == 0) & (pl.col("head") == 0))["p_in_circuit"].item()
-    assert 0.2 < share < 0.8
+    p = resampled.members(draw_counts(draws(10, 200, seed=0), 10) / 10 @ split, top_n=1).mean(0)
+    assert 0.2 < p[0] < 0.8
 
 
 def test_circuit_size_from_a_faithfulness_target():

@@ -34,8 +34,11 @@ def test_status_counts_count_every_circuit_head_once():
         (10, "maintained"): 1,  # a0.h0
         (20, "maintained"): 1,
         (0, "emergent 10"): 0,
-        (10, "emergent 10"): 2,  # a1.h2 and a1.h3
-        (20, "emergent 10"): 1,  # a1.h2
+        (10, "emergent 10"): 1,  # a1.h2
+        (20, "emergent 10"): 1,
+        (0, "transient"): 0,
+        (10, "transient"): 1,  # a1.h3, called at 10 and gone from the final circuit
+        (20, "transient"): 0,
         (0, "lost"): 0,
         (10, "lost"): -1,  # a0.h1, below zero
         (20, "lost"): -1,

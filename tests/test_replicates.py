@@ -20,13 +20,12 @@ from sparks.aggregate.replicates import (
     count_table,
     head_table,
     jaccard_table,
-    mean_interval,
     reward_table,
-    t_quantile,
     timing_table,
 )
 from sparks.config import ConfigError, check_config
 from sparks.manifest import read_manifest
+from sparks.stats import mean_interval, t_quantile
 from sparks.tables import read_table
 
 SEEDS = {"sft-s0": 0, "sft-s1": 1, "sft-s2": 2}

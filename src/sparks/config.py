@@ -61,6 +61,8 @@ def check_config(raw: Any, source: str = "the config") -> dict[str, Any]:
         raise ConfigError(_describe(errors[0], source))
     _check_replicate_seeds(config, source)
     _fill_defaults(config, schema(), schema())
+    if config["attribute"]["exact"] == "auto":  # exact per-head effects are cheap on an embedded base only
+        config["attribute"]["exact"] = "on" if config["base"]["source"] == "embedded" else "off"
     _check_semantics(config, source)
     _check_stage_settings(config, source)
     return _expand_replicates(config)
@@ -249,6 +251,7 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 f"config key runs.{name}.task = {run['task']!r} in {source} names no task; "
                 f"use one of: {', '.join(config['tasks'])}"
             )
+        _check_train_heads(name, run, config, source)
         if (run["method"] == registry.GIVEN) != (run["checkpoints"] is not None):
             raise ConfigError(
                 f"config key runs.{name}.checkpoints in {source}: "
@@ -275,13 +278,37 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         _check_trainer(name, run, source)
         if run["method"] == "distill":
             teacher = run["distill"]["teacher"]
-            if teacher != "teacher":
+            if teacher not in ("teacher", "base"):
                 _check_model_source(f"runs.{name}.distill.teacher", {"source": teacher}, source)
         if run["method"] == "grpo" and run["batch_size"] % run["grpo"]["num_generations"]:
             raise ConfigError(
                 f"config key runs.{name}.batch_size = {run['batch_size']} in {source} must be a multiple of "
                 f"runs.{name}.grpo.num_generations = {run['grpo']['num_generations']}; change one of them"
             )
+
+
+def _check_train_heads(name: str, run: dict[str, Any], config: dict[str, Any], source: str) -> None:
+    """``runs.<name>.train_heads``: a training run's, with head names (in the embedded base's shape;
+    a hub or local base's shape is checked when training loads it) and no weight decay."""
+    from sparks.types import check_heads, parse_heads
+
+    key = f"runs.{name}.train_heads"
+    if run["train_heads"] is None:
+        return
+    if run["method"] == registry.GIVEN:
+        raise ConfigError(f"config key {key} in {source}: a models run trains nothing; remove train_heads")
+    try:
+        heads = parse_heads(run["train_heads"], key)
+        if config["base"]["source"] == "embedded":
+            shape = config["base"]["shape"]
+            check_heads(heads, shape["n_layers"], shape["n_heads"], key)
+    except ValueError as err:
+        raise ConfigError(f"config key {err} (in {source})") from None
+    if run["trainer"].get("weight_decay"):
+        raise ConfigError(
+            f"config key runs.{name}.trainer.weight_decay in {source}: with {key}, AdamW would decay the frozen heads' "
+            "slices of the q_proj/o_proj tensors the trained heads share; remove weight_decay"
+        )
 
 
 def task_difficulties(task: dict[str, Any]) -> list[str]:

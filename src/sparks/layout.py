@@ -12,8 +12,18 @@ manifest, which lists them: readers ask :mod:`sparks.manifest` for a checkpoint,
 from __future__ import annotations
 
 ROOT = "results"
-ATTRIBUTION = ("heads", "edges", "pair_edges", "faithfulness")  # the attribute stage's tables
-CIRCUITS = ("circuit", "cohorts", "frequency", "stability", "similarity", "emergence", "importance")  # the aggregate stage's
+ATTRIBUTION = ("heads", "edges", "pair_edges", "faithfulness", "head_effects")  # the attribute stage's tables
+CIRCUITS = (
+    "circuit",
+    "cohorts",
+    "frequency",
+    "stability",
+    "similarity",
+    "emergence",
+    "importance",
+    "agreement",
+    "null_calls",
+)  # the aggregate stage's
 THINK_MODES = ("think_modes", "think_overlap")  # the think-modes step of the aggregate stage
 REPLICATES = (
     "replicate_heads",

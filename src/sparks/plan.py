@@ -154,7 +154,10 @@ def plan_table(config: dict[str, Any], throughput: Throughput | None = None) -> 
                 add("teacher_traces", 1, t.generation_hours(samples, teacher.params))
         pairs = min(task["n_pairs"], at["max_pairs"] or task["n_pairs"])
         pass_flops = 2 * base.params * pairs * prompt
-        attribution = t.compute_hours(pass_flops * (2 + 3 * m + CURVE_POINTS))
+        exact = 0
+        if at["exact"] == "on":  # 2 forwards, then one of n_heads copies per layer (sparks.attribute.patching)
+            exact = (2 + base.n_layers * base.n_heads) * min(pairs, at["exact_pairs"] or pairs) / pairs
+        attribution = t.compute_hours(pass_flops * (2 + 3 * m + CURVE_POINTS + exact))
         per_pair_table = pairs * edges * BYTES_FP32 / 1e9
         add("attribute", n_ckpt, n_ckpt * attribution, n_ckpt * per_pair_table)
         if at["compare_think_at"] != "none":

@@ -12,6 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
+EMERGENCE_RULE = (
+    "A head is called emergent at checkpoint t when (1) it is in t's circuit and not in the base "
+    "circuit; (2) in at least the stability threshold of bootstrap resamples of the pairs, the same "
+    "resampled pairs at every checkpoint, it is out of the base's resampled circuit and in t's "
+    "(p_change); and (3) its exact effect (its output patched from the corrupted run) changed from the "
+    "base: the paired 95 % interval of the change, over the pairs patched at both, excludes zero. Its "
+    "cohort is the first such checkpoint; it is emergent if it is in the final circuit, transient if not."
+)
+"""When a head is called emergent (sparks.aggregate.bootstrap applies it), in the words the README and the report use."""
+
 TRAINERS = ("sft", "grpo", "distill")
 """The methods that train (with TRL)."""
 

@@ -154,6 +154,17 @@ SCHEMAS: dict[str, pl.Schema] = {
             "scores": pl.List(pl.Float32),  # this pair's edge scores, in the order of the graph's edges
         }
     ),
+    "head_effects": pl.Schema(
+        {
+            # exact patching (sparks.attribute.patching); no rows with attribute.exact off
+            "pair_id": pl.Int64,  # the pair in the pairs table (as in pair_edges)
+            "difficulty": pl.String,
+            "think": pl.Boolean,
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "effect": pl.Float64,  # m(head's output patched to its corrupted value, every position) - m(clean)
+        }
+    ),
     "faithfulness": pl.Schema(
         {
             "n_edges": pl.Int64,  # circuit size: the top n_edges edges by |score|
@@ -174,7 +185,7 @@ SCHEMAS: dict[str, pl.Schema] = {
             "head": pl.Int64,
             "in_circuit": pl.Boolean,  # active: some circuit edge touches the head
             "n_edges": pl.Int64,  # circuit edges touching it (out, q, or k/v of its KV head)
-            "status": pl.String,  # at this checkpoint: maintained | emergent | new | lost | inactive (aggregate.circuits)
+            "status": pl.String,  # at this checkpoint: maintained | emergent | transient | new | lost | inactive (aggregate.circuits)
         }
     ),
     "think_modes": pl.Schema(
@@ -198,11 +209,11 @@ SCHEMAS: dict[str, pl.Schema] = {
         {
             "layer": pl.Int64,
             "head": pl.Int64,
-            "cohort_step": pl.Int64,  # first step at which it is emergent (null for base heads)
+            "cohort_step": pl.Int64,  # first step at which the emergence test calls it (null for base heads)
             "first_step": pl.Int64,  # first step at which it is active
             "last_step": pl.Int64,
             "active_steps": pl.Int64,  # number of checkpoints at which it is active
-            "status": pl.String,  # emergent | maintained | lost
+            "status": pl.String,  # emergent (in the final circuit) | transient (gone from it) | maintained | lost
         }
     ),
     "importance": pl.Schema(
@@ -226,10 +237,36 @@ SCHEMAS: dict[str, pl.Schema] = {
     ),
     "stability": pl.Schema(
         {
-            # provenance "step" is the checkpoint of each row
+            # provenance "step" is the checkpoint of each row; the paired emergence test (sparks.aggregate.bootstrap)
             "layer": pl.Int64,
             "head": pl.Int64,
             "p_in_circuit": pl.Float64,  # share of bootstrap resamples of the pairs whose circuit touches the head
+            "p_change": pl.Float64,  # share of the same resamples out at the base and in here (null at the base)
+            "effect": pl.Float64,  # mean exact per-head effect over the patched pairs (null: attribute.exact off)
+            "effect_se": pl.Float64,  # its standard error over pairs
+            "effect_change": pl.Float64,  # mean over the same pairs of effect here - effect at the base
+            "change_low": pl.Float64,  # its paired 95 % interval
+            "change_high": pl.Float64,
+            "called": pl.Boolean,  # passes the test here: in the circuit, not in the base's, p_change, exact change
+        }
+    ),
+    "agreement": pl.Schema(
+        {
+            # provenance "step" is the checkpoint; EAP-IG head scores against exact effects (sparks.aggregate.agreement)
+            "n_heads": pl.Int64,
+            "pearson": pl.Float64,  # of |EAP-IG node score| and |mean exact effect| over the heads
+            "spearman": pl.Float64,
+            "top_k": pl.Int64,  # the circuit's active heads at the step (at least 1)
+            "top_k_overlap": pl.Float64,  # share of the top k heads by EAP-IG that are in the top k by exact effect
+        }
+    ),
+    "null_calls": pl.Schema(
+        {
+            # provenance "step" is the checkpoint; the pair-halves null (sparks.aggregate.calls)
+            "direction": pl.String,  # a_to_b | b_to_a: which half plays the base
+            "n_pairs": pl.Int64,  # pairs in each half
+            "n_called": pl.Int64,  # heads the emergence test calls between the halves: false emergences
+            "heads": pl.String,  # their names, e.g. "a1.h3 a2.h0"
         }
     ),
     "similarity": pl.Schema(
@@ -347,7 +384,7 @@ SCHEMAS: dict[str, pl.Schema] = {
             "seed": pl.Int64,  # its trainer seed (base seed for base replicates)
             "layer": pl.Int64,
             "head": pl.Int64,
-            "status": pl.String,  # its cohort status there (emergent | maintained | lost); null: never in that circuit
+            "status": pl.String,  # its cohort status there (emergent | transient | maintained | lost); null: never in that circuit
             "cohort_step": pl.Int64,
             "frequency": pl.Float64,  # share of that replicate's checkpoints with the head active
             "emergent": pl.Boolean,
@@ -370,7 +407,7 @@ SCHEMAS: dict[str, pl.Schema] = {
     ),
     "replicate_counts": pl.Schema(
         {
-            "status": pl.String,  # emergent | maintained | lost
+            "status": pl.String,  # emergent | transient | maintained | lost
             "layer": pl.Int64,  # null: all layers
             "n_replicates": pl.Int64,
             "counts": pl.List(pl.Int64),  # heads with the status in each replicate, in seed order
@@ -462,6 +499,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "edges": ("experiment", "run", "step", "task", "src", "dst", "dst_input"),
     "faithfulness": ("experiment", "run", "step", "task", "n_edges"),
     "pair_edges": ("experiment", "run", "step", "task", "difficulty", "think", "pair_id"),
+    "head_effects": ("experiment", "run", "step", "task", "difficulty", "think", "pair_id", "layer", "head"),
     "circuit": ("experiment", "run", "step", "task", "layer", "head"),
     "think_modes": ("experiment", "run", "step", "task", "layer", "head"),
     "cohorts": ("experiment", "run", "task", "layer", "head"),
@@ -469,6 +507,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "importance": ("experiment", "run", "step", "task", "layer", "head"),
     "stability": ("experiment", "run", "step", "task", "layer", "head"),
     "similarity": ("experiment", "run", "step", "task"),
+    "agreement": ("experiment", "run", "step", "task"),
+    "null_calls": ("experiment", "run", "step", "task", "direction"),
     "eval": ("experiment", "run", "step", "task", "sample_id", "k"),
     "interventions": ("experiment", "run", "step", "task", "kind", "heads_from", "seed", "alpha", "difficulty"),
     "intervention_samples": ("experiment", "run", "step", "task", "kind", "heads_from", "seed", "alpha", "sample_id", "k"),

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+HEAD_NAME = re.compile(r"^a(\d+)\.h(\d+)$")
 
 
 class HeadId(NamedTuple):
@@ -18,6 +23,27 @@ class HeadId(NamedTuple):
     def name(self) -> str:
         """The node name used in every table (EAP-IG's convention): ``a{layer}.h{head}``."""
         return f"a{self.layer}.h{self.head}"
+
+
+def parse_heads(names: Iterable[str], key: str) -> list[HeadId]:
+    """The heads named ``a{layer}.h{head}``; a malformed name is a ValueError naming ``key``."""
+    heads = []
+    for name in names:
+        match = HEAD_NAME.match(str(name))
+        if match is None:
+            raise ValueError(f"{key} names {name!r}, which is not a head name; write heads as a{{layer}}.h{{head}}, e.g. a2.h3")
+        heads.append(HeadId(int(match[1]), int(match[2])))
+    return heads
+
+
+def check_heads(heads: Iterable[HeadId], n_layers: int, n_heads: int, key: str) -> None:
+    """Every head exists in a model of ``n_layers`` layers of ``n_heads`` query heads."""
+    for head in heads:
+        if not (0 <= head.layer < n_layers and 0 <= head.head < n_heads):
+            raise ValueError(
+                f"{key} names {head.name}, which the model does not have ({n_layers} layers x {n_heads} heads: "
+                f"a0.h0 to a{n_layers - 1}.h{n_heads - 1}); name heads in that range"
+            )
 
 
 @dataclass(frozen=True)

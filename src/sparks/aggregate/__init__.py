@@ -1,12 +1,12 @@
 """Aggregate stage: a run's circuits across its checkpoints, emergence cohorts, activation
-frequency, and how stable the circuits are (bootstrap over pairs, Jaccard between checkpoints).
+frequency, and how far to trust each call (the paired emergence test with exact per-head
+effects, its pair-halves null, EAP-IG against exact effects, Jaccard between checkpoints).
 
 Reads the attribute stage's tables lazily: only circuit-sized slices of the edge tables
 (``rank <= top_n``, pushed down into the Parquet scan) and, per checkpoint, the pair scores
-for the bootstrap. Writes ``circuit``, ``cohorts``, ``frequency``, ``stability``,
-``similarity``, ``emergence`` and ``importance`` (schemas in :mod:`sparks.tables`). With
-``aggregate.prune_isolated`` the circuits lose their isolated nodes' edges (the bootstrap's
-resampled circuits are not pruned).
+and exact effects for the test. Writes the tables of ``TABLES`` (schemas in
+:mod:`sparks.tables`). With ``aggregate.prune_isolated`` the circuits, and every resampled
+circuit of the test, lose their isolated nodes' edges.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from typing import Any
 import polars as pl
 
 from sparks.config import Section, run_provenance
+from sparks.layout import ATTRIBUTION, CIRCUITS
 
 log = logging.getLogger(__name__)
-TABLES = ("circuit", "cohorts", "frequency", "stability", "similarity", "emergence", "importance")
-INPUTS = ("heads", "edges", "pair_edges", "faithfulness")  # the attribute tables it reads, per checkpoint
+TABLES = CIRCUITS
+INPUTS = ATTRIBUTION  # the attribute tables it reads, per checkpoint
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,9 @@ def aggregate_run(
 ) -> dict[str, pl.DataFrame]:
     """The aggregate tables of one run and task from its attribute tables (``files[kind]``, one
     file per checkpoint of ``steps``), without provenance. ``emergence`` needs the ``train_log``."""
-    import numpy as np
-
-    from sparks.aggregate.bootstrap import head_stability
+    from sparks.aggregate.agreement import agreement_table
+    from sparks.aggregate.bootstrap import Resampled
+    from sparks.aggregate.calls import emergence_calls
     from sparks.aggregate.circuits import (
         circuit_edges,
         circuit_table,
@@ -78,8 +79,10 @@ def aggregate_run(
     from sparks.aggregate.importance import importance_table
     from sparks.tables import files_by_step
 
-    paths = {kind: files_by_step(files[kind], kind, steps) for kind in INPUTS}
-    ordered = {kind: list(paths[kind].values()) for kind in INPUTS}
+    exact = any(pl.scan_parquet(path).select(pl.len()).collect().item() for path in files["head_effects"])
+    kinds = [kind for kind in INPUTS if exact or kind != "head_effects"]  # no rows: attribute.exact off
+    paths = {kind: files_by_step(files[kind], kind, steps) for kind in kinds}
+    ordered = {kind: list(paths[kind].values()) for kind in kinds}
     heads = pl.read_parquet(ordered["heads"][0], columns=["layer", "head", "kv_head"])
     sizes = circuit_size_per_step(pl.scan_parquet(ordered["faithfulness"]), settings, steps)
     chosen = (
@@ -92,19 +95,28 @@ def aggregate_run(
     circuit = circuit_table(chosen.lazy(), heads, steps, settings.kv_edges_activate_group)
 
     names = pl.read_parquet(ordered["edges"][0], columns=["src", "dst", "dst_input"])  # graph order, as pair_edges
-    stability = []
-    for step, path in paths["pair_edges"].items():
-        n = int(sizes.filter(pl.col("step") == step)["top_n"].item())
-        scores = np.stack(pl.read_parquet(path, columns=["scores"])["scores"].to_numpy())  # [n_pairs, n_edges]
-        if settings.bootstrap:
-            table = head_stability(scores, names, heads, n, settings.bootstrap, seed + step, settings.kv_edges_activate_group)
-        else:
-            table = heads.select("layer", "head").join(circuit.filter(pl.col("step") == step), on=["layer", "head"])
-            table = table.select("layer", "head", pl.col("in_circuit").cast(pl.Float64).alias("p_in_circuit"))
-        stability.append(table.with_columns(pl.lit(step, pl.Int64).alias("step")))
-    stability = pl.concat(stability).select("step", "layer", "head", "p_in_circuit")
-    stable = stability.select("step", "layer", "head", (pl.col("p_in_circuit") >= settings.stability_threshold).alias("stable"))
-    cohorts = cohort_table(circuit, stable)
+    resampled = Resampled(names, heads, settings.kv_edges_activate_group, settings.prune_isolated)
+    point = {
+        step: heads.select("layer", "head").join(part, on=["layer", "head"], how="left")["in_circuit"].fill_null(False).to_numpy()
+        for (step,), part in circuit.group_by("step")
+    }
+    stability, null_calls = emergence_calls(
+        paths["pair_edges"],
+        paths.get("head_effects"),
+        resampled,
+        dict(sizes.select("step", "top_n").rows()),
+        point,
+        settings.bootstrap,
+        settings.stability_threshold,
+        seed,
+    )
+    cohorts = cohort_table(circuit, stability.select("step", "layer", "head", pl.col("called").alias("stable")))
+    log.info(
+        "%d heads called emergent, %d transient; the pair-halves null calls %.2f per checkpoint and direction",
+        cohorts.filter(pl.col("status") == "emergent").height,
+        cohorts.filter(pl.col("status") == "transient").height,
+        null_calls["n_called"].mean(),
+    )
     log.info("circuits of %s edges at %d checkpoints", sizes["top_n"].unique().to_list(), len(steps))
     tables = {
         "circuit": with_checkpoint_status(circuit, cohorts),
@@ -113,6 +125,10 @@ def aggregate_run(
         "stability": stability,
         "similarity": jaccard_table(chosen, circuit),
         "importance": importance_table(chosen, heads, steps),
+        "agreement": agreement_table(
+            pl.read_parquet(ordered["heads"], columns=["step", "layer", "head", "score"]), stability, circuit
+        ),
+        "null_calls": null_calls,
     }
     if train_log is not None:
         tables["emergence"] = emergence_table(circuit, cohorts, train_log)

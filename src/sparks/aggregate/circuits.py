@@ -6,8 +6,9 @@ inputs belong to the KV head and are read by every head of its group, so an edge
 be assigned to one head; by default it activates none (``kv_edges_activate_group=False``), else
 it activates the whole group (then one k/v edge makes n_heads / n_kv_heads heads active).
 Relative to the first checkpoint (the base model, step 0):
-- emergent: not active in the base, active (and stable under resampling) at some later step; its
-  cohort is the first such step;
+- emergent: not active in the base, called by the emergence test (sparks.aggregate.bootstrap) at
+  some later step, and active in the final checkpoint; its cohort is the first called step;
+- transient: called, but gone from the final checkpoint's circuit;
 - maintained: active in the base and in the final checkpoint;  lost: active in the base only.
 """
 
@@ -34,27 +35,37 @@ def prune_isolated(edges: pl.DataFrame, heads: pl.DataFrame) -> pl.DataFrame:
 
     ``edges`` holds the circuit edges (step, src, dst, dst_input, ...); ``heads`` the model's heads
     (layer, head, kv_head)."""
+    groups = kv_groups(heads)
+    kept = [
+        group[connected_edges(group.select("src", "dst", "dst_input").rows(), groups)]
+        for _, group in edges.group_by("step", maintain_order=True)
+    ]
+    return pl.concat(kept) if kept else edges
+
+
+def kv_groups(heads: pl.DataFrame) -> dict[str, list[str]]:
+    """KV head (``a{l}.kv{g}``) -> the query heads of its group, from the model's heads (layer, head, kv_head)."""
     groups: dict[str, list[str]] = {}
     for layer, head, kv in heads.select("layer", "head", "kv_head").rows():
         groups.setdefault(f"a{layer}.kv{kv}", []).append(f"a{layer}.h{head}")
-    kept = []
-    for _, group in edges.group_by("step", maintain_order=True):
-        rows = group.select("src", "dst", "dst_input").rows()
-        alive = list(range(len(rows)))
-        while True:
-            sends = {rows[i][0] for i in alive}
-            receives = {node for i in alive for node in groups.get(rows[i][1], [rows[i][1]])}
+    return groups
 
-            def connected(src: str, dst: str, kind: str) -> bool:
-                fed = src == "input" or src in receives
-                return fed and (kind == "logits" or any(node in sends for node in groups.get(dst, [dst])))
 
-            keep = [i for i in alive if connected(*rows[i])]
-            if len(keep) == len(alive):
-                break
-            alive = keep
-        kept.append(group[alive])
-    return pl.concat(kept) if kept else edges
+def connected_edges(rows: list[tuple[str, str, str]], groups: dict[str, list[str]]) -> list[int]:
+    """Indices of the (src, dst, dst_input) ``rows`` of one circuit that prune_isolated keeps."""
+    alive = list(range(len(rows)))
+    while True:
+        sends = {rows[i][0] for i in alive}
+        receives = {node for i in alive for node in groups.get(rows[i][1], [rows[i][1]])}
+
+        def connected(src: str, dst: str, kind: str) -> bool:
+            fed = src == "input" or src in receives
+            return fed and (kind == "logits" or any(node in sends for node in groups.get(dst, [dst])))
+
+        keep = [i for i in alive if connected(*rows[i])]
+        if len(keep) == len(alive):
+            return alive
+        alive = keep
 
 
 def touched_heads(edges: pl.LazyFrame | pl.DataFrame, heads: pl.DataFrame, kv_edges_activate_group: bool = False) -> pl.LazyFrame:
@@ -112,7 +123,7 @@ def circuit_table(
 
 def cohort_table(circuit: pl.DataFrame, stable: pl.DataFrame | None = None) -> pl.DataFrame:
     """Cohorts of the heads that are ever active. ``stable`` (step, layer, head, stable) gates
-    emergence: a head becomes emergent only at a step where it is active and stable."""
+    emergence: a head is called only at a step where it is active and stable (the test's call)."""
     steps = sorted(circuit["step"].unique().to_list())
     base, final = steps[0], steps[-1]
     df = circuit if stable is None else circuit.join(stable, on=["step", "layer", "head"], how="left")
@@ -135,8 +146,10 @@ def cohort_table(circuit: pl.DataFrame, stable: pl.DataFrame | None = None) -> p
         .then(pl.lit("maintained"))
         .when(pl.col("base"))
         .then(pl.lit("lost"))
-        .when(pl.col("cohort_step").is_not_null())
+        .when(pl.col("cohort_step").is_not_null() & pl.col("in_final"))
         .then(pl.lit("emergent"))
+        .when(pl.col("cohort_step").is_not_null())
+        .then(pl.lit("transient"))
     )
     return (
         summary.with_columns(status.alias("status"))
@@ -146,9 +159,11 @@ def cohort_table(circuit: pl.DataFrame, stable: pl.DataFrame | None = None) -> p
     )
 
 
-CHECKPOINT_STATUSES = ("maintained", "emergent", "new", "lost", "inactive")
+COHORT_STATUSES = ("emergent", "transient", "maintained", "lost")  # the cohorts table's status
+CALLED = ("emergent", "transient")  # the statuses of heads the emergence test called
+CHECKPOINT_STATUSES = ("maintained", "emergent", "transient", "new", "lost", "inactive")
 """A head's status at one checkpoint (the circuit table's ``status``); every head of the
-checkpoint's circuit is exactly one of the first three."""
+checkpoint's circuit is exactly one of the first four."""
 
 
 def with_checkpoint_status(circuit: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:
@@ -156,15 +171,18 @@ def with_checkpoint_status(circuit: pl.DataFrame, cohorts: pl.DataFrame) -> pl.D
 
     - ``maintained``: in the base circuit (the first checkpoint's) and active here;
     - ``emergent``: not in the base circuit, active here, at or after its cohort step (the first
-      checkpoint at which it was active and passed the bootstrap gate);
-    - ``new``: not in the base circuit, active here, but not (yet) emergent: before its cohort step,
-      or never stable;
+      checkpoint at which the emergence test called it), and still active at the final checkpoint;
+    - ``transient``: the same, for a head gone from the final checkpoint's circuit;
+    - ``new``: not in the base circuit, active here, but not (yet) called: before its cohort step,
+      or never called;
     - ``lost``: in the base circuit and not active here;
     - ``inactive``: neither in the base circuit nor active here.
     """
     base = circuit["step"].min()
     in_base = circuit.filter((pl.col("step") == base) & pl.col("in_circuit")).select("layer", "head", base=pl.lit(True))
-    cohort = cohorts.filter(pl.col("status") == "emergent").select("layer", "head", "cohort_step")
+    cohort = cohorts.filter(pl.col("status").is_in(CALLED)).select(
+        "layer", "head", "cohort_step", pl.col("status").alias("called")
+    )
     df = circuit.join(in_base, on=["layer", "head"], how="left").join(cohort, on=["layer", "head"], how="left")
     status = (
         pl.when(pl.col("base").fill_null(False))
@@ -172,7 +190,7 @@ def with_checkpoint_status(circuit: pl.DataFrame, cohorts: pl.DataFrame) -> pl.D
         .when(~pl.col("in_circuit"))
         .then(pl.lit("inactive"))
         .when(pl.col("step") >= pl.col("cohort_step"))
-        .then(pl.lit("emergent"))
+        .then(pl.col("called"))
         .otherwise(pl.lit("new"))
     )
     return df.with_columns(status.alias("status")).select(*circuit.columns, "status")

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from sparks.aggregate.replicates import mean_interval, rms, robust_heads, same_base
+from sparks.aggregate.replicates import rms, robust_heads, same_base
+from sparks.stats import mean_interval
 
 HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "not testable here"
 SCHEMA = {

@@ -17,7 +17,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{kind.replace('_', '-')}", **files(f"the run's {kind} tables, one per checkpoint"))
     p.add_argument("--train-log", type=Path, required=True, help="the run's train_log.parquet (reward for emergence)")
     for name in TABLES:
-        p.add_argument(f"--{name}-out", type=Path, required=True, help=f"output: {name} table (Parquet)")
+        p.add_argument(f"--{name.replace('_', '-')}-out", type=Path, required=True, help=f"output: {name} table (Parquet)")
     p.set_defaults(func=main)
 
     t = subparsers.add_parser("think-modes", help="circuits of the same checkpoints on think-on vs think-off prompts")

@@ -8,12 +8,15 @@ import math
 
 import polars as pl
 
+from sparks.aggregate.circuits import CALLED
+
 
 def emergence_by_checkpoint(circuit: pl.DataFrame, cohorts: pl.DataFrame, train_log: pl.DataFrame) -> pl.DataFrame:
-    """step, emergent_active (emergent heads active at the step, from their cohort on), new_heads
-    (heads whose cohort is the step) and reward (mean over the steps since the previous checkpoint)."""
+    """step, emergent_active (called heads, emergent or transient, active at the step from their
+    cohort on), new_heads (heads whose cohort is the step) and reward (mean over the steps since
+    the previous checkpoint)."""
     steps = sorted(circuit["step"].unique().to_list())
-    emergent = cohorts.filter(pl.col("status") == "emergent").select("layer", "head", "cohort_step")
+    emergent = cohorts.filter(pl.col("status").is_in(CALLED)).select("layer", "head", "cohort_step")
     active = circuit.filter(pl.col("in_circuit")).join(emergent, on=["layer", "head"])
     rows = []
     for previous, step in zip(steps, steps[1:]):

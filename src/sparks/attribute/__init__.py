@@ -1,10 +1,11 @@
 """Attribute stage: EAP-IG circuits of one checkpoint on one task's clean/corrupted pairs.
 
-Writes four tables (schemas in :mod:`sparks.tables`): ``heads`` (node scores of every head,
+Writes five tables (schemas in :mod:`sparks.tables`): ``heads`` (node scores of every head,
 plus its summed q/k/v input and output edge scores), ``edges`` (every edge of the graph in
 :mod:`sparks.model.graph`, in graph order), ``pair_edges`` (each pair's edge scores, in
-the same order, for bootstrap resampling downstream) and ``faithfulness`` (the top-n circuit
-curve with CPR/CMD).
+the same order, for bootstrap resampling downstream), ``faithfulness`` (the top-n circuit
+curve with CPR/CMD) and ``head_effects`` (each pair's exact per-head patching effects, the
+ground truth EAP-IG is checked against; empty with ``attribute.exact: off``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from sparks.config import Section, config_hash
 from sparks.layout import ATTRIBUTION as TABLES
 
 if TYPE_CHECKING:
+    from sparks.attribute.batches import PairBatch
+    from sparks.attribute.eap import Metric
     from sparks.model.graph import Graph
     from sparks.types import EdgeScores
 
@@ -44,6 +48,8 @@ class AttributeSettings(Section):
     style: dict
     faithfulness_fractions: tuple[float, ...]
     compare_think_at: str
+    exact: str
+    exact_pairs: int | None
 
 
 def select_pairs(pairs: pl.DataFrame, settings: AttributeSettings) -> pl.DataFrame:
@@ -132,13 +138,41 @@ def score_checkpoint(
     if "edges" in tables:
         out["edges"] = graph.edges_frame(scores.edges)
     if "pair_edges" in tables:
-        order = torch.cat([b.rows for b in batches])  # the pairs in the order they were scored
-        pair_edges = chosen[order.numpy()].select("pair_id", "difficulty", "think")
+        pair_edges = chosen[scored_rows(batches)].select("pair_id", "difficulty", "think")
         out["pair_edges"] = pair_edges.with_columns(pl.Series("scores", scores.pair_edges.numpy(), dtype=pl.List(pl.Float32)))
     if "faithfulness" in tables:
         out["faithfulness"] = faithfulness_curve(model, batches, scores.edges, fn, settings.faithfulness_fractions)
         log.info("faithfulness CPR %.3f CMD %.3f", out["faithfulness"]["cpr"][0], out["faithfulness"]["cmd"][0])
+    if "head_effects" in tables:
+        out["head_effects"] = effects_table(model, tokenizer, chosen, settings, fn, graph)
     return {name: out[name] for name in tables}
+
+
+def effects_table(model, tokenizer, chosen: pl.DataFrame, settings: AttributeSettings, fn: Metric, graph: Graph) -> pl.DataFrame:
+    """One row per (pair, head): the head's exact patching effect on the pair (attribute.exact),
+    on the first ``exact_pairs`` of the scored pairs; no rows when exact effects are off."""
+    from sparks.attribute.batches import pair_batches
+    from sparks.attribute.patching import head_effects
+
+    schema = {"pair_id": pl.Int64, "difficulty": pl.String, "think": pl.Boolean, "layer": pl.Int64, "head": pl.Int64}
+    if settings.exact == "off":
+        return pl.DataFrame(schema={**schema, "effect": pl.Float64})
+    pairs = chosen.sort("difficulty", "pair_id").head(settings.exact_pairs or chosen.height)
+    batches = pair_batches(pairs, tokenizer, settings.batch_size)
+    effects = head_effects(model, batches, fn).numpy()  # [n_pairs, layers, heads], batch order
+    log.info("exact effects of %d heads on %d pairs", graph.n_layers * graph.n_heads, len(effects))
+    n_pairs, n_heads = len(effects), graph.n_layers * graph.n_heads
+    keys = pairs[scored_rows(batches).repeat(n_heads)].select("pair_id", "difficulty", "think")
+    return keys.with_columns(
+        pl.Series("layer", np.tile(np.arange(graph.n_layers).repeat(graph.n_heads), n_pairs), dtype=pl.Int64),
+        pl.Series("head", np.tile(np.arange(graph.n_heads), n_pairs * graph.n_layers), dtype=pl.Int64),
+        pl.Series("effect", effects.reshape(-1), dtype=pl.Float64),
+    )
+
+
+def scored_rows(batches: list[PairBatch]) -> np.ndarray:
+    """The pairs-frame rows of ``batches``, in the order they were scored."""
+    return np.concatenate([b.rows.numpy() for b in batches])
 
 
 def attribute_checkpoint(

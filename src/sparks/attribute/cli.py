@@ -21,6 +21,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--edges", type=Path, help="output: edge table (Parquet)")
     p.add_argument("--pair-edges", type=Path, help="output: each pair's edge scores (Parquet)")
     p.add_argument("--faithfulness", type=Path, help="output: faithfulness curve (Parquet; the costly one)")
+    p.add_argument("--head-effects", type=Path, help="output: each pair's exact per-head effects (Parquet; attribute.exact)")
     p.set_defaults(func=main)
 
     s = subparsers.add_parser("style-pairs", help="a run's style-contrast pairs: its starting and reasoning models' openings")
@@ -42,6 +43,6 @@ def main(args: argparse.Namespace) -> None:
     config = read_common(args)
     out = {name: getattr(args, name) for name in ATTRIBUTION if getattr(args, name) is not None}
     if not out:
-        raise SystemExit("sparks attribute: name at least one output (--heads, --edges, --pair-edges, --faithfulness)")
+        raise SystemExit("sparks attribute: name at least one output (--heads, --edges, --pair-edges, --faithfulness, --head-effects)")
     think = None if args.think is None else args.think == "on"
     attribute_checkpoint(config, args.manifest, args.step, args.task, args.pairs, out, think)

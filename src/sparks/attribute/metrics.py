@@ -29,10 +29,15 @@ class Targets:
         return Targets(self.clean_logits.repeat(times, 1), self.clean_answer.repeat(times), corrupt)
 
 
+def _full(logits: torch.Tensor) -> torch.Tensor:
+    """At least float32 (half-precision logits are upcast; float64 ones are kept)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
 def kl_divergence(logits: torch.Tensor, targets: Targets) -> torch.Tensor:
     """KL(clean || patched) in nats; 0 for the clean run itself."""
-    clean = torch.log_softmax(targets.clean_logits.float(), dim=-1)  # [batch, vocab]
-    patched = torch.log_softmax(logits.float(), dim=-1)  # [batch, vocab]
+    clean = torch.log_softmax(_full(targets.clean_logits), dim=-1)  # [batch, vocab]
+    patched = torch.log_softmax(_full(logits), dim=-1)  # [batch, vocab]
     return (clean.exp() * (clean - patched)).sum(-1)
 
 
@@ -43,14 +48,14 @@ def logit_difference(logits: torch.Tensor, targets: Targets) -> torch.Tensor:
             "metric logit_diff needs the corrupted answer, which these pairs do not have (hub tasks); "
             "use attribute.metric: kl or logprob"
         )
-    logits = logits.float()
+    logits = _full(logits)
     rows = torch.arange(len(logits), device=logits.device)
     return logits[rows, targets.clean_answer] - logits[rows, targets.corrupt_answer]
 
 
 def answer_logprob(logits: torch.Tensor, targets: Targets) -> torch.Tensor:
     """log p(clean answer)."""
-    logprobs = torch.log_softmax(logits.float(), dim=-1)  # [batch, vocab]
+    logprobs = torch.log_softmax(_full(logits), dim=-1)  # [batch, vocab]
     return logprobs[torch.arange(len(logits), device=logits.device), targets.clean_answer]
 
 

@@ -34,10 +34,11 @@ from sparks.atomic import atomic_file
 from sparks.plot.style import DPI, difficulty_palette
 
 FIGSIZE = (8, 6)
-STATUS_COLOURS = {"maintained": "#999999", "new": "#f0e442", "lost": "#d55e00"}
+STATUS_COLOURS = {"maintained": "#999999", "transient": "#cc79a7", "new": "#f0e442", "lost": "#d55e00"}
 STATUS_LABELS = {
     "maintained": "maintained (base heads still active)",
-    "new": "new, not (yet) stable",
+    "transient": "transient (called, gone by the final checkpoint)",
+    "new": "new, not (yet) called",
     "lost": "lost (base heads no longer active)",
 }
 
@@ -48,7 +49,7 @@ def _theme() -> None:
 
 def status_counts(circuit: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:
     """Heads per checkpoint by band, from the circuit table's per-checkpoint ``status``: maintained,
-    ``emergent {cohort_step}`` (one band per cohort), new, and lost (counted negative). The
+    ``emergent {cohort_step}`` (one band per cohort), transient, new, and lost (counted negative). The
     positive bands of a step sum to the heads in its circuit. Columns: step, band, n_heads."""
     cohort = cohorts.filter(pl.col("status") == "emergent").select("layer", "head", "cohort_step")
     rows = circuit.filter(pl.col("status") != "inactive").join(cohort, on=["layer", "head"], how="left")
@@ -70,7 +71,7 @@ def status_counts(circuit: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:
 def _band_order(band: str) -> list[int]:
     if band.startswith("emergent"):
         return [1, int(band.split()[-1])]
-    return [{"maintained": 0, "new": 2, "lost": 3}[band], 0]
+    return [{"maintained": 0, "transient": 2, "new": 3, "lost": 4}[band], 0]
 
 
 def _steps_width(steps: Sequence[int]) -> float:
@@ -81,14 +82,15 @@ def _steps_width(steps: Sequence[int]) -> float:
 def cohort_palette(cohort_steps: Sequence[int]) -> dict[int, str]:
     """One colour per cohort step (the same step, the same colour in every run's facet)."""
     steps = sorted(set(cohort_steps))
-    free = [c for c in sns.color_palette("colorblind", 10).as_hex() if c not in ("#d55e00", "#949494", "#ece133")]
-    return {step: free[i % len(free)] for i, step in enumerate(steps)}  # never lost's, maintained's or new's colour
+    taken = ("#d55e00", "#949494", "#ece133", "#cc78bc")
+    free = [c for c in sns.color_palette("colorblind", 10).as_hex() if c not in taken]
+    return {step: free[i % len(free)] for i, step in enumerate(steps)}  # never lost's, maintained's, new's or transient's colour
 
 
 def draw_cohorts(
     ax: Axes, circuit: pl.DataFrame, cohorts: pl.DataFrame, legend: bool = True, colours: dict[int, str] | None = None
 ) -> None:
-    """Stacked bars at each checkpoint (status_counts): maintained, emergent cohorts, new; lost
+    """Stacked bars at each checkpoint (status_counts): maintained, emergent cohorts, transient, new; lost
     below zero. ``colours``: cohort step -> colour (default: ``cohort_palette`` of this run's)."""
     counts = status_counts(circuit, cohorts)
     steps = sorted(circuit["step"].unique().to_list())

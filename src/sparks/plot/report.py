@@ -45,7 +45,7 @@ def _image(path: Path) -> str:
 def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, task: str, order: list[str]) -> str:
     """The HTML of one run's details: its figures (files, embedded) and its key tables, collapsed."""
     circuit, cohorts, faithfulness = tables["circuit"], tables["cohorts"], tables["faithfulness"]
-    statuses = ("maintained", "emergent", "new", "lost")
+    statuses = ("maintained", "emergent", "transient", "new", "lost")
     per_step = (
         circuit.group_by("step")
         .agg(
@@ -58,10 +58,10 @@ def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, t
     )
     status = cohorts.group_by("status").agg(pl.len().alias("heads")).sort("status")
     emergent = (
-        cohorts.filter(pl.col("status") == "emergent")
-        .group_by("cohort_step")
+        cohorts.filter(pl.col("status").is_in(["emergent", "transient"]))
+        .group_by("cohort_step", "status")
         .agg(pl.len().alias("heads"), pl.format("a{}.h{}", "layer", "head").str.join(" ").alias("which"))
-        .sort("cohort_step")
+        .sort("cohort_step", "status")
     )
     anchor = f"run-{run}"
     parts = [f'<details id="{html.escape(anchor)}"><summary>Run {html.escape(run)} in detail (task {html.escape(task)}): '
@@ -77,8 +77,8 @@ def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, t
     parts += [
         "<h3>Heads by status at the final checkpoint</h3>",
         "<p>maintained: in the base circuit and in the final one; lost: in the base circuit, not the final one; "
-        "emergent: not in the base circuit, and at some checkpoint active and stable (in at least the bootstrap "
-        "threshold of resampled circuits): its cohort is the first such checkpoint.</p>",
+        "emergent: called by the emergence test (see How far to trust the heads) and in the final circuit; "
+        "transient: called, and gone by the final checkpoint. A head's cohort is the first checkpoint it was called at.</p>",
         html_table(status),
         "<h3>Emergence cohorts</h3>",
         html_table(emergent, headers={"cohort_step": "cohort (step)", "which": "heads (a{layer}.h{head})"}),
@@ -93,7 +93,7 @@ def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, t
     parts += [
         "<h3>Per checkpoint</h3>",
         "<p>Every head of a checkpoint's circuit counted once by its status there (maintained + emergent + "
-        "new = heads in circuit); lost heads are base heads outside it. CPR and CMD: the areas under the "
+        "transient + new = heads in circuit); lost heads are base heads outside it. CPR and CMD: the areas under the "
         "faithfulness curve and under |1 &minus; faithfulness| (the study's Eq. 6-7).</p>",
         html_table(per_step, note=f"{DASH}: no previous checkpoint to compare with."),
     ]
@@ -292,8 +292,8 @@ def write_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str,
 
 
 REPORT_INPUTS = (
-    "circuit", "cohorts", "frequency", "stability", "heads", "passk", "failure_shares", "train_log", "interventions",
-    "replicate_heads", "replicate_claims",
+    "circuit", "cohorts", "frequency", "stability", "agreement", "null_calls", "heads", "passk", "failure_shares",
+    "train_log", "interventions", "replicate_heads", "replicate_claims",
 )  # fmt: skip
 """The tables ``sparks report`` reads, every run's (their provenance ``run`` tells them apart)."""
 
@@ -304,6 +304,11 @@ GLOSSARY = {
     "m": "the number of integrated-gradient steps (attribute.ig_steps)",
     "circuit": "the top edges by |EAP-IG score| of a checkpoint; a head is in it (active) when a circuit edge touches it",
     "bootstrap probability": "the share of circuits built on resampled pairs that hold the head",
+    "p_change": "the share of paired resamples (the same pairs at the base and at the checkpoint) in which the head is "
+    "out of the base's circuit and in the checkpoint's",
+    "exact effect": "the metric's change when one head's output is patched from the corrupted into the clean run, "
+    "averaged over pairs: the ground truth EAP-IG approximates",
+    "transient": "a head the emergence test called that is gone from the final checkpoint's circuit",
     "CPR / CMD": "the areas under the faithfulness curve and under |1 - faithfulness| (the study's Eq. 6-7); "
     "faithfulness is (m(circuit) - m(corrupt)) / (m(model) - m(corrupt))",
     "pass@k / success@k": "one of k samples drawn is correct (unbiased) / a correct answer among the first k in generation order",
@@ -329,6 +334,7 @@ def write_report(
     from sparks.plot.compare import comparisons
     from sparks.plot.explorer import explorer_html
     from sparks.plot.summary import claims_matrix, group_summary, setup_table
+    from sparks.plot.trust import trust_section
     from sparks.tables import read_table
 
     missing = [str(p) for p in sections if not Path(p).is_file()]
@@ -346,7 +352,8 @@ def write_report(
     order = list(dict.fromkeys(d for task in tasks for d in task_difficulties(config["tasks"][task])))
     summaries = "".join(group_summary(g, rs, config["runs"][rs[0]]["method"], tables, order) for g, rs in groups.items())
     figures = comparisons(tables, runs, order)
-    toc = [("summary", "The answer first"), ("setup", "Setup of each run"), ("compare", "The runs side by side")]
+    toc = [("summary", "The answer first"), ("trust", "How far to trust the heads"), ("setup", "Setup of each run")]
+    toc.append(("compare", "The runs side by side"))
     toc.append(("", "<ul>" + "".join(f'<li><a href="#fig-{c.name}">{html.escape(c.title)}</a></li>' for c in figures) + "</ul>"))
     toc += [("explorer-section", "Head explorer"), ("details", "Each run in detail"), ("terms", "Terms")]
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -367,12 +374,14 @@ def write_report(
 <title>sparks: {html.escape(config["experiment"])}</title><style>{STYLE}</style></head><body>
 <h1>sparks report: experiment {html.escape(config["experiment"])}</h1>
 <p class="note">sparks {sparks.__version__}, made {created}. Circuits: {size} (EAP-IG, m = {attribute["ig_steps"]},
-metric {attribute["metric"]}); a head is emergent once it is active, absent from the base circuit, and in at least
-{aggregate["stability_threshold"]:.0%} of {aggregate["bootstrap"]} bootstrap circuits.</p>
+metric {attribute["metric"]}); the emergence test below uses {aggregate["bootstrap"]} paired bootstrap resamples and a
+threshold of {aggregate["stability_threshold"]:.0%}; exact per-head effects {"on" if attribute["exact"] == "on" else "off"}.</p>
 <h2 id="summary">The answer first</h2>
 <p>Each of the study's claims, tested on each run (verdict; value with its 95 % interval; the statistic):</p>
 {claims_matrix(list(groups), tables["replicate_claims"], order)}
 {summaries}
+<h2 id="trust">How far to trust the heads</h2>
+{trust_section(groups, tables)}
 <nav><h2>Contents</h2><ol>{"".join(f'<li><a href="#{a}">{t}</a></li>' if a else t for a, t in toc)}</ol></nav>
 <h2 id="setup">Setup of each run</h2>
 {setup_table(config, groups, accuracy_table)}

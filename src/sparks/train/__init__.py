@@ -57,6 +57,7 @@ def train_run(
     from sparks.model.load import load_checkpoint, model_hash
     from sparks.model.store import cast_weights
     from sparks.tables import file_hash, with_provenance, write_table
+    from sparks.train.heads import restrict_trainer
     from sparks.train.history import log_history_frame
     from sparks.train.methods import METHODS
     from sparks.train.resume import (
@@ -109,6 +110,7 @@ def train_run(
         prompter = Prompter.of(tokenizer, config)
         method = METHODS[run["method"]]
         trainer = method(run, config["seed"], start, tokenizer, problems, out_dir, prompter, source, teacher_traces)
+        restrict_trainer(trainer, run["train_heads"], f"runs.{run_name}.train_heads")
         trainer.add_callback(CheckpointMarker(out_dir, run["save_dtype"]))
         trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
         history = trainer.state.log_history

@@ -30,7 +30,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     add_common(t)
     t.add_argument("--run", required=True, help="distill run name under runs: in the config")
     t.add_argument("--problems", type=Path, required=True, help="the run's task problems table (prepare-data)")
-    t.add_argument("--teacher", type=Path, default=None, help="teacher model folder (runs that use the experiment's teacher)")
+    t.add_argument("--teacher", type=Path, default=None, help="the model folder it samples (distill.teacher teacher or base)")
     t.add_argument("--out", type=Path, required=True, help="output: the teacher_traces table (Parquet)")
     t.set_defaults(func=teacher_main)
 

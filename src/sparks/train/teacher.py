@@ -26,6 +26,7 @@ TRAINING_ONLY = (  # keys sampling ignores
     "max_length",
     "gradient_checkpointing",
     "warmup_ratio",
+    "train_heads",
     "grpo",
 )
 
@@ -34,8 +35,9 @@ def sample_teacher_traces(
     config: dict[str, Any], run_name: str, problems_path: Path, teacher_dir: Path | None, out: Path
 ) -> Path:
     """Sample the teacher of distill run ``run_name`` on its training problems; write the
-    teacher_traces table to ``out``. ``teacher_dir`` is the experiment's teacher folder (prepare-model),
-    needed when ``distill.teacher`` is "teacher"."""
+    teacher_traces table to ``out``. ``teacher_dir`` is the prepared model folder (prepare-model)
+    that ``distill.teacher`` names by role: the experiment's teacher ("teacher"), or the run's own
+    base ("base": self-distillation)."""
     from sparks.data.answers import answer_checker
     from sparks.data.prompting import Prompter
     from sparks.generate import GenerationSettings, generate
@@ -47,11 +49,11 @@ def sample_teacher_traces(
     if run is None or run["method"] != "distill":
         raise KeyError(f"run {run_name!r} is not a distill run of the config (distill runs: {_distill_runs(config)})")
     settings = run["distill"]
-    teacher_ref = teacher_dir if settings["teacher"] == "teacher" else settings["teacher"]
+    role = settings["teacher"]
+    teacher_ref = teacher_dir if role in ("teacher", "base") else role
     if teacher_ref is None:
-        raise ValueError(
-            f"runs.{run_name} distils from the experiment's teacher: pass --teacher <folder from prepare-model --role teacher>"
-        )
+        whose = "the experiment's teacher" if role == "teacher" else "its own base model"
+        raise ValueError(f"runs.{run_name} distils from {whose}: pass --teacher <folder from prepare-model --role {role}>")
     problems = training_problems(config, run_name, problems_path)
     teacher, tokenizer = load_checkpoint(teacher_ref)
     asks = Prompter.of(tokenizer, config)

@@ -1,0 +1,142 @@
+"""How far to trust each emergent head: the report's section right after the answer.
+
+Per run, from the aggregate stage's tables: every head the emergence test called, with its exact
+effect's change from the base at its cohort step (paired 95 % interval); how often the test calls
+heads per checkpoint against how often its pair-halves null does (false emergences); how well
+EAP-IG's head ranking agrees with the exact effects; and one sentence that reads those numbers.
+Nothing is computed here that a table does not hold but means and intervals over replicates.
+"""
+
+from __future__ import annotations
+
+import html
+
+import polars as pl
+
+from sparks.plot.style import DASH, head_name, html_table
+from sparks.registry import EMERGENCE_RULE
+from sparks.stats import mean_interval
+
+
+def _of(table: pl.DataFrame, run: str) -> pl.DataFrame:
+    return table.filter(pl.col("run") == run)
+
+
+def called_heads(cohorts: pl.DataFrame, stability: pl.DataFrame, run: str) -> pl.DataFrame:
+    """One row per head the test called in ``run``: status, cohort step, p_change and the exact
+    effect's change from the base at the cohort step with its interval."""
+    at_cohort = _of(stability, run).select(
+        pl.col("step").alias("cohort_step"), "layer", "head", "p_change", "effect_change", "change_low", "change_high"
+    )
+    called = _of(cohorts, run).filter(pl.col("status").is_in(["emergent", "transient"]))
+    return (
+        called.join(at_cohort, on=["cohort_step", "layer", "head"], how="left")
+        .sort("cohort_step", "layer", "head")
+        .select(
+            pl.struct("layer", "head")
+            .map_elements(lambda h: head_name(h["layer"], h["head"]), return_dtype=pl.String)
+            .alias("head"),
+            "status",
+            "cohort_step",
+            "p_change",
+            "effect_change",
+            "change_low",
+            "change_high",
+        )
+    )
+
+
+def _rates(stability: pl.DataFrame, null_calls: pl.DataFrame, run: str) -> tuple[float | None, float | None]:
+    """(the test's calls per checkpoint after the base, the null's calls per checkpoint and direction)."""
+    own = _of(stability, run)
+    later = own.filter(pl.col("step") > own["step"].min())
+    calls = later.group_by("step").agg(pl.col("called").sum())["called"]
+    null = _of(null_calls, run)["n_called"]
+    return (float(calls.mean()) if calls.len() else None), (float(null.mean()) if null.len() else None)
+
+
+def _interval(values: list[float | None]) -> str:
+    mean, low, high = mean_interval([v for v in values if v is not None])
+    if mean is None:
+        return DASH
+    return f"{mean:.2f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and len(values) > 1 else "")
+
+
+def _sentence(group: str, runs: list[str], named: list[str], own: list, null: list, agreement: pl.DataFrame) -> str:
+    """One sentence per run (or replicated run) from its numbers."""
+    own_mean, own_low, _ = mean_interval([v for v in own if v is not None])
+    null_mean, _, null_high = mean_interval([v for v in null if v is not None])
+    heads = ", ".join(named) if named else "no head"
+    if own_mean is None or null_mean is None:
+        verdict = "heads, but its null could not be measured"
+    elif own_mean <= null_mean:
+        verdict = "heads no more often than its pair-halves null does by chance: treat these calls as noise"
+    elif len(runs) == 1:
+        verdict = "heads more often than its null; one run has no interval over replicates, so this is not yet a result"
+    elif own_low is not None and null_high is not None and own_low > null_high:
+        verdict = "heads more often than its null (the 95 % intervals over replicates do not overlap)"
+    else:
+        verdict = "heads more often than its null on average, but the intervals over replicates overlap: inconclusive"
+    agree = ""
+    if agreement.height:
+        agree = (
+            f" EAP-IG's head ranking agrees with the exact effects at Spearman {agreement['spearman'].mean():.2f} and a "
+            f"top-k overlap of {agreement['top_k_overlap'].mean():.2f} (means over checkpoints)."
+        )
+    per = "replicate" if len(runs) > 1 else "run"
+    return (
+        f"{group}: the test called {heads}; it calls {_interval(own)} heads per checkpoint and {per}, "
+        f"the null {_interval(null)}, so it calls {verdict}.{agree}"
+    )
+
+
+def trust_section(groups: dict[str, list[str]], tables: dict[str, pl.DataFrame]) -> str:
+    """The HTML of the section: the rule, then per run (each replicate) its called heads, its
+    call and null rates and EAP-IG's agreement with exact effects, and a sentence."""
+    parts = [f"<p>{html.escape(EMERGENCE_RULE)}</p>"]
+    for group, runs in groups.items():
+        rows, own, null, named = [], [], [], []
+        agreement = tables["agreement"].filter(pl.col("run").is_in(runs))
+        for run in runs:
+            heads = called_heads(tables["cohorts"], tables["stability"], run)
+            named += [f"{h} ({s})" + ("" if len(runs) == 1 else f" in {run}") for h, s in heads.select("head", "status").rows()]
+            rate, null_rate = _rates(tables["stability"], tables["null_calls"], run)
+            own.append(rate)
+            null.append(null_rate)
+            mine = _of(agreement, run)
+            rows.append(
+                {
+                    "run": run,
+                    "emergent": heads.filter(pl.col("status") == "emergent").height,
+                    "transient": heads.filter(pl.col("status") == "transient").height,
+                    "calls per checkpoint": rate,
+                    "null calls per checkpoint": null_rate,
+                    "Spearman EAP-IG vs exact": mine["spearman"].mean() if mine.height else None,
+                    "top-k overlap": mine["top_k_overlap"].mean() if mine.height else None,
+                }
+            )
+        parts.append(f"<h3>{html.escape(group)}</h3><p>{html.escape(_sentence(group, runs, named, own, null, agreement))}</p>")
+        parts.append(
+            html_table(
+                pl.DataFrame(rows),
+                note="calls per checkpoint: heads the test calls at each checkpoint after the base, averaged; null calls: "
+                "heads it calls between two disjoint halves of one checkpoint's pairs (either way round), averaged over "
+                f"checkpoints and directions. {DASH}: no exact effects (attribute.exact off).",
+            )
+        )
+        for run in runs:
+            heads = called_heads(tables["cohorts"], tables["stability"], run)
+            if heads.height:
+                parts.append(f"<p>Heads called in {html.escape(run)}, at their cohort step:</p>")
+                parts.append(
+                    html_table(
+                        heads,
+                        headers={
+                            "effect_change": "exact effect change from the base",
+                            "change_low": "95 % low",
+                            "change_high": "95 % high",
+                        },
+                        note=f"{DASH}: no exact effects at this checkpoint (attribute.exact off).",
+                    )
+                )
+    return "".join(parts)
