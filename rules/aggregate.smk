@@ -12,6 +12,8 @@ rule aggregate:
         importance=layout.circuits("importance"),
         agreement=layout.circuits("agreement"),
         null_calls=layout.circuits("null_calls"),
+        planted=layout.circuits("planted"),
+        circuit_rules=layout.circuits("circuit_rules"),
     log:
         layout.log("aggregate", "{run}", "{task}"),
     benchmark:
@@ -32,7 +34,8 @@ rule aggregate:
         "--frequency-out {output.frequency} --stability-out {output.stability} "
         "--similarity-out {output.similarity} --emergence-out {output.emergence} "
         "--importance-out {output.importance} --agreement-out {output.agreement} "
-        "--null-calls-out {output.null_calls} > {log} 2>&1"
+        "--null-calls-out {output.null_calls} --planted-out {output.planted} "
+        "--circuit-rules-out {output.circuit_rules} > {log} 2>&1"
 
 
 rule think_modes:
@@ -53,7 +56,7 @@ rule think_modes:
         runtime=config["resources"]["think_modes"]["runtime"],
     params:
         config=CONFIG_FILE,
-        settings=settings("aggregate", ignore=("robust_share",)),
+        settings=settings("aggregate", ignore=("robust_share", "compare_faithfulness")),
         inputs=flags,
     shell:
         "sparks think-modes --config {params.config} --task {wildcards.task} --run {wildcards.run} "

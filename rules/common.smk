@@ -321,6 +321,8 @@ def report_inputs(wildcards):
             "stability",
             "agreement",
             "null_calls",
+            "planted",
+            "circuit_rules",
         )
     }
     groups = {

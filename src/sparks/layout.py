@@ -23,6 +23,8 @@ CIRCUITS = (
     "importance",
     "agreement",
     "null_calls",
+    "planted",
+    "circuit_rules",
 )  # the aggregate stage's
 THINK_MODES = ("think_modes", "think_overlap")  # the think-modes step of the aggregate stage
 REPLICATES = (

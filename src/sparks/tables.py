@@ -134,6 +134,7 @@ SCHEMAS: dict[str, pl.Schema] = {
             "score_k": pl.Float64,  # ... into its KV head's k input (shared within the group)
             "score_v": pl.Float64,  # ... into its KV head's v input (shared within the group)
             "score_out": pl.Float64,  # sum of the edge scores out of the head (equals score)
+            "weight_change": pl.Float64,  # ||W - W_base|| / ||W_base|| of its q rows, q bias, o columns (null: base unreadable)
         }
     ),
     "edges": pl.Schema(
@@ -258,6 +259,29 @@ SCHEMAS: dict[str, pl.Schema] = {
             "spearman": pl.Float64,
             "top_k": pl.Int64,  # the circuit's active heads at the step (at least 1)
             "top_k_overlap": pl.Float64,  # share of the top k heads by EAP-IG that are in the top k by exact effect
+        }
+    ),
+    "planted": pl.Schema(
+        {
+            # a run that trained only runs.<name>.train_heads (sparks.aggregate.planted); no rows otherwise
+            "detector": pl.String,  # emergence_test | exact_change (top k) | weight_change (top k, the trivial baseline)
+            "n_planted": pl.Int64,  # k: the heads the run trained
+            "n_detected": pl.Int64,
+            "true_positives": pl.Int64,
+            "precision": pl.Float64,  # true_positives / n_detected (null when nothing is detected)
+            "recall": pl.Float64,  # true_positives / n_planted
+            "detected": pl.String,  # e.g. "a2.h3 a3.h5"
+            "planted": pl.String,
+        }
+    ),
+    "circuit_rules": pl.Schema(
+        {
+            # provenance "step" is the checkpoint; the emergence test under each circuit-size rule
+            "rule": pl.String,  # top_n | faithfulness (aggregate.faithfulness_target, or aggregate.compare_faithfulness)
+            "n_edges": pl.Int64,  # the circuit's size at the step under the rule
+            "n_active": pl.Int64,  # heads its circuit touches
+            "n_called": pl.Int64,  # heads the emergence test calls at the step
+            "called": pl.String,  # their names
         }
     ),
     "null_calls": pl.Schema(
@@ -509,6 +533,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "similarity": ("experiment", "run", "step", "task"),
     "agreement": ("experiment", "run", "step", "task"),
     "null_calls": ("experiment", "run", "step", "task", "direction"),
+    "planted": ("experiment", "run", "task", "detector"),
+    "circuit_rules": ("experiment", "run", "step", "task", "rule"),
     "eval": ("experiment", "run", "step", "task", "sample_id", "k"),
     "interventions": ("experiment", "run", "step", "task", "kind", "heads_from", "seed", "alpha", "difficulty"),
     "intervention_samples": ("experiment", "run", "step", "task", "kind", "heads_from", "seed", "alpha", "sample_id", "k"),

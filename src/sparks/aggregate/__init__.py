@@ -12,7 +12,7 @@ circuit of the test, lose their isolated nodes' edges.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,45 @@ class AggregateSettings(Section):
     kv_edges_activate_group: bool
     prune_isolated: bool
     robust_share: float
+    compare_faithfulness: float | None
+
+
+@dataclass(frozen=True)
+class Calls:
+    """One circuit-size rule's circuits and the emergence test on them."""
+
+    sizes: pl.DataFrame  # step, top_n
+    chosen: pl.DataFrame  # the circuit edges
+    circuit: pl.DataFrame
+    stability: pl.DataFrame
+    null_calls: pl.DataFrame
+    cohorts: pl.DataFrame
+
+    def rule_table(self, rule: str) -> pl.DataFrame:
+        """Per checkpoint: circuit size, active heads, and the heads called there (circuit_rules)."""
+        called = (
+            self.stability.filter(pl.col("called"))
+            .group_by("step")
+            .agg(
+                pl.len().cast(pl.Int64).alias("n_called"),
+                pl.format("a{}.h{}", "layer", "head").sort().str.join(" ").alias("called"),
+            )
+        )
+        active = self.circuit.group_by("step").agg(pl.col("in_circuit").sum().cast(pl.Int64).alias("n_active"))
+        return (
+            self.sizes.rename({"top_n": "n_edges"})
+            .join(active, on="step")
+            .join(called, on="step", how="left")
+            .select(
+                pl.lit(rule).alias("rule"),
+                "step",
+                "n_edges",
+                "n_active",
+                pl.col("n_called").fill_null(0),
+                pl.col("called").fill_null(""),
+            )
+            .sort("step")
+        )
 
 
 def circuit_size_per_step(faithfulness: pl.LazyFrame, settings: AggregateSettings, steps: list[int]) -> pl.DataFrame:
@@ -60,9 +99,11 @@ def aggregate_run(
     settings: AggregateSettings,
     seed: int = 0,
     train_log: pl.DataFrame | None = None,
+    planted: list[str] | None = None,
 ) -> dict[str, pl.DataFrame]:
     """The aggregate tables of one run and task from its attribute tables (``files[kind]``, one
-    file per checkpoint of ``steps``), without provenance. ``emergence`` needs the ``train_log``."""
+    file per checkpoint of ``steps``), without provenance. ``emergence`` needs the ``train_log``;
+    ``planted`` names the heads a planted run trained (runs.<name>.train_heads)."""
     from sparks.aggregate.agreement import agreement_table
     from sparks.aggregate.bootstrap import Resampled
     from sparks.aggregate.calls import emergence_calls
@@ -77,6 +118,7 @@ def aggregate_run(
     )
     from sparks.aggregate.emergence import emergence_table
     from sparks.aggregate.importance import importance_table
+    from sparks.aggregate.planted import planted_table
     from sparks.tables import files_by_step
 
     exact = any(pl.scan_parquet(path).select(pl.len()).collect().item() for path in files["head_effects"])
@@ -84,51 +126,65 @@ def aggregate_run(
     paths = {kind: files_by_step(files[kind], kind, steps) for kind in kinds}
     ordered = {kind: list(paths[kind].values()) for kind in kinds}
     heads = pl.read_parquet(ordered["heads"][0], columns=["layer", "head", "kv_head"])
-    sizes = circuit_size_per_step(pl.scan_parquet(ordered["faithfulness"]), settings, steps)
-    chosen = (
-        circuit_edges(pl.scan_parquet(ordered["edges"]), sizes).select("step", "src", "dst", "dst_input", "abs_score").collect()
-    )
-    if settings.prune_isolated:
-        pruned = prune_isolated(chosen, heads)
-        log.info("pruning isolated nodes kept %d of %d circuit edges", pruned.height, chosen.height)
-        chosen = pruned
-    circuit = circuit_table(chosen.lazy(), heads, steps, settings.kv_edges_activate_group)
-
     names = pl.read_parquet(ordered["edges"][0], columns=["src", "dst", "dst_input"])  # graph order, as pair_edges
     resampled = Resampled(names, heads, settings.kv_edges_activate_group, settings.prune_isolated)
-    point = {
-        step: heads.select("layer", "head").join(part, on=["layer", "head"], how="left")["in_circuit"].fill_null(False).to_numpy()
-        for (step,), part in circuit.group_by("step")
-    }
-    stability, null_calls = emergence_calls(
-        paths["pair_edges"],
-        paths.get("head_effects"),
-        resampled,
-        dict(sizes.select("step", "top_n").rows()),
-        point,
-        settings.bootstrap,
-        settings.stability_threshold,
-        seed,
-    )
-    cohorts = cohort_table(circuit, stability.select("step", "layer", "head", pl.col("called").alias("stable")))
+    curves = pl.scan_parquet(ordered["faithfulness"])
+
+    def calls(sizes: pl.DataFrame) -> Calls:
+        """The circuits of ``sizes`` (step, top_n) and the emergence test on them."""
+        chosen = circuit_edges(pl.scan_parquet(ordered["edges"]), sizes).select("step", "src", "dst", "dst_input", "abs_score")
+        chosen = chosen.collect()
+        if settings.prune_isolated:
+            chosen = prune_isolated(chosen, heads)
+        circuit = circuit_table(chosen.lazy(), heads, steps, settings.kv_edges_activate_group)
+        point = {
+            step: heads.select("layer", "head")
+            .join(part, on=["layer", "head"], how="left")["in_circuit"]
+            .fill_null(False)
+            .to_numpy()
+            for (step,), part in circuit.group_by("step")
+        }
+        stability, null_calls = emergence_calls(
+            paths["pair_edges"],
+            paths.get("head_effects"),
+            resampled,
+            dict(sizes.select("step", "top_n").rows()),
+            point,
+            settings.bootstrap,
+            settings.stability_threshold,
+            seed,
+        )
+        cohorts = cohort_table(circuit, stability.select("step", "layer", "head", pl.col("called").alias("stable")))
+        return Calls(sizes, chosen, circuit, stability, null_calls, cohorts)
+
+    main = calls(circuit_size_per_step(curves, settings, steps))
+    other_rule = "top_n" if settings.faithfulness_target is not None else "faithfulness"
+    other = None
+    if other_rule == "top_n" or settings.compare_faithfulness is not None:
+        target = None if other_rule == "top_n" else settings.compare_faithfulness
+        other = calls(circuit_size_per_step(curves, replace(settings, faithfulness_target=target), steps))
+    circuit, cohorts, stability = main.circuit, main.cohorts, main.stability
     log.info(
         "%d heads called emergent, %d transient; the pair-halves null calls %.2f per checkpoint and direction",
         cohorts.filter(pl.col("status") == "emergent").height,
         cohorts.filter(pl.col("status") == "transient").height,
-        null_calls["n_called"].mean(),
+        main.null_calls["n_called"].mean(),
     )
-    log.info("circuits of %s edges at %d checkpoints", sizes["top_n"].unique().to_list(), len(steps))
+    log.info("circuits of %s edges at %d checkpoints", main.sizes["top_n"].unique().to_list(), len(steps))
+    rules = {("faithfulness" if other_rule == "top_n" else "top_n"): main} | ({other_rule: other} if other else {})
     tables = {
         "circuit": with_checkpoint_status(circuit, cohorts),
         "cohorts": cohorts,
         "frequency": frequency_table(circuit),
         "stability": stability,
-        "similarity": jaccard_table(chosen, circuit),
-        "importance": importance_table(chosen, heads, steps),
+        "similarity": jaccard_table(main.chosen, circuit),
+        "importance": importance_table(main.chosen, heads, steps),
         "agreement": agreement_table(
             pl.read_parquet(ordered["heads"], columns=["step", "layer", "head", "score"]), stability, circuit
         ),
-        "null_calls": null_calls,
+        "null_calls": main.null_calls,
+        "planted": planted_table(planted, cohorts, stability, pl.read_parquet(ordered["heads"][-1])),
+        "circuit_rules": pl.concat([result.rule_table(rule) for rule, result in rules.items()]),
     }
     if train_log is not None:
         tables["emergence"] = emergence_table(circuit, cohorts, train_log)
@@ -145,7 +201,8 @@ def aggregate_stage(
     info = read_manifest(manifest)
     settings = AggregateSettings.from_config(config)
     log_table = read_table(train_log, "train_log")
-    tables = aggregate_run(files, list(info.steps), settings, config["seed"], log_table)
+    planted = config["runs"][info.run]["train_heads"]
+    tables = aggregate_run(files, list(info.steps), settings, config["seed"], log_table, planted)
     provenance = run_provenance(config, info.run, task, "attribute", "aggregate")
     for name in TABLES:
         write_table(with_provenance(tables[name], **provenance), name, out[name])

@@ -22,6 +22,8 @@ from sparks.config import Section, config_hash
 from sparks.layout import ATTRIBUTION as TABLES
 
 if TYPE_CHECKING:
+    import torch
+
     from sparks.attribute.batches import PairBatch
     from sparks.attribute.eap import Metric
     from sparks.model.graph import Graph
@@ -67,9 +69,10 @@ def select_pairs(pairs: pl.DataFrame, settings: AttributeSettings) -> pl.DataFra
     return chosen
 
 
-def head_table(scores: EdgeScores, graph: Graph) -> pl.DataFrame:
-    """One row per head: node score, rank, and the summed edge scores into q/k/v and out of it
-    (null when only head scores were computed)."""
+def head_table(scores: EdgeScores, graph: Graph, weight_change: torch.Tensor | None = None) -> pl.DataFrame:
+    """One row per head: node score, rank, the summed edge scores into q/k/v and out of it (null
+    when only head scores were computed) and how far its own weights moved from the starting
+    model's (``weight_change`` [layers, heads]; null when unknown)."""
     import torch
 
     rows = []
@@ -90,12 +93,13 @@ def head_table(scores: EdgeScores, graph: Graph) -> pl.DataFrame:
                     "score_k": float(into[graph.n_heads + kv]),
                     "score_v": float(into[graph.n_heads + graph.n_kv_heads + kv]),
                     "score_out": float(out[head]),
+                    "weight_change": None if weight_change is None else float(weight_change[layer, head]),
                 }
             )
     from sparks.model.graph import ranked
 
-    table = ranked(pl.DataFrame(rows)).select(
-        "layer", "head", "kv_head", "score", "abs_score", "rank", "score_q", "score_k", "score_v", "score_out"
+    table = ranked(pl.DataFrame(rows, schema_overrides={"weight_change": pl.Float64})).select(
+        "layer", "head", "kv_head", "score", "abs_score", "rank", "score_q", "score_k", "score_v", "score_out", "weight_change"
     )
     return table.with_columns(pl.col("score_q", "score_k", "score_v", "score_out").fill_nan(None))
 
@@ -106,10 +110,12 @@ def score_checkpoint(
     settings: AttributeSettings,
     device: str | None = None,
     tables: tuple[str, ...] = TABLES,
+    base: str | Path | None = None,
 ) -> dict[str, pl.DataFrame]:
     """EAP-IG on one checkpoint: returns the asked-for ``tables`` (of TABLES) without provenance.
 
-    The faithfulness curve, the one costly extra, is computed only when asked for.
+    The faithfulness curve, the one costly extra, is computed only when asked for. ``base``: the
+    run's starting model, whose weights each head's ``weight_change`` is measured from.
     """
     import torch
 
@@ -134,7 +140,9 @@ def score_checkpoint(
     )
     scores = eap_ig(model, batches, fn, settings.ig_steps, edges=tables != ("heads",), stack_steps=settings.stack_ig_steps)
     graph = Graph.of(model.config)
-    out = {"heads": head_table(scores, graph)}
+    from sparks.model.weights import head_weight_change
+
+    out = {"heads": head_table(scores, graph, None if base is None else head_weight_change(model, base))}
     if "edges" in tables:
         out["edges"] = graph.edges_frame(scores.edges)
     if "pair_edges" in tables:
@@ -201,7 +209,9 @@ def attribute_checkpoint(
     run = read_manifest(manifest)
     checkpoint = run.checkpoint(step)
     pairs = oriented(read_table(pairs_path, "pairs"), starting_model=step == run.steps[0])
-    tables = score_checkpoint(checkpoint, pairs, settings, tables=tuple(name for name in TABLES if name in out))
+    tables = score_checkpoint(
+        checkpoint, pairs, settings, tables=tuple(name for name in TABLES if name in out), base=run.checkpoint(run.steps[0])
+    )
     provenance = dict(
         experiment=config["experiment"],
         run=run.run,

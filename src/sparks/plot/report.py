@@ -292,7 +292,7 @@ def write_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str,
 
 
 REPORT_INPUTS = (
-    "circuit", "cohorts", "frequency", "stability", "agreement", "null_calls", "heads", "passk", "failure_shares",
+    "circuit", "cohorts", "frequency", "stability", "agreement", "null_calls", "planted", "circuit_rules", "heads", "passk", "failure_shares",
     "train_log", "interventions", "replicate_heads", "replicate_claims",
 )  # fmt: skip
 """The tables ``sparks report`` reads, every run's (their provenance ``run`` tells them apart)."""
@@ -334,7 +334,7 @@ def write_report(
     from sparks.plot.compare import comparisons
     from sparks.plot.explorer import explorer_html
     from sparks.plot.summary import claims_matrix, group_summary, setup_table
-    from sparks.plot.trust import trust_section
+    from sparks.plot.trust import sham_groups, trust_section
     from sparks.tables import read_table
 
     missing = [str(p) for p in sections if not Path(p).is_file()]
@@ -381,7 +381,7 @@ threshold of {aggregate["stability_threshold"]:.0%}; exact per-head effects {"on
 {claims_matrix(list(groups), tables["replicate_claims"], order)}
 {summaries}
 <h2 id="trust">How far to trust the heads</h2>
-{trust_section(groups, tables)}
+{trust_section(groups, tables, sham_groups(config, groups))}
 <nav><h2>Contents</h2><ol>{"".join(f'<li><a href="#{a}">{t}</a></li>' if a else t for a, t in toc)}</ol></nav>
 <h2 id="setup">Setup of each run</h2>
 {setup_table(config, groups, accuracy_table)}

@@ -3,8 +3,11 @@
 Per run, from the aggregate stage's tables: every head the emergence test called, with its exact
 effect's change from the base at its cohort step (paired 95 % interval); how often the test calls
 heads per checkpoint against how often its pair-halves null does (false emergences); how well
-EAP-IG's head ranking agrees with the exact effects; and one sentence that reads those numbers.
-Nothing is computed here that a table does not hold but means and intervals over replicates.
+EAP-IG's head ranking agrees with the exact effects; on a planted run, each detector's precision
+and recall; and one sentence that reads those numbers. A sham run (self-distillation,
+``distill.teacher: base``) teaches nothing new: every head it calls is a false emergence, and
+its call rate is shown beside every run's. Nothing is computed here but means and intervals
+over replicates of what the tables hold.
 """
 
 from __future__ import annotations
@@ -90,10 +93,62 @@ def _sentence(group: str, runs: list[str], named: list[str], own: list, null: li
     )
 
 
-def trust_section(groups: dict[str, list[str]], tables: dict[str, pl.DataFrame]) -> str:
-    """The HTML of the section: the rule, then per run (each replicate) its called heads, its
-    call and null rates and EAP-IG's agreement with exact effects, and a sentence."""
+def rule_changes(circuit_rules: pl.DataFrame, run: str) -> str:
+    """One sentence: the heads called under each circuit-size rule and how many calls differ."""
+    part = _of(circuit_rules, run)
+    called = {
+        rule: set(" ".join(rows["called"].to_list()).split()) for (rule,), rows in part.group_by("rule", maintain_order=True)
+    }
+    if len(called) < 2:
+        return ""
+    (first, a), (second, b) = sorted(called.items())
+    sizes = {rule: part.filter(pl.col("rule") == rule)["n_edges"].to_list() for rule in called}
+    return (
+        f"Circuit size in {run}: the faithfulness-target circuits have {', '.join(map(str, sizes['faithfulness']))} edges "
+        f"at the checkpoints (top-N: {sizes['top_n'][0]}); the test calls {' '.join(sorted(a)) or 'no head'} under {first} "
+        f"and {' '.join(sorted(b)) or 'no head'} under {second}: {len(a ^ b)} call(s) change with the rule."
+    )
+
+
+def planted_rows(planted: pl.DataFrame, runs: list[str]) -> pl.DataFrame:
+    """Per detector: precision and recall, mean and 95 % interval over the replicates."""
+    part = planted.filter(pl.col("run").is_in(runs))
+    rows = []
+    for (detector,), rows_of in part.group_by("detector", maintain_order=True):
+        rows.append(
+            {
+                "detector": detector,
+                "replicates": rows_of.height,
+                "planted heads": rows_of["planted"][0],
+                "precision": _interval(rows_of["precision"].to_list()),
+                "recall": _interval(rows_of["recall"].to_list()),
+                "detected (each replicate)": "; ".join(d or "none" for d in rows_of["detected"].to_list()),
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def sham_groups(config: dict, groups: dict[str, list[str]]) -> list[str]:
+    """The runs that teach nothing new: self-distillation on the starting model's own samples."""
+    return [
+        group
+        for group, runs in groups.items()
+        if config["runs"][runs[0]]["method"] == "distill" and config["runs"][runs[0]]["distill"]["teacher"] == "base"
+    ]
+
+
+def trust_section(groups: dict[str, list[str]], tables: dict[str, pl.DataFrame], shams: list[str] = ()) -> str:
+    """The HTML of the section: the rule, the sham runs' false-emergence rate, then per run (each
+    replicate) its called heads, its call and null rates, EAP-IG's agreement with exact effects,
+    a planted run's precision and recall, and a sentence."""
     parts = [f"<p>{html.escape(EMERGENCE_RULE)}</p>"]
+    for sham in shams:
+        rates = [_rates(tables["stability"], tables["null_calls"], run)[0] for run in groups[sham]]
+        parts.append(
+            f"<p><b>Sham run {html.escape(sham)}</b> (self-distillation: trained on the starting model's own samples, "
+            f"so nothing new is learned): the test calls {_interval(rates)} heads per checkpoint, every one a false "
+            "emergence. Read each run's call rate below against it.</p>"
+        )
     for group, runs in groups.items():
         rows, own, null, named = [], [], [], []
         agreement = tables["agreement"].filter(pl.col("run").is_in(runs))
@@ -124,6 +179,15 @@ def trust_section(groups: dict[str, list[str]], tables: dict[str, pl.DataFrame])
                 f"checkpoints and directions. {DASH}: no exact effects (attribute.exact off).",
             )
         )
+        if tables["planted"].filter(pl.col("run").is_in(runs)).height:
+            parts.append(
+                "<p>Planted heads (only these heads were trained; every other weight is the starting model's): "
+                "each detector's precision and recall, mean [95 % interval] over replicates.</p>"
+            )
+            parts.append(html_table(planted_rows(tables["planted"], runs)))
+        changes = [rule_changes(tables["circuit_rules"], run) for run in runs]
+        if any(changes):
+            parts.append("<p>" + "<br>".join(html.escape(text) for text in changes if text) + "</p>")
         for run in runs:
             heads = called_heads(tables["cohorts"], tables["stability"], run)
             if heads.height:
@@ -131,6 +195,7 @@ def trust_section(groups: dict[str, list[str]], tables: dict[str, pl.DataFrame])
                 parts.append(
                     html_table(
                         heads,
+                        digits=4,
                         headers={
                             "effect_change": "exact effect change from the base",
                             "change_low": "95 % low",
