@@ -144,3 +144,12 @@ def test_agreement_of_eap_ig_with_exact_effects():
     assert row["pearson"] == pytest.approx(np.corrcoef([4, 3, 2, 1], [0.4, 0.1, 0.3, 0.0])[0, 1])
     assert row["spearman"] == pytest.approx(np.corrcoef([4, 3, 2, 1], [4, 2, 3, 1])[0, 1])
     assert row["top_k_overlap"] == 0.5  # EAP-IG's top 2 {a0.h0, a0.h1}, exact's {a0.h0, a1.h0}
+
+
+def test_the_rule_is_stated_once_in_the_readme():
+    from pathlib import Path
+
+    from sparks.registry import EMERGENCE_RULE
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert f"> {EMERGENCE_RULE}" in readme  # the words the report prints, quoted as they are
