@@ -103,6 +103,19 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return folder
 
 
+def silence_heads_except(model, live: set[tuple[int, int]]) -> None:
+    """Zero the output-projection columns of every head not in ``live`` ((layer, head) pairs): the
+    answer then depends on the sequence only through the live heads (a planted circuit)."""
+    import torch
+
+    dh = model.config.hidden_size // model.config.num_attention_heads
+    with torch.no_grad():
+        for layer, block in enumerate(model.model.layers):
+            for head in range(model.config.num_attention_heads):
+                if (layer, head) not in live:
+                    block.self_attn.o_proj.weight[:, head * dh : (head + 1) * dh] = 0
+
+
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 

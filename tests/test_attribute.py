@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import torch
 import yaml
-from conftest import run_sparks
+from conftest import run_sparks, silence_heads_except
 
 from sparks.attribute import AttributeSettings, select_pairs
 from sparks.attribute.batches import pair_batches
@@ -125,12 +125,7 @@ def test_planted_circuit_is_recovered(tiny_model_dir, batches):
     through those heads, so they must rank first and every other head must score exactly 0."""
     planted = {(0, 1), (1, 2)}
     model = load_model(tiny_model_dir, device="cpu")
-    dh = model.config.hidden_size // model.config.num_attention_heads
-    with torch.no_grad():
-        for layer, block in enumerate(model.model.layers):
-            for head in range(model.config.num_attention_heads):
-                if (layer, head) not in planted:
-                    block.self_attn.o_proj.weight[:, head * dh : (head + 1) * dh] = 0
+    silence_heads_except(model, planted)
     scores = eap_ig(model, batches, METRICS["logit_diff"], 5)
     top = torch.topk(scores.heads.abs().flatten(), len(planted)).indices
     n_heads = model.config.num_attention_heads

@@ -153,3 +153,26 @@ def test_the_rule_is_stated_once_in_the_readme():
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert f"> {EMERGENCE_RULE}" in readme  # the words the report prints, quoted as they are
+
+
+def test_planted_precision_and_recall():
+    from sparks.aggregate.planted import planted_table
+
+    cohorts = pl.DataFrame(
+        {"layer": [0, 1, 1], "head": [1, 2, 3], "status": ["maintained", "emergent", "transient"]},
+    )  # the test called a1.h2 and a1.h3
+    stability = HEADS.select("layer", "head").with_columns(
+        pl.lit(10).alias("step"), pl.Series("effect_change", [0.0, -0.9, 0.1, 0.0, 0.0, 0.0, 0.5, 0.2])
+    )  # the largest |change|: a0.h1 (-0.9), a1.h2 (0.5)
+    heads = HEADS.with_columns(pl.Series("weight_change", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.0]))  # a1.h2 only
+    table = planted_table(["a1.h2", "a0.h3"], cohorts, stability, heads)
+    got = {r["detector"]: (r["n_detected"], r["true_positives"], r["precision"], r["recall"]) for r in table.iter_rows(named=True)}
+    assert got == {
+        "emergence_test": (2, 1, 0.5, 0.5),
+        "exact_change": (2, 1, 0.5, 0.5),
+        "weight_change": (1, 1, 1.0, 0.5),  # only a1.h2 moved: a head that did not is never detected
+    }
+    assert table.filter(pl.col("detector") == "exact_change")["detected"].item() == "a0.h1 a1.h2"
+    assert planted_table(None, cohorts, stability, heads).is_empty()
+    no_exact = stability.with_columns(pl.lit(None, pl.Float64).alias("effect_change"))
+    assert "exact_change" not in planted_table(["a1.h2"], cohorts, no_exact, heads)["detector"].to_list()

@@ -85,3 +85,14 @@ def test_a_job_over_its_limit_is_named(raw_config):
     raw_config["runs"] = {"sft": {"method": "sft"}}
     config = check_config(raw_config)
     assert "warning: evaluate jobs take about" in format_plan(plan_table(config), config)
+
+
+def test_exact_effects_cost_shows_in_the_attribute_rule():
+    """attribute.exact adds 2 + layers x heads forwards per pair (a subsample: fewer) to each attribute job."""
+    raw = load_config(REPO / "config" / "r1-distill-qwen-1.5b.yaml")
+    assert raw["attribute"]["exact"] == "off"  # auto: off for a hub base
+    hours = {}
+    for exact, pairs in (("off", None), ("on", None), ("on", 16)):
+        config = {**raw, "attribute": {**raw["attribute"], "exact": exact, "exact_pairs": pairs}}
+        hours[exact, pairs] = per_rule(plan_table(config))["attribute"]["gpu_hours"]
+    assert hours["off", None] < hours["on", 16] < hours["on", None]

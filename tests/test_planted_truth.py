@@ -7,6 +7,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 import torch
+from conftest import silence_heads_except
 
 from sparks.aggregate import AggregateSettings, aggregate_run
 from sparks.attribute import AttributeSettings, score_checkpoint
@@ -17,16 +18,6 @@ from sparks.tables import with_provenance, write_table
 LIVE_BASE = {(0, 1)}  # the only head whose output reaches the residual stream at step 0
 LIVE_LATER = {(0, 1), (1, 2)}  # ... and at step 10: a1.h2's output projection is switched on
 TASK = {"source": "synthetic", "difficulties": {"easy": 1, "medium": 2}, "n_pairs": 24}
-
-
-def only(model, live: set[tuple[int, int]]) -> None:
-    """Zero the output-projection columns of every head not in ``live``."""
-    dh = model.config.hidden_size // model.config.num_attention_heads
-    with torch.no_grad():
-        for layer, block in enumerate(model.model.layers):
-            for head in range(model.config.num_attention_heads):
-                if (layer, head) not in live:
-                    block.self_attn.o_proj.weight[:, head * dh : (head + 1) * dh] = 0
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +38,7 @@ def checkpoints(tiny_model_dir, tmp_path_factory):
     for step, live in ((0, LIVE_BASE), (10, LIVE_LATER)):
         with torch.no_grad():
             model.model.layers[1].self_attn.o_proj.weight.copy_(kept)
-        only(model, live)
+        silence_heads_except(model, live)
         model.save_pretrained(root / f"checkpoint-{step}")
         tokenizer.save_pretrained(root / f"checkpoint-{step}")
     return root

@@ -5,9 +5,10 @@ Every other weight stayed as it was, so the change post-training made lives in t
 (and, through them, in what reads them). Three detectors are scored against the planted set:
 - ``emergence_test``: the heads the emergence test called (emergent or transient);
 - ``exact_change``: the k heads whose exact effect changed most from the base to the final
-  checkpoint (k = the number of planted heads, so precision equals recall);
-- ``weight_change``: the k heads whose own weights moved most (the trivial baseline: exact by
-  construction here, and blind to any head whose role changed through other weights).
+  checkpoint (k = the number of planted heads, so precision equals recall unless fewer changed);
+- ``weight_change``: the k heads whose own weights moved most, of those that moved at all (the
+  trivial baseline: exact by construction here, and blind to any head whose role changed
+  through other weights).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ SCHEMA = {
 
 
 def _top(table: pl.DataFrame, column: str, k: int) -> set[str]:
-    ranked = table.drop_nulls(column).sort(pl.col(column).abs(), "layer", "head", descending=[True, False, False])
+    """The (at most) ``k`` heads of largest nonzero |column|, ties broken by layer and head."""
+    ranked = table.drop_nulls(column).filter(pl.col(column) != 0)
+    ranked = ranked.sort(pl.col(column).abs(), "layer", "head", descending=[True, False, False])
     return set(ranked.head(k).select(pl.format("a{}.h{}", "layer", "head")).to_series().to_list())
 
 
