@@ -3,6 +3,7 @@ and the explorer's data."""
 
 from __future__ import annotations
 
+import html
 import polars as pl
 
 from sparks.plot.explorer import explorer_data, explorer_html
@@ -119,3 +120,60 @@ def test_explorer_is_self_contained():
     fragment = explorer_html(explorer_tables(), ["sft", "grpo"], ORDER)
     assert "http://" not in fragment and "https://" not in fragment and "src=" not in fragment
     assert fragment.count("<script") == 2 and 'id="explorer-data"' in fragment
+
+
+def trust_tables() -> dict[str, pl.DataFrame]:
+    """Two replicates of a planted run: a1.h0 called at step 10 in both; the null calls nothing."""
+    runs, rows = ("p-s0", "p-s1"), []
+    for run in runs:
+        for step in (0, 10):
+            for layer, head in ((0, 0), (1, 0)):
+                hit = step == 10 and (layer, head) == (1, 0)
+                rows.append((run, step, layer, head, hit, 0.9 if hit else 0.0, 0.2 if hit else 0.0, 0.1, 0.3))
+    stability = pl.DataFrame(
+        rows,
+        schema=["run", "step", "layer", "head", "called", "p_change", "effect_change", "change_low", "change_high"],
+        orient="row",
+    )
+    return {
+        "stability": stability,
+        "cohorts": pl.DataFrame(
+            {"run": list(runs), "layer": [1, 1], "head": [0, 0], "status": ["emergent", "transient"], "cohort_step": [10, 10]}
+        ),
+        "null_calls": pl.DataFrame({"run": [r for r in runs for _ in range(4)], "step": [0, 0, 10, 10] * 2, "n_called": [0] * 8}),
+        "agreement": pl.DataFrame({"run": list(runs), "step": [10, 10], "spearman": [0.5, 0.7], "top_k_overlap": [1.0, 0.5]}),
+        "planted": pl.DataFrame(
+            {
+                "run": list(runs),
+                "detector": ["emergence_test"] * 2,
+                "precision": [1.0, 0.5],
+                "recall": [0.5, 0.5],
+                "detected": ["a1.h0", "a1.h0 a0.h0"],
+                "planted": ["a1.h0 a2.h1"] * 2,
+            }
+        ),
+        "circuit_rules": pl.DataFrame(
+            {
+                "run": ["p-s0"] * 4,
+                "rule": ["top_n", "top_n", "faithfulness", "faithfulness"],
+                "step": [0, 10, 0, 10],
+                "n_edges": [40, 40, 82, 165],
+                "called": ["", "a1.h0", "", ""],
+            }
+        ),
+    }
+
+
+def test_trust_section_reads_the_tables():
+    from sparks.plot.trust import trust_section
+    from sparks.registry import EMERGENCE_RULE
+
+    text = html.unescape(trust_section({"p": ["p-s0", "p-s1"]}, trust_tables(), shams=["p"]))
+    assert EMERGENCE_RULE in text
+    assert "the test called a1.h0 (emergent) in p-s0, a1.h0 (transient) in p-s1" in text
+    assert "it calls 1.00 [1.00, 1.00] heads per checkpoint and replicate" in text  # one call at the one later step
+    assert "the null 0.00" in text and "more often than its null (the 95 % intervals over replicates do not overlap)" in text
+    assert "Sham run p" in text and "every one a false emergence" in text
+    assert "0.75 [0.00, 1.00]" in text  # precision over the two replicates: mean and t interval, clipped to a share's range
+    assert "1 call(s) change with the rule" in text and "82, 165 edges" in text
+    assert "Spearman 0.60" in text

@@ -3,6 +3,7 @@ test that reads it (one file, so that pytest-xdist runs them on one worker and t
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -114,6 +115,11 @@ def test_dag_attributes_every_checkpoint(dag_run):
             curve = read_table(dag_run / "faithfulness" / run / str(step) / "arith.parquet", "faithfulness")
             assert abs(curve["faithfulness"][0]) < 1e-4 and abs(curve["faithfulness"][-1] - 1) < 1e-4
             assert curve["metric_corrupt"][0] > 0.1  # the corrupted operand changes the answer distribution
+            effects = read_table(dag_run / "head_effects" / run / str(step) / "arith.parquet", "head_effects")
+            assert effects.height == 3 * 256 * 32 and effects["effect"].is_finite().all()  # every pair, every head
+            assert effects["effect"].min() >= -1e-6 and effects["effect"].max() > 1e-3  # KL: non-negative, not all zero
+            moved = heads["weight_change"]
+            assert (moved == 0).all() if step == 0 else (moved > 0).all()  # full training moves every head
 
 
 @pytest.mark.slow
@@ -126,11 +132,27 @@ def test_dag_aggregates_every_run(dag_run):
         assert sorted(circuit["step"].unique()) == steps and circuit.height == len(steps) * 32
         assert circuit.filter(pl.col("step") == 0)["in_circuit"].any()
         cohorts = read_table(circuits / "cohorts.parquet", "cohorts")
-        assert set(cohorts["status"]) <= {"emergent", "maintained", "lost"}
+        assert set(cohorts["status"]) <= {"emergent", "transient", "maintained", "lost"}
         frequency = read_table(circuits / "frequency.parquet", "frequency")
         assert frequency.height == 32 and frequency["frequency"].is_between(0, 1).all()
         stability = read_table(circuits / "stability.parquet", "stability")
-        assert stability["p_in_circuit"].is_between(0, 1).all()
+        assert stability["p_in_circuit"].is_between(0, 1).all() and stability["effect_se"].null_count() == 0
+        later = stability.filter(pl.col("step") > 0)
+        assert later["p_change"].is_between(0, 1).all() and later["change_low"].null_count() == 0
+        called = stability.filter(pl.col("called"))  # the rule, row by row
+        assert (called["p_change"] >= 0.8).all() and ((called["change_low"] > 0) | (called["change_high"] < 0)).all()
+        first_call = called.group_by("layer", "head").agg(pl.col("step").min().alias("cohort_step"))
+        expected = cohorts.filter(pl.col("status").is_in(["emergent", "transient"])).select("layer", "head", "cohort_step")
+        assert first_call.sort("layer", "head").equals(expected.sort("layer", "head"))
+        agreement = read_table(circuits / "agreement.parquet", "agreement")
+        assert agreement.height == len(steps) and (agreement["pearson"] > 0.5).all()  # the large effects agree
+        null = read_table(circuits / "null_calls.parquet", "null_calls")
+        assert null.height == 2 * len(steps) and (null["n_pairs"] == 3 * 256 // 2).all()
+        rules = read_table(circuits / "circuit_rules.parquet", "circuit_rules")
+        assert set(rules["rule"]) == {"top_n", "faithfulness"} and rules.filter(pl.col("rule") == "top_n")[
+            "n_edges"
+        ].unique().to_list() == [40]
+        assert read_table(circuits / "planted.parquet", "planted").is_empty()  # no run of the default trains only some heads
         similarity = read_table(circuits / "similarity.parquet", "similarity")
         assert similarity.height == len(steps) - 1 and similarity["jaccard_edges"].is_between(0, 1).all()
         importance = read_table(circuits / "importance.parquet", "importance")
@@ -186,11 +208,18 @@ def test_dag_draws_every_figure_and_the_report(dag_run):
     assert report.count("Think on vs think off") == len(config["runs"])
     assert all(f"Run {run} in detail" in report for run in config["runs"])
     assert "None" not in report and ">nan<" not in report  # a missing value is a dash
-    summary = report[report.index('id="summary"') : report.index("<nav>")]
+    summary = report[report.index('id="summary"') : report.index('id="trust"')]
     for run in config["runs"]:
         assert f'id="summary-{run}"' in summary and "emergent heads" in summary
     for verdict in ("reproduced", "not testable here"):
         assert verdict in summary
+    from sparks.registry import EMERGENCE_RULE
+
+    trust = report[report.index('id="trust"') : report.index("<nav>")]
+    assert html.escape(EMERGENCE_RULE) in trust
+    for run in config["runs"]:  # one sentence per run from its numbers, the null's rate beside its own
+        assert f"{run}: the test called" in trust and "the null" in trust
+    assert "Spearman" in trust and "call(s) change with the rule" in trust
 
 
 @pytest.mark.slow
@@ -208,7 +237,7 @@ def test_report_counts_equal_the_tables(dag_run):
         drawn = counts.filter(pl.col("n_heads") > 0).group_by("step").agg(pl.col("n_heads").sum()).sort("step")
         held = circuit.group_by("step").agg(pl.col("in_circuit").sum().cast(pl.Int64).alias("n_heads")).sort("step")
         assert drawn.equals(held.filter(pl.col("n_heads") > 0)), run
-        assert circuit.filter(pl.col("in_circuit"))["status"].is_in(["maintained", "emergent", "new"]).all()
+        assert circuit.filter(pl.col("in_circuit"))["status"].is_in(["maintained", "emergent", "transient", "new"]).all()
         lost = counts.filter(pl.col("band") == "lost").select("step", (-pl.col("n_heads")).alias("n"))
         lost_table = circuit.group_by("step").agg((pl.col("status") == "lost").sum().cast(pl.Int64).alias("n"))
         assert lost.sort("step").equals(lost_table.sort("step"))
@@ -230,7 +259,8 @@ def test_report_opens_in_a_browser_and_explores_a_head(dag_run):
 
     require_or_skip()
     cohorts = read_table(dag_run / "circuits" / "sft" / "arith" / "cohorts.parquet", "cohorts")
-    layer, head = cohorts.filter(pl.col("status") == "emergent").sort("layer", "head").select("layer", "head").row(0)
+    chosen = cohorts.sort(pl.col("status") != "emergent", "layer", "head")  # an emergent head if there is one
+    layer, head = chosen.select("layer", "head").row(0)
     node = f"a{layer}.h{head}"
     with open_page(dag_run / "report.html") as page:
         page.click(f'#explorer-grids button[data-run="sft"][data-node="{node}"]')

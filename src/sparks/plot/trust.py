@@ -58,11 +58,16 @@ def _rates(stability: pl.DataFrame, null_calls: pl.DataFrame, run: str) -> tuple
     return (float(calls.mean()) if calls.len() else None), (float(null.mean()) if null.len() else None)
 
 
-def _interval(values: list[float | None]) -> str:
+def _interval(values: list[float | None], share: bool = False) -> str:
+    """``mean [low, high]`` over replicates (t interval; a share's clipped to [0, 1])."""
     mean, low, high = mean_interval([v for v in values if v is not None])
     if mean is None:
         return DASH
-    return f"{mean:.2f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and len(values) > 1 else "")
+    if low is None or len(values) < 2:
+        return f"{mean:.2f}"
+    if share:
+        low, high = max(low, 0.0), min(high, 1.0)
+    return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def _sentence(group: str, runs: list[str], named: list[str], own: list, null: list, agreement: pl.DataFrame) -> str:
@@ -120,8 +125,8 @@ def planted_rows(planted: pl.DataFrame, runs: list[str]) -> pl.DataFrame:
                 "detector": detector,
                 "replicates": rows_of.height,
                 "planted heads": rows_of["planted"][0],
-                "precision": _interval(rows_of["precision"].to_list()),
-                "recall": _interval(rows_of["recall"].to_list()),
+                "precision": _interval(rows_of["precision"].to_list(), share=True),
+                "recall": _interval(rows_of["recall"].to_list(), share=True),
                 "detected (each replicate)": "; ".join(d or "none" for d in rows_of["detected"].to_list()),
             }
         )
