@@ -172,8 +172,13 @@ def test_trust_section_reads_the_tables():
     assert EMERGENCE_RULE in text
     assert "the test called a1.h0 (emergent) in p-s0, a1.h0 (transient) in p-s1" in text
     assert "it calls 1.00 [1.00, 1.00] heads per checkpoint and replicate" in text  # one call at the one later step
-    assert "the null 0.00" in text and "more often than its null (the 95 % intervals over replicates do not overlap)" in text
+    assert "the null 0.00" in text and "more often than its null (difference 1.00 [1.00, 1.00] over replicates)" in text
     assert "Sham run p" in text and "every one a false emergence" in text
     assert "0.75 [0.00, 1.00]" in text  # precision over the two replicates: mean and t interval, clipped to a share's range
     assert "1 call(s) change with the rule" in text and "82, 165 edges" in text
     assert "Spearman 0.60" in text
+    tables = trust_tables()
+    tables["stability"] = tables["stability"].with_columns(pl.col("called") & (pl.col("run") == "p-s0"))  # one replicate calls
+    text = html.unescape(trust_section({"p": ["p-s0", "p-s1"]}, tables))
+    assert "it calls 0.50 [0.00, 6.85] heads per checkpoint" in text  # a count's interval stops at zero
+    assert "the difference 0.50 [-5.85, 6.85] allows none: inconclusive" in text

@@ -58,33 +58,35 @@ def _rates(stability: pl.DataFrame, null_calls: pl.DataFrame, run: str) -> tuple
     return (float(calls.mean()) if calls.len() else None), (float(null.mean()) if null.len() else None)
 
 
-def _interval(values: list[float | None], share: bool = False) -> str:
-    """``mean [low, high]`` over replicates (t interval; a share's clipped to [0, 1])."""
+def _interval(values: list[float | None], share: bool = False, signed: bool = False) -> str:
+    """``mean [low, high]`` over replicates (t interval), clipped to what the values can be: a
+    share to [0, 1], a count to 0 and up (``signed``: a difference, not clipped)."""
     mean, low, high = mean_interval([v for v in values if v is not None])
     if mean is None:
         return DASH
     if low is None or len(values) < 2:
         return f"{mean:.2f}"
-    if share:
-        low, high = max(low, 0.0), min(high, 1.0)
+    if not signed:
+        low, high = max(low, 0.0), min(high, 1.0) if share else high
     return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def _sentence(group: str, runs: list[str], named: list[str], own: list, null: list, agreement: pl.DataFrame) -> str:
-    """One sentence per run (or replicated run) from its numbers."""
-    own_mean, own_low, _ = mean_interval([v for v in own if v is not None])
-    null_mean, _, null_high = mean_interval([v for v in null if v is not None])
+    """One sentence per run (or replicated run) from its numbers: the test's calls per checkpoint
+    against its null's, as a difference within each replicate with a t interval over replicates."""
+    differences = [a - b for a, b in zip(own, null) if a is not None and b is not None]
+    mean, low, high = mean_interval(differences)
     heads = ", ".join(named) if named else "no head"
-    if own_mean is None or null_mean is None:
+    if mean is None:
         verdict = "heads, but its null could not be measured"
-    elif own_mean <= null_mean:
+    elif mean <= 0:
         verdict = "heads no more often than its pair-halves null does by chance: treat these calls as noise"
-    elif len(runs) == 1:
+    elif len(differences) == 1:
         verdict = "heads more often than its null; one run has no interval over replicates, so this is not yet a result"
-    elif own_low is not None and null_high is not None and own_low > null_high:
-        verdict = "heads more often than its null (the 95 % intervals over replicates do not overlap)"
+    elif low > 0:
+        verdict = f"heads more often than its null (difference {_interval(differences, signed=True)} over replicates)"
     else:
-        verdict = "heads more often than its null on average, but the intervals over replicates overlap: inconclusive"
+        verdict = f"heads more often than its null on average, but the difference {_interval(differences, signed=True)} allows none: inconclusive"
     agree = ""
     if agreement.height:
         agree = (
