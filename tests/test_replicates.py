@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import REPO, snakemake
 
-from sparks.aggregate.claims import FAILS, HOLDS, UNTESTABLE, claims_table
+from sparks.aggregate.claims import CONTRADICTED, INCONCLUSIVE, REPRODUCED, UNTESTABLE, VERDICTS, claims_table, verdict
 from sparks.aggregate.replicates import (
     accuracy_table,
     count_table,
@@ -282,14 +282,16 @@ def test_claims_and_their_verdicts(heads):
         ["easy", "hard"],
     )
     claims = {r["claim"]: r for r in table.iter_rows(named=True)}
-    assert claims["stable_heads"]["verdict"] == FAILS  # 2, 1, 0 emergent heads: the interval reaches zero
+    assert claims["stable_heads"]["verdict"] == INCONCLUSIVE  # 2, 1, 0 emergent heads: the interval reaches zero
     assert "a0.h1 (2/3)" in claims["stable_heads"]["detail"]
-    assert claims["reward_tracking"]["verdict"] == HOLDS and claims["reward_tracking"]["low"] > 0
-    assert claims["gain_hard"]["verdict"] == HOLDS and math.isclose(claims["gain_hard"]["value"], 0.45)
-    assert claims["gain_easy"]["verdict"] == FAILS  # 0, -0.1, +0.1
-    assert claims["ablation_cost"]["verdict"] == HOLDS and math.isclose(claims["ablation_cost"]["value"], 0.3)
-    assert claims["ablation_vs_outside"]["verdict"] == HOLDS and math.isclose(claims["ablation_vs_outside"]["value"], 0.3 - 0.01)
-    assert claims["overthinking_easy"]["verdict"] == HOLDS and math.isclose(claims["overthinking_easy"]["value"], 0.2)
+    assert claims["reward_tracking"]["verdict"] == REPRODUCED and claims["reward_tracking"]["low"] > 0
+    assert claims["gain_hard"]["verdict"] == REPRODUCED and math.isclose(claims["gain_hard"]["value"], 0.45)
+    assert claims["gain_easy"]["verdict"] == INCONCLUSIVE  # 0, -0.1, +0.1
+    assert claims["ablation_cost"]["verdict"] == REPRODUCED and math.isclose(claims["ablation_cost"]["value"], 0.3)
+    assert claims["ablation_vs_outside"]["verdict"] == REPRODUCED and math.isclose(
+        claims["ablation_vs_outside"]["value"], 0.3 - 0.01
+    )
+    assert claims["overthinking_easy"]["verdict"] == REPRODUCED and math.isclose(claims["overthinking_easy"]["value"], 0.2)
     assert claims["think_off_broader"]["verdict"] == UNTESTABLE
     sft = claims_table("sft", heads, reward_table({"a": emergence([0, 1], [None, None])}), accuracy, {}, None, ["easy", "hard"])
     untested = {r["claim"]: r["verdict"] for r in sft.iter_rows(named=True)}
@@ -378,7 +380,7 @@ def test_replicated_runs_through_the_dag_twice(dag_run, tmp_path):
             assert intervened == ([" ".join(sorted(robust, key=lambda h: tuple(map(int, h[1:].split(".h")))))] if robust else [])
         claims = read_table(one / "replicates" / group / "arith" / "replicate_claims.parquet", "replicate_claims")
         assert {"stable_heads", "reward_tracking", "gain_hard", "overthinking_easy", "think_off_broader"} <= set(claims["claim"])
-        assert set(claims["verdict"]) <= {HOLDS, FAILS, UNTESTABLE}
+        assert set(claims["verdict"]) <= set(VERDICTS)
         assert claims.filter(pl.col("claim") == "think_off_broader")["verdict"].item() == UNTESTABLE
     parts = sorted(p.name for p in (one / "bench" / "sft-s0" / "interventions" / "parts" / "arith").iterdir())
     assert len(parts) == 2 * 10  # (ablate: none, emergent, 3 controls; scale: none, emergent, 3 controls at alpha 2) x 2 tables
@@ -427,3 +429,11 @@ def test_base_replicates_through_the_dag(tmp_path):
         expected = " ".join(f"a{l}.h{h}" for l, h in sorted(own.select("layer", "head").rows()))
         assert intervened == ([expected] if expected else [])
     assert "Base replicates" in (results / "report.html").read_text()
+
+
+def test_four_verdicts():
+    """Significantly the opposite is contradicted, never lumped with an interval that holds zero."""
+    assert verdict(0.3, 0.1, 0.5) == REPRODUCED
+    assert verdict(-0.13, -0.21, -0.05) == CONTRADICTED  # SFT's hard-tier change on the embedded default
+    assert verdict(0.05, -0.1, 0.2) == verdict(-0.05, -0.2, 0.1) == INCONCLUSIVE
+    assert verdict(0.2, None, None) == verdict(None, None, None) == UNTESTABLE

@@ -51,8 +51,9 @@ def claims_rows(run: str) -> list[dict]:
             "verdict": verdict,
         }
         for d, v, lo, hi, verdict in (
-            ("hard", -0.1, -0.2, 0.0, "does not hold"),
-            ("easy", 0.1, 0.05, 0.15, "holds"),
+            ("hard", -0.1, -0.2, 0.0, "inconclusive"),
+            ("easy", 0.1, 0.05, 0.15, "reproduced"),
+            ("tiny", -0.2, -0.3, -0.1, "contradicted"),
             ("medium", None, None, None, "not testable here"),
         )
     ]
@@ -62,7 +63,8 @@ def test_claims_matrix_orders_claims_and_words_verdicts():
     claims = pl.DataFrame(claims_rows("sft") + claims_rows("grpo"))
     text = claims_matrix(["sft", "grpo"], claims, ORDER)
     assert text.index("raises easy") < text.index("raises medium") < text.index("raises hard")
-    assert text.count("not reproduced") == 2 and text.count(">reproduced<") == 2 and text.count("not testable here") == 2
+    assert text.count(">reproduced<") == 2 and text.count(">contradicted<") == 2 and text.count("not testable here") == 2
+    assert text.count(">inconclusive (allows up to +0.000)<") == 2  # the largest effect the interval still allows
     assert text.index("<th>sft</th>") < text.index("<th>grpo</th>")
 
 

@@ -487,7 +487,7 @@ SCHEMAS: dict[str, pl.Schema] = {
             "value": pl.Float64,  # mean over replicates (pooled r for reward_tracking)
             "low": pl.Float64,  # 95 % interval
             "high": pl.Float64,
-            "verdict": pl.String,  # holds | does not hold | not testable here
+            "verdict": pl.String,  # reproduced | contradicted | inconclusive | not testable here (sparks.aggregate.claims)
             "detail": pl.String,
         }
     ),

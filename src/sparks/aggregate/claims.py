@@ -7,10 +7,12 @@ Intervals are 95 % Student t over replicates, their spread taken as at least eac
 sampling error (binomial, from the samples behind an accuracy), so that a few replicates that
 happen to agree exactly do not make an exact result.
 
-Verdicts: ``holds`` (the interval lies above zero), ``does not hold`` (it reaches zero or below),
-``not testable here`` (the run has nothing to measure it on: no reward, no intervened heads, no
-think-mode comparison, or a single value without an interval). The rules are fixed here, before
-any data: a claim is never re-phrased to fit a result.
+Four verdicts, each claim stated so that a positive value supports it: ``reproduced`` (the
+interval lies above zero), ``contradicted`` (it lies below zero: significantly the opposite),
+``inconclusive`` (it holds zero: the report says the largest effect in the claim's direction the
+interval still allows, its upper end), ``not testable here`` (the run has nothing to measure it
+on: no reward, no intervened heads, no think-mode comparison, or a single value without an
+interval). The rules are fixed here, before any data: a claim is never re-phrased to fit a result.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import polars as pl
 from sparks.aggregate.replicates import rms, robust_heads, same_base
 from sparks.stats import mean_interval
 
-HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "not testable here"
+REPRODUCED, CONTRADICTED, INCONCLUSIVE, UNTESTABLE = "reproduced", "contradicted", "inconclusive", "not testable here"
+VERDICTS = (REPRODUCED, CONTRADICTED, INCONCLUSIVE, UNTESTABLE)
 SCHEMA = {
     "claim": pl.String,
     "statement": pl.String,
@@ -37,19 +40,22 @@ SCHEMA = {
 }
 
 
-def verdict(value: float | None, low: float | None) -> str:
-    if value is None or low is None:
+def verdict(value: float | None, low: float | None, high: float | None) -> str:
+    """The verdict of a claim whose value (positive: as claimed) has the 95 % interval [low, high]."""
+    if value is None or low is None or high is None:
         return UNTESTABLE
-    return HOLDS if low > 0 else FAILS
+    if low > 0:
+        return REPRODUCED
+    return CONTRADICTED if high < 0 else INCONCLUSIVE
 
 
 def _row(
     claim: str, statement: str, statistic: str, values: list, detail: str, extra_check: bool = True, floor_sd: float = 0.0
 ) -> dict:
     mean, low, high = mean_interval(values, floor_sd)
-    result = verdict(mean, low)
-    if result == HOLDS and not extra_check:
-        result = FAILS
+    result = verdict(mean, low, high)
+    if result == REPRODUCED and not extra_check:
+        result = INCONCLUSIVE
     return {
         "claim": claim,
         "statement": statement,
@@ -153,7 +159,7 @@ def claims_table(
                 "value": r,
                 "low": low,
                 "high": high,
-                "verdict": verdict(r, low),
+                "verdict": verdict(r, low, high),
                 "detail": f"{reward['n_points'][0]} checkpoints; per replicate r: {per}",
             }
         )
@@ -177,7 +183,7 @@ def claims_table(
                 "value": row["change_mean"],
                 "low": row["change_low"],
                 "high": row["change_high"],
-                "verdict": verdict(row["change_mean"], row["change_low"]),
+                "verdict": verdict(row["change_mean"], row["change_low"], row["change_high"]),
                 "detail": f"base {row['accuracy_mean'] - row['change_mean']:.3f}, final {row['accuracy_mean']:.3f}"
                 + ("" if single else f" (replicates {row['accuracy_min']:.3f}-{row['accuracy_max']:.3f})"),
             }

@@ -28,6 +28,7 @@ figure{margin:1em 0 2em}figcaption{font-size:.92em;color:#333;max-width:60em}
 .note{font-size:.88em;color:#555}details{margin:.5em 0;border:1px solid #ddd;padding:.3em .8em}
 summary{cursor:pointer;font-weight:600}code{white-space:pre-wrap;background:#f6f6f6}
 .verdict-holds{color:#006d2c;font-weight:600}.verdict-fails{color:#a50f15;font-weight:600}
+.verdict-inconclusive{color:#8c6d00;font-weight:600}
 .verdict-untestable{color:#555}"""
 
 

@@ -16,10 +16,11 @@ import polars as pl
 
 from sparks.plot.style import DASH, head_name, html_table
 
-VERDICTS = {  # replicate_claims' verdicts, as the report words them
-    "holds": ("reproduced", "verdict-holds"),
-    "does not hold": ("not reproduced", "verdict-fails"),
-    "not testable here": ("not testable here", "verdict-untestable"),
+VERDICTS = {  # replicate_claims' verdicts (sparks.aggregate.claims), each with its colour class
+    "reproduced": "verdict-holds",
+    "contradicted": "verdict-fails",
+    "inconclusive": "verdict-inconclusive",
+    "not testable here": "verdict-untestable",
 }
 CLAIM_ORDER = (
     "stable_heads",
@@ -49,9 +50,10 @@ def number(value: float | None, low: float | None, high: float | None, signed: b
     return text + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
 
 
-def verdict_html(verdict: str) -> str:
-    words, css = VERDICTS[verdict]
-    return f'<span class="{css}">{words}</span>'
+def verdict_html(verdict: str, high: float | None = None) -> str:
+    """The verdict, coloured; an inconclusive one says the largest effect its interval still allows."""
+    allows = f" (allows up to {high:+.3f})" if verdict == "inconclusive" and high is not None else ""
+    return f'<span class="{VERDICTS[verdict]}">{verdict}{allows}</span>'
 
 
 def emergent_heads(group_heads: pl.DataFrame, stability: pl.DataFrame, circuit: pl.DataFrame) -> list[str]:
@@ -113,7 +115,7 @@ def group_summary(group: str, runs: list[str], method: str, tables: dict[str, pl
     ablations = claims.filter(pl.col("claim").str.starts_with("ablation"))
     ablation_text = "; ".join(
         f"{'cost' if c == 'ablation_cost' else 'beyond the ' + c.removeprefix('ablation_vs_') + ' control'} "
-        f"{number(v, lo, hi)}: {verdict_html(verdict)}"
+        f"{number(v, lo, hi)}: {verdict_html(verdict, hi)}"
         for c, v, lo, hi, verdict in ablations.select("claim", "value", "low", "high", "verdict").rows()
     )
     return (
@@ -143,7 +145,7 @@ def claims_matrix(groups: list[str], claims: pl.DataFrame, order: list[str]) -> 
             r = row.row(0, named=True)
             why = f"<br><span class='note'>{html.escape(r['detail'])}</span>" if r["detail"] else ""
             cells.append(
-                f'<td class="txt">{verdict_html(r["verdict"])}<br>{number(r["value"], r["low"], r["high"])}'
+                f'<td class="txt">{verdict_html(r["verdict"], r["high"])}<br>{number(r["value"], r["low"], r["high"])}'
                 f"<br><span class='note'>{html.escape(r['statistic'])}</span>{why}</td>"
             )
         rows.append(f'<tr><td class="txt">{html.escape(statement)}</td>{"".join(cells)}</tr>')
