@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -391,6 +392,13 @@ def test_replicated_runs_through_the_dag_twice(dag_run, tmp_path):
         "Replicated run sft in detail (task arith): 2 replicates" in report and "The study's claims across replicates" in report
     )
     assert "Computed on" in report and "torch" in report
+    section = report[report.index("Replicated run sft in detail") :]
+    section = section[: section.index("</details>")]
+    headers = re.findall(r"<th>([^<]+)</th>", section)
+    assert not {"experiment", "model hash", "config hash", "sparks version", "created at", "machine"} & {h.lower() for h in headers}
+    assert section.count("Tables of experiment") == 1  # provenance once per section
+    final = section[section.index("Final accuracy against the shared base") :]
+    assert re.findall(r'<td class="txt">(easy|medium|hard)</td>', final) == ["easy", "medium", "hard"]  # easiest first
     assert (one / "figures" / "grpo" / "arith_replicate_heads.png").is_file()
 
 

@@ -75,8 +75,9 @@ def main_replicates(args: argparse.Namespace) -> None:
 
     config = read_common(args)
     tables = {name: read_table(getattr(args, name), name) for name in INPUTS}
-    paths = plot_replicates(tables, task_difficulties(config["tasks"][args.task]), args.run, args.task, args.figures)
-    write_replicates_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, args.section)
+    order = task_difficulties(config["tasks"][args.task])
+    paths = plot_replicates(tables, order, args.run, args.task, args.figures)
+    write_replicates_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, order, args.section)
 
 
 def report_main(args: argparse.Namespace) -> None:

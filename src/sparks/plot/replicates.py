@@ -16,8 +16,9 @@ from matplotlib.patches import Rectangle
 
 from sparks.atomic import atomic_file
 from sparks.plot.figures import FIGSIZE, _theme, save_files
-from sparks.plot.report import _image
-from sparks.plot.style import DPI, html_table
+from sparks.plot.report import _image, machine_section
+from sparks.plot.style import DPI, html_table, order_difficulty
+from sparks.tables import PROVENANCE
 
 FIGURES = ("replicate_heads", "replicate_accuracy", "replicate_counts")
 INPUTS = (
@@ -156,8 +157,26 @@ def plot_replicates(
     return written
 
 
-def replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], group: str, task: str) -> str:
-    """The HTML of a replicated run: the claims first, then figures and the tables behind them."""
+def _content(table: pl.DataFrame, keep: tuple[str, ...] = ()) -> pl.DataFrame:
+    """A table without its provenance columns (the section states them once), but ``keep``."""
+    return table.drop([c for c in PROVENANCE if c in table.columns and c not in keep])
+
+
+def _provenance(tables: dict[str, pl.DataFrame]) -> list[str]:
+    """The section's provenance, once: experiment, config hashes, sparks version, when, and where."""
+    rows = pl.concat([t.select("experiment", "config_hash", "sparks_version", "created_at") for t in tables.values()])
+    made = rows["created_at"].max().strftime("%Y-%m-%d %H:%M UTC")
+    hashes = ", ".join(sorted(rows["config_hash"].unique().to_list()))
+    return [
+        f"<p class='note'>Tables of experiment {html.escape(rows['experiment'][0])}, config hash {html.escape(hashes)}, "
+        f"sparks {html.escape(rows['sparks_version'][0])}, made by {made}.</p>",
+        *machine_section(tables.values()),
+    ]
+
+
+def replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], group: str, task: str, order: list[str]) -> str:
+    """The HTML of a replicated run: the claims first, then figures and the tables behind them;
+    ``order``: the task's difficulties, easiest first."""
     heads, claims = tables["replicate_heads"], tables["replicate_claims"]
     seeds = heads.select("replicate", "seed").unique().sort("seed")
     robust = (
@@ -173,8 +192,9 @@ def replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], grou
         .sort("layer", "head")
         .select(pl.format("a{}.h{}", "layer", "head").alias("head"), "share", "cohort step per replicate")
     )
-    reward = tables["replicate_reward"].drop("replicate_r")
-    final = tables["replicate_accuracy"].filter(pl.col("step") == tables["replicate_accuracy"]["step"].max())
+    reward = _content(tables["replicate_reward"].drop("replicate_r"))
+    accuracy = tables["replicate_accuracy"]
+    final = order_difficulty(_content(accuracy.filter(pl.col("step") == accuracy["step"].max())), order)
     listed = html.escape(", ".join(f"{r} (seed {s})" for r, s in seeds.rows()))
     if same_base(heads):
         setup = (
@@ -199,26 +219,29 @@ def replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], grou
     parts += [_image(path) for path in images]
     parts += [
         "<h3>Agreement between replicates (emergent sets)</h3>",
-        html_table(tables["replicate_jaccard"]),
+        html_table(_content(tables["replicate_jaccard"])),
         "<h3>Heads by cohort status (all layers)</h3>",
         html_table(
-            tables["replicate_counts"]
+            _content(tables["replicate_counts"])
             .filter(pl.col("layer").is_null())
             .drop("layer")
             .with_columns(pl.col("counts").cast(pl.List(pl.String)).list.join(" "))
         ),
         "<h3>Cohort timing per replicate</h3>",
-        html_table(tables["replicate_timing"]),
+        html_table(_content(tables["replicate_timing"]), headers={"seed": "seed"}),  # a replicate's seed, not a draw
         "<h3>Emergent heads against reward</h3>",
         html_table(reward),
         "<h3>Final accuracy against the shared base</h3>",
-        html_table(final.drop("step")),
+        html_table(final),
+        *_provenance(tables),
         "</details>",
     ]
     return "\n".join(parts)
 
 
-def write_replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], group: str, task: str, out: Path) -> Path:
+def write_replicates_section(
+    tables: dict[str, pl.DataFrame], images: list[Path], group: str, task: str, order: list[str], out: Path
+) -> Path:
     with atomic_file(out) as tmp:
-        tmp.write_text(replicates_section(tables, images, group, task))
+        tmp.write_text(replicates_section(tables, images, group, task, order))
     return Path(out)
