@@ -134,7 +134,7 @@ def passk(tables: dict[str, pl.DataFrame], runs: list[str], order: list[str]) ->
         first, last = table["step"].min(), table["step"].max()
         for ax, column in zip(axes, ("pass_at_k", "success_at_k")):
             for difficulty, colour in palette.items():
-                for step, style in ((first, "--"), (last, "-")):
+                for step, style in ((first, (0, f.BASE_DASHES)), (last, "-")):  # the passk figure's convention
                     part = table.filter((pl.col("difficulty") == difficulty) & (pl.col("step") == step)).sort("k_samples")
                     label = f"{difficulty}, {'base' if step == first else 'final'}"
                     ax.plot(part["k_samples"], part[column], linestyle=style, marker="o", color=colour, label=label)

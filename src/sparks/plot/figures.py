@@ -34,6 +34,7 @@ from sparks.atomic import atomic_file
 from sparks.plot.style import DPI, difficulty_palette
 
 FIGSIZE = (8, 6)
+BASE_DASHES = (4, 2)  # the base checkpoint's line wherever base and final are drawn together (final: solid)
 STATUS_COLOURS = {"maintained": "#999999", "transient": "#cc79a7", "new": "#f0e442", "lost": "#d55e00"}
 STATUS_LABELS = {
     "maintained": "maintained (base heads still active)",
@@ -274,10 +275,13 @@ PASSK_PANELS = {
 
 def passk_figure(table: pl.DataFrame, title: str, order: Sequence[str] = ()) -> Figure:
     """pass@k (unbiased), success@k (the study's: a correct answer among the first k samples in
-    generation order) and all-correct@k against k, by difficulty, base vs final checkpoint."""
+    generation order) and all-correct@k against k, by difficulty, base (dashed) vs final (solid)
+    checkpoint, as in every figure that shows both."""
     _theme()
     fig, axes = plt.subplots(1, 3, figsize=FIGSIZE, dpi=DPI, sharey=True)
     data = table.to_pandas()
+    labels = sorted(table["checkpoint"].unique().to_list(), key=lambda c: not c.startswith("base"))
+    dashes = {label: BASE_DASHES if label.startswith("base") else "" for label in labels}
     palette = difficulty_palette(order or table["difficulty"].unique(maintain_order=True).to_list())
     for ax, (column, name) in zip(axes, PASSK_PANELS.items()):
         sns.lineplot(
@@ -288,6 +292,8 @@ def passk_figure(table: pl.DataFrame, title: str, order: Sequence[str] = ()) -> 
             hue_order=list(palette),
             palette=palette,
             style="checkpoint",
+            style_order=labels,
+            dashes=dashes,
             marker="o",
             ax=ax,
         )
@@ -357,6 +363,10 @@ def scaling_figure(interventions: pl.DataFrame, title: str, order: Sequence[str]
             ax=right,
         )
     right.set_title("ablation in the final checkpoint")
+    for ax, title in ((left, None), (right, "heads")):  # legends below the panels, never over the data
+        if ax.get_legend() is not None:
+            titled = {} if title is None else {"title": title}
+            sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7, frameon=False, **titled)
     left.set_ylim(-0.02, 1.02)
     fig.suptitle(title)
     fig.tight_layout()
