@@ -294,6 +294,12 @@ def test_claims_and_their_verdicts(heads):
     )
     assert claims["overthinking_easy"]["verdict"] == REPRODUCED and math.isclose(claims["overthinking_easy"]["value"], 0.2)
     assert claims["think_off_broader"]["verdict"] == UNTESTABLE
+    nothing = interventions(0.8, 0.5, 0.79, 0.6).filter(pl.col("heads_from") != "emergent")  # no head to ablate here
+    partial = claims_table(
+        "grpo", heads, reward, accuracy, {"a": interventions(0.8, 0.5, 0.79, 0.6), "b": nothing}, None, ["easy", "hard"]
+    )
+    cost = partial.filter(pl.col("claim") == "ablation_cost").row(0, named=True)
+    assert cost["n_replicates"] == 1 and math.isclose(cost["value"], 0.3)  # only the replicate that ablated counts
     sft = claims_table("sft", heads, reward_table({"a": emergence([0, 1], [None, None])}), accuracy, {}, None, ["easy", "hard"])
     untested = {r["claim"]: r["verdict"] for r in sft.iter_rows(named=True)}
     assert untested["reward_tracking"] == untested["ablation_cost"] == untested["overthinking_easy"] == UNTESTABLE
@@ -395,7 +401,9 @@ def test_replicated_runs_through_the_dag_twice(dag_run, tmp_path):
     section = report[report.index("Replicated run sft in detail") :]
     section = section[: section.index("</details>")]
     headers = re.findall(r"<th>([^<]+)</th>", section)
-    assert not {"experiment", "model hash", "config hash", "sparks version", "created at", "machine"} & {h.lower() for h in headers}
+    assert not {"experiment", "model hash", "config hash", "sparks version", "created at", "machine"} & {
+        h.lower() for h in headers
+    }
     assert section.count("Tables of experiment") == 1  # provenance once per section
     final = section[section.index("Final accuracy against the shared base") :]
     assert re.findall(r'<td class="txt">(easy|medium|hard)</td>', final) == ["easy", "medium", "hard"]  # easiest first

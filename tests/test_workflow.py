@@ -356,8 +356,9 @@ def test_embedded_study_plans(tmp_path):
     result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "embedded-study.yaml"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     counts = job_counts(result.stdout)
-    assert counts["train"] == 9 and counts["prepare_model"] == 2
-    assert counts["replicates"] == counts["claims"] == counts["plot_replicates"] == 3
+    assert counts["train"] == 15 and counts["prepare_model"] == 2  # sft, grpo, distill, sham and planted, 3 replicates each
+    assert counts["replicates"] == counts["claims"] == counts["plot_replicates"] == 5
+    assert counts["teacher_traces"] == 6  # distill's from the teacher, sham's from the base itself
 
 
 @pytest.mark.parametrize("experiment", PAPER_SCALE)

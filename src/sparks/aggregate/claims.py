@@ -197,8 +197,10 @@ def claims_table(
 def _ablation_claims(interventions: Mapping[str, pl.DataFrame], which: str, intervened: str) -> list[dict]:
     """``which``: the intervened heads as the statements name them (the robust set of replicates)."""
     ablate = {name: _first_k(t.filter(pl.col("kind") == "ablate")) for name, t in interventions.items()}
+    # a replicate with nothing to ablate (base replicates intervene on their own heads) adds no value
+    ablate = {name: t for name, t in ablate.items() if (t["heads_from"] == intervened).any()}
     statement = f"ablating the {which} heads in the final checkpoint costs accuracy"
-    if not any((t["heads_from"] == intervened).any() for t in ablate.values()):
+    if not ablate:
         return [_untestable("ablation_cost", statement, "accuracy drop", f"no {which} heads to ablate")]
     drops = {
         name: _overall(t.filter(pl.col("heads_from") == "none")) - _overall(t.filter(pl.col("heads_from") == intervened))
