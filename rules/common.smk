@@ -389,13 +389,18 @@ def replicate_inputs(wildcards):
 
 
 def claims_inputs(wildcards):
-    """The replicates tables, every replicate's interventions and, if compared, think overlap."""
+    """The replicates tables, every replicate's interventions and null calls and, if compared,
+    think overlap."""
     tables = {
         name: layout.replicates(name, wildcards.group, wildcards.task, EXP)
         for name in ("replicate_heads", "replicate_reward", "replicate_accuracy")
     }
     tables["interventions"] = [
         layout.interventions(r, wildcards.task, EXP) for r in replicate_names(wildcards)
+    ]
+    tables["null_calls"] = [
+        layout.circuits("null_calls", r, wildcards.task, EXP)
+        for r in replicate_names(wildcards)
     ]
     if config["attribute"]["compare_think_at"] != "none":
         tables["think_overlap"] = [

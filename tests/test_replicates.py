@@ -294,6 +294,23 @@ def test_claims_and_their_verdicts(heads):
     )
     assert claims["overthinking_easy"]["verdict"] == REPRODUCED and math.isclose(claims["overthinking_easy"]["value"], 0.2)
     assert claims["think_off_broader"]["verdict"] == UNTESTABLE
+
+    def null(final_calls: tuple[int, int]) -> pl.DataFrame:  # the pair-halves null of one replicate: steps 0 and 10
+        return pl.DataFrame({"step": [0, 0, 10, 10], "direction": ["a_to_b", "b_to_a"] * 2, "n_called": [5, 5, *final_calls]})
+
+    against = claims_table(
+        "grpo",
+        heads,
+        reward,
+        accuracy,
+        {},
+        None,
+        ["easy", "hard"],
+        null_calls={"sft-s0": null((1, 1)), "sft-s1": null((0, 1)), "sft-s2": null((0, 0))},
+    )
+    stay = against.filter(pl.col("claim") == "stable_heads").row(0, named=True)
+    assert "minus the pair-halves null's calls at the final checkpoint" in stay["statistic"]
+    assert math.isclose(stay["value"], ((2 - 1) + (1 - 0.5) + (0 - 0)) / 3)  # 2, 1, 0 emergent heads against 1, 0.5, 0
     nothing = interventions(0.8, 0.5, 0.79, 0.6).filter(pl.col("heads_from") != "emergent")  # no head to ablate here
     partial = claims_table(
         "grpo", heads, reward, accuracy, {"a": interventions(0.8, 0.5, 0.79, 0.6), "b": nothing}, None, ["easy", "hard"]

@@ -98,6 +98,11 @@ def _difference_se(*parts: pl.DataFrame) -> float:
     return math.sqrt(sum(_se(p) ** 2 for p in parts))
 
 
+def _null_at_final(null_calls: pl.DataFrame) -> float:
+    """Heads the pair-halves null calls at a replicate's final checkpoint, averaged over directions."""
+    return float(null_calls.filter(pl.col("step") == null_calls["step"].max())["n_called"].mean())
+
+
 def _first_k(table: pl.DataFrame) -> pl.DataFrame:
     return table.filter(pl.col("k_samples") == table["k_samples"].min())
 
@@ -111,13 +116,20 @@ def claims_table(
     think_overlap: Mapping[str, pl.DataFrame] | None,
     difficulties: list[str],
     intervened: str = "emergent",
+    null_calls: Mapping[str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """The claims of one replicated run (``method`` as in the config) from its replicate tables,
     each replicate's interventions table and, with a think-mode comparison, its think_overlap
-    table. ``difficulties`` are the task's, easiest first; ``intervened`` is evaluate.heads."""
+    table. ``difficulties`` are the task's, easiest first; ``intervened`` is evaluate.heads;
+    ``null_calls``: each replicate's pair-halves null, which "heads that stay" is measured against."""
     rows = []
     counts = heads.filter(pl.col("emergent")).group_by("replicate").len()
-    per_replicate = [counts.filter(pl.col("replicate") == r)["len"].sum() for r in heads["replicate"].unique().sort().to_list()]
+    replicates = heads["replicate"].unique().sort().to_list()
+    per_replicate = [counts.filter(pl.col("replicate") == r)["len"].sum() for r in replicates]
+    statistic = "emergent heads (called, in the final circuit) per replicate"
+    if null_calls:  # minus the heads the null calls at the final checkpoint, where nothing was learned
+        per_replicate = [n - _null_at_final(null_calls[r]) for n, r in zip(per_replicate, replicates)]
+        statistic += " minus the pair-halves null's calls at the final checkpoint (mean of both directions)"
     robust = heads.filter(pl.col("robust")).select("layer", "head", "emergent_in", "n_replicates").unique().sort("layer", "head")
     single = heads["replicate"].n_unique() == 1  # a run without replicates: its emergent heads are its set
     if single:
@@ -131,7 +143,7 @@ def claims_table(
         _row(
             "stable_heads",
             "post-training adds heads to the circuit that stay (the study: SFT and distillation accumulate stable heads)",
-            "emergent heads per replicate",
+            statistic,
             per_replicate,
             robust_text,
             extra_check=bool(robust_heads(heads)) or not same_base(heads),
@@ -282,6 +294,7 @@ def claims_stage(
     interventions: list,
     think_overlap: list | None,
     out: str,
+    null_calls: list | None = None,
 ) -> None:
     """Write the replicate_claims table of the replicated run ``group`` from its replicates tables
     (``replicate_files``: replicate_heads, replicate_reward, replicate_accuracy), its replicates'
@@ -300,6 +313,7 @@ def claims_stage(
         by_replicate(think_overlap, "think_overlap", replicates) if think_overlap else None,
         task_difficulties(config["tasks"][task]),
         config["evaluate"]["heads"],
+        by_replicate(null_calls, "null_calls", replicates) if null_calls else None,
     )
     provenance = run_provenance(config, group, task, "runs", "attribute", "aggregate", "evaluate")
     write_table(with_provenance(table, **provenance), "replicate_claims", out)

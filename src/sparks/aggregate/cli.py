@@ -49,6 +49,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
         c.add_argument(f"--{name.replace('_', '-')}", type=Path, required=True, help=f"the run's {name} table")
     c.add_argument("--interventions", **files("the replicates' interventions tables"))
     c.add_argument("--think-overlap", **files("the replicates' think_overlap tables, if compared", required=False))
+    c.add_argument("--null-calls", **files("the replicates' null_calls tables (heads that stay are counted against them)"))
     c.add_argument("--out", type=Path, required=True, help="output: replicate_claims table (Parquet)")
     c.set_defaults(func=main_claims)
 
@@ -83,4 +84,4 @@ def main_claims(args: argparse.Namespace) -> None:
 
     config = read_common(args)
     tables = {name: getattr(args, name) for name in ("replicate_heads", "replicate_reward", "replicate_accuracy")}
-    claims_stage(config, args.run, args.task, tables, args.interventions, args.think_overlap, args.out)
+    claims_stage(config, args.run, args.task, tables, args.interventions, args.think_overlap, args.out, args.null_calls)
