@@ -369,7 +369,7 @@ def test_replicated_runs_through_the_dag_twice(dag_run, tmp_path):
     works = [tmp_path / "one", tmp_path / "two"]
     for work in works:
         work.mkdir()
-        (work / "replicated.yaml").write_text(yaml.safe_dump(raw))
+        (work / "replicated.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))  # difficulties in the task's order
     profile = ("--profile", str(REPO / "profiles" / "local"), "--cores", "2")
     first = snakemake(works[0], *profile, "--configfile", str(works[0] / "replicated.yaml"))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
