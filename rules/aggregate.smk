@@ -26,7 +26,7 @@ rule aggregate:
         runtime=config["resources"]["aggregate"]["runtime"],
     params:
         config=CONFIG_FILE,
-        settings=settings("aggregate", ignore=("robust_share",)),
+        settings=settings("aggregate", ignore=("robust_share", "min_reward_points")),
         inputs=flags,
     shell:
         "sparks aggregate --config {params.config} --task {wildcards.task} {params.inputs} "
@@ -56,7 +56,10 @@ rule think_modes:
         runtime=config["resources"]["think_modes"]["runtime"],
     params:
         config=CONFIG_FILE,
-        settings=settings("aggregate", ignore=("robust_share", "compare_faithfulness")),
+        settings=settings(
+            "aggregate",
+            ignore=("robust_share", "compare_faithfulness", "min_reward_points"),
+        ),
         inputs=flags,
     shell:
         "sparks think-modes --config {params.config} --task {wildcards.task} --run {wildcards.run} "

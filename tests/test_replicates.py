@@ -192,18 +192,32 @@ def emergence(active: list[int], reward: list[float | None]) -> pl.DataFrame:
     return pl.DataFrame({"step": [10 * (i + 1) for i in range(len(active))], "emergent_active": active, "reward": reward})
 
 
-def test_reward_correlation_pooled_over_replicates():
+def test_reward_tracking_is_on_fluctuations_pooled_over_replicates():
     import numpy as np
 
     tables = {"a": emergence([0, 1, 2, 3], [0.1, 0.2, 0.4, 0.5]), "b": emergence([0, 0, 1, 2], [0.2, 0.1, 0.3, 0.6])}
-    row = reward_table(tables).row(0, named=True)
-    x, y = [0, 1, 2, 3, 0, 0, 1, 2], [0.1, 0.2, 0.4, 0.5, 0.2, 0.1, 0.3, 0.6]
-    assert row["n_points"] == 8 and math.isclose(row["pooled_r"], np.corrcoef(x, y)[0, 1])
-    z, half = math.atanh(row["pooled_r"]), 1.96 / math.sqrt(8 - 3)
-    assert math.isclose(row["pooled_low"], math.tanh(z - half)) and math.isclose(row["pooled_high"], math.tanh(z + half))
-    assert math.isclose(row["replicate_r"][0], np.corrcoef([0, 1, 2, 3], [0.1, 0.2, 0.4, 0.5])[0, 1])
+    row = reward_table(tables, min_points=5).row(0, named=True)
+    dx, dy = [1, 1, 1, 0, 1, 1], [0.1, 0.2, 0.1, -0.1, 0.2, 0.3]  # first differences, replicate by replicate
+    assert row["n_points"] == 6 and math.isclose(row["pooled_r"], np.corrcoef(dx, dy)[0, 1])
+    assert row["pooled_low"] <= row["pooled_r"] <= row["pooled_high"]  # block bootstrap over checkpoints
+    assert row == reward_table(tables, min_points=5).row(0, named=True)  # seeded: the same interval again
+    assert math.isclose(row["replicate_r"][1], np.corrcoef([0, 1, 1], [-0.1, 0.2, 0.3])[0, 1])
+    assert row["replicate_r"][0] is None  # replicate a's head count rises by one at every checkpoint: no spread
+    trend = {"a": emergence([0, 1, 2, 3, 4, 5, 6], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])}  # both rise steadily
+    assert reward_table(trend).row(0, named=True)["pooled_r"] is None  # a shared trend is not tracking
+    too_few = reward_table(tables, min_points=7).row(0, named=True)
+    assert too_few["n_points"] == 6 and too_few["pooled_r"] is None
     none = reward_table({"a": emergence([0, 1], [None, None])}).row(0, named=True)
     assert none["n_points"] == 0 and none["pooled_r"] is None
+
+
+def test_block_bootstrap_keeps_neighbours_together():
+    from sparks.aggregate.replicates import block_bootstrap_r
+
+    x = [0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    low, high = block_bootstrap_r([(x, [2 * v for v in x])], resamples=200, seed=0)
+    assert low == high == 1.0  # perfectly related changes: every resample says so
+    assert block_bootstrap_r([([1.0, 1.0, 1.0], [0.0, 1.0, 2.0])], resamples=50, seed=0) == (None, None)  # no spread
 
 
 def passk(accuracy: dict[tuple[int, str], float], se: float = 0.0) -> pl.DataFrame:
@@ -259,8 +273,8 @@ def interventions(none: float, emergent: float, control: float, easy_scaled: flo
 
 
 def test_claims_and_their_verdicts(heads):
-    reward = reward_table(
-        {"a": emergence([0, 1, 2, 3], [0.1, 0.2, 0.4, 0.5]), "b": emergence([0, 1, 2, 3], [0.1, 0.3, 0.35, 0.6])}
+    reward = reward_table(  # heads come and go with the reward's ups and downs
+        {"a": emergence([0, 2, 1, 3], [0.1, 0.4, 0.2, 0.6]), "b": emergence([1, 0, 2, 1], [0.3, 0.1, 0.5, 0.4])}
     )
     accuracy = accuracy_table(
         {

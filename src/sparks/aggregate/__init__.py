@@ -40,6 +40,7 @@ class AggregateSettings(Section):
     prune_isolated: bool
     robust_share: float
     compare_faithfulness: float | None
+    min_reward_points: int
 
 
 @dataclass(frozen=True)

@@ -149,14 +149,15 @@ def claims_table(
             extra_check=bool(robust_heads(heads)) or not same_base(heads),
         )
     )
-    statement = "the number of emergent heads in the circuit tracks the reward (the study: GRPO)"
+    statement = "the number of emergent heads in the circuit tracks the reward's fluctuations (the study: GRPO)"
     if reward["n_points"][0] == 0 or reward["pooled_r"][0] is None:
         rows.append(
             _untestable(
                 "reward_tracking",
                 statement,
-                "Pearson r, pooled",
-                f"no reward with spread in the {method} train logs, or no emergent heads",
+                "Pearson r of changes, pooled",
+                f"no reward in the {method} train logs, fewer changes than aggregate.min_reward_points "
+                f"({reward['n_points'][0]}), or no spread (no emergent head comes or goes)",
             )
         )
     else:
@@ -166,13 +167,14 @@ def claims_table(
             {
                 "claim": "reward_tracking",
                 "statement": statement,
-                "statistic": "Pearson r of emergent heads active vs reward, checkpoints of all replicates pooled (Fisher-z interval)",
+                "statistic": "Pearson r of checkpoint-to-checkpoint changes in emergent heads active and in reward (first "
+                "differences: trends removed), pooled over replicates (block-bootstrap interval over checkpoints)",
                 "n_replicates": int(reward["n_replicates"][0]),
                 "value": r,
                 "low": low,
                 "high": high,
                 "verdict": verdict(r, low, high),
-                "detail": f"{reward['n_points'][0]} checkpoints; per replicate r: {per}",
+                "detail": f"{reward['n_points'][0]} changes; per replicate r: {per}",
             }
         )
     final = accuracy.filter(pl.col("step") == accuracy["step"].max())

@@ -42,7 +42,7 @@ def pearson_with_interval(x: list[float], y: list[float]) -> tuple[float | None,
     sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
     if sxx == 0 or syy == 0:
         return None, None, None
-    r = sxy / math.sqrt(sxx * syy)
+    r = max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))  # rounding can step past +-1
     if n < 4 or abs(r) == 1:
         return r, None, None
     z, half = math.atanh(r), 1.96 / math.sqrt(n - 3)

@@ -22,6 +22,8 @@ from sparks.aggregate.emergence import pearson_with_interval
 from sparks.stats import mean_interval
 
 STATUSES = ("emergent", "transient", "maintained", "lost")  # the cohort statuses counted per replicate
+
+
 def is_robust(share: float, robust_share: float) -> bool:
     """Emergent in at least ``robust_share`` of the replicates (aggregate.robust_share)."""
     return share >= robust_share
@@ -182,18 +184,56 @@ def timing_table(heads: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema).sort("seed")
 
 
-def reward_table(emergence: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
-    """The study's "emergent heads track reward" over replicates: Pearson r of emergent_active
-    against reward pooled over every replicate's checkpoints (Fisher-z interval on all points), and
-    each replicate's own r with their mean and t interval. Nulls without rewards (SFT, distillation)."""
-    xs, ys, per_replicate = [], [], []
-    for table in emergence.values():
-        rewarded = table.filter(pl.col("reward").is_not_null())
-        x, y = rewarded["emergent_active"].cast(pl.Float64).to_list(), rewarded["reward"].to_list()
-        xs += x
-        ys += y
-        per_replicate.append(pearson_with_interval(x, y)[0])
-    r, low, high = pearson_with_interval(xs, ys)
+def _changes(table: pl.DataFrame) -> tuple[list[float], list[float]]:
+    """First differences of emergent heads active and of reward between consecutive checkpoints
+    that both have a reward: the fluctuations, with each series' trend over steps removed."""
+    rewarded = table.filter(pl.col("reward").is_not_null()).sort("step")
+    x, y = rewarded["emergent_active"].cast(pl.Float64).to_list(), rewarded["reward"].to_list()
+    return [b - a for a, b in zip(x, x[1:])], [b - a for a, b in zip(y, y[1:])]
+
+
+def block_bootstrap_r(series: list[tuple[list[float], list[float]]], resamples: int, seed: int, block: int = 2) -> tuple:
+    """95 % percentile interval of the pooled Pearson r of ``series`` (one (x, y) per replicate):
+    each resample rebuilds every replicate's series from blocks of ``block`` consecutive points
+    (circular), keeping the dependence between neighbouring checkpoints that a point-wise
+    resample would break. (None, None) when too few resamples have a spread."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        xs, ys = [], []
+        for x, y in series:
+            n = len(x)
+            starts = rng.integers(0, n, -(-n // block))
+            rows = [(s + i) % n for s in starts for i in range(block)][:n]
+            xs += [x[r] for r in rows]
+            ys += [y[r] for r in rows]
+        r = pearson_with_interval(xs, ys)[0]
+        if r is not None:
+            values.append(r)
+    if len(values) < resamples / 2:
+        return None, None
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
+def reward_table(
+    emergence: Mapping[str, pl.DataFrame], min_points: int = 5, resamples: int = 1000, seed: int = 0
+) -> pl.DataFrame:
+    """The study's "emergent heads track reward" as fluctuations, not trends: Pearson r of the
+    checkpoint-to-checkpoint changes (first differences) of emergent heads active and of reward,
+    pooled over every replicate's changes, with a block-bootstrap 95 % interval over checkpoints
+    (block_bootstrap_r); each replicate's own r with their mean and t interval. Fewer than
+    ``min_points`` changes in all, or no reward (SFT, distillation): no r (the claim is not testable)."""
+    series = [_changes(table) for table in emergence.values()]
+    xs = [v for x, _ in series for v in x]
+    ys = [v for _, y in series for v in y]
+    per_replicate = [pearson_with_interval(x, y)[0] for x, y in series]
+    r = low = high = None
+    if len(xs) >= min_points:
+        r = pearson_with_interval(xs, ys)[0]
+        if r is not None:
+            low, high = block_bootstrap_r([s for s in series if s[0]], resamples, seed)
     mean, mean_low, mean_high = mean_interval(per_replicate)
     row = {
         "n_replicates": len(emergence),
@@ -307,14 +347,15 @@ def replicate_tables(config: dict, group: str, files: Mapping[str, list]) -> dic
     tables = {name: by_replicate(files[name], name, replicates) for name in INPUTS}
     on_bases = config["runs"][replicates[0]]["base_seed"] is not None
     seeds = {r: config["runs"][r]["base_seed" if on_bases else "seed"] for r in replicates}
-    robust_share = AggregateSettings.from_config(config).robust_share
+    settings = AggregateSettings.from_config(config)
+    robust_share = settings.robust_share
     heads = head_table(tables["cohorts"], tables["frequency"], seeds, robust_share, same_base=not on_bases)
     return {
         "replicate_heads": heads,
         "replicate_jaccard": jaccard_table(heads),
         "replicate_counts": count_table(heads),
         "replicate_timing": timing_table(heads),
-        "replicate_reward": reward_table(tables["emergence"]),
+        "replicate_reward": reward_table(tables["emergence"], settings.min_reward_points, seed=config["seed"]),
         "replicate_accuracy": accuracy_table(tables["passk"]),
     }
 
