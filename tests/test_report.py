@@ -143,7 +143,16 @@ def trust_tables() -> dict[str, pl.DataFrame]:
             {"run": list(runs), "layer": [1, 1], "head": [0, 0], "status": ["emergent", "transient"], "cohort_step": [10, 10]}
         ),
         "null_calls": pl.DataFrame({"run": [r for r in runs for _ in range(4)], "step": [0, 0, 10, 10] * 2, "n_called": [0] * 8}),
-        "agreement": pl.DataFrame({"run": list(runs), "step": [10, 10], "spearman": [0.5, 0.7], "top_k_overlap": [1.0, 0.5]}),
+        "agreement": pl.DataFrame(
+            {
+                "run": list(runs),
+                "step": [10, 10],
+                "pearson": [0.9, 0.8],
+                "spearman": [0.5, 0.7],
+                "top_k": [2, 2],
+                "top_k_overlap": [1.0, 0.5],
+            }
+        ),
         "planted": pl.DataFrame(
             {
                 "run": list(runs),
@@ -179,6 +188,7 @@ def test_trust_section_reads_the_tables():
     assert "0.75 [0.00, 1.00]" in text  # precision over the two replicates: mean and t interval, clipped to a share's range
     assert "1 call(s) change with the rule" in text and "82, 165 edges" in text
     assert "Spearman 0.60" in text
+    assert "EAP-IG against exact effects at each checkpoint (p)" in text  # per checkpoint, each replicate
     tables = trust_tables()
     tables["stability"] = tables["stability"].with_columns(pl.col("called") & (pl.col("run") == "p-s0"))  # one replicate calls
     text = html.unescape(trust_section({"p": ["p-s0", "p-s1"]}, tables))

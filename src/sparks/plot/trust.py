@@ -195,6 +195,13 @@ def trust_section(groups: dict[str, list[str]], tables: dict[str, pl.DataFrame],
         changes = [rule_changes(tables["circuit_rules"], run) for run in runs]
         if any(changes):
             parts.append("<p>" + "<br>".join(html.escape(text) for text in changes if text) + "</p>")
+        if agreement.height:
+            per_step = agreement.sort("run", "step").select("run", "step", "pearson", "spearman", "top_k", "top_k_overlap")
+            parts.append(
+                f"<details><summary>EAP-IG against exact effects at each checkpoint ({html.escape(group)})</summary>"
+                + html_table(per_step, headers={"top_k": "k (circuit heads)", "top_k_overlap": "top-k overlap"})
+                + "</details>"
+            )
         for run in runs:
             heads = called_heads(tables["cohorts"], tables["stability"], run)
             if heads.height:
