@@ -65,6 +65,9 @@ def test_claims_matrix_orders_claims_and_words_verdicts():
     assert text.index("raises easy") < text.index("raises medium") < text.index("raises hard")
     assert text.count(">reproduced<") == 2 and text.count(">contradicted<") == 2 and text.count("not testable here") == 2
     assert text.count(">inconclusive (allows up to +0.000)<") == 2  # the largest effect the interval still allows
+    tested = [r for r in claims_rows("sft") if r["value"] is not None]
+    with_p = pl.DataFrame([{**r, "p_value": 0.01, "p_adjusted": 0.03} for r in tested])
+    assert claims_matrix(["sft"], with_p, ORDER).count("p = 0.01, Holm-adjusted 0.03") == len(tested) == 3
     assert text.index("<th>sft</th>") < text.index("<th>grpo</th>")
 
 

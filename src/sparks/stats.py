@@ -46,3 +46,65 @@ def mean_interval(values: list[float], floor_sd: float = 0.0) -> tuple[float | N
     sd = max(math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)), floor_sd)
     half = t_quantile(n - 1) * sd / math.sqrt(n)
     return mean, mean - half, mean + half
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularized incomplete beta function (modified Lentz)."""
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    out = d
+    for m in range(1, 300):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            out *= d * c
+        if abs(d * c - 1.0) < 1e-14:
+            break
+    return out
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b), the regularized incomplete beta function."""
+    if x <= 0 or x >= 1:
+        return 0.0 if x <= 0 else 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _beta_fraction(a, b, x) / a
+    return 1.0 - front * _beta_fraction(b, a, 1 - x) / b
+
+
+def t_sf(t: float, df: int | None) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom (None: the standard normal)."""
+    if df is None:
+        return 0.5 * math.erfc(t / math.sqrt(2))
+    tail = 0.5 * _incomplete_beta(df / 2, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+def interval_p(value: float | None, low: float | None, high: float | None, n: int) -> float | None:
+    """One-sided p-value (against value <= 0) of a mean whose 95 % interval [low, high] is the
+    t interval of ``n`` values (n - 1 degrees of freedom; the normal one for a single value), as
+    ``mean_interval`` makes it: the interval read back as a standard error."""
+    if value is None or low is None or high is None:
+        return None
+    df = n - 1 if n > 1 else None
+    se = (high - low) / (2 * (t_quantile(df) if df else 1.96))
+    if se <= 0:  # no spread at all: the sign alone, and no evidence either way at zero
+        return 0.0 if value > 0 else 1.0 if value < 0 else 0.5
+    return t_sf(value / se, df)
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a family of p-values (None: not tested, left out)."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[i] = running
+    return adjusted

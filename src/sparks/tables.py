@@ -487,6 +487,8 @@ SCHEMAS: dict[str, pl.Schema] = {
             "value": pl.Float64,  # mean over replicates (pooled r for reward_tracking)
             "low": pl.Float64,  # 95 % interval
             "high": pl.Float64,
+            "p_value": pl.Float64,  # one-sided, in the claim's direction, read back from the interval (null: not tested)
+            "p_adjusted": pl.Float64,  # Holm over the run's tested claims (the verdict's)
             "verdict": pl.String,  # reproduced | contradicted | inconclusive | not testable here (sparks.aggregate.claims)
             "detail": pl.String,
         }

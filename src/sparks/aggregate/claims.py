@@ -13,6 +13,14 @@ interval lies above zero), ``contradicted`` (it lies below zero: significantly t
 interval still allows, its upper end), ``not testable here`` (the run has nothing to measure it
 on: no reward, no intervened heads, no think-mode comparison, or a single value without an
 interval). The rules are fixed here, before any data: a claim is never re-phrased to fit a result.
+
+Multiplicity: a run's claims are one family. Each tested claim has a one-sided p-value read back
+from its interval (``sparks.stats.interval_p``; for reward tracking the bootstrap interval read as
+a normal one, an approximation), and Holm's adjustment over the family, in each direction at
+2.5 % (the 95 % intervals' level): the verdict is *reproduced* when the adjusted p in the claim's
+direction is at most 0.025, *contradicted* when the adjusted p the other way is, else
+*inconclusive*; the table keeps the raw and the adjusted p. (The study's report would make every
+run's claims one family; sparks adjusts per run, so adding a run changes no other run's verdicts.)
 """
 
 from __future__ import annotations
@@ -23,10 +31,11 @@ from collections.abc import Mapping
 import polars as pl
 
 from sparks.aggregate.replicates import rms, robust_heads, same_base
-from sparks.stats import mean_interval
+from sparks.stats import holm, interval_p, mean_interval
 
 REPRODUCED, CONTRADICTED, INCONCLUSIVE, UNTESTABLE = "reproduced", "contradicted", "inconclusive", "not testable here"
 VERDICTS = (REPRODUCED, CONTRADICTED, INCONCLUSIVE, UNTESTABLE)
+ALPHA = 0.025  # one-sided, per direction, after Holm over a run's claims: the 95 % intervals' level
 SCHEMA = {
     "claim": pl.String,
     "statement": pl.String,
@@ -35,38 +44,48 @@ SCHEMA = {
     "value": pl.Float64,
     "low": pl.Float64,
     "high": pl.Float64,
+    "p_value": pl.Float64,
+    "p_adjusted": pl.Float64,
     "verdict": pl.String,
     "detail": pl.String,
 }
-
-
-def verdict(value: float | None, low: float | None, high: float | None) -> str:
-    """The verdict of a claim whose value (positive: as claimed) has the 95 % interval [low, high]."""
-    if value is None or low is None or high is None:
-        return UNTESTABLE
-    if low > 0:
-        return REPRODUCED
-    return CONTRADICTED if high < 0 else INCONCLUSIVE
 
 
 def _row(
     claim: str, statement: str, statistic: str, values: list, detail: str, extra_check: bool = True, floor_sd: float = 0.0
 ) -> dict:
     mean, low, high = mean_interval(values, floor_sd)
-    result = verdict(mean, low, high)
-    if result == REPRODUCED and not extra_check:
-        result = INCONCLUSIVE
+    n = len([v for v in values if v is not None])
     return {
         "claim": claim,
         "statement": statement,
         "statistic": statistic,
-        "n_replicates": len([v for v in values if v is not None]),
+        "n_replicates": n,
         "value": mean,
         "low": low,
         "high": high,
-        "verdict": result,
+        "p_value": interval_p(mean, low, high, n),
         "detail": detail,
+        "capped": not extra_check,  # reproduced at most inconclusive (a count without a robust set)
     }
+
+
+def adjust(rows: list[dict]) -> list[dict]:
+    """The family's Holm-adjusted p-values and the verdicts they give (the module's docstring)."""
+    up = holm([r["p_value"] for r in rows])
+    down = holm([None if r["p_value"] is None else 1.0 - r["p_value"] for r in rows])
+    out = []
+    for row, p_up, p_down in zip(rows, up, down):
+        row = {**row, "p_adjusted": p_up}
+        if p_up is None:
+            row["verdict"] = UNTESTABLE
+        elif p_up <= ALPHA:
+            row["verdict"] = INCONCLUSIVE if row.pop("capped", False) else REPRODUCED
+        else:
+            row["verdict"] = CONTRADICTED if p_down <= ALPHA else INCONCLUSIVE
+        row.pop("capped", None)
+        out.append(row)
+    return out
 
 
 def _untestable(claim: str, statement: str, statistic: str, why: str) -> dict:
@@ -78,7 +97,7 @@ def _untestable(claim: str, statement: str, statistic: str, why: str) -> dict:
         "value": None,
         "low": None,
         "high": None,
-        "verdict": UNTESTABLE,
+        "p_value": None,
         "detail": why,
     }
 
@@ -127,9 +146,13 @@ def claims_table(
     replicates = heads["replicate"].unique().sort().to_list()
     per_replicate = [counts.filter(pl.col("replicate") == r)["len"].sum() for r in replicates]
     statistic = "emergent heads (called, in the final circuit) per replicate"
+    null = [_null_at_final(null_calls[r]) for r in replicates] if null_calls else [0.0] * len(replicates)
     if null_calls:  # minus the heads the null calls at the final checkpoint, where nothing was learned
-        per_replicate = [n - _null_at_final(null_calls[r]) for n, r in zip(per_replicate, replicates)]
         statistic += " minus the pair-halves null's calls at the final checkpoint (mean of both directions)"
+    # a count's own error (Poisson, the count's and the null's) is the least spread between replicates, so
+    # that replicates counting alike do not make an exact result; one run stays untested (no interval)
+    count_sd = math.sqrt(sum(per_replicate + null) / len(replicates)) if len(replicates) > 1 else 0.0
+    per_replicate = [n - z for n, z in zip(per_replicate, null)]
     robust = heads.filter(pl.col("robust")).select("layer", "head", "emergent_in", "n_replicates").unique().sort("layer", "head")
     single = heads["replicate"].n_unique() == 1  # a run without replicates: its emergent heads are its set
     if single:
@@ -147,6 +170,7 @@ def claims_table(
             per_replicate,
             robust_text,
             extra_check=bool(robust_heads(heads)) or not same_base(heads),
+            floor_sd=count_sd,
         )
     )
     statement = "the number of emergent heads in the circuit tracks the reward's fluctuations (the study: GRPO)"
@@ -173,7 +197,7 @@ def claims_table(
                 "value": r,
                 "low": low,
                 "high": high,
-                "verdict": verdict(r, low, high),
+                "p_value": interval_p(r, low, high, 1),  # the bootstrap interval read as a normal one
                 "detail": f"{reward['n_points'][0]} changes; per replicate r: {per}",
             }
         )
@@ -197,7 +221,7 @@ def claims_table(
                 "value": row["change_mean"],
                 "low": row["change_low"],
                 "high": row["change_high"],
-                "verdict": verdict(row["change_mean"], row["change_low"], row["change_high"]),
+                "p_value": interval_p(row["change_mean"], row["change_low"], row["change_high"], row["n_replicates"]),
                 "detail": f"base {row['accuracy_mean'] - row['change_mean']:.3f}, final {row['accuracy_mean']:.3f}"
                 + ("" if single else f" (replicates {row['accuracy_min']:.3f}-{row['accuracy_max']:.3f})"),
             }
@@ -205,7 +229,7 @@ def claims_table(
     rows += _ablation_claims(interventions, intervened if single else f"robust {intervened}", intervened)
     rows.append(_overthinking_claim(interventions, intervened, difficulties[0]))
     rows.append(_think_claim(think_overlap))
-    return pl.DataFrame(rows, schema=SCHEMA)
+    return pl.DataFrame(adjust(rows), schema=SCHEMA)
 
 
 def _ablation_claims(interventions: Mapping[str, pl.DataFrame], which: str, intervened: str) -> list[dict]:

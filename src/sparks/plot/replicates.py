@@ -212,7 +212,11 @@ def replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], grou
         f"{seeds.height} replicates compared</summary>",
         f"<p>{setup} Intervals are 95 % Student t over replicates, their spread at least the values' sampling error.</p>",
         "<h3>The study's claims across replicates</h3>",
-        html_table(claims.select("claim", "verdict", "value", "low", "high", "n_replicates", "statistic", "detail")),
+        html_table(
+            claims.select(
+                "claim", "verdict", "value", "low", "high", "p_value", "p_adjusted", "n_replicates", "statistic", "detail"
+            )
+        ),
         "<h3>Robust emergent heads</h3>",
         html_table(robust) if robust.height else "<p>No head is emergent in enough replicates.</p>",
     ]

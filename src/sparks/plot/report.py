@@ -315,6 +315,8 @@ GLOSSARY = {
     "pass@k / success@k": "one of k samples drawn is correct (unbiased) / a correct answer among the first k in generation order",
     "interval": "95 %: Student t over replicates with their sampling error as the least spread; for a run "
     "without replicates, the normal interval of its sampling error alone",
+    "p / Holm-adjusted": "a claim's one-sided p-value, read back from its interval, and Holm's adjustment over the run's "
+    "claims (one family); the verdict comes from the adjusted p at 2.5 % in each direction",
 }
 
 

@@ -39,6 +39,8 @@ def order_difficulty(table: pl.DataFrame, order: Sequence[str], *then: str) -> p
 
 HEADERS = {  # column name -> what a reader sees (units in brackets)
     "step": "checkpoint (step)",
+    "p_value": "p (one-sided)",
+    "p_adjusted": "p, Holm-adjusted",
     "difficulty": "difficulty",
     "accuracy": "accuracy",
     "accuracy_se": "SE over problems",

@@ -144,9 +144,14 @@ def claims_matrix(groups: list[str], claims: pl.DataFrame, order: list[str]) -> 
                 continue
             r = row.row(0, named=True)
             why = f"<br><span class='note'>{html.escape(r['detail'])}</span>" if r["detail"] else ""
+            tested = (
+                f"<br><span class='note'>p = {r['p_value']:.3g}, Holm-adjusted {r['p_adjusted']:.3g}</span>"
+                if r.get("p_adjusted") is not None
+                else ""
+            )
             cells.append(
                 f'<td class="txt">{verdict_html(r["verdict"], r["high"])}<br>{number(r["value"], r["low"], r["high"])}'
-                f"<br><span class='note'>{html.escape(r['statistic'])}</span>{why}</td>"
+                f"{tested}<br><span class='note'>{html.escape(r['statistic'])}</span>{why}</td>"
             )
         rows.append(f'<tr><td class="txt">{html.escape(statement)}</td>{"".join(cells)}</tr>')
     return f"<table><thead><tr><th>the study's claim</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
