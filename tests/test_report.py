@@ -4,6 +4,7 @@ and the explorer's data."""
 from __future__ import annotations
 
 import html
+
 import polars as pl
 
 from sparks.plot.explorer import explorer_data, explorer_html
