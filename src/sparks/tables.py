@@ -453,11 +453,11 @@ SCHEMAS: dict[str, pl.Schema] = {
     "replicate_reward": pl.Schema(
         {
             "n_replicates": pl.Int64,
-            "n_points": pl.Int64,  # checkpoints with a reward, all replicates
-            "pooled_r": pl.Float64,  # Pearson r of emergent heads active vs reward over the pooled checkpoints
-            "pooled_low": pl.Float64,  # Fisher-z 95 % interval
+            "n_points": pl.Int64,  # checkpoint-to-checkpoint changes with a reward, all replicates
+            "pooled_r": pl.Float64,  # Pearson r of the changes in emergent heads active and in reward, pooled (null: too few)
+            "pooled_low": pl.Float64,  # block-bootstrap 95 % interval over checkpoints
             "pooled_high": pl.Float64,
-            "replicate_r": pl.List(pl.Float64),  # each replicate's own r, in seed order
+            "replicate_r": pl.List(pl.Float64),  # each replicate's own r of changes, in seed order
             "mean_r": pl.Float64,
             "mean_r_low": pl.Float64,  # 95 % t interval over replicates
             "mean_r_high": pl.Float64,
