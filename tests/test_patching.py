@@ -56,10 +56,11 @@ def test_stacked_effects_equal_one_forward_per_head_and_pair(model, pairs, token
 
 def test_effects_table_rows_and_subsample(model, pairs, tokenizer):
     graph = Graph.of(model.config)
-    settings = AttributeSettings.defaults(exact="on", exact_pairs=6, batch_size=4)
+    settings = AttributeSettings.defaults(exact="on", exact_pairs=2, batch_size=4)  # 2 pairs of each of 3 difficulties
     table = effects_table(model, tokenizer, pairs, settings, METRICS["kl"], graph)
     assert table.height == 6 * graph.n_layers * graph.n_heads
-    chosen = pairs.sort("difficulty", "pair_id").head(6)
+    chosen = pairs.sort("difficulty", "pair_id").group_by("difficulty", maintain_order=True).head(2)
+    assert chosen["difficulty"].value_counts()["count"].to_list() == [2, 2, 2]  # every difficulty, not the first one's
     assert set(table.select("difficulty", "pair_id").unique().rows()) == set(chosen.select("difficulty", "pair_id").rows())
     one = chosen.head(1)
     expected = head_patching_effects(model, pair_batches(one, tokenizer, 1), METRICS["kl"])

@@ -116,7 +116,7 @@ def test_dag_attributes_every_checkpoint(dag_run):
             assert abs(curve["faithfulness"][0]) < 1e-4 and abs(curve["faithfulness"][-1] - 1) < 1e-4
             assert curve["metric_corrupt"][0] > 0.1  # the corrupted operand changes the answer distribution
             effects = read_table(dag_run / "head_effects" / run / str(step) / "arith.parquet", "head_effects")
-            assert effects.height == 3 * 256 * 32 and effects["effect"].is_finite().all()  # every pair, every head
+            assert effects.height == 3 * 96 * 32 and effects["effect"].is_finite().all()  # attribute.exact_pairs of each difficulty
             assert effects["effect"].min() >= -1e-6 and effects["effect"].max() > 1e-3  # KL: non-negative, not all zero
             moved = heads["weight_change"]
             assert (moved == 0).all() if step == 0 else (moved > 0).all()  # full training moves every head

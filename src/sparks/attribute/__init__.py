@@ -158,14 +158,17 @@ def score_checkpoint(
 
 def effects_table(model, tokenizer, chosen: pl.DataFrame, settings: AttributeSettings, fn: Metric, graph: Graph) -> pl.DataFrame:
     """One row per (pair, head): the head's exact patching effect on the pair (attribute.exact),
-    on the first ``exact_pairs`` of the scored pairs; no rows when exact effects are off."""
+    on the first ``exact_pairs`` scored pairs of each difficulty (by pair id); no rows when exact
+    effects are off."""
     from sparks.attribute.batches import pair_batches
     from sparks.attribute.patching import head_effects
 
     schema = {"pair_id": pl.Int64, "difficulty": pl.String, "think": pl.Boolean, "layer": pl.Int64, "head": pl.Int64}
     if settings.exact == "off":
         return pl.DataFrame(schema={**schema, "effect": pl.Float64})
-    pairs = chosen.sort("difficulty", "pair_id").head(settings.exact_pairs or chosen.height)
+    pairs = chosen.sort("difficulty", "pair_id")
+    if settings.exact_pairs is not None:  # the same share of every difficulty, the same pairs at every checkpoint
+        pairs = pairs.group_by("difficulty", maintain_order=True).head(settings.exact_pairs)
     batches = pair_batches(pairs, tokenizer, settings.batch_size)
     effects = head_effects(model, batches, fn).numpy()  # [n_pairs, layers, heads], batch order
     log.info("exact effects of %d heads on %d pairs", graph.n_layers * graph.n_heads, len(effects))
