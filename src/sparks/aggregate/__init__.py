@@ -51,7 +51,7 @@ class Calls:
     chosen: pl.DataFrame  # the circuit edges
     circuit: pl.DataFrame
     stability: pl.DataFrame
-    null_calls: pl.DataFrame
+    null_calls: pl.DataFrame  # no rows for the compared rule (circuit_rules reads calls only)
     cohorts: pl.DataFrame
 
     def rule_table(self, rule: str) -> pl.DataFrame:
@@ -131,8 +131,9 @@ def aggregate_run(
     resampled = Resampled(names, heads, settings.kv_edges_activate_group, settings.prune_isolated)
     curves = pl.scan_parquet(ordered["faithfulness"])
 
-    def calls(sizes: pl.DataFrame) -> Calls:
-        """The circuits of ``sizes`` (step, top_n) and the emergence test on them."""
+    def calls(sizes: pl.DataFrame, null: bool = True) -> Calls:
+        """The circuits of ``sizes`` (step, top_n) and the emergence test on them (``null``: and its
+        pair-halves null)."""
         chosen = circuit_edges(pl.scan_parquet(ordered["edges"]), sizes).select("step", "src", "dst", "dst_input", "abs_score")
         chosen = chosen.collect()
         if settings.prune_isolated:
@@ -154,6 +155,7 @@ def aggregate_run(
             settings.bootstrap,
             settings.stability_threshold,
             seed,
+            halves=null,
         )
         cohorts = cohort_table(circuit, stability.select("step", "layer", "head", pl.col("called").alias("stable")))
         return Calls(sizes, chosen, circuit, stability, null_calls, cohorts)
@@ -163,7 +165,7 @@ def aggregate_run(
     other = None
     if other_rule == "top_n" or settings.compare_faithfulness is not None:
         target = None if other_rule == "top_n" else settings.compare_faithfulness
-        other = calls(circuit_size_per_step(curves, replace(settings, faithfulness_target=target), steps))
+        other = calls(circuit_size_per_step(curves, replace(settings, faithfulness_target=target), steps), null=False)
     circuit, cohorts, stability = main.circuit, main.cohorts, main.stability
     log.info(
         "%d heads called emergent, %d transient; the pair-halves null calls %.2f per checkpoint and direction",

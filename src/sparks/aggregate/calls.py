@@ -56,9 +56,10 @@ def emergence_calls(
     resamples: int,
     threshold: float,
     seed: int,
+    halves: bool = True,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(stability, null_calls) of one run: per checkpoint and head the test's numbers and call;
-    per checkpoint and direction the heads the pair-halves null calls.
+    per checkpoint and direction the heads the pair-halves null calls (no rows without ``halves``).
 
     ``pair_edges`` and ``head_effects`` (None: no exact effects) map each step, base first, to its
     table; ``sizes`` each step to its circuit size; ``point`` each step to its point circuit's heads
@@ -77,8 +78,8 @@ def emergence_calls(
         effects = {step: loaded[step][1][exact_rows[step]] for step in steps}
     half = n // 2
     order = np.random.default_rng(seed).permutation(n)
-    halves = (order[:half], order[half : 2 * half])
-    in_a = {shared[i] for i in halves[0]}
+    split = (order[:half], order[half : 2 * half])
+    in_a = {shared[i] for i in split[0]}
     exact_half = np.array([key in in_a for key in exact_keys], dtype=bool)
 
     members, rows_out, null_rows = {}, [], []
@@ -97,9 +98,10 @@ def emergence_calls(
                 row["change_low"], row["change_high"] = low, high
             row["called"] = called(point[step], point[base], row["p_change"], threshold, low, high)
         rows_out.append(row)
-        null_rows += _halves_null(
-            step, scores, halves, effects.get(step), exact_half, resampled, sizes[step], resamples, threshold, seed
-        )
+        if halves:
+            null_rows += _halves_null(
+                step, scores, split, effects.get(step), exact_half, resampled, sizes[step], resamples, threshold, seed
+            )
 
     columns = ("p_in_circuit", "p_change", "effect", "effect_se", "effect_change", "change_low", "change_high")
     frames = [

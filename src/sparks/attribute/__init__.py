@@ -60,13 +60,18 @@ def select_pairs(pairs: pl.DataFrame, settings: AttributeSettings) -> pl.DataFra
     if settings.difficulties is not None:
         chosen = chosen.filter(pl.col("difficulty").is_in(list(settings.difficulties)))
     if settings.max_pairs is not None:
-        chosen = chosen.sort("difficulty", "pair_id").group_by("difficulty", maintain_order=True).head(settings.max_pairs)
+        chosen = first_of_each_difficulty(chosen, settings.max_pairs)
     if chosen.is_empty():
         raise ValueError(
             f"no pairs with think={settings.think} and difficulties {settings.difficulties} in the pairs table; "
             "check attribute.think and attribute.difficulties against the task's pairs"
         )
     return chosen
+
+
+def first_of_each_difficulty(pairs: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The first ``n`` pairs (by pair id) of each difficulty: the same pairs at every checkpoint."""
+    return pairs.sort("difficulty", "pair_id").group_by("difficulty", maintain_order=True).head(n)
 
 
 def head_table(scores: EdgeScores, graph: Graph, weight_change: torch.Tensor | None = None) -> pl.DataFrame:
@@ -166,9 +171,7 @@ def effects_table(model, tokenizer, chosen: pl.DataFrame, settings: AttributeSet
     schema = {"pair_id": pl.Int64, "difficulty": pl.String, "think": pl.Boolean, "layer": pl.Int64, "head": pl.Int64}
     if settings.exact == "off":
         return pl.DataFrame(schema={**schema, "effect": pl.Float64})
-    pairs = chosen.sort("difficulty", "pair_id")
-    if settings.exact_pairs is not None:  # the same share of every difficulty, the same pairs at every checkpoint
-        pairs = pairs.group_by("difficulty", maintain_order=True).head(settings.exact_pairs)
+    pairs = chosen if settings.exact_pairs is None else first_of_each_difficulty(chosen, settings.exact_pairs)
     batches = pair_batches(pairs, tokenizer, settings.batch_size)
     effects = head_effects(model, batches, fn).numpy()  # [n_pairs, layers, heads], batch order
     log.info("exact effects of %d heads on %d pairs", graph.n_layers * graph.n_heads, len(effects))

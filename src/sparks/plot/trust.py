@@ -159,8 +159,8 @@ def trust_section(groups: dict[str, list[str]], tables: dict[str, pl.DataFrame],
     for group, runs in groups.items():
         rows, own, null, named = [], [], [], []
         agreement = tables["agreement"].filter(pl.col("run").is_in(runs))
-        for run in runs:
-            heads = called_heads(tables["cohorts"], tables["stability"], run)
+        called = {run: called_heads(tables["cohorts"], tables["stability"], run) for run in runs}
+        for run, heads in called.items():
             named += [f"{h} ({s})" + ("" if len(runs) == 1 else f" in {run}") for h, s in heads.select("head", "status").rows()]
             rate, null_rate = _rates(tables["stability"], tables["null_calls"], run)
             own.append(rate)
@@ -202,8 +202,7 @@ def trust_section(groups: dict[str, list[str]], tables: dict[str, pl.DataFrame],
                 + html_table(per_step, headers={"top_k": "k (circuit heads)", "top_k_overlap": "top-k overlap"})
                 + "</details>"
             )
-        for run in runs:
-            heads = called_heads(tables["cohorts"], tables["stability"], run)
+        for run, heads in called.items():
             if heads.height:
                 parts.append(f"<p>Heads called in {html.escape(run)}, at their cohort step:</p>")
                 parts.append(
