@@ -33,6 +33,7 @@ rule intervene:
         manifest=layout.manifest(),
         problems=layout.problems(),
         cohorts=layout.circuits("cohorts"),
+        frequency=layout.circuits("frequency"),
     output:
         table=INTERVENE_OUT["table"],
         samples=INTERVENE_OUT["samples"],

@@ -372,7 +372,7 @@ def replicate_names(wildcards):
 
 
 def replicate_inputs(wildcards):
-    """Each replicate's cohorts, frequency and emergence tables, and its passk tables."""
+    """Each replicate's cohorts, frequency and emergence tables, and its eval samples."""
     tables = {
         name: [
             layout.circuits(name, r, wildcards.task, EXP)
@@ -380,8 +380,8 @@ def replicate_inputs(wildcards):
         ]
         for name in ("cohorts", "frequency", "emergence")
     }
-    tables["passk"] = [
-        layout.passk(r, s, wildcards.task, EXP)
+    tables["eval"] = [
+        layout.eval_samples(r, s, wildcards.task, EXP)
         for r in replicate_names(wildcards)
         for s in checkpoint_steps(r)
     ]
@@ -389,15 +389,13 @@ def replicate_inputs(wildcards):
 
 
 def claims_inputs(wildcards):
-    """The replicates tables, every replicate's interventions and null calls and, if compared,
-    think overlap."""
+    """The replicates tables, every replicate's failures (every sample) and null calls and, if
+    compared, think overlap."""
     tables = {
         name: layout.replicates(name, wildcards.group, wildcards.task, EXP)
-        for name in ("replicate_heads", "replicate_reward", "replicate_accuracy")
+        for name in ("replicate_heads", "replicate_reward")
     }
-    tables["interventions"] = [
-        layout.interventions(r, wildcards.task, EXP) for r in replicate_names(wildcards)
-    ]
+    tables["failures"] = [layout.failures("failures", r, EXP) for r in replicate_names(wildcards)]
     tables["null_calls"] = [
         layout.circuits("null_calls", r, wildcards.task, EXP)
         for r in replicate_names(wildcards)

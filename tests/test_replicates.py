@@ -160,8 +160,7 @@ def test_base_replicates_compare_no_head_identities(heads):
         "sft",
         on_bases,
         reward_table({"a": emergence([0, 1], [None, None])}),
-        accuracy_table({"a": passk({(0, "easy"): 0.5})}),
-        {},
+        {"a": samples({(0, "easy"): [1, 0]})},
         None,
         ["easy"],
     )
@@ -220,96 +219,128 @@ def test_block_bootstrap_keeps_neighbours_together():
     assert block_bootstrap_r([([1.0, 1.0, 1.0], [0.0, 1.0, 2.0])], resamples=50, seed=0) == (None, None)  # no spread
 
 
-def passk(accuracy: dict[tuple[int, str], float], se: float = 0.0) -> pl.DataFrame:
-    rows = [(step, d, k, a, se) for (step, d), a in accuracy.items() for k in (1, 2)]
-    schema = {"step": pl.Int64, "difficulty": pl.String, "k_samples": pl.Int64, "accuracy": pl.Float64, "accuracy_se": pl.Float64}
-    return pl.DataFrame(rows, schema=schema, orient="row")
+def samples(correct: dict[tuple[int, str], list[int]], origin: str = "eval", **columns) -> pl.DataFrame:
+    """Eval samples (or failures rows): per (step, difficulty) one sample per problem, correct or not."""
+    rows = [(step, d, i, bool(c)) for (step, d), values in correct.items() for i, c in enumerate(values)]
+    table = pl.DataFrame(
+        rows, schema={"step": pl.Int64, "difficulty": pl.String, "sample_id": pl.Int64, "correct": pl.Boolean}, orient="row"
+    )
+    extra = {"origin": origin, "kind": None, "heads_from": None, "seed": None, "alpha": None, "category": None} | columns
+    return table.with_columns(pl.lit(v).alias(k) for k, v in extra.items()).with_columns(
+        pl.col("seed").cast(pl.Int64), pl.col("alpha").cast(pl.Float64), pl.col("kind", "heads_from", "category").cast(pl.String)
+    )
 
 
 def test_accuracy_over_replicates_and_change_from_the_shared_base():
+    base = [1, 0, 1, 0, 0, 1, 0, 0, 1, 0]  # 0.4, shared
     tables = {
-        "a": passk({(0, "hard"): 0.4, (10, "hard"): 0.9}),
-        "b": passk({(0, "hard"): 0.4, (10, "hard"): 0.7}),
-        "c": passk({(0, "hard"): 0.4, (10, "hard"): 0.8}),
+        "a": samples({(0, "hard"): base, (10, "hard"): [1, 1, 1, 1, 1, 1, 1, 1, 1, 0]}),
+        "b": samples({(0, "hard"): base, (10, "hard"): [1, 1, 1, 0, 1, 1, 1, 0, 1, 0]}),
+        "c": samples({(0, "hard"): base, (10, "hard"): [1, 1, 1, 1, 0, 1, 1, 1, 1, 0]}),
     }
     final = accuracy_table(tables).filter(pl.col("step") == 10).row(0, named=True)
     assert math.isclose(final["accuracy_mean"], 0.8) and final["accuracy_min"] == 0.7 and final["accuracy_max"] == 0.9
-    assert final["accuracy_high"] == 1.0  # 0.8 + 0.25 clipped: an accuracy interval stays in [0, 1]
-    assert math.isclose(final["change_mean"], 0.4) and math.isclose(final["change_high"] - 0.4, 4.303 * 0.1 / math.sqrt(3))
-
-
-def test_replicates_that_agree_by_chance_keep_their_sampling_error():
-    same = {name: passk({(0, "hard"): 0.4, (10, "hard"): 0.5}, se=0.05) for name in "abc"}
-    final = accuracy_table(same).filter(pl.col("step") == 10).row(0, named=True)
-    assert final["change_mean"] == pytest.approx(0.1)  # all three +0.1: no spread between them
-    half = 4.303 * math.sqrt(0.05**2 + 0.05**2) / math.sqrt(3)  # the change's own error as the least spread
-    assert final["change_low"] == pytest.approx(0.1 - half) and final["change_low"] < 0
-    base = accuracy_table(same).filter(pl.col("step") == 0).row(0, named=True)
-    assert base["change_low"] == base["change_high"] == 0  # the shared base minus itself
-
-
-def interventions(none: float, emergent: float, control: float, easy_scaled: float) -> pl.DataFrame:
-    rows = []
-    for difficulty in ("easy", "hard"):
-        rows += [
-            ("ablate", "none", None, None, difficulty, none),
-            ("ablate", "emergent", None, None, difficulty, emergent),
-            ("ablate", "outside", 0, None, difficulty, control),
-            ("scale", "none", None, None, difficulty, none),
-            ("scale", "emergent", None, 2.0, difficulty, easy_scaled if difficulty == "easy" else none),
-        ]
-    schema = {
-        "kind": pl.String,
-        "heads_from": pl.String,
-        "seed": pl.Int64,
-        "alpha": pl.Float64,
-        "difficulty": pl.String,
-        "accuracy": pl.Float64,
-    }
-    # many samples: the binomial floor on the replicates' spread stays far below their differences
-    return pl.DataFrame(rows, schema=schema, orient="row").with_columns(
-        pl.lit(100_000).alias("n_samples"), pl.lit(1).alias("k_samples")
+    assert math.isclose(final["change_mean"], 0.4)
+    # replicates x problems crossed: the replicates' variance of their mean plus the problems' (module docstring)
+    changes = [[f - b for f, b in zip(t.filter(pl.col("step") == 10)["correct"], base)] for t in tables.values()]
+    replicate_means = [sum(c) / 10 for c in changes]
+    problem_means = [sum(c[i] for c in changes) / 3 for i in range(10)]
+    variance = float(pl.Series(replicate_means).var()) / 3 + float(pl.Series(problem_means).var()) / 10
+    df = variance**2 / (
+        (float(pl.Series(replicate_means).var()) / 3) ** 2 / 2 + (float(pl.Series(problem_means).var()) / 10) ** 2 / 9
     )
+    assert math.isclose(final["change_high"] - 0.4, t_quantile(math.floor(df)) * math.sqrt(variance))
+    base_row = accuracy_table(tables).filter(pl.col("step") == 0).row(0, named=True)
+    assert base_row["change_low"] == base_row["change_high"] == 0  # the shared base minus itself
+
+
+def test_replicates_that_agree_by_chance_keep_the_problems_error():
+    same = {
+        name: samples({(0, "hard"): [0, 0, 1, 1, 0, 0, 1, 0, 1, 0], (10, "hard"): [1, 0, 1, 1, 0, 1, 1, 0, 1, 0]})
+        for name in "abc"
+    }
+    final = accuracy_table(same).filter(pl.col("step") == 10).row(0, named=True)
+    assert final["change_mean"] == pytest.approx(0.2)  # all three +0.2: no spread between them
+    differences = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0]  # paired on problems: two problems gained, none lost
+    half = t_quantile(9) * float(pl.Series(differences).std()) / math.sqrt(10)
+    assert final["change_low"] == pytest.approx(0.2 - half) and final["change_low"] < 0
+
+
+def failures(base: list[int], final: list[int], ablated: dict, scaled: dict, calculation: tuple = ()) -> pl.DataFrame:
+    """A replicate's failures table on easy and hard problems: eval samples of the base (step 0)
+    and the final checkpoint (step 10), then intervention samples (``ablated``, ``scaled``: per
+    condition (heads_from, seed, alpha) the correctness of each easy and each hard problem)."""
+    parts = [samples({(0, "easy"): base, (0, "hard"): base, (10, "easy"): final, (10, "hard"): final})]
+    for kind, conditions in (("ablate", ablated), ("scale", scaled)):
+        step = 10 if kind == "ablate" else 0
+        for (heads_from, seed, alpha), correct in conditions.items():
+            wrong = "calculation_error" if (kind, heads_from) in calculation else "wrong_plan"
+            part = samples({(step, "easy"): correct, (step, "hard"): correct}, "intervention", kind=kind, heads_from=heads_from)
+            parts.append(
+                part.with_columns(
+                    pl.lit(seed, pl.Int64).alias("seed"),
+                    pl.lit(alpha, pl.Float64).alias("alpha"),
+                    pl.when(pl.col("correct")).then(pl.lit("correct")).otherwise(pl.lit(wrong)).alias("category"),
+                )
+            )
+    return pl.concat(parts)
+
+
+def replicate_failures(final: list[int], emergent: list[int], draws: list[list[int]]) -> pl.DataFrame:
+    """Base all wrong; the unmodified models all right; the emergent heads ablated (and scaled up,
+    their errors calculation errors) score ``emergent``; the outside control's draws score ``draws``."""
+    ones = [1] * 10
+    ablated = {("none", None, None): ones, ("emergent", None, None): emergent}
+    ablated |= {("outside", seed, None): draw for seed, draw in enumerate(draws)}
+    scaled = {("none", None, None): ones, ("emergent", None, 2.0): emergent, ("emergent", None, 0.5): ones}
+    scaled |= {("outside", seed, 2.0): draw for seed, draw in enumerate(draws)}
+    return failures([0] * 10, final, ablated, scaled, calculation=(("scale", "emergent"),))
 
 
 def test_claims_and_their_verdicts(heads):
     reward = reward_table(  # heads come and go with the reward's ups and downs
         {"a": emergence([0, 2, 1, 3], [0.1, 0.4, 0.2, 0.6]), "b": emergence([1, 0, 2, 1], [0.3, 0.1, 0.5, 0.4])}
     )
-    accuracy = accuracy_table(
-        {
-            "a": passk({(0, "easy"): 0.9, (0, "hard"): 0.4, (10, "easy"): 0.9, (10, "hard"): 0.9}),
-            "b": passk({(0, "easy"): 0.9, (0, "hard"): 0.4, (10, "easy"): 0.8, (10, "hard"): 0.8}),
-            "c": passk({(0, "easy"): 0.9, (0, "hard"): 0.4, (10, "easy"): 1.0, (10, "hard"): 0.85}),
-        }
-    )
-    table = claims_table(
-        "grpo",
-        heads,
-        reward,
-        accuracy,
-        {
-            "a": interventions(0.8, 0.5, 0.79, 0.6),
-            "b": interventions(0.8, 0.6, 0.8, 0.62),
-            "c": interventions(0.8, 0.4, 0.78, 0.58),
-        },
-        None,
-        ["easy", "hard"],
-    )
+    tables = {
+        "a": replicate_failures([1] * 9 + [0], [0] * 7 + [1] * 3, [[1] * 10, [1] * 9 + [0]]),
+        "b": replicate_failures([1] * 8 + [0] * 2, [0] * 6 + [1] * 4, [[1] * 10, [0] + [1] * 9]),
+        "c": replicate_failures([1] * 10, [0] * 8 + [1] * 2, [[1] * 8 + [0] * 2, [1] * 10]),
+    }
+    table = claims_table("grpo", heads, reward, tables, None, ["easy", "hard"])
     claims = {r["claim"]: r for r in table.iter_rows(named=True)}
+    assert list(claims) == [
+        "stable_heads",
+        "reward_tracking",
+        "loss_easy",
+        "gain_hard",
+        "ablation_cost",
+        "ablation_vs_outside",
+        "overthinking_easy",
+        "overthinking_vs_outside",
+        "overthinking_calculation",
+        "think_off_broader",
+    ]
     assert claims["stable_heads"]["verdict"] == INCONCLUSIVE  # 2, 1, 0 emergent heads: the interval reaches zero
     assert "a0.h1 (2/3)" in claims["stable_heads"]["detail"]
     assert claims["reward_tracking"]["verdict"] == REPRODUCED and claims["reward_tracking"]["low"] > 0
-    assert claims["gain_hard"]["verdict"] == REPRODUCED and math.isclose(claims["gain_hard"]["value"], 0.45)
-    assert claims["gain_easy"]["verdict"] == INCONCLUSIVE  # 0, -0.1, +0.1
-    cost = claims["ablation_cost"]  # drops 0.3, 0.2, 0.4: the interval alone excludes zero, the family does not
-    assert math.isclose(cost["value"], 0.3) and cost["low"] > 0 and cost["p_value"] < 0.025 < cost["p_adjusted"]
-    assert cost["verdict"] == INCONCLUSIVE
-    margin = claims["ablation_vs_outside"]  # the same spread: significant alone, not in the family
-    assert math.isclose(margin["value"], 0.3 - 0.01) and margin["p_value"] < 0.025 < margin["p_adjusted"]
-    assert margin["verdict"] == INCONCLUSIVE
-    assert claims["overthinking_easy"]["verdict"] == REPRODUCED and math.isclose(claims["overthinking_easy"]["value"], 0.2)
+    gain = claims["gain_hard"]  # 0.9, 0.8, 1.0 from 0: paired on problems
+    assert gain["verdict"] == REPRODUCED and math.isclose(gain["value"], 0.9) and "paired on problems" in gain["statistic"]
+    assert gain["detail"] == "base 0.000, final 0.900 (replicates 0.800-1.000)"
+    loss = claims["loss_easy"]  # the study expects the easiest tier to lose: here it gained as much, significantly
+    assert loss["verdict"] == CONTRADICTED and math.isclose(loss["value"], -0.9)
+    assert claims["ablation_cost"]["verdict"] == REPRODUCED and math.isclose(claims["ablation_cost"]["value"], 0.7)
+    margin = claims["ablation_vs_outside"]  # the control's accuracy, the mean of its two draws, minus the emergent heads'
+    assert math.isclose(margin["value"], ((0.95 - 0.3) + (0.95 - 0.4) + (0.9 - 0.2)) / 3) and margin["verdict"] == REPRODUCED
+    assert margin["detail"] == "2 draws of outside heads per replicate"
+    assert claims["overthinking_easy"]["verdict"] == REPRODUCED and math.isclose(claims["overthinking_easy"]["value"], 0.7)
+    assert claims["overthinking_easy"]["detail"] == "alpha 2"  # the largest alpha above 1; 0.5 is not over-thinking
+    assert math.isclose(claims["overthinking_vs_outside"]["value"], margin["value"])
+    calculation = claims["overthinking_calculation"]  # every error of the scaled-up heads is a calculation error
+    assert calculation["verdict"] == REPRODUCED and math.isclose(calculation["value"], 0.7)
     assert claims["think_off_broader"]["verdict"] == UNTESTABLE
+    for row in claims.values():  # the p-value and the interval agree, one t
+        if row["p_value"] is not None and row["claim"] != "reward_tracking":
+            assert (row["p_value"] < 0.025) == (row["low"] > 0) and (row["p_value"] > 0.975) == (row["high"] < 0)
 
     def null(final_calls: tuple[int, int]) -> pl.DataFrame:  # the pair-halves null of one replicate: steps 0 and 10
         return pl.DataFrame({"step": [0, 0, 10, 10], "direction": ["a_to_b", "b_to_a"] * 2, "n_called": [5, 5, *final_calls]})
@@ -318,8 +349,7 @@ def test_claims_and_their_verdicts(heads):
         "grpo",
         heads,
         reward,
-        accuracy,
-        {},
+        tables,
         None,
         ["easy", "hard"],
         null_calls={"sft-s0": null((1, 1)), "sft-s1": null((0, 1)), "sft-s2": null((0, 0))},
@@ -330,16 +360,37 @@ def test_claims_and_their_verdicts(heads):
     poisson = math.sqrt((2 + 1 + 0 + 1 + 0.5 + 0) / 3)  # the counts' own error is the least spread
     assert math.isclose(stay["high"] - stay["value"], 4.303 * max(poisson, 0.5) / math.sqrt(3), rel_tol=1e-6)
     alike = {"sft-s0": null((0, 0)), "sft-s1": null((1, 1)), "sft-s2": null((2, 2))}  # 2 - 0, 1 - 1, 0 - 2: all differ
-    assert claims_table("grpo", heads, reward, accuracy, {}, None, ["easy"], null_calls=alike).row(0, named=True)["low"] < 0
-    nothing = interventions(0.8, 0.5, 0.79, 0.6).filter(pl.col("heads_from") != "emergent")  # no head to ablate here
-    partial = claims_table(
-        "grpo", heads, reward, accuracy, {"a": interventions(0.8, 0.5, 0.79, 0.6), "b": nothing}, None, ["easy", "hard"]
-    )
+    assert claims_table("grpo", heads, reward, tables, None, ["easy"], null_calls=alike).row(0, named=True)["low"] < 0
+    nothing = tables["b"].filter(pl.col("heads_from") != "emergent")  # no head to ablate here
+    partial = claims_table("grpo", heads, reward, {"a": tables["a"], "b": nothing}, None, ["easy", "hard"])
     cost = partial.filter(pl.col("claim") == "ablation_cost").row(0, named=True)
-    assert cost["n_replicates"] == 1 and math.isclose(cost["value"], 0.3)  # only the replicate that ablated counts
-    sft = claims_table("sft", heads, reward_table({"a": emergence([0, 1], [None, None])}), accuracy, {}, None, ["easy", "hard"])
+    assert cost["n_replicates"] == 1 and math.isclose(cost["value"], 0.7)  # only the replicate that ablated counts
+    evaluated = {n: t.filter(pl.col("origin") == "eval") for n, t in tables.items()}
+    sft = claims_table("sft", heads, reward_table({"a": emergence([0, 1], [None, None])}), evaluated, None, ["easy", "hard"])
     untested = {r["claim"]: r["verdict"] for r in sft.iter_rows(named=True)}
     assert untested["reward_tracking"] == untested["ablation_cost"] == untested["overthinking_easy"] == UNTESTABLE
+    assert untested["overthinking_calculation"] == UNTESTABLE
+
+
+def test_a_single_run_carries_the_draws_spread():
+    """One replicate: the problems' error plus the spread between the control's draws (draws that
+    disagree widen the control's interval; the emergent heads' own interval does not change)."""
+    steady = replicate_failures([1] * 10, [0] * 7 + [1] * 3, [[1] * 10, [1] * 10])
+    spread = replicate_failures([1] * 10, [0] * 7 + [1] * 3, [[1] * 10, [0] * 5 + [1] * 5])
+    rows = {}
+    for name, table in (("steady", steady), ("spread", spread)):
+        claims = claims_table(
+            "sft", single_heads(), reward_table({"a": emergence([0, 1], [None, None])}), {"r": table}, None, ["easy"]
+        )
+        rows[name] = {r["claim"]: r for r in claims.iter_rows(named=True)}
+    assert rows["steady"]["ablation_cost"]["high"] == rows["spread"]["ablation_cost"]["high"]
+    narrow = rows["steady"]["ablation_vs_outside"]["high"] - rows["steady"]["ablation_vs_outside"]["low"]
+    wide = rows["spread"]["ablation_vs_outside"]["high"] - rows["spread"]["ablation_vs_outside"]["low"]
+    assert wide > 2 * narrow  # draws 1.0 and 0.5: their variance over two draws, with one degree of freedom
+
+
+def single_heads() -> pl.DataFrame:
+    return head_table({"r": cohorts([(0, 1, "emergent", 10)])}, {"r": frequency({(0, 1): 0.5})}, {"r": 0}, robust_share=1.0)
 
 
 def test_interventions_target_the_robust_set(heads):

@@ -3,9 +3,13 @@ replicates, a group of one): one row per claim with the statistic, its mean and 
 over replicates, and a verdict. With one replicate the interval is the value's sampling error
 alone (``mean_interval``), and a claim measured by a count alone is not testable.
 
-Intervals are 95 % Student t over replicates, their spread taken as at least each value's own
-sampling error (binomial, from the samples behind an accuracy), so that a few replicates that
-happen to agree exactly do not make an exact result.
+Accuracy claims are paired on problems, replicates and problems crossed (``sparks.aggregate.paired``
+states the method): the final checkpoint against the shared base, the intervened model against
+the unmodified one and against each control (the mean of its draws, their spread carried).
+Count claims (heads that stay, think-off breadth) are 95 % Student t over replicates, their spread
+taken as at least the counts' own (Poisson) error, so that a few replicates that happen to agree
+exactly do not make an exact result; the circuits behind them come from the paired bootstrap over
+pairs of ``sparks.aggregate.bootstrap``.
 
 Four verdicts, each claim stated so that a positive value supports it: ``reproduced`` (the
 interval lies above zero), ``contradicted`` (it lies below zero: significantly the opposite),
@@ -14,9 +18,9 @@ interval still allows, its upper end), ``not testable here`` (the run has nothin
 on: no reward, no intervened heads, no think-mode comparison, or a single value without an
 interval). The rules are fixed here, before any data: a claim is never re-phrased to fit a result.
 
-Multiplicity: a run's claims are one family. Each tested claim has a one-sided p-value read back
-from its interval (``sparks.stats.interval_p``; for reward tracking the bootstrap interval read as
-a normal one, an approximation), and Holm's adjustment over the family, in each direction at
+Multiplicity: a run's claims are one family. Each tested claim has a one-sided p-value from the
+same t as its interval (for counts read back with ``sparks.stats.interval_p``; for reward tracking
+the bootstrap interval read as a normal one, an approximation), and Holm's adjustment over the family, in each direction at
 2.5 % (the 95 % intervals' level): the verdict is *reproduced* when the adjusted p in the claim's
 direction is at most 0.025, *contradicted* when the adjusted p the other way is, else
 *inconclusive*; the table keeps the raw and the adjusted p. (The study's report would make every
@@ -30,7 +34,8 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from sparks.aggregate.replicates import rms, robust_heads, same_base
+from sparks.aggregate.paired import Estimate, crossed, difference, per_problem
+from sparks.aggregate.replicates import robust_heads, same_base
 from sparks.stats import holm, interval_p, mean_interval
 
 REPRODUCED, CONTRADICTED, INCONCLUSIVE, UNTESTABLE = "reproduced", "contradicted", "inconclusive", "not testable here"
@@ -102,43 +107,24 @@ def _untestable(claim: str, statement: str, statistic: str, why: str) -> dict:
     }
 
 
-def _overall(table: pl.DataFrame) -> float:
-    """Accuracy over every difficulty (weighted by samples) of an interventions slice."""
-    return float((table["accuracy"] * table["n_samples"]).sum() / table["n_samples"].sum())
-
-
-def _se(table: pl.DataFrame) -> float:
-    """The binomial standard error of ``_overall`` (samples taken as independent: a lower bound)."""
-    p, n = _overall(table), int(table["n_samples"].sum())
-    return math.sqrt(max(p * (1 - p), 0.0) / n) if n else 0.0
-
-
-def _difference_se(*parts: pl.DataFrame) -> float:
-    return math.sqrt(sum(_se(p) ** 2 for p in parts))
-
-
 def _null_at_final(null_calls: pl.DataFrame) -> float:
     """Heads the pair-halves null calls at a replicate's final checkpoint, averaged over directions."""
     return float(null_calls.filter(pl.col("step") == null_calls["step"].max())["n_called"].mean())
-
-
-def _first_k(table: pl.DataFrame) -> pl.DataFrame:
-    return table.filter(pl.col("k_samples") == table["k_samples"].min())
 
 
 def claims_table(
     method: str,
     heads: pl.DataFrame,
     reward: pl.DataFrame,
-    accuracy: pl.DataFrame,
-    interventions: Mapping[str, pl.DataFrame],
+    samples: Mapping[str, pl.DataFrame],
     think_overlap: Mapping[str, pl.DataFrame] | None,
     difficulties: list[str],
     intervened: str = "emergent",
     null_calls: Mapping[str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """The claims of one replicated run (``method`` as in the config) from its replicate tables,
-    each replicate's interventions table and, with a think-mode comparison, its think_overlap
+    each replicate's failures table (``samples``: every eval and intervention sample, with its
+    correctness and failure category) and, with a think-mode comparison, its think_overlap
     table. ``difficulties`` are the task's, easiest first; ``intervened`` is evaluate.heads;
     ``null_calls``: each replicate's pair-halves null, which "heads that stay" is measured against."""
     rows = []
@@ -201,99 +187,178 @@ def claims_table(
                 "detail": f"{reward['n_points'][0]} changes; per replicate r: {per}",
             }
         )
-    final = accuracy.filter(pl.col("step") == accuracy["step"].max())
-    for difficulty in difficulties:
-        part = final.filter(pl.col("difficulty") == difficulty)
-        claim, statement = (
-            f"gain_{difficulty}",
-            f"post-training raises {difficulty} accuracy (final checkpoint minus the shared base)",
-        )
-        if part.is_empty():
-            rows.append(_untestable(claim, statement, "accuracy change", f"no {difficulty} problems evaluated"))
-            continue
-        row = part.row(0, named=True)
-        rows.append(
-            {
-                "claim": claim,
-                "statement": statement,
-                "statistic": "accuracy change",
-                "n_replicates": row["n_replicates"],
-                "value": row["change_mean"],
-                "low": row["change_low"],
-                "high": row["change_high"],
-                "p_value": interval_p(row["change_mean"], row["change_low"], row["change_high"], row["n_replicates"]),
-                "detail": f"base {row['accuracy_mean'] - row['change_mean']:.3f}, final {row['accuracy_mean']:.3f}"
-                + ("" if single else f" (replicates {row['accuracy_min']:.3f}-{row['accuracy_max']:.3f})"),
-            }
-        )
-    rows += _ablation_claims(interventions, intervened if single else f"robust {intervened}", intervened)
-    rows.append(_overthinking_claim(interventions, intervened, difficulties[0]))
+    rows += _tier_claims(samples, difficulties, single)
+    rows += _ablation_claims(samples, intervened if single else f"robust {intervened}", intervened)
+    rows += _overthinking_claims(samples, intervened, difficulties[0])
     rows.append(_think_claim(think_overlap))
     return pl.DataFrame(adjust(rows), schema=SCHEMA)
 
 
-def _ablation_claims(interventions: Mapping[str, pl.DataFrame], which: str, intervened: str) -> list[dict]:
-    """``which``: the intervened heads as the statements name them (the robust set of replicates)."""
-    ablate = {name: _first_k(t.filter(pl.col("kind") == "ablate")) for name, t in interventions.items()}
-    # a replicate with nothing to ablate (base replicates intervene on their own heads) adds no value
-    ablate = {name: t for name, t in ablate.items() if (t["heads_from"] == intervened).any()}
-    statement = f"ablating the {which} heads in the final checkpoint costs accuracy"
-    if not ablate:
-        return [_untestable("ablation_cost", statement, "accuracy drop", f"no {which} heads to ablate")]
-    drops = {
-        name: _overall(t.filter(pl.col("heads_from") == "none")) - _overall(t.filter(pl.col("heads_from") == intervened))
-        for name, t in ablate.items()
+def _estimated(claim: str, statement: str, statistic: str, estimate: Estimate, detail: str) -> dict:
+    """A claim row from a paired estimate over problems (sparks.aggregate.paired)."""
+    low, high = estimate.interval()
+    return {
+        "claim": claim,
+        "statement": statement,
+        "statistic": statistic,
+        "n_replicates": estimate.n_replicates,
+        "value": estimate.value,
+        "low": low,
+        "high": high,
+        "p_value": estimate.p,
+        "detail": detail,
     }
-    drop_se = rms(
-        [
-            _difference_se(t.filter(pl.col("heads_from") == "none"), t.filter(pl.col("heads_from") == intervened))
-            for t in ablate.values()
-        ]
-    )
-    rows = [_row("ablation_cost", statement, "accuracy drop (all difficulties)", list(drops.values()), "", floor_sd=drop_se)]
-    controls = sorted({c for t in ablate.values() for c in t["heads_from"].unique().to_list()} - {"none", intervened})
+
+
+def _eval(table: pl.DataFrame) -> pl.DataFrame:
+    return table.filter(pl.col("origin") == "eval")
+
+
+def _tier_claims(samples: Mapping[str, pl.DataFrame], difficulties: list[str], single: bool) -> list[dict]:
+    """Per difficulty, the final checkpoint against the shared base, paired on problems: a gain
+    on every tier but the easiest, where the study expects a loss (over-thinking)."""
+    rows = []
+    for difficulty in difficulties:
+        easiest = difficulty == difficulties[0] and len(difficulties) > 1
+        claim, verb = (f"loss_{difficulty}", "lowers") if easiest else (f"gain_{difficulty}", "raises")
+        statement = f"post-training {verb} {difficulty} accuracy (final checkpoint against the shared base)"
+        if easiest:
+            statement += "; the study: easy problems lose to over-thinking"
+        ends = {}
+        for name, table in samples.items():
+            tier = _eval(table).filter(pl.col("difficulty") == difficulty)
+            if not tier.is_empty():
+                ends[name] = (
+                    per_problem(tier.filter(pl.col("step") == tier["step"].min())),
+                    per_problem(tier.filter(pl.col("step") == tier["step"].max())),
+                )
+        if not ends:
+            rows.append(_untestable(claim, statement, "accuracy change", f"no {difficulty} problems evaluated"))
+            continue
+        changes = [difference(base, final) if easiest else difference(final, base) for base, final in ends.values()]
+        finals = [final["value"].mean() for _, final in ends.values()]
+        detail = f"base {next(iter(ends.values()))[0]['value'].mean():.3f}, final {sum(finals) / len(finals):.3f}"
+        detail += "" if single else f" (replicates {min(finals):.3f}-{max(finals):.3f})"
+        statistic = "accuracy, base minus final" if easiest else "accuracy change"
+        rows.append(_estimated(claim, statement, statistic + " (paired on problems)", crossed(changes), detail))
+    return rows
+
+
+def _conditions(samples: Mapping[str, pl.DataFrame], kind: str, intervened: str) -> dict[str, pl.DataFrame]:
+    """Each replicate's intervention samples of ``kind``, for the replicates that intervened on
+    heads (a base replicate may have none of its own)."""
+    out = {}
+    for name, table in samples.items():
+        part = table.filter((pl.col("origin") == "intervention") & (pl.col("kind") == kind))
+        if (part["heads_from"] == intervened).any():
+            out[name] = part
+    return out
+
+
+def _versus_controls(
+    parts: Mapping[str, pl.DataFrame], intervened: str, claim: str, statement: str, statistic: str
+) -> list[dict]:
+    """Per control: its accuracy (mean over its draws) minus the intervened heads', paired on
+    problems, the draws' spread carried (sparks.aggregate.paired)."""
+    controls = sorted({c for t in parts.values() for c in t["heads_from"].unique().to_list()} - {"none", intervened})
+    rows = []
     for control in controls:
-        margins, errors = [], []
-        for name, t in ablate.items():
-            drawn = t.filter(pl.col("heads_from") == control)
+        margins, draws = [], []
+        for table in parts.values():
+            drawn = table.filter(pl.col("heads_from") == control)
             if drawn.is_empty():
                 continue
-            control_drop = (
-                _overall(t.filter(pl.col("heads_from") == "none"))
-                - sum(_overall(g) for _, g in drawn.group_by("seed")) / drawn["seed"].n_unique()
-            )
-            margins.append(drops[name] - control_drop)
-            errors.append(_difference_se(t.filter(pl.col("heads_from") == intervened), drawn))
+            margins.append(difference(per_problem(drawn), per_problem(table.filter(pl.col("heads_from") == intervened))))
+            draws.append([float(g["correct"].mean()) for _, g in drawn.group_by("seed")])
+        n_draws = sorted({len(d) for d in draws})
         rows.append(
-            _row(
-                f"ablation_vs_{control}",
-                f"ablating the {which} heads costs more accuracy than ablating as many {control} heads",
-                f"accuracy drop minus the {control} control's (mean of its draws)",
-                margins,
-                "",
-                floor_sd=rms(errors),
+            _estimated(
+                claim.format(control=control),
+                statement.format(control=control),
+                statistic.format(control=control),
+                crossed(margins, draws),
+                f"{'/'.join(map(str, n_draws))} draws of {control} heads per replicate",
             )
         )
     return rows
 
 
-def _overthinking_claim(interventions: Mapping[str, pl.DataFrame], intervened: str, easiest: str) -> dict:
-    claim, statement = (
-        "overthinking_easy",
-        f"scaling the {intervened} heads up in the starting model lowers {easiest} accuracy (the study: over-thinking)",
+def _ablation_claims(samples: Mapping[str, pl.DataFrame], which: str, intervened: str) -> list[dict]:
+    """``which``: the intervened heads as the statements name them (the robust set of replicates)."""
+    ablate = _conditions(samples, "ablate", intervened)
+    statement = f"ablating the {which} heads in the final checkpoint costs accuracy"
+    if not ablate:
+        return [_untestable("ablation_cost", statement, "accuracy drop", f"no {which} heads to ablate")]
+    drops = [
+        difference(
+            per_problem(t.filter(pl.col("heads_from") == "none")), per_problem(t.filter(pl.col("heads_from") == intervened))
+        )
+        for t in ablate.values()
+    ]
+    rows = [_estimated("ablation_cost", statement, "accuracy drop, all difficulties (paired on problems)", crossed(drops), "")]
+    return rows + _versus_controls(
+        ablate,
+        intervened,
+        "ablation_vs_{control}",
+        f"ablating the {which} heads costs more accuracy than ablating as many {{control}} heads",
+        "accuracy with the {control} control's heads ablated (mean of its draws) minus with the intervened ones",
     )
-    losses, errors = [], []
-    for t in interventions.values():
-        scale = _first_k(t.filter((pl.col("kind") == "scale") & (pl.col("difficulty") == easiest)))
-        up = scale.filter((pl.col("heads_from") == intervened) & (pl.col("alpha") > 1))
-        if up.is_empty():
-            continue
-        top, unmodified = up.filter(pl.col("alpha") == up["alpha"].max()), scale.filter(pl.col("heads_from") == "none")
-        losses.append(_overall(unmodified) - _overall(top))
-        errors.append(_difference_se(unmodified, top))
-    if not losses:
-        return _untestable(claim, statement, f"{easiest} accuracy loss", f"no {intervened} heads scaled by an alpha above 1")
-    return _row(claim, statement, f"{easiest} accuracy, unmodified minus the largest alpha", losses, "", floor_sd=rms(errors))
+
+
+def _overthinking_claims(samples: Mapping[str, pl.DataFrame], intervened: str, easiest: str) -> list[dict]:
+    """The study's over-thinking: the intervened heads scaled up (the largest alpha above 1) in the
+    starting model lower accuracy on the easiest problems, more than as many control heads scaled
+    alike, and raise the calculation-error share there; each paired on problems."""
+    statement = f"scaling the {intervened} heads up in the starting model lowers {easiest} accuracy (the study: over-thinking)"
+    scaled = {}
+    for name, table in _conditions(samples, "scale", intervened).items():
+        easy = table.filter(pl.col("difficulty") == easiest)
+        up = easy.filter((pl.col("heads_from") == intervened) & (pl.col("alpha") > 1))
+        if not up.is_empty():
+            top = up["alpha"].max()
+            scaled[name] = easy.filter((pl.col("heads_from") == "none") | (pl.col("alpha") == top))
+    if not scaled:
+        why = f"no {intervened} heads scaled by an alpha above 1"
+        return [
+            _untestable("overthinking_easy", statement, f"{easiest} accuracy loss", why),
+            _untestable("overthinking_calculation", f"scaling the {intervened} heads up raises calculation errors", "", why),
+        ]
+    alpha = sorted({float(t.filter(pl.col("heads_from") == intervened)["alpha"].max()) for t in scaled.values()})
+    detail = f"alpha {'/'.join(f'{a:g}' for a in alpha)}"
+    unmodified = {n: t.filter(pl.col("heads_from") == "none") for n, t in scaled.items()}
+    up = {n: t.filter(pl.col("heads_from") == intervened) for n, t in scaled.items()}
+    losses = [difference(per_problem(unmodified[n]), per_problem(up[n])) for n in scaled]
+    errors = [
+        difference(per_problem(_calculation(up[n]), "calculation"), per_problem(_calculation(unmodified[n]), "calculation"))
+        for n in scaled
+    ]
+    return [
+        _estimated(
+            "overthinking_easy",
+            statement,
+            f"{easiest} accuracy, unmodified minus scaled up (paired on problems)",
+            crossed(losses),
+            detail,
+        ),
+        *_versus_controls(
+            scaled,
+            intervened,
+            "overthinking_vs_{control}",
+            f"scaling the {intervened} heads up lowers {easiest} accuracy more than scaling as many {{control}} heads alike",
+            f"{easiest} accuracy with the {{control}} control's heads scaled up (mean of its draws) minus with the intervened ones",
+        ),
+        _estimated(
+            "overthinking_calculation",
+            f"scaling the {intervened} heads up in the starting model raises the calculation-error share of {easiest} samples",
+            f"{easiest} calculation-error share, scaled up minus unmodified (paired on problems)",
+            crossed(errors),
+            detail,
+        ),
+    ]
+
+
+def _calculation(table: pl.DataFrame) -> pl.DataFrame:
+    return table.with_columns((pl.col("category") == "calculation_error").alias("calculation"))
 
 
 def _think_claim(think_overlap: Mapping[str, pl.DataFrame] | None) -> dict:
@@ -317,14 +382,15 @@ def claims_stage(
     group: str,
     task: str,
     replicate_files: Mapping[str, str],
-    interventions: list,
+    failures: list,
     think_overlap: list | None,
     out: str,
     null_calls: list | None = None,
 ) -> None:
     """Write the replicate_claims table of the replicated run ``group`` from its replicates tables
-    (``replicate_files``: replicate_heads, replicate_reward, replicate_accuracy), its replicates'
-    interventions tables and, with a think-mode comparison, their think_overlap tables."""
+    (``replicate_files``: replicate_heads, replicate_reward), its replicates' failures tables
+    (every sample, eval and intervention) and null_calls tables and, with a think-mode
+    comparison, their think_overlap tables."""
     from sparks.aggregate.replicates import by_replicate
     from sparks.config import run_provenance, task_difficulties
     from sparks.tables import read_table, with_provenance, write_table
@@ -334,8 +400,7 @@ def claims_stage(
         config["runs"][replicates[0]]["method"],
         read_table(replicate_files["replicate_heads"], "replicate_heads"),
         read_table(replicate_files["replicate_reward"], "replicate_reward"),
-        read_table(replicate_files["replicate_accuracy"], "replicate_accuracy"),
-        by_replicate(interventions, "interventions", replicates),
+        by_replicate(failures, "failures", replicates),
         by_replicate(think_overlap, "think_overlap", replicates) if think_overlap else None,
         task_difficulties(config["tasks"][task]),
         config["evaluate"]["heads"],

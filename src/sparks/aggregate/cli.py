@@ -45,9 +45,9 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     c = subparsers.add_parser("claims", help="the study's claims tested across a replicated run's replicates")
     add_common(c, task=True)
     c.add_argument("--run", required=True, help="the replicated run (a name under runs: with seeds)")
-    for name in ("replicate_heads", "replicate_reward", "replicate_accuracy"):
+    for name in ("replicate_heads", "replicate_reward"):
         c.add_argument(f"--{name.replace('_', '-')}", type=Path, required=True, help=f"the run's {name} table")
-    c.add_argument("--interventions", **files("the replicates' interventions tables"))
+    c.add_argument("--failures", **files("the replicates' failures tables (every eval and intervention sample)"))
     c.add_argument("--think-overlap", **files("the replicates' think_overlap tables, if compared", required=False))
     c.add_argument("--null-calls", **files("the replicates' null_calls tables (heads that stay are counted against them)"))
     c.add_argument("--out", type=Path, required=True, help="output: replicate_claims table (Parquet)")
@@ -83,5 +83,5 @@ def main_claims(args: argparse.Namespace) -> None:
     from sparks.aggregate.claims import claims_stage
 
     config = read_common(args)
-    tables = {name: getattr(args, name) for name in ("replicate_heads", "replicate_reward", "replicate_accuracy")}
-    claims_stage(config, args.run, args.task, tables, args.interventions, args.think_overlap, args.out, args.null_calls)
+    tables = {name: getattr(args, name) for name in ("replicate_heads", "replicate_reward")}
+    claims_stage(config, args.run, args.task, tables, args.failures, args.think_overlap, args.out, args.null_calls)

@@ -13,12 +13,12 @@ accuracy and effect sizes are what compares.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping
 
 import polars as pl
 
 from sparks.aggregate.emergence import pearson_with_interval
+from sparks.aggregate.paired import crossed, difference, per_problem
 from sparks.stats import mean_interval
 
 STATUSES = ("emergent", "transient", "maintained", "lost")  # the cohort statuses counted per replicate
@@ -260,58 +260,45 @@ def reward_table(
     return pl.DataFrame([row], schema=schema)
 
 
-def rms(values: list[float]) -> float:
-    """Root mean square (of standard errors: the typical one)."""
-    values = [v for v in values if v is not None]
-    return math.sqrt(sum(v * v for v in values) / len(values)) if values else 0.0
-
-
-def accuracy_table(passk: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
-    """Per checkpoint step and difficulty: accuracy over replicates (mean, 95 % interval, min,
-    max) and its change from each replicate's first checkpoint (the shared base), mean and
-    interval (clipped to the possible range); the replicates' spread is taken as at least their accuracies' standard errors
-    over problems (``mean_interval``'s floor)."""
-    parts = []
-    for name, table in passk.items():
-        first_k = table.filter(pl.col("k_samples") == table["k_samples"].min()).select(
-            "step", "difficulty", "accuracy", "accuracy_se"
-        )
-        start = first_k.filter(pl.col("step") == first_k["step"].min()).select(
-            "difficulty", pl.col("accuracy").alias("start"), pl.col("accuracy_se").alias("start_se")
-        )
-        parts.append(first_k.join(start, on="difficulty").with_columns(pl.lit(name).alias("replicate")))
-    long = pl.concat(parts).with_columns(
-        (pl.col("accuracy") - pl.col("start")).alias("change"),
-        (pl.col("accuracy_se").pow(2) + pl.col("start_se").pow(2)).sqrt().alias("change_se"),
-    )
+def accuracy_table(samples: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """Per checkpoint step and difficulty, from each replicate's eval samples: accuracy over
+    replicates (mean, 95 % interval, min, max) and its change from each replicate's first
+    checkpoint (the shared base), paired on problems, replicates and problems crossed
+    (``sparks.aggregate.paired``); intervals clipped to the possible range."""
+    by_step: dict[tuple[int, str], dict[str, pl.DataFrame]] = {}
+    starts: dict[tuple[str, str], pl.DataFrame] = {}
+    for name, table in samples.items():
+        first = table["step"].min()
+        for (step, difficulty), part in table.group_by("step", "difficulty"):
+            by_step.setdefault((step, difficulty), {})[name] = per_problem(part)
+            if step == first:
+                starts[name, difficulty] = per_problem(part)
     rows = []
-    for (step, difficulty), group in long.group_by("step", "difficulty", maintain_order=True):
-        mean, low, high = mean_interval(group["accuracy"].to_list(), rms(group["accuracy_se"].to_list()))
-        change_floor = rms(group["change_se"].to_list()) if step != long["step"].min() else 0.0
-        change, change_low, change_high = mean_interval(group["change"].to_list(), change_floor)
+    for (step, difficulty), parts in by_step.items():
+        level = crossed(list(parts.values()))
+        change = crossed([difference(part, starts[name, difficulty]) for name, part in parts.items()])
+        accuracies = [float(part["value"].mean()) for part in parts.values()]
+        low, high = level.interval((0.0, 1.0))
+        change_low, change_high = change.interval()
         rows.append(
             {
                 "step": step,
                 "difficulty": difficulty,
-                "n_replicates": group.height,
-                "accuracy_mean": mean,
+                "n_replicates": len(parts),
+                "accuracy_mean": level.value,
                 "accuracy_low": low,
                 "accuracy_high": high,
-                "accuracy_min": group["accuracy"].min(),
-                "accuracy_max": group["accuracy"].max(),
-                "change_mean": change,
+                "accuracy_min": min(accuracies),
+                "accuracy_max": max(accuracies),
+                "change_mean": change.value,
                 "change_low": change_low,
                 "change_high": change_high,
             }
         )
-    bounded = [
-        pl.col(c).cast(pl.Float64).clip(0.0, 1.0) for c in ("accuracy_low", "accuracy_high")
-    ]  # an accuracy stays in [0, 1]
-    changes = [pl.col(c).cast(pl.Float64).clip(-1.0, 1.0) for c in ("change_low", "change_high")]
-    return pl.DataFrame(rows).with_columns(*bounded, *changes).sort("step", "difficulty")
+    return pl.DataFrame(rows).sort("step", "difficulty")
 
 
-INPUTS = ("cohorts", "frequency", "emergence", "passk")  # the tables read from each replicate
+INPUTS = ("cohorts", "frequency", "emergence", "eval")  # the tables read from each replicate
 TABLES = (
     "replicate_heads",
     "replicate_jaccard",
@@ -356,7 +343,7 @@ def replicate_tables(config: dict, group: str, files: Mapping[str, list]) -> dic
         "replicate_counts": count_table(heads),
         "replicate_timing": timing_table(heads),
         "replicate_reward": reward_table(tables["emergence"], settings.min_reward_points, seed=config["seed"]),
-        "replicate_accuracy": accuracy_table(tables["passk"]),
+        "replicate_accuracy": accuracy_table(tables["eval"]),
     }
 
 

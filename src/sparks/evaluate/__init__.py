@@ -218,6 +218,15 @@ def intervened_heads(
     return tuple(HeadId(layer, head) for layer, head in chosen.select("layer", "head").sort("layer", "head").rows())
 
 
+def active_heads(frequency: pl.DataFrame | None) -> set:
+    """Heads active in the circuit at any checkpoint (a frequency or replicate_heads table: of any replicate)."""
+    from sparks.types import HeadId
+
+    if frequency is None:
+        return set()
+    return {HeadId(layer, head) for layer, head in frequency.filter(pl.col("frequency") > 0).select("layer", "head").rows()}
+
+
 def intervention_table(
     config: dict[str, Any],
     manifest: Path,
@@ -227,6 +236,7 @@ def intervention_table(
     think_modes: pl.DataFrame | None = None,
     replicate_heads: pl.DataFrame | None = None,
     only: str | None = None,
+    frequency: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Ablation of the run's emergent heads (or ``evaluate.heads``: see :func:`intervened_heads`) in
     its final checkpoint and their scaling in its starting (base) model, each next to no
@@ -235,10 +245,12 @@ def intervention_table(
     ``heads_from`` = the ``evaluate.heads`` value.
 
     Returns the summary (interventions table) and every sample behind it (intervention_samples);
-    with ``only`` (a :class:`Condition` name), the rows of that one condition.
+    with ``only`` (a :class:`Condition` name), the rows of that one condition. ``frequency``: the
+    run's frequency table, whose active heads the ``outside`` control never draws (with
+    ``replicate_heads``, every replicate's).
     """
     from sparks.data.tasks import eval_problems
-    from sparks.evaluate.interventions import HeadIntervention, control_heads, head_means
+    from sparks.evaluate.interventions import HeadIntervention, control_heads, draw_seed, head_means
     from sparks.manifest import read_manifest
     from sparks.model.load import load_checkpoint
 
@@ -251,6 +263,8 @@ def intervention_table(
     steps = run.steps
     problems = eval_problems(problems_path)
     intervened = intervened_heads(settings, cohorts, think_modes, replicate_heads)
+    own = config["runs"].get(run.run, {})
+    active = active_heads(frequency if replicate_heads is None else replicate_heads)
     if not intervened:
         log.warning("run has no %s heads: the interventions table lists only the unmodified models", settings.heads)
     rows, all_samples = [], []
@@ -272,7 +286,8 @@ def intervention_table(
             for control in settings.controls:
                 drawn: dict[tuple, int] = {}  # a small pool gives the same heads again: sample them once
                 for s in range(settings.random_seeds):
-                    drawn.setdefault(control_heads(control, intervened, cohorts, n_layers, n_heads, s), s)
+                    seed = draw_seed(own.get("seed"), own.get("base_seed"), s)
+                    drawn.setdefault(control_heads(control, intervened, cohorts, n_layers, n_heads, seed, active), s)
                 drawn.pop((), None)
                 if not drawn:
                     log.warning("no %s control heads to draw from: that control is left out", control)
@@ -340,6 +355,7 @@ def intervene_stage(
     think_modes_path: Path | None = None,
     replicate_heads_path: Path | None = None,
     condition: str | None = None,
+    frequency_path: Path | None = None,
 ) -> Path:
     """Write the interventions and intervention_samples tables of a run (of one ``condition``
     only, for evaluate.split_interventions: see :func:`merge_interventions`)."""
@@ -349,7 +365,10 @@ def intervene_stage(
     think_modes = None if think_modes_path is None else read_table(think_modes_path, "think_modes")
     replicate_heads = None if replicate_heads_path is None else read_table(replicate_heads_path, "replicate_heads")
     cohorts = read_table(cohorts_path, "cohorts")
-    table, samples = intervention_table(config, manifest, task, problems_path, cohorts, think_modes, replicate_heads, condition)
+    frequency = None if frequency_path is None else read_table(frequency_path, "frequency")
+    table, samples = intervention_table(
+        config, manifest, task, problems_path, cohorts, think_modes, replicate_heads, condition, frequency
+    )
     provenance = run_provenance(config, read_manifest(manifest).run, task, "evaluate", "aggregate")
     write_table(with_provenance(samples, **provenance), "intervention_samples", samples_out)
     return write_table(with_provenance(table, **provenance), "interventions", out)

@@ -21,6 +21,12 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     add_common(q, manifest=True, task=True)
     q.add_argument("--problems", type=Path, required=True, help="the task's problems table (prepare-data)")
     q.add_argument("--cohorts", type=Path, required=True, help="the run's cohorts.parquet (aggregate stage)")
+    q.add_argument(
+        "--frequency",
+        type=Path,
+        default=None,
+        help="the run's frequency.parquet: the outside control never draws a head active in it",
+    )
     q.add_argument("--think-modes", type=Path, default=None, help="the run's think_modes.parquet (evaluate.heads: think_*_only)")
     q.add_argument(
         "--replicate-heads",
@@ -63,6 +69,7 @@ def main_intervene(args: argparse.Namespace) -> None:
         args.think_modes,
         args.replicate_heads,
         args.condition,
+        args.frequency,
     )
 
 

@@ -6,7 +6,7 @@ inside the ``intervene`` context, so generation with the KV cache sees them at e
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -107,28 +107,45 @@ def head_means(
 
 
 def control_heads(
-    control: str, heads: Sequence[HeadId], cohorts: pl.DataFrame, n_layers: int, n_heads: int, seed: int
+    control: str,
+    heads: Sequence[HeadId],
+    cohorts: pl.DataFrame,
+    n_layers: int,
+    n_heads: int,
+    seed: int | str,
+    active: Collection[HeadId] = (),
 ) -> tuple[HeadId, ...]:
     """One draw of a control (a name in ``sparks.registry.CONTROLS``) for the intervened ``heads``
-    (the emergent ones, or ``evaluate.heads``), as many heads as they are: ``same_layer`` random
-    heads of their layers (which may belong to the starting model's circuit); ``base_circuit``
-    heads active in the starting model's circuit (the cohorts table's heads without a cohort step),
-    never an intervened one; ``outside`` heads active in no circuit of the run (not in the cohorts
-    table). A pool smaller than needed gives all it has."""
+    (the emergent ones, or ``evaluate.heads``), as many heads as they are and never one of them:
+    ``same_layer`` random heads of their layers (which may belong to the starting model's
+    circuit); ``base_circuit`` heads active in the starting model's circuit (the cohorts table's
+    heads without a cohort step); ``outside`` heads in no circuit of the run: none of ``active``
+    (the heads active at any checkpoint, of any replicate for a robust set) nor of the cohorts
+    table. ``seed`` (use :func:`draw_seed`) makes the draw; a pool smaller than needed gives all it has."""
     if control == "same_layer":
         return random_heads_like(heads, n_heads, seed, exclude=heads)
     if control not in CONTROLS:
         raise ValueError(f"control {control!r} is not one of {', '.join(CONTROLS)}")
     rows = cohorts.select("layer", "head", "cohort_step").rows()
     if control == "base_circuit":
-        pool = {HeadId(layer, head) for layer, head, cohort in rows if cohort is None} - set(heads)
+        pool = {HeadId(layer, head) for layer, head, cohort in rows if cohort is None}
     else:
         every = {HeadId(layer, head) for layer in range(n_layers) for head in range(n_heads)}
-        pool = every - {HeadId(layer, head) for layer, head, _ in rows}
+        pool = every - {HeadId(layer, head) for layer, head, _ in rows} - set(active)
+    pool -= set(heads)
     return tuple(sorted(random.Random(seed).sample(sorted(pool), min(len(heads), len(pool)))))
 
 
-def random_heads_like(heads: Sequence[HeadId], n_heads: int, seed: int, exclude: Sequence[HeadId] = ()) -> tuple[HeadId, ...]:
+def draw_seed(run_seed: int | None, base_seed: int | None, draw: int) -> str:
+    """The seed of a control's ``draw`` in a run: its replicate's trainer and base seeds and the
+    draw index, so that every replicate draws its own control heads (a string: Python's
+    ``random`` seeds it the same in every process)."""
+    return f"run{run_seed}-base{base_seed}-draw{draw}"
+
+
+def random_heads_like(
+    heads: Sequence[HeadId], n_heads: int, seed: int | str, exclude: Sequence[HeadId] = ()
+) -> tuple[HeadId, ...]:
     """As many random heads as ``heads``, from the same layers, none of ``exclude`` (the control)."""
     rng = random.Random(seed)
     banned = set(exclude) | set(heads)
