@@ -25,10 +25,11 @@ VERDICTS = {  # replicate_claims' verdicts (sparks.aggregate.claims), each with 
 CLAIM_ORDER = (
     "stable_heads",
     "reward_tracking",
+    "loss_",
     "gain_",
     "ablation_cost",
     "ablation_vs_",
-    "overthinking_easy",
+    "overthinking_",
     "think_off_broader",
 )
 
@@ -36,7 +37,7 @@ CLAIM_ORDER = (
 def _claim_rank(claim: str, order: list[str]) -> tuple[int, int, str]:
     """Claims in the study's order; accuracy gains by difficulty, easiest first."""
     rank = next(i for i, prefix in enumerate(CLAIM_ORDER) if claim.startswith(prefix))
-    difficulty = claim.removeprefix("gain_")
+    difficulty = claim.removeprefix("gain_").removeprefix("loss_")
     return rank, order.index(difficulty) if difficulty in order else len(order), claim
 
 
