@@ -1,7 +1,7 @@
 """The study's claims, each tested across a replicated run's replicates (or on a run without
 replicates, a group of one): one row per claim with the statistic, its mean and 95 % interval
 over replicates, and a verdict. With one replicate the interval is the value's sampling error
-alone (``mean_interval``), and a claim measured by a count alone is not testable.
+alone (over problems), and a claim measured by a count alone is not testable.
 
 Accuracy claims are paired on problems, replicates and problems crossed (``sparks.aggregate.paired``
 states the method): the final checkpoint against the shared base, the intervened model against

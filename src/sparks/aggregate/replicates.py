@@ -270,9 +270,9 @@ def accuracy_table(samples: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     for name, table in samples.items():
         first = table["step"].min()
         for (step, difficulty), part in table.group_by("step", "difficulty"):
-            by_step.setdefault((step, difficulty), {})[name] = per_problem(part)
+            values = by_step.setdefault((step, difficulty), {})[name] = per_problem(part)
             if step == first:
-                starts[name, difficulty] = per_problem(part)
+                starts[name, difficulty] = values
     rows = []
     for (step, difficulty), parts in by_step.items():
         level = crossed(list(parts.values()))
