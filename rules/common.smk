@@ -395,7 +395,9 @@ def claims_inputs(wildcards):
         name: layout.replicates(name, wildcards.group, wildcards.task, EXP)
         for name in ("replicate_heads", "replicate_reward")
     }
-    tables["failures"] = [layout.failures("failures", r, EXP) for r in replicate_names(wildcards)]
+    tables["failures"] = [
+        layout.failures("failures", r, EXP) for r in replicate_names(wildcards)
+    ]
     tables["null_calls"] = [
         layout.circuits("null_calls", r, wildcards.task, EXP)
         for r in replicate_names(wildcards)

@@ -14,7 +14,7 @@ STAGES = {
     "plot": "--figures",
     "report": "--out",
     "replicates": "--replicate-heads-out",
-    "claims": "--interventions",
+    "claims": "--failures",
     "plot-replicates": "--section",
 }
 

@@ -39,6 +39,7 @@ def test_split_interventions_merge_to_the_single_jobs_tables(dag_run, tmp_path):
         task=task,
         problems_path=dag_run / "data" / f"{task}_problems.parquet",
         cohorts_path=dag_run / "circuits" / run / task / "cohorts.parquet",
+        frequency_path=dag_run / "circuits" / run / task / "frequency.parquet",
     )
     tables, samples = [], []
     for condition in conditions(EvaluateSettings.from_config(config)):
