@@ -110,6 +110,11 @@ def test_pair_halves_null(tmp_path, noise):
     _, null = run(tmp_path, {0: same, 10: same}, None, {0: {A0H0, A0H1}, 10: {A0H0, A0H1}})
     assert null.select("step", "direction").rows() == [(0, "a_to_b"), (0, "b_to_a"), (10, "a_to_b"), (10, "b_to_a")]
     assert null["n_pairs"].to_list() == [N_PAIRS // 2] * 4 and null["n_called"].sum() == 0
+    assert null["n_only"].to_list() == [0] * 4  # both halves' circuits hold the same heads
+    in_a = np.isin(np.arange(N_PAIRS), np.random.default_rng(0).permutation(N_PAIRS)[: N_PAIRS // 2])
+    split = np.where(in_a[:, None], scores_with(0.0, noise), scores_with(8.0, noise))  # B: a1.h3 replaces a0.h1
+    _, null = run(tmp_path, {0: split, 10: split}, None, {0: {A0H0, A0H1}, 10: {A0H0, A0H1}}, resamples=0)
+    assert null["n_only"].to_list() == [1] * 4  # a1.h3 only in B's circuit, a0.h1 only in A's
     mixed = np.where(np.arange(N_PAIRS)[:, None] % 2 == 0, scores_with(0.0, noise), scores_with(8.0, noise))
     _, null = run(tmp_path, {0: mixed, 10: mixed}, None, {0: {A0H0, A0H1}, 10: {A0H0, A0H1}}, resamples=50)
     assert set(null["heads"].str.split(" ").explode().to_list()) <= {"", "a0.h1", "a1.h3"}

@@ -331,7 +331,7 @@ def test_claims_and_their_verdicts(heads):
     assert claims["ablation_cost"]["verdict"] == REPRODUCED and math.isclose(claims["ablation_cost"]["value"], 0.7)
     margin = claims["ablation_vs_outside"]  # the control's accuracy, the mean of its two draws, minus the emergent heads'
     assert math.isclose(margin["value"], ((0.95 - 0.3) + (0.95 - 0.4) + (0.9 - 0.2)) / 3) and margin["verdict"] == REPRODUCED
-    assert margin["detail"] == "2 draws of outside heads per replicate"
+    assert margin["detail"] == "2 distinct draws of outside heads per replicate"
     assert claims["overthinking_easy"]["verdict"] == REPRODUCED and math.isclose(claims["overthinking_easy"]["value"], 0.7)
     assert claims["overthinking_easy"]["detail"] == "alpha 2"  # the largest alpha above 1; 0.5 is not over-thinking
     assert math.isclose(claims["overthinking_vs_outside"]["value"], margin["value"])
@@ -361,6 +361,20 @@ def test_claims_and_their_verdicts(heads):
     assert math.isclose(stay["high"] - stay["value"], 4.303 * max(poisson, 0.5) / math.sqrt(3), rel_tol=1e-6)
     alike = {"sft-s0": null((0, 0)), "sft-s1": null((1, 1)), "sft-s2": null((2, 2))}  # 2 - 0, 1 - 1, 0 - 2: all differ
     assert claims_table("grpo", heads, reward, tables, None, ["easy"], null_calls=alike).row(0, named=True)["low"] < 0
+    think = {  # think-off-only, think-on-only heads at the last compared checkpoint (10) of each replicate
+        f"sft-s{i}": pl.DataFrame({"step": [0, 10], "think_off_only": [0, off], "think_on_only": [0, on]})
+        for i, (off, on) in enumerate([(4, 1), (5, 1), (3, 0)])
+    }
+    halves = {  # the pair-halves null's heads only in the later half's circuit, per direction
+        f"sft-s{i}": null((0, 0)).with_columns(n_only=pl.Series([0, 0, *only])) for i, only in enumerate([(1, 0), (0, 2), (1, 1)])
+    }
+    broader = claims_table("grpo", heads, reward, tables, think, ["easy"], null_calls=halves)
+    broader = broader.filter(pl.col("claim") == "think_off_broader").row(0, named=True)
+    assert math.isclose(broader["value"], ((3 - 1) + (4 - 2) + (3 - 0)) / 3)  # margins 3, 4, 3 less the null's 1, 2, 0
+    assert broader["detail"] == "margins +3, +4, +3; null 1, 2, 0" and "pair-halves null" in broader["statistic"]
+    counts = math.sqrt((5 + 6 + 3 + 1 + 2 + 0) / 3)  # the margins' own (Poisson) error is the least spread
+    assert math.isclose(broader["high"] - broader["value"], 4.303 * counts / math.sqrt(3), rel_tol=1e-6)
+    assert broader["low"] < 0 < broader["p_value"] - 0.025  # 2.33 against a half-width of 5.9: not with three replicates
     nothing = tables["b"].filter(pl.col("heads_from") != "emergent")  # no head to ablate here
     partial = claims_table("grpo", heads, reward, {"a": tables["a"], "b": nothing}, None, ["easy", "hard"])
     cost = partial.filter(pl.col("claim") == "ablation_cost").row(0, named=True)

@@ -291,6 +291,9 @@ SCHEMAS: dict[str, pl.Schema] = {
             "n_pairs": pl.Int64,  # pairs in each half
             "n_called": pl.Int64,  # heads the emergence test calls between the halves: false emergences
             "heads": pl.String,  # their names, e.g. "a1.h3 a2.h0"
+            # heads in the later half's point circuit and not in the other's: the circuit-set
+            # difference splitting the pairs alone makes (the think-off breadth claim's null)
+            "n_only": pl.Int64,
         }
     ),
     "similarity": pl.Schema(

@@ -115,7 +115,14 @@ def emergence_calls(
     stability = pl.concat(frames).select("step", "layer", "head", *columns, "called")
     null = pl.DataFrame(
         null_rows,
-        schema={"step": pl.Int64, "direction": pl.String, "n_pairs": pl.Int64, "n_called": pl.Int64, "heads": pl.String},
+        schema={
+            "step": pl.Int64,
+            "direction": pl.String,
+            "n_pairs": pl.Int64,
+            "n_called": pl.Int64,
+            "heads": pl.String,
+            "n_only": pl.Int64,
+        },
         orient="row",
     )
     return stability, null
@@ -133,7 +140,8 @@ def _halves_null(
     threshold: float,
     seed: int,
 ) -> list[tuple]:
-    """(step, direction, pairs per half, heads called, their names) for a_to_b and b_to_a."""
+    """(step, direction, pairs per half, heads called, their names, heads only in the later half's
+    circuit) for a_to_b and b_to_a."""
     point, members = [], []
     for offset, half in enumerate(halves):
         part = scores[half]
@@ -151,5 +159,6 @@ def _halves_null(
         if exact is not None:
             _, low, high = unpaired_change(exact[after], exact[before])
         hits = called(point[after], point[before], p_change, threshold, low, high)
-        out.append((step, name, len(halves[0]), int(hits.sum()), _names(resampled.heads, hits)))
+        only = int((point[after] & ~point[before]).sum())
+        out.append((step, name, len(halves[0]), int(hits.sum()), _names(resampled.heads, hits), only))
     return out

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sparks.aggregate.paired import METHOD
 from sparks.atomic import atomic_file
 from sparks.plot.style import DASH, html_table, order_difficulty
 from sparks.registry import FAILURE_CATEGORIES
@@ -313,8 +314,7 @@ GLOSSARY = {
     "CPR / CMD": "the areas under the faithfulness curve and under |1 - faithfulness| (the study's Eq. 6-7); "
     "faithfulness is (m(circuit) - m(corrupt)) / (m(model) - m(corrupt))",
     "pass@k / success@k": "one of k samples drawn is correct (unbiased) / a correct answer among the first k in generation order",
-    "interval": "95 %: Student t over replicates with their sampling error as the least spread; for a run "
-    "without replicates, the normal interval of its sampling error alone",
+    "interval": f"95 %; {METHOD}",
     "p / Holm-adjusted": "a claim's one-sided p-value, read back from its interval, and Holm's adjustment over the run's "
     "claims (one family); the verdict comes from the adjusted p at 2.5 % in each direction",
 }
