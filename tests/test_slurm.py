@@ -43,6 +43,7 @@ def scaled_down(config: dict) -> dict:
     task.update(n_train=96, n_eval=6, n_pairs=12)
     config["runs"] = {"distill": {**config["runs"]["distill"], "max_steps": 2, "save_steps": 2}}
     config["aggregate"] = {"bootstrap": 10}
+    config["evaluate"] = {**config.get("evaluate", {}), "random_seeds": 1}  # wiring: one draw per control
     return config
 
 

@@ -1,5 +1,5 @@
 """evaluate.split_interventions: one intervene job per condition, merged into exactly the tables
-the single job writes (checked on the full-size embedded run, read from conftest's dag_run)."""
+the single job writes (checked on the checkpoints of conftest's full-size dag_run)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,10 @@ def test_conditions_follow_the_single_jobs_order():
 
 @pytest.mark.slow
 def test_split_interventions_merge_to_the_single_jobs_tables(dag_run, tmp_path):
+    """On the full-size run's distill checkpoints, with one draw per control and one alpha (the
+    merge does not depend on how many conditions there are; 8 draws would cost 77 passes)."""
     config = check_config(yaml.safe_load((REPO / "workflow_config.yaml").read_text()))
+    config["evaluate"].update(random_seeds=2, alphas=[2.0])
     run, task = "distill", "arith"  # the embedded run with emergent heads in both recorded runs
     inputs = dict(
         manifest=dag_run / "runs" / run / "checkpoints.json",
@@ -47,10 +50,11 @@ def test_split_interventions_merge_to_the_single_jobs_tables(dag_run, tmp_path):
         samples.append(tmp_path / f"{condition.name}_samples.parquet")
         intervene_stage(config, **inputs, out=tables[-1], samples_out=samples[-1], condition=condition.name)
     merge_interventions(tables, samples, tmp_path / "merged.parquet", tmp_path / "merged_samples.parquet")
-    single = dag_run / "bench" / run / "interventions"
+    intervene_stage(config, **inputs, out=tmp_path / "single.parquet", samples_out=tmp_path / "single_samples.parquet")
     drop = ("created_at",)
     merged = read_table(tmp_path / "merged.parquet", "interventions").drop(drop)
-    assert merged.height > 0 and merged.equals(read_table(single / f"{task}.parquet", "interventions").drop(drop))
+    single = read_table(tmp_path / "single.parquet", "interventions").drop(drop)
+    assert set(merged["heads_from"]) > {"none", "emergent"} and merged.equals(single)
     merged_samples = read_table(tmp_path / "merged_samples.parquet", "intervention_samples").drop(drop)
-    assert merged_samples.equals(read_table(single / f"{task}_samples.parquet", "intervention_samples").drop(drop))
+    assert merged_samples.equals(read_table(tmp_path / "single_samples.parquet", "intervention_samples").drop(drop))
     assert pl.read_parquet(tables[0]).height > 0
