@@ -215,8 +215,9 @@ def test_dag_draws_every_figure_and_the_report(dag_run):
 
     found = set(re.findall(r'<span class="verdict-[a-z]+">([a-z ]+?)(?: \(allows up to [^)]*\))?</span>', summary))
     assert "not testable here" in found and found <= set(VERDICTS) and len(found) >= 2  # a tested claim too
-    from sparks.registry import EMERGENCE_RULE
+    from sparks.registry import EMERGENCE_RULE, PAIRED_METHOD
 
+    assert html.escape(PAIRED_METHOD) in report[report.index('id="terms"') :]  # the intervals' method, in a line
     trust = report[report.index('id="trust"') : report.index("<nav>")]
     assert html.escape(EMERGENCE_RULE) in trust
     for run in config["runs"]:  # one sentence per run from its numbers, the null's rate beside its own

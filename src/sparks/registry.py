@@ -12,6 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
+# How sparks.aggregate.paired computes the claims' accuracy intervals, in the report's words.
+PAIRED_METHOD = (
+    "accuracy intervals are over problems (a problem's samples averaged), paired where two conditions answered "
+    "the same problems, replicates and problems crossed (variance components, Satterthwaite t)"
+)
 EMERGENCE_RULE = (
     "A head is called emergent at checkpoint t when (1) it is in t's circuit and not in the base "
     "circuit; (2) in at least the stability threshold of bootstrap resamples of the pairs, the same "

@@ -1,6 +1,6 @@
 """How sparks puts an interval on an accuracy: problems are the unit, conditions are paired,
 replicates and problems are crossed. Every accuracy in the claims and the replicates' accuracy
-table goes through :func:`crossed`; the report's terms say it in a line (``METHOD``).
+table goes through :func:`crossed`; the report's terms say it in a line (``sparks.registry.PAIRED_METHOD``).
 
 - **Problems, not samples.** A problem's value is the mean over its samples (its n answers are
   not independent draws: they share the problem), so the unit of every interval is the problem.
@@ -32,10 +32,6 @@ import polars as pl
 
 from sparks.stats import t_quantile, t_sf
 
-METHOD = (
-    "accuracy intervals are over problems (a problem's samples averaged), paired where two conditions answered "
-    "the same problems, replicates and problems crossed (variance components, Satterthwaite t)"
-)
 KEYS = ("difficulty", "sample_id")  # a problem
 
 

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import polars as pl
 
-from sparks.aggregate.paired import METHOD
 from sparks.atomic import atomic_file
 from sparks.plot.style import DASH, html_table, order_difficulty
-from sparks.registry import FAILURE_CATEGORIES
+from sparks.registry import FAILURE_CATEGORIES, PAIRED_METHOD
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.92em}td,th{border:1px solid #ccc;padding:3px 8px}
@@ -314,7 +313,7 @@ GLOSSARY = {
     "CPR / CMD": "the areas under the faithfulness curve and under |1 - faithfulness| (the study's Eq. 6-7); "
     "faithfulness is (m(circuit) - m(corrupt)) / (m(model) - m(corrupt))",
     "pass@k / success@k": "one of k samples drawn is correct (unbiased) / a correct answer among the first k in generation order",
-    "interval": f"95 %; {METHOD}",
+    "interval": f"95 %; {PAIRED_METHOD}",
     "p / Holm-adjusted": "a claim's one-sided p-value, read back from its interval, and Holm's adjustment over the run's "
     "claims (one family); the verdict comes from the adjusted p at 2.5 % in each direction",
 }
