@@ -23,4 +23,4 @@ include: "rules/replicates.smk"
 
 rule all:
     input:
-        final_targets,
+        WF.final_targets,

@@ -1,6 +1,6 @@
 rule aggregate:
     input:
-        unpack(attribution_tables),
+        unpack(WF.attribution_tables),
         manifest=layout.manifest(),
     output:
         circuit=layout.circuits("circuit"),
@@ -22,11 +22,10 @@ rule aggregate:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["aggregate"]["mem_mb"],
-        runtime=config["resources"]["aggregate"]["runtime"],
+        **resources_of("aggregate"),
     params:
         config=CONFIG_FILE,
-        settings=settings("aggregate", ignore=("robust_share", "min_reward_points")),
+        settings=WF.settings("aggregate", ignore=("robust_share", "min_reward_points")),
         inputs=flags,
     shell:
         "sparks aggregate --config {params.config} --task {wildcards.task} {params.inputs} "
@@ -40,7 +39,7 @@ rule aggregate:
 
 rule think_modes:
     input:
-        unpack(think_mode_tables),
+        unpack(WF.think_mode_tables),
     output:
         think_modes=layout.circuits("think_modes"),
         overlap=layout.circuits("think_overlap"),
@@ -52,11 +51,10 @@ rule think_modes:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["think_modes"]["mem_mb"],
-        runtime=config["resources"]["think_modes"]["runtime"],
+        **resources_of("think_modes"),
     params:
         config=CONFIG_FILE,
-        settings=settings(
+        settings=WF.settings(
             "aggregate",
             ignore=("robust_share", "compare_faithfulness", "min_reward_points"),
         ),

@@ -1,7 +1,7 @@
 rule attribute:
     input:
         manifest=layout.manifest(),
-        pairs=attribute_pairs,
+        pairs=WF.attribute_pairs,
     output:
         heads=layout.attribution("heads"),
         edges=layout.attribution("edges"),
@@ -16,12 +16,10 @@ rule attribute:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["attribute"]["mem_mb"],
-        runtime=config["resources"]["attribute"]["runtime"],
-        gpu=1,
+        **resources_of("attribute"),
     params:
         config=CONFIG_FILE,
-        settings=settings("attribute", ignore=("compare_think_at",)),
+        settings=WF.settings("attribute", ignore=("compare_think_at",)),
     shell:
         "sparks attribute --config {params.config} --manifest {input.manifest} "
         "--step {wildcards.step} --task {wildcards.task} --pairs {input.pairs} "
@@ -32,7 +30,7 @@ rule attribute:
 rule attribute_think:
     input:
         manifest=layout.manifest(),
-        pairs=attribute_pairs,
+        pairs=WF.attribute_pairs,
     output:
         heads=layout.think_attribution("heads"),
         edges=layout.think_attribution("edges"),
@@ -44,12 +42,10 @@ rule attribute_think:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["attribute_think"]["mem_mb"],
-        runtime=config["resources"]["attribute_think"]["runtime"],
-        gpu=1,
+        **resources_of("attribute_think"),
     params:
         config=CONFIG_FILE,
-        settings=settings("attribute", ignore=("compare_think_at",)),
+        settings=WF.settings("attribute", ignore=("compare_think_at",)),
     shell:
         "sparks attribute --config {params.config} --manifest {input.manifest} "
         "--step {wildcards.step} --task {wildcards.task} --pairs {input.pairs} "
@@ -70,14 +66,12 @@ rule style_pairs:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["style_pairs"]["mem_mb"],
-        runtime=config["resources"]["style_pairs"]["runtime"],
-        gpu=1,
+        **resources_of("style_pairs"),
     params:
         config=CONFIG_FILE,
-        settings=settings("attribute", "style"),
-        prompt=PROMPT,
-        generation=GENERATION,
+        settings=WF.settings("attribute", "style"),
+        prompt=WF.prompt,
+        generation=WF.generation,
     shell:
         "sparks style-pairs --config {params.config} --manifest {input.manifest} --task {wildcards.task} "
         "--problems {input.problems} --out {output} > {log} 2>&1"

@@ -13,14 +13,12 @@ rule evaluate:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["evaluate"]["mem_mb"],
-        runtime=config["resources"]["evaluate"]["runtime"],
-        gpu=1,
+        **resources_of("evaluate"),
     params:
         config=CONFIG_FILE,
-        settings=settings("evaluate", ignore=("split_interventions",)),
-        prompt=PROMPT,
-        generation=GENERATION,
+        settings=WF.settings("evaluate", ignore=("split_interventions",)),
+        prompt=WF.prompt,
+        generation=WF.generation,
     shell:
         "sparks evaluate --config {params.config} --manifest {input.manifest} "
         "--step {wildcards.step} --task {wildcards.task} --problems {input.problems} "
@@ -29,7 +27,7 @@ rule evaluate:
 
 rule intervene:
     input:
-        unpack(intervene_inputs),
+        unpack(WF.intervene_inputs),
         manifest=layout.manifest(),
         problems=layout.problems(),
         cohorts=layout.circuits("cohorts"),
@@ -45,26 +43,24 @@ rule intervene:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["intervene"]["mem_mb"],
-        runtime=config["resources"]["intervene"]["runtime"],
-        gpu=1,
+        **resources_of("intervene"),
     params:
         config=CONFIG_FILE,
-        settings=settings("evaluate", ignore=("split_interventions",)),
-        prompt=PROMPT,
+        settings=WF.settings("evaluate", ignore=("split_interventions",)),
+        prompt=WF.prompt,
         inputs=flags,
-        condition=lambda w: f"--condition {w.condition}" if SPLIT_INTERVENTIONS else "",
+        condition=WF.condition_flag,
     shell:
         "sparks intervene --config {params.config} --task {wildcards.task} {params.inputs} "
         "{params.condition} --out {output.table} --samples {output.samples} > {log} 2>&1"
 
 
-if SPLIT_INTERVENTIONS:
+if WF.split_interventions:
 
     rule merge_interventions:
         input:
-            tables=lambda w: intervention_parts(w, "table"),
-            samples=lambda w: intervention_parts(w, "samples"),
+            tables=WF.intervention_parts("table"),
+            samples=WF.intervention_parts("samples"),
         output:
             table=layout.interventions(),
             samples=layout.intervention_samples(),
@@ -76,8 +72,7 @@ if SPLIT_INTERVENTIONS:
             "../envs/sparks.yaml"
         threads: 1
         resources:
-            mem_mb=config["resources"]["merge_interventions"]["mem_mb"],
-            runtime=config["resources"]["merge_interventions"]["runtime"],
+            **resources_of("merge_interventions"),
         shell:
             "sparks merge-interventions --tables {input.tables} --samples {input.samples} "
             "--out {output.table} --samples-out {output.samples} > {log} 2>&1"
@@ -85,7 +80,7 @@ if SPLIT_INTERVENTIONS:
 
 rule failures:
     input:
-        unpack(failure_inputs),
+        unpack(WF.failure_inputs),
         manifest=layout.manifest(),
     output:
         failures=layout.failures("failures"),
@@ -99,12 +94,11 @@ rule failures:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["failures"]["mem_mb"],
-        runtime=config["resources"]["failures"]["runtime"],
+        **resources_of("failures"),
     params:
         config=CONFIG_FILE,
-        settings=settings("failures"),
-        task=run_task_of,
+        settings=WF.settings("failures"),
+        task=WF.run_task_of,
         inputs=flags,
     shell:
         "sparks failures --config {params.config} --task {params.task} {params.inputs} "

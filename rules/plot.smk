@@ -1,6 +1,6 @@
 rule plot:
     input:
-        unpack(plot_inputs),
+        unpack(WF.plot_inputs),
     output:
         figures=expand(
             layout.figure("{name}", "{ext}", "{{run}}", "{{task}}", "{{exp}}"),
@@ -16,8 +16,7 @@ rule plot:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["plot"]["mem_mb"],
-        runtime=config["resources"]["plot"]["runtime"],
+        **resources_of("plot"),
     params:
         config=CONFIG_FILE,
         inputs=flags,
@@ -28,8 +27,8 @@ rule plot:
 
 rule report:
     input:
-        unpack(report_inputs),
-        **REPORT_STEP_INPUTS,
+        unpack(WF.report_inputs),
+        **WF.report_step_inputs(),
     output:
         layout.report(),
     log:
@@ -40,8 +39,7 @@ rule report:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["report"]["mem_mb"],
-        runtime=config["resources"]["report"]["runtime"],
+        **resources_of("report"),
     params:
         config=CONFIG_FILE,
         inputs=flags,

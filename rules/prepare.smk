@@ -11,13 +11,11 @@ rule prepare_model:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["prepare_model"]["mem_mb"],
-        runtime=config["resources"]["prepare_model"]["runtime"],
-        gpu=1,
+        **resources_of("prepare_model"),
     params:
         config=CONFIG_FILE,
-        settings=model_settings,
-        prompt=PROMPT,
+        settings=WF.model_settings,
+        prompt=WF.prompt,
     shell:
         "sparks prepare-model --config {params.config} --role {wildcards.role} "
         "--out {output} > {log} 2>&1"
@@ -37,12 +35,11 @@ rule prepare_data:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["prepare_data"]["mem_mb"],
-        runtime=config["resources"]["prepare_data"]["runtime"],
+        **resources_of("prepare_data"),
     params:
         config=CONFIG_FILE,
-        settings=settings("tasks", "{task}"),
-        prompt=PROMPT,
+        settings=WF.settings("tasks", "{task}"),
+        prompt=WF.prompt,
     shell:
         "sparks prepare-data --config {params.config} --task {wildcards.task} "
         "--tokenizer {input.tokenizer} --problems {output.problems} --pairs {output.pairs} "

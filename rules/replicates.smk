@@ -5,7 +5,7 @@
 
 rule replicates:
     input:
-        unpack(replicate_inputs),
+        unpack(WF.replicate_inputs),
     output:
         heads=layout.replicates("replicate_heads"),
         jaccard=layout.replicates("replicate_jaccard"),
@@ -21,11 +21,10 @@ rule replicates:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["replicates"]["mem_mb"],
-        runtime=config["resources"]["replicates"]["runtime"],
+        **resources_of("replicates"),
     params:
         config=CONFIG_FILE,
-        settings=settings("aggregate"),
+        settings=WF.settings("aggregate"),
         inputs=flags,
     shell:
         "sparks replicates --config {params.config} --run {wildcards.group} --task {wildcards.task} "
@@ -37,7 +36,7 @@ rule replicates:
 
 rule claims:
     input:
-        unpack(claims_inputs),
+        unpack(WF.claims_inputs),
     output:
         layout.replicates("replicate_claims"),
     log:
@@ -48,8 +47,7 @@ rule claims:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["replicates"]["mem_mb"],
-        runtime=config["resources"]["replicates"]["runtime"],
+        **resources_of("claims"),
     params:
         config=CONFIG_FILE,
         inputs=flags,
@@ -81,8 +79,7 @@ rule plot_replicates:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["plot"]["mem_mb"],
-        runtime=config["resources"]["plot"]["runtime"],
+        **resources_of("plot_replicates"),
     params:
         config=CONFIG_FILE,
         inputs=flags,

@@ -1,7 +1,7 @@
 checkpoint train:
     input:
-        given_checkpoints,
-        unpack(run_inputs),
+        WF.given_checkpoints,
+        unpack(WF.run_inputs),
     output:
         manifest=layout.manifest(),
         train_log=layout.train_log(),
@@ -13,15 +13,13 @@ checkpoint train:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["train"]["mem_mb"],
-        runtime=config["resources"]["train"]["runtime"],
-        gpu=config["resources"]["train"]["gpus"],
+        **resources_of("train"),
     params:
         config=CONFIG_FILE,
-        settings=settings("runs", "{run}"),
-        prompt=PROMPT,
+        settings=WF.settings("runs", "{run}"),
+        prompt=WF.prompt,
         inputs=flags,
-        launch=train_launcher,
+        launch=WF.train_launcher,
     shell:
         "{params.launch} train --config {params.config} --run {wildcards.run} {params.inputs} "
         "--manifest {output.manifest} --train-log {output.train_log} > {log} 2>&1"
@@ -29,7 +27,7 @@ checkpoint train:
 
 rule teacher_traces:
     input:
-        unpack(teacher_inputs),
+        unpack(WF.teacher_inputs),
     output:
         layout.teacher_traces(),
     log:
@@ -40,14 +38,12 @@ rule teacher_traces:
         "../envs/sparks.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["teacher_traces"]["mem_mb"],
-        runtime=config["resources"]["teacher_traces"]["runtime"],
-        gpu=1,
+        **resources_of("teacher_traces"),
     params:
         config=CONFIG_FILE,
-        settings=settings("runs", "{run}", ignore=TRAINING_ONLY),
-        prompt=PROMPT,
-        generation=GENERATION,
+        settings=WF.settings("runs", "{run}", ignore=TRAINING_ONLY),
+        prompt=WF.prompt,
+        generation=WF.generation,
         inputs=flags,
     shell:
         "sparks teacher-traces --config {params.config} --run {wildcards.run} {params.inputs} "

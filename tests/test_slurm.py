@@ -24,7 +24,9 @@ import yaml
 from conftest import ENV, REPO
 from slurm_cluster import PACKAGES, LocalSlurm, missing_binaries
 
-GPU_RULES = {"prepare_model", "teacher_traces", "train", "style_pairs", "attribute", "attribute_think", "evaluate", "intervene"}
+from sparks import workflow
+
+GPU_RULES = set(workflow.GPU_RULES)
 # Rules this config does not need: style_pairs runs only with attribute.pairs: style, which excludes
 # the think-mode comparison (attribute_think) that this test needs; tests/test_given_dag.py and
 # tests/test_hub_shaped.py run it locally. The replicates rules (CPU jobs wired like aggregate's)

@@ -18,8 +18,9 @@ from typing import Any
 import polars as pl
 
 from sparks import registry
-from sparks.evaluate import EvaluateSettings, conditions
+from sparks.evaluate.conditions import EvaluateSettings, conditions
 from sparks.model.graph import Graph
+from sparks.workflow import GPU_RULES
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ def checkpoint_count(name: str, run: dict[str, Any]) -> int:
 
 
 def plan_table(config: dict[str, Any], throughput: Throughput | None = None) -> pl.DataFrame:
-    """Per rule: jobs, GPU-hours (estimate) and disk in GB, from the checked config."""
+    """Per rule: whether its jobs run on a GPU (sparks.workflow.GPU_RULES), jobs, GPU-hours
+    (estimate) and disk in GB, from the checked config."""
     t = throughput or Throughput()
     rows: dict[str, dict[str, float]] = {}
 
@@ -178,8 +180,8 @@ def plan_table(config: dict[str, Any], throughput: Throughput | None = None) -> 
             add(rule, 1)
     add("report", 1)
     return pl.DataFrame(
-        [{"rule": rule, **row} for rule, row in rows.items()],
-        schema={"rule": pl.String, "jobs": pl.Int64, "gpu_hours": pl.Float64, "disk_gb": pl.Float64},
+        [{"rule": rule, "gpu": rule in GPU_RULES, **row} for rule, row in rows.items()],
+        schema={"rule": pl.String, "gpu": pl.Boolean, "jobs": pl.Int64, "gpu_hours": pl.Float64, "disk_gb": pl.Float64},
     )
 
 
@@ -196,13 +198,14 @@ def format_plan(table: pl.DataFrame, config: dict[str, Any]) -> str:
     """The plan as text: one line per rule, the totals, and the rules whose jobs may outrun their limit."""
     table = with_limits(table, config)
     lines = [f"experiment {config['experiment']}: jobs, estimated GPU-hours (H100-class) and disk", ""]
-    lines.append(f"{'rule':<20}{'jobs':>6}{'GPU-hours':>12}{'disk GB':>10}{'min/job':>10}{'limit':>8}")
+    lines.append(f"{'rule':<20}{'on':>4}{'jobs':>6}{'GPU-hours':>12}{'disk GB':>10}{'min/job':>10}{'limit':>8}")
     for row in table.iter_rows(named=True):
         limit = "" if row["runtime_limit"] is None else str(row["runtime_limit"])
         lines.append(
-            f"{row['rule']:<20}{row['jobs']:>6}{row['gpu_hours']:>12.1f}{row['disk_gb']:>10.1f}{row['minutes_per_job']:>10.0f}{limit:>8}"
+            f"{row['rule']:<20}{'GPU' if row['gpu'] else 'CPU':>4}{row['jobs']:>6}{row['gpu_hours']:>12.1f}"
+            f"{row['disk_gb']:>10.1f}{row['minutes_per_job']:>10.0f}{limit:>8}"
         )
-    lines.append(f"{'total':<20}{table['jobs'].sum():>6}{table['gpu_hours'].sum():>12.1f}{table['disk_gb'].sum():>10.1f}")
+    lines.append(f"{'total':<24}{table['jobs'].sum():>6}{table['gpu_hours'].sum():>12.1f}{table['disk_gb'].sum():>10.1f}")
     over = table.filter(pl.col("minutes_per_job") > pl.col("runtime_limit"))
     for row in over.iter_rows(named=True):
         lines.append(

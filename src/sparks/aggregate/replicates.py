@@ -19,6 +19,7 @@ import polars as pl
 
 from sparks.aggregate.emergence import pearson_with_interval
 from sparks.aggregate.paired import crossed, difference, per_problem
+from sparks.layout import REPLICATES
 from sparks.stats import mean_interval
 
 STATUSES = ("emergent", "transient", "maintained", "lost")  # the cohort statuses counted per replicate
@@ -299,14 +300,7 @@ def accuracy_table(samples: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
 
 
 INPUTS = ("cohorts", "frequency", "emergence", "eval")  # the tables read from each replicate
-TABLES = (
-    "replicate_heads",
-    "replicate_jaccard",
-    "replicate_counts",
-    "replicate_timing",
-    "replicate_reward",
-    "replicate_accuracy",
-)
+TABLES = REPLICATES  # the tables it writes
 
 
 def by_replicate(paths: list, table: str, replicates: list[str]) -> dict[str, pl.DataFrame]:

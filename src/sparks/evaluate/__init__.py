@@ -6,71 +6,21 @@ final checkpoint and scaling of those heads in the base model, each against cont
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from sparks.config import Section, config_hash, run_provenance
+from sparks.config import config_hash, run_provenance
 from sparks.data.prompting import Prompter, PromptSettings
-from sparks.generate import GenerationSettings
+from sparks.evaluate.conditions import Condition, EvaluateSettings, conditions
+
+if TYPE_CHECKING:  # generate imports torch: the stage functions import it when they run
+    from sparks.generate import GenerationSettings
+
+__all__ = ["Condition", "EvaluateSettings", "conditions"]  # the light part, for the workflow and plan
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EvaluateSettings(Section):
-    """The ``evaluate`` section of the config (defaults and limits in the schema; the cross-key
-    checks in ``sparks.config``)."""
-
-    SCHEMA_PATH = ("properties", "evaluate")
-
-    n_samples: int
-    temperature: float
-    top_p: float
-    max_new_tokens: int
-    batch_size: int
-    k: tuple[int, ...]
-    alphas: tuple[float, ...]
-    ablation: str
-    random_seeds: int
-    controls: tuple[str, ...]
-    heads: str
-    think: bool
-    split_interventions: bool
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One evaluation pass of the intervene stage: ablation in the final checkpoint or scaling
-    in the starting one, of no heads (``none``), the intervened heads or a control's draw."""
-
-    kind: str  # ablate | scale
-    heads_from: str  # none | evaluate.heads | a control
-    seed: int | None  # the control's draw
-    alpha: float | None  # scale factor (scaled heads only)
-
-    @property
-    def name(self) -> str:
-        """A file- and wildcard-safe name, e.g. ``scale-same_layer-1-a1.3``."""
-        parts = [self.kind, self.heads_from, *([str(self.seed)] if self.seed is not None else [])]
-        return "-".join([*parts, *([f"a{self.alpha:g}"] if self.alpha is not None else [])])
-
-
-def conditions(settings: EvaluateSettings) -> list[Condition]:
-    """Every condition the intervene stage evaluates, in the order of its tables' rows (a control
-    draw that repeats an earlier one's heads, or finds no heads, gives no rows)."""
-
-    def variants(kind: str, alpha: float | None) -> list[Condition]:
-        draws = [Condition(kind, c, s, alpha) for c in settings.controls for s in range(settings.random_seeds)]
-        return [Condition(kind, settings.heads, None, alpha), *draws]
-
-    out = [Condition("ablate", "none", None, None), *variants("ablate", None)]
-    for i, alpha in enumerate(settings.alphas):
-        out += [Condition("scale", "none", None, None)] if i == 0 else []
-        out += variants("scale", alpha)
-    return out
 
 
 def sample_table(
@@ -165,6 +115,7 @@ def evaluate_stage(
     """Sample every eval problem of ``task`` with checkpoint ``step``: every sample to ``out``, and
     accuracy, pass@k, success@k and all-correct@k by difficulty for k = 1 .. n_samples to ``passk_out``."""
     from sparks.data.tasks import eval_problems
+    from sparks.generate import GenerationSettings
     from sparks.manifest import read_manifest
     from sparks.model.load import load_checkpoint
     from sparks.tables import with_provenance, write_table
@@ -251,6 +202,7 @@ def intervention_table(
     """
     from sparks.data.tasks import eval_problems
     from sparks.evaluate.interventions import HeadIntervention, control_heads, draw_seed, head_means
+    from sparks.generate import GenerationSettings
     from sparks.manifest import read_manifest
     from sparks.model.load import load_checkpoint
 

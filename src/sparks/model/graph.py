@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import polars as pl
-import torch
+
+if TYPE_CHECKING:  # torch is imported by the methods that build tensors: the graph's shape stays light (sparks plan)
+    import torch
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,14 @@ class Graph:
     @cached_property
     def edge_mask(self) -> torch.Tensor:
         """[n_upstream, n_readers] bool: True where the upstream node feeds the reader."""
+        import torch
+
         before = torch.tensor([self.n_before(r) for r in range(self.n_readers)])  # [n_readers]
         return torch.arange(self.n_upstream)[:, None] < before[None, :]
 
     @property
     def n_edges(self) -> int:
-        return int(self.edge_mask.sum())
+        return sum(self.n_before(r) for r in range(self.n_readers))  # edge_mask's count, without torch
 
     def edges_frame(self, scores: torch.Tensor) -> pl.DataFrame:
         """Long table of every edge's score, ranked by |score| (rank 1 = most important)."""

@@ -11,15 +11,19 @@ from typing import Any
 
 import polars as pl
 
+from sparks.layout import REPLICATES
+
 log = logging.getLogger(__name__)
 FIGURES = (
     "cohorts", "frequency", "importance", "faithfulness", "accuracy", "passk", "scaling", "failures", "failure_scaling", "tokens",
 )  # fmt: skip
+REPLICATE_INPUTS = (*REPLICATES, "replicate_claims")  # the tables sparks plot-replicates reads
+REPLICATE_FIGURES = ("replicate_heads", "replicate_accuracy", "replicate_counts")  # sparks plot-replicates draws these
 THINK_FIGURE = "think_modes"  # drawn unless attribute.compare_think_at is none
 # The tables a run's figures and section read, each named as its schema in sparks.tables
 INPUTS = (
-    "circuit", "cohorts", "frequency", "similarity", "emergence", "importance", "train_log", "faithfulness", "passk", "eval",
-    "interventions", "failures", "failure_changes", "failure_shares", "problems", "think_modes", "think_overlap",
+    "circuit", "cohorts", "frequency", "similarity", "emergence", "importance", "train_log", "problems", "faithfulness", "passk",
+    "eval", "interventions", "failures", "failure_changes", "failure_shares", "think_modes", "think_overlap",
 )  # fmt: skip
 PER_CHECKPOINT = ("faithfulness", "passk", "eval")  # one file per checkpoint
 THINK_INPUTS = ("think_modes", "think_overlap")  # only with THINK_FIGURE

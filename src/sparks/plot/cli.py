@@ -26,7 +26,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--section", type=Path, required=True, help="output: the run's report section (HTML)")
     p.set_defaults(func=main)
 
-    from sparks.plot.replicates import INPUTS as REPLICATE_INPUTS
+    from sparks.plot import REPLICATE_INPUTS
 
     q = subparsers.add_parser(
         "plot-replicates", help="figures and report section of a replicated run, from its replicates tables"
@@ -70,7 +70,8 @@ def main(args: argparse.Namespace) -> None:
 
 def main_replicates(args: argparse.Namespace) -> None:
     from sparks.config import task_difficulties
-    from sparks.plot.replicates import INPUTS, plot_replicates, write_replicates_section
+    from sparks.plot import REPLICATE_INPUTS as INPUTS
+    from sparks.plot.replicates import plot_replicates, write_replicates_section
     from sparks.tables import read_table
 
     config = read_common(args)

@@ -20,17 +20,6 @@ from sparks.plot.report import _image, machine_section
 from sparks.plot.style import DPI, html_table, order_difficulty
 from sparks.tables import PROVENANCE
 
-FIGURES = ("replicate_heads", "replicate_accuracy", "replicate_counts")
-INPUTS = (
-    "replicate_heads",
-    "replicate_jaccard",
-    "replicate_counts",
-    "replicate_timing",
-    "replicate_reward",
-    "replicate_accuracy",
-    "replicate_claims",
-)
-
 
 def same_base(heads: pl.DataFrame) -> bool:
     """Replicates on one base: their replicate_heads table has a robust set (null for base replicates)."""
@@ -131,7 +120,7 @@ def counts_figure(counts: pl.DataFrame, title: str) -> Figure:
 def plot_replicates(
     tables: dict[str, pl.DataFrame], difficulties: list[str], group: str, task: str, outputs: list[Path]
 ) -> list[Path]:
-    """Draw FIGURES of a replicated run into ``outputs`` (``{task}_{name}.png`` and ``.svg`` each)."""
+    """Draw sparks.plot.REPLICATE_FIGURES of a replicated run into ``outputs`` (``{task}_{name}.png`` and ``.svg`` each)."""
     n = tables["replicate_counts"]["n_replicates"][0]
     heads = tables["replicate_heads"]  # every head of the model: the frequency tables list them all
     shape = (heads["layer"].max() + 1, heads["head"].max() + 1)

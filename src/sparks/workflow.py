@@ -1,0 +1,314 @@
+"""The workflow graph in plain Python: per rule, the files its jobs read (every path from
+:mod:`sparks.layout`), its resources and whether it needs a GPU. ``rules/*.smk`` call a
+:class:`Workflow` with their wildcards; ``sparks plan`` and the SLURM profile read :data:`GPU_RULES`.
+
+A run's steps come from ``steps_of`` (in the rules, Snakemake's ``train`` checkpoint, which reads
+the run's manifest; in a test, any function). Nothing here imports torch, transformers or
+seaborn: a Snakefile parse and ``sparks plan`` stay light.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sparks import layout, registry
+
+GPU_RULES = ("prepare_model", "teacher_traces", "train", "style_pairs", "attribute", "attribute_think", "evaluate", "intervene")
+CPU_RULES = (
+    "prepare_data", "aggregate", "think_modes", "merge_interventions", "failures", "plot", "replicates", "claims",
+    "plot_replicates", "report",
+)  # fmt: skip
+# The resources section (config ``resources.<name>``) a rule's jobs take when it is not its own.
+RESOURCES_OF = {"claims": "replicates", "plot_replicates": "plot"}
+# The tables the report reads of every run, and of every claim group (sparks.plot.report.REPORT_INPUTS).
+REPORT_RUN_TABLES = ("circuit", "cohorts", "frequency", "stability", "agreement", "null_calls", "planted", "circuit_rules")
+REPORT_GROUP_TABLES = ("replicate_heads", "replicate_claims")
+
+
+def resources(config: Mapping[str, Any], rule: str) -> dict[str, int]:
+    """A rule's job resources: memory and run time from its ``resources`` section, and the GPUs a
+    GPU rule asks for (train: ``resources.train.gpus``; every other GPU rule one)."""
+    if rule not in GPU_RULES + CPU_RULES:
+        raise KeyError(f"no rule {rule!r} in the workflow; known: {', '.join(GPU_RULES + CPU_RULES)}")
+    job = config["resources"][RESOURCES_OF.get(rule, rule)]
+    out = {"mem_mb": job["mem_mb"], "runtime": job["runtime"]}
+    if rule in GPU_RULES:
+        out["gpu"] = job["gpus"] if rule == "train" else 1
+    return out
+
+
+def flags(wildcards: Any, input: Any) -> str:
+    """``--name file ...`` for every named input (the stage's flags are the inputs' names);
+    inputs named ``{name}__{part}`` (one input function per run, see :meth:`Workflow.report_step_inputs`)
+    are joined under one ``--name``, in input order."""
+    merged: dict[str, list[str]] = {}
+    for name in input.keys():  # noqa: SIM118 (Snakemake's input iterates over files)
+        files = input[name] if isinstance(input[name], list) else [input[name]]
+        merged.setdefault(name.split("__")[0], []).extend(files)
+    return " ".join(f"--{name.replace('_', '-')} {' '.join(files)}" for name, files in merged.items())
+
+
+class Workflow:
+    """The input functions of one checked ``config`` (its file ``config_file``); ``steps_of(run)``
+    lists a run's saved steps. Every method taking ``wildcards`` is a Snakemake input or params
+    function (anything with the wildcards as attributes will do)."""
+
+    def __init__(self, config: dict[str, Any], config_file: str, steps_of: Callable[[str], list[int]]):
+        from sparks.evaluate.conditions import EvaluateSettings, conditions
+
+        self.config, self.config_file, self.steps_of = config, config_file, steps_of
+        self.exp = config["experiment"]
+        self.split_interventions = config["evaluate"]["split_interventions"]
+        self.conditions = [c.name for c in conditions(EvaluateSettings.from_config(config))]
+        self.prompt = json.dumps(config["prompt"], sort_keys=True)  # a param of every job that prompts a model
+        self.generation = json.dumps(config["generation"], sort_keys=True)  # and of every one that samples
+
+    # --- params -----------------------------------------------------------------------------
+
+    def settings(self, *keys: str, ignore: tuple[str, ...] = ()) -> Callable[[Any], str]:
+        """The config section a job depends on, plus the seed, as a param so that editing it re-runs
+        exactly the affected jobs. A key in braces ("{run}") names a wildcard; ``ignore`` names keys
+        of the section the job does not read."""
+
+        def section(wildcards: Any) -> str:
+            value = self.config
+            for key in keys:
+                value = value[getattr(wildcards, key[1:-1]) if key.startswith("{") else key]
+            value = {k: v for k, v in value.items() if k not in ignore}
+            return json.dumps({"seed": self.config["seed"], "section": value}, sort_keys=True)
+
+        return section
+
+    def model_settings(self, wildcards: Any) -> str:
+        """A prepared model's settings (its section, its pre-training seed), as :meth:`settings`;
+        the base replicates list (base.seeds) is left out: adding a seed re-runs no other base."""
+        from sparks.config import model_section
+
+        section, base_seed = model_section(self.config, wildcards.role)
+        section = {k: v for k, v in section.items() if k != "seeds"}
+        return json.dumps({"seed": self.config["seed"] + base_seed, "section": section}, sort_keys=True)
+
+    def train_launcher(self, wildcards: Any) -> str:
+        """``sparks``, or with resources.train.gpus > 1 the accelerate config written and then
+        ``accelerate launch`` on that many processes (sparks.train.launch)."""
+        from sparks.train.launch import launcher
+
+        gpus = self.config["resources"]["train"]["gpus"]
+        if gpus == 1:
+            return launcher(1, "")
+        path = layout.accelerate_config(wildcards.run, self.exp)
+        return f"mkdir -p $(dirname {path}) && sparks accelerate-config --config {self.config_file} --out {path} && " + launcher(
+            gpus, path
+        )
+
+    def run_task(self, run: str) -> str:
+        return self.config["runs"][run]["task"]
+
+    def run_task_of(self, wildcards: Any) -> str:
+        return self.run_task(wildcards.run)
+
+    def condition_flag(self, wildcards: Any) -> str:
+        return f"--condition {wildcards.condition}" if self.split_interventions else ""
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def attribute_pairs(self, wildcards: Any) -> str:
+        """The pairs an attribute job scores: the task's operand pairs, or the run's style pairs."""
+        from sparks.data.style import pairs_kind
+
+        if pairs_kind(self.config["attribute"], wildcards.task) == "style":
+            return layout.style_pairs(wildcards.run, wildcards.task, self.exp)
+        return layout.pairs(wildcards.task, self.exp)
+
+    def given_checkpoints(self, wildcards: Any) -> list[str]:
+        """A models run's local checkpoints (their config.json), unnamed inputs: the stage finds them
+        through the config, and one saved again (or one more in the folder) rewrites the manifest."""
+        from sparks.model.given import input_files
+
+        run = self.config["runs"][wildcards.run]
+        if run["method"] != registry.GIVEN:
+            return []
+        return input_files(run["checkpoints"], f"runs.{wildcards.run}.checkpoints")
+
+    def run_inputs(self, wildcards: Any) -> dict[str, str]:
+        """A run's inputs: base model and task problems, plus the teacher's samples for
+        distillation (none for a models run)."""
+        from sparks.config import base_role
+
+        run = self.config["runs"][wildcards.run]
+        if run["method"] == registry.GIVEN:
+            return {}
+        inputs = {
+            "base": layout.model(base_role(self.config, wildcards.run), self.exp),
+            "problems": layout.problems(run["task"], self.exp),
+        }
+        if run["method"] == "distill":
+            inputs["teacher_traces"] = layout.teacher_traces(wildcards.run, self.exp)
+        return inputs
+
+    def teacher_inputs(self, wildcards: Any) -> dict[str, str]:
+        """A distill run's teacher sampling: its problems, and the prepared model it samples if it
+        names one by role: the experiment's teacher, or the run's own base (self-distillation)."""
+        from sparks.config import base_role
+
+        run = self.config["runs"][wildcards.run]
+        inputs = {"problems": layout.problems(run["task"], self.exp)}
+        role = {"teacher": "teacher", "base": base_role(self.config, wildcards.run)}
+        if run["distill"]["teacher"] in role:
+            inputs["teacher"] = layout.model(role[run["distill"]["teacher"]], self.exp)
+        return inputs
+
+    def attribution_tables(self, wildcards: Any) -> dict[str, Any]:
+        """Every attribute-stage table of a run's checkpoints, by kind, and its train log (aggregate)."""
+        from sparks.aggregate import INPUTS
+
+        steps = self.steps_of(wildcards.run)
+        tables = {kind: [layout.attribution(kind, wildcards.run, s, wildcards.task, self.exp) for s in steps] for kind in INPUTS}
+        return {**tables, "train_log": layout.train_log(wildcards.run, self.exp)}
+
+    def think_mode_tables(self, wildcards: Any) -> dict[str, list[str]]:
+        """Heads and edges of a run's compared checkpoints in both think modes (think_modes)."""
+        from sparks.aggregate.think_modes import compare_steps
+
+        steps = compare_steps(self.steps_of(wildcards.run), self.config["attribute"]["compare_think_at"])
+        main = self.config["attribute"]["think"]
+        return {
+            f"{kind}_{mode}": [
+                layout.attribution_in_mode(kind, mode == "on", main, wildcards.run, s, wildcards.task, self.exp) for s in steps
+            ]
+            for kind in ("heads", "edges")
+            for mode in ("on", "off")
+        }
+
+    def intervene_inputs(self, wildcards: Any) -> dict[str, str]:
+        """The think-mode comparison, when evaluate.heads takes the intervened heads from it; for a
+        replicate, its replicated run's heads (their robust emergent set)."""
+        run = self.config["runs"][wildcards.run]
+        group = run["replicate_of"]
+        if self.config["evaluate"]["heads"] == "emergent":
+            if group is None or run["base_seed"] is not None:  # heads of two bases are not the same heads
+                return {}
+            return {"replicate_heads": layout.replicates("replicate_heads", group, wildcards.task, self.exp)}
+        return {"think_modes": layout.circuits("think_modes", wildcards.run, wildcards.task, self.exp)}
+
+    def intervention_parts(self, kind: str) -> Callable[[Any], list[str]]:
+        """A run's per-condition intervene tables (``kind``: table or samples), in condition order."""
+
+        def parts(wildcards: Any) -> list[str]:
+            return [layout.intervention_part(kind, c, wildcards.run, wildcards.task, self.exp) for c in self.conditions]
+
+        return parts
+
+    def failure_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """Every sample of a run: its eval tables, its intervention samples, and the problems."""
+        run, task = wildcards.run, self.run_task(wildcards.run)
+        return {
+            "problems": layout.problems(task, self.exp),
+            "eval": [layout.eval_samples(run, s, task, self.exp) for s in self.steps_of(run)],
+            "samples": layout.intervention_samples(run, task, self.exp),
+        }
+
+    def run_table(self, name: str, run: str, task: str) -> str | list[str]:
+        """The file (a list: one per checkpoint) of a run's table ``name`` (a sparks.tables schema
+        the plot and report stages read)."""
+        if name in layout.CIRCUITS or name in layout.THINK_MODES:
+            return layout.circuits(name, run, task, self.exp)
+        if name in ("failures", "failure_changes", "failure_shares"):
+            return layout.failures(name, run, self.exp)
+        single = {
+            "train_log": lambda: layout.train_log(run, self.exp),
+            "problems": lambda: layout.problems(task, self.exp),
+            "interventions": lambda: layout.interventions(run, task, self.exp),
+        }
+        if name in single:
+            return single[name]()
+        per_step = {"passk": layout.passk, "eval": layout.eval_samples}
+        if name in per_step or name in layout.ATTRIBUTION:
+            path = per_step.get(name) or (lambda *a: layout.attribution(name, *a))
+            return [path(run, s, task, self.exp) for s in self.steps_of(run)]
+        raise KeyError(f"no file for a run's {name!r} table")
+
+    def plot_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """Every table a run's figures and report section read (sparks.plot.INPUTS)."""
+        from sparks.plot import INPUTS
+
+        compared = self.config["attribute"]["compare_think_at"] != "none"
+        names = [n for n in INPUTS if compared or n not in layout.THINK_MODES]
+        return {name: self.run_table(name, wildcards.run, wildcards.task) for name in names}
+
+    def report_runs(self) -> list[str]:
+        return [r for group in self.config["claim_groups"].values() for r in group]
+
+    def report_sections(self, wildcards: Any = None) -> list[str]:
+        """Every run's report section, in the config's order of runs; a replicated run's comparison
+        of its replicates comes before their own sections."""
+        sections = []
+        for run, settings in self.config["runs"].items():
+            group = settings["replicate_of"]
+            if group is not None and run == self.config["replicates"][group][0]:
+                sections.append(layout.report_section(group, self.run_task(run), self.exp))
+            sections.append(layout.report_section(run, self.run_task(run), self.exp))
+        return sections
+
+    def report_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """The runs' sections, every run's tables the report reads (sparks.plot.report.REPORT_INPUTS)
+        but those of each checkpoint (:meth:`report_step_inputs`), and the prepared models whose
+        accuracy the setup table shows."""
+        from sparks.config import base_roles
+
+        runs, groups = self.report_runs(), self.config["claim_groups"]
+        per_run = {name: [self.run_table(name, r, self.run_task(r)) for r in runs] for name in REPORT_RUN_TABLES}
+        extra = {
+            name: [self.run_table(name, r, self.run_task(r)) for r in runs]
+            for name in ("failure_shares", "train_log", "interventions")
+        }
+        per_group = {
+            name: [layout.replicates(name, g, self.run_task(rs[0]), self.exp) for g, rs in groups.items()]
+            for name in REPORT_GROUP_TABLES
+        }
+        teacher = any(r["method"] == "distill" and r["distill"]["teacher"] == "teacher" for r in self.config["runs"].values())
+        models = [layout.model(role, self.exp) for role in base_roles(self.config) + (["teacher"] if teacher else [])]
+        return {"sections": self.report_sections(), **per_run, **extra, **per_group, "models": models}
+
+    def report_step_inputs(self) -> dict[str, Callable[[Any], list[str]]]:
+        """The report's per-checkpoint inputs, one input function per run and table
+        ("{table}__{run}"): each asks for its own run's checkpoints, so that every run's training
+        is planned at once."""
+        return {f"{name}__{run}": self._step_tables(name, run) for run in self.report_runs() for name in ("heads", "passk")}
+
+    def _step_tables(self, name: str, run: str) -> Callable[[Any], list[str]]:
+        def tables(wildcards: Any) -> list[str]:
+            return self.run_table(name, run, self.run_task(run))
+
+        return tables
+
+    def replicate_names(self, wildcards: Any) -> list[str]:
+        return self.config["claim_groups"][wildcards.group]
+
+    def replicate_inputs(self, wildcards: Any) -> dict[str, list[str]]:
+        """Each replicate's cohorts, frequency and emergence tables, and its eval samples."""
+        from sparks.aggregate.replicates import INPUTS
+
+        replicates = self.replicate_names(wildcards)
+        tables = {name: [self.run_table(name, r, wildcards.task) for r in replicates] for name in INPUTS if name != "eval"}
+        tables["eval"] = [path for r in replicates for path in self.run_table("eval", r, wildcards.task)]
+        return tables
+
+    def claims_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """The replicates tables, every replicate's failures (every sample) and null calls and, if
+        compared, think overlap."""
+        replicates = self.replicate_names(wildcards)
+        tables: dict[str, Any] = {
+            name: layout.replicates(name, wildcards.group, wildcards.task, self.exp)
+            for name in ("replicate_heads", "replicate_reward")
+        }
+        names = ["failures", "null_calls"]
+        if self.config["attribute"]["compare_think_at"] != "none":
+            names.append("think_overlap")
+        tables |= {name: [self.run_table(name, r, wildcards.task) for r in replicates] for name in names}
+        return tables
+
+    def final_targets(self, wildcards: Any = None) -> list[str]:
+        return [layout.report(self.exp)]

@@ -1,0 +1,100 @@
+"""sparks.workflow without Snakemake: the rules it knows are the Snakefile's, their resources,
+the SLURM profile's GPU list, and the files each input function asks for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from conftest import ENV, REPO
+
+from sparks import layout, workflow
+from sparks.config import check_config
+from sparks.evaluate import EvaluateSettings, conditions
+from sparks.plot import INPUTS as PLOT_INPUTS
+
+STEPS = {"sft": [0, 30, 60], "grpo": [0, 40], "distill": [0, 30]}
+
+
+@pytest.fixture
+def graph(raw_config) -> workflow.Workflow:
+    return workflow.Workflow(check_config(raw_config), "workflow_config.yaml", lambda run: STEPS[run])
+
+
+def test_the_rules_are_the_snakefiles():
+    listed = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--list-rules"],
+        cwd=REPO, capture_output=True, text=True, env=ENV, check=True,
+    )  # fmt: skip
+    # merge_interventions exists with evaluate.split_interventions only
+    assert set(listed.stdout.split()) | {"merge_interventions"} == {*workflow.GPU_RULES, *workflow.CPU_RULES, "all"}
+    assert not set(workflow.GPU_RULES) & set(workflow.CPU_RULES)
+
+
+def test_resources_follow_the_config(raw_config):
+    raw_config["resources"] = {"train": {"mem_mb": 9000, "runtime": 600, "gpus": 4}, "replicates": {"mem_mb": 1234, "runtime": 7}}
+    config = check_config(raw_config)
+    assert workflow.resources(config, "train") == {"mem_mb": 9000, "runtime": 600, "gpu": 4}
+    assert workflow.resources(config, "attribute") == {"mem_mb": 8000, "runtime": 60, "gpu": 1}
+    assert workflow.resources(config, "claims") == {"mem_mb": 1234, "runtime": 7}  # the replicates section, no GPU
+    with pytest.raises(KeyError, match="no rule 'atribute'"):
+        workflow.resources(config, "atribute")
+
+
+def test_the_slurm_profile_sends_exactly_the_gpu_rules_to_the_gpu_partition(monkeypatch):
+    import yte
+
+    text = (REPO / "profiles" / "slurm" / "config.yaml").read_text()
+    monkeypatch.delenv("SPARKS_GPU_PARTITION", raising=False)
+    assert "set-resources" not in yte.process_yaml(text)
+    monkeypatch.setenv("SPARKS_GPU_PARTITION", "gpuq")
+    placed = yte.process_yaml(text)["set-resources"]
+    assert set(placed) == set(workflow.GPU_RULES) and {v["slurm_partition"] for v in placed.values()} == {"gpuq"}
+
+
+def test_input_functions_name_the_layouts_files(graph):
+    run = SimpleNamespace(run="distill", task="arith", exp="embedded")
+    assert graph.run_inputs(run) == {
+        "base": layout.model("base", "embedded"),
+        "problems": layout.problems("arith", "embedded"),
+        "teacher_traces": layout.teacher_traces("distill", "embedded"),
+    }
+    assert "teacher_traces" not in graph.run_inputs(SimpleNamespace(run="sft"))
+    tables = graph.attribution_tables(run)
+    assert tables["heads"] == [layout.attribution("heads", "distill", s, "arith", "embedded") for s in (0, 30)]
+    plot = graph.plot_inputs(run)
+    assert list(plot) == list(PLOT_INPUTS)  # the embedded default compares think modes
+    assert plot["passk"] == [layout.passk("distill", s, "arith", "embedded") for s in (0, 30)]
+    assert plot["failure_shares"] == layout.failures("failure_shares", "distill", "embedded")
+    parts = graph.intervention_parts("table")(run)
+    assert len(parts) == len(conditions(EvaluateSettings.from_config(graph.config))) and len(set(parts)) == len(parts)
+    with pytest.raises(KeyError, match="'cohort'"):
+        graph.run_table("cohort", "sft", "arith")
+
+
+def test_report_and_claims_inputs_cover_every_run(graph):
+    report = graph.report_inputs(None)
+    assert report["cohorts"] == [layout.circuits("cohorts", r, "arith", "embedded") for r in ("sft", "grpo", "distill")]
+    assert report["models"] == [layout.model("base", "embedded"), layout.model("teacher", "embedded")]
+    steps = graph.report_step_inputs()
+    assert sorted(steps) == sorted(f"{t}__{r}" for r in STEPS for t in ("heads", "passk"))
+    assert steps["passk__sft"](None) == [layout.passk("sft", s, "arith", "embedded") for s in STEPS["sft"]]
+    group = SimpleNamespace(group="sft", task="arith")
+    replicates = graph.replicate_inputs(group)
+    assert list(replicates) == ["cohorts", "frequency", "emergence", "eval"] and len(replicates["eval"]) == 3
+    claims = graph.claims_inputs(group)
+    assert list(claims) == ["replicate_heads", "replicate_reward", "failures", "null_calls", "think_overlap"]
+
+
+def test_settings_params_change_with_their_section_only(graph, raw_config):
+    job = SimpleNamespace(run="sft")
+    before = graph.settings("runs", "{run}")(job)
+    raw_config["runs"]["grpo"]["max_steps"] = 400
+    other = workflow.Workflow(check_config(yaml.safe_load(yaml.safe_dump(raw_config))), "x.yaml", graph.steps_of)
+    assert other.settings("runs", "{run}")(job) == before
+    raw_config["runs"]["sft"]["max_steps"] = 300
+    changed = workflow.Workflow(check_config(raw_config), "x.yaml", graph.steps_of)
+    assert changed.settings("runs", "{run}")(job) != before
