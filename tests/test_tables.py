@@ -1,7 +1,17 @@
 import polars as pl
 import pytest
 
-from sparks.tables import PROVENANCE, files_by_step, read_table, with_provenance, write_table
+from sparks.tables import (
+    PROVENANCE,
+    SCHEMAS,
+    WRITTEN_BY,
+    TableError,
+    check_files,
+    files_by_step,
+    read_table,
+    with_provenance,
+    write_table,
+)
 
 
 def _problems(n=3):
@@ -72,3 +82,28 @@ def test_files_by_step_covers_the_manifest_once(tmp_path):
         files_by_step([paths[0], paths[0]], "heads", [0])
     with pytest.raises(FileNotFoundError, match="snakemake"):
         files_by_step([tmp_path / "missing.parquet"], "heads", [0])
+
+
+def test_a_damaged_or_wrong_table_fails_in_one_line_naming_file_table_and_rule(tmp_path):
+    good = write_table(_problems(), "problems", tmp_path / "p.parquet")
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(good.read_bytes()[:2000])
+    for reader in (read_table, check_files):
+        with pytest.raises(TableError) as err:
+            reader([good, cut], "problems")
+        message = str(err.value)
+        assert "\n" not in message and str(cut) in message and "problems table" in message
+        assert "rule prepare_data" in message and "snakemake --forcerun prepare_data" in message
+    with pytest.raises(TableError, match=r"not a readable heads table \(missing columns \[.*'layer'"):
+        check_files(good, "heads")  # a problems table passed for a heads table
+    with pytest.raises(TableError, match="heads table"):
+        read_table(good, "heads")
+    with pytest.raises(FileNotFoundError, match="run the stage that writes it"):
+        read_table(tmp_path / "none.parquet", "problems")
+
+
+def test_every_table_names_the_rule_that_writes_it():
+    from sparks.workflow import CPU_RULES, GPU_RULES
+
+    assert set(WRITTEN_BY) == set(SCHEMAS)
+    assert {rule.split()[0] for rule in WRITTEN_BY.values()} <= set(GPU_RULES + CPU_RULES)

@@ -116,7 +116,9 @@ def test_dag_attributes_every_checkpoint(dag_run):
             assert abs(curve["faithfulness"][0]) < 1e-4 and abs(curve["faithfulness"][-1] - 1) < 1e-4
             assert curve["metric_corrupt"][0] > 0.1  # the corrupted operand changes the answer distribution
             effects = read_table(dag_run / "head_effects" / run / str(step) / "arith.parquet", "head_effects")
-            assert effects.height == 3 * 96 * 32 and effects["effect"].is_finite().all()  # attribute.exact_pairs of each difficulty
+            assert (
+                effects.height == 3 * 96 * 32 and effects["effect"].is_finite().all()
+            )  # attribute.exact_pairs of each difficulty
             assert effects["effect"].min() >= -1e-6 and effects["effect"].max() > 1e-3  # KL: non-negative, not all zero
             moved = heads["weight_change"]
             assert (moved == 0).all() if step == 0 else (moved > 0).all()  # full training moves every head
@@ -417,3 +419,47 @@ def test_eap_ig_circuits_beat_random_edges(dag_run):
     torch.manual_seed(0)
     random = faithfulness_curve(model, batches, torch.rand(g.n_upstream, g.n_readers), METRICS["kl"], [0.05])
     assert eap - random.filter(pl.col("n_edges") == size)["faithfulness"].item() > 0.5
+
+
+@pytest.mark.slow
+def test_a_cut_input_table_fails_in_one_line(dag_run, tmp_path):
+    """``sparks aggregate`` given a heads table cut to its first 2,000 bytes: exit 2 and one line
+    naming the file, its table and the rule that writes it; nothing written."""
+    steps = json.loads((dag_run / "runs" / "sft" / "checkpoints.json").read_text())["steps"]
+    files = {
+        kind: [str(dag_run / kind / "sft" / str(s) / "arith.parquet") for s in steps]
+        for kind in ("heads", "edges", "pair_edges", "faithfulness", "head_effects")
+    }
+    cut = tmp_path / "arith.parquet"
+    cut.write_bytes(Path(files["heads"][1]).read_bytes()[:2000])
+    files["heads"][1] = str(cut)
+    outputs = (
+        "circuit",
+        "cohorts",
+        "frequency",
+        "stability",
+        "similarity",
+        "emergence",
+        "importance",
+        "agreement",
+        "null_calls",
+        "planted",
+        "circuit_rules",
+    )
+    cmd = [sys.executable, "-m", "sparks.cli", "aggregate", "--config", str(REPO / "workflow_config.yaml"), "--task", "arith"]
+    cmd += [
+        "--manifest",
+        str(dag_run / "runs" / "sft" / "checkpoints.json"),
+        "--train-log",
+        str(dag_run / "runs" / "sft" / "train_log.parquet"),
+    ]
+    for kind, paths in files.items():
+        cmd += [f"--{kind.replace('_', '-')}", *paths]
+    for name in outputs:
+        cmd += [f"--{name.replace('_', '-')}-out", str(tmp_path / "out" / f"{name}.parquet")]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=dag_run.parent.parent, check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("sparks aggregate: error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert str(cut) in errors[0] and "heads table" in errors[0] and "rule attribute" in errors[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

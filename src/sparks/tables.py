@@ -653,10 +653,71 @@ def write_table(df: pl.DataFrame, table: str, path: str | Path) -> Path:
     return Path(path)
 
 
+# The rule whose jobs write each table (rules/*.smk; sparks.workflow lists the rules): an
+# unreadable input names it, so that the fix is one `snakemake --forcerun <rule>` away.
+WRITTEN_BY = {
+    "problems": "prepare_data", "pairs": "prepare_data (style_pairs for style pairs)", "accuracy": "prepare_model",
+    "teacher_traces": "teacher_traces", "train_log": "train",
+    **{name: "attribute" for name in ("heads", "edges", "pair_edges", "head_effects", "faithfulness")},
+    **{name: "think_modes" for name in ("think_modes", "think_overlap")},
+    **{name: "aggregate" for name in (
+        "circuit", "cohorts", "importance", "frequency", "stability", "agreement", "planted", "circuit_rules", "null_calls",
+        "similarity", "emergence",
+    )},
+    "eval": "evaluate", "passk": "evaluate", "interventions": "intervene", "intervention_samples": "intervene",
+    **{name: "failures" for name in ("failures", "failure_changes", "failure_shares")},
+    **{name: "replicates" for name in (
+        "replicate_heads", "replicate_jaccard", "replicate_counts", "replicate_timing", "replicate_reward", "replicate_accuracy",
+    )},
+    "replicate_claims": "claims",
+}  # fmt: skip
+
+
+class TableError(ValueError):
+    """An input file that is not a readable table of the kind its flag says: one line naming the
+    file, the table and the rule that writes it."""
+
+    def __init__(self, path: str | Path, table: str, reason: str):
+        rule = WRITTEN_BY.get(table, "its stage")
+        super().__init__(
+            f"{path} is not a readable {table} table ({reason}); it is written by rule {rule}: "
+            f"rerun it (snakemake --forcerun {rule.split()[0]}) or pass the right file"
+        )
+
+
+def _reason(err: Exception) -> str:
+    return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+
+
+def check_files(paths: str | Path | list[str | Path], table: str) -> None:
+    """Check that each file exists, is Parquet (its footer reads) and has ``table``'s columns,
+    without reading its data (for stages that read columns of large tables themselves)."""
+    for path in paths if isinstance(paths, list) else [paths]:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path} does not exist; run the stage that writes it first (snakemake {path})")
+        try:
+            columns = pl.read_parquet_schema(path)
+        except Exception as err:  # polars raises several kinds for a damaged file
+            raise TableError(path, table, _reason(err)) from None
+        missing = [c for c in full_schema(table) if c not in columns]
+        if missing:
+            raise TableError(path, table, f"missing columns {missing}")
+
+
 def read_table(paths: str | Path | list[str | Path], table: str) -> pl.DataFrame:
-    """Read one file, a glob or a list of files, and validate against ``table``'s schema."""
-    sources = [str(p) for p in paths] if isinstance(paths, list) else str(paths)
-    return validate(pl.scan_parquet(sources).collect(), table)
+    """Read one file, a glob or a list of files, and validate against ``table``'s schema; a file
+    that is missing, damaged or of another table fails naming it (:class:`TableError`)."""
+    files = [str(p) for p in paths] if isinstance(paths, list) else [str(paths)]
+    if not any(ch in f for f in files for ch in "*?["):  # a glob is checked as it is read
+        check_files(files, table)
+    try:
+        frame = pl.scan_parquet(files if isinstance(paths, list) else files[0]).collect()
+    except Exception as err:
+        raise TableError(", ".join(files), table, _reason(err)) from None
+    try:
+        return validate(frame, table)
+    except (ValueError, pl.exceptions.PolarsError) as err:
+        raise TableError(", ".join(files), table, _reason(err)) from None
 
 
 def files_by_step(paths: list[str | Path], table: str, steps: Iterable[int]) -> dict[int, str]:

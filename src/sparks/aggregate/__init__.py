@@ -120,8 +120,10 @@ def aggregate_run(
     from sparks.aggregate.emergence import emergence_table
     from sparks.aggregate.importance import importance_table
     from sparks.aggregate.planted import planted_table
-    from sparks.tables import files_by_step
+    from sparks.tables import check_files, files_by_step
 
+    for kind in INPUTS:  # each file whole and of its table before the raw column reads below
+        check_files(files[kind], kind)
     exact = any(pl.scan_parquet(path).select(pl.len()).collect().item() for path in files["head_effects"])
     kinds = [kind for kind in INPUTS if exact or kind != "head_effects"]  # no rows: attribute.exact off
     paths = {kind: files_by_step(files[kind], kind, steps) for kind in kinds}
