@@ -93,6 +93,15 @@ def test_config_imports_no_stage():
     assert not [t for t in import_graph()["sparks.config"] if stage_of(t)]
 
 
+def test_no_import_runs_back_up_a_layer():
+    """The config is below the model library (model/tiny.py views a config section; where models
+    come from is sparks.sources, below both), and the data
+    library below generation (generate reads answers; no data module generates)."""
+    graph = import_graph()
+    assert not [t for t in graph["sparks.config"] if t.startswith("sparks.model")]
+    assert not [m for m, targets in graph.items() if m.startswith("sparks.data") and "sparks.generate" in targets]
+
+
 def test_only_the_layout_spells_a_results_path():
     offenders = []
     for path in (SRC / "sparks").rglob("*.py"):

@@ -14,7 +14,7 @@ import pytest
 
 from sparks.config import ConfigError, check_config
 from sparks.manifest import read_manifest
-from sparks.model.given import given_checkpoints
+from sparks.sources import given_checkpoints
 from sparks.model.load import load_checkpoint, model_hash
 from sparks.tables import read_table
 from sparks.train import train_run

@@ -252,7 +252,8 @@ def test_checkpoints_saved_in_bfloat16_keep_float32_until_superseded(small_confi
     from safetensors.torch import load_file
 
     from sparks.model.load import load_checkpoint
-    from sparks.model.store import cast_weights, weight_files
+    from sparks.model.store import cast_weights
+    from sparks.sources import weight_files
     from sparks.tables import file_hash
 
     config = copy.deepcopy(small_config)
@@ -280,7 +281,7 @@ def test_the_newest_checkpoint_keeps_float32_for_resume(tiny_model_dir, tmp_path
     import torch
     from safetensors.torch import load_file
 
-    from sparks.model.store import weight_files
+    from sparks.sources import weight_files
     from sparks.train.resume import CheckpointMarker, mark_complete
 
     for step in (0, 2):

@@ -8,7 +8,6 @@ import sys
 
 from sparks import __version__
 from sparks.config import ConfigError
-from sparks.tables import TableError
 
 STAGES = (  # each stage package's cli module: make_parser(subparsers) and the commands' main functions
     "sparks.prepare.cli",
@@ -41,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         code = run_via_server(sys.argv[1:])
         if code is not None:
             return code
+    from sparks.tables import TableError  # polars sets its allocator's variable on import: after the hand-off
+
     args = build_parser().parse_args(argv)  # unknown flags exit 2 with argparse's message
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

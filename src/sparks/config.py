@@ -18,7 +18,7 @@ import jsonschema
 import yaml
 
 from sparks import layout, registry
-from sparks.model.store import is_hub_id
+from sparks.sources import is_hub_id
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # Installed wheels carry the schema inside the package; a source checkout has it in schemas/.
@@ -262,7 +262,7 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 )
             )
         if run["method"] == registry.GIVEN:
-            from sparks.model.given import given_checkpoints
+            from sparks.sources import given_checkpoints
 
             try:
                 given_checkpoints(run["checkpoints"], f"runs.{name}.checkpoints")

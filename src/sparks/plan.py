@@ -105,7 +105,7 @@ def model_shape(section: dict[str, Any]) -> Shape:
 def checkpoint_count(name: str, run: dict[str, Any]) -> int:
     """The checkpoints a run will have: step 0 and every save, or the ones a models run names."""
     if run["method"] == registry.GIVEN:
-        from sparks.model.given import given_checkpoints
+        from sparks.sources import given_checkpoints
 
         return len(given_checkpoints(run["checkpoints"], f"runs.{name}.checkpoints"))
     return 1 + math.ceil(run["max_steps"] / run["save_steps"])

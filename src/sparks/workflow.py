@@ -116,7 +116,7 @@ class Workflow:
 
     def attribute_pairs(self, wildcards: Any) -> str:
         """The pairs an attribute job scores: the task's operand pairs, or the run's style pairs."""
-        from sparks.data.style import pairs_kind
+        from sparks.attribute.style import pairs_kind
 
         if pairs_kind(self.config["attribute"], wildcards.task) == "style":
             return layout.style_pairs(wildcards.run, wildcards.task, self.exp)
@@ -125,7 +125,7 @@ class Workflow:
     def given_checkpoints(self, wildcards: Any) -> list[str]:
         """A models run's local checkpoints (their config.json), unnamed inputs: the stage finds them
         through the config, and one saved again (or one more in the folder) rewrites the manifest."""
-        from sparks.model.given import input_files
+        from sparks.sources import input_files
 
         run = self.config["runs"][wildcards.run]
         if run["method"] != registry.GIVEN:

@@ -202,7 +202,7 @@ def attribute_checkpoint(
 
     ``out`` names some of TABLES; ``think`` overrides ``attribute.think`` (which pairs are scored).
     """
-    from sparks.data.style import oriented
+    from sparks.attribute.style import oriented
     from sparks.manifest import read_manifest
     from sparks.tables import read_table, with_provenance, write_table
 

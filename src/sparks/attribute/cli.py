@@ -32,7 +32,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def style_main(args: argparse.Namespace) -> None:
-    from sparks.data.style import style_pairs_stage
+    from sparks.attribute.style import style_pairs_stage
 
     style_pairs_stage(read_common(args), args.manifest, args.task, args.problems, args.out)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from sparks.model.store import weight_files
+from sparks.sources import weight_files
 from sparks.tables import file_hash
 
 

@@ -32,17 +32,6 @@ def resolve(folder: str | Path) -> tuple[str, str | None]:
     return str(folder), None
 
 
-def is_hub_id(source: str) -> bool:
-    """Whether ``source`` has the shape of a hub id (``org/name``) rather than a local path."""
-    parts = source.split("/")
-    return len(parts) == 2 and all(parts) and not source.startswith((".", "/", "~"))
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """A model folder's weight files: safetensors, else legacy ``pytorch_model*.bin``."""
-    return sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
-
-
 def replace_dir(tmp: Path, final: Path) -> None:
     """Move a fully written ``tmp`` folder to ``final`` (replacing it), so readers never see half."""
     if final.exists():

@@ -15,7 +15,8 @@ import torch
 from transformers import PreTrainedModel
 
 from sparks.model import head_dim
-from sparks.model.store import resolve, weight_files
+from sparks.model.store import resolve
+from sparks.sources import weight_files
 
 
 def _saved(files: list[Path], names: set[str]) -> dict[str, torch.Tensor]:

@@ -1,5 +1,5 @@
 """The train stage's part in runs of checkpoints that already exist (``runs.<name>.method:
-models``; which checkpoints, and their checks: :mod:`sparks.model.given`). It writes the run's
+models``; which checkpoints, and their checks: :mod:`sparks.sources`). It writes the run's
 manifest from them: per step a pointer folder ``checkpoint-{step}/`` (``sparks_model.json`` naming the source,
 so no model is copied) and the hash of its weights, and the ``train_log`` from the trainer's log
 history when the last local checkpoint carries one (``trainer_state.json``; else no rows). Every
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def write_given_run(config: dict[str, Any], run_name: str, manifest_path: Path, train_log_path: Path) -> Path:
     """Write the manifest and train_log of the given run ``run_name``; returns the manifest path."""
     from sparks.manifest import write_manifest
-    from sparks.model.given import given_checkpoints, weights_folder
+    from sparks.sources import given_checkpoints, weights_folder
     from sparks.model.load import model_hash
     from sparks.model.store import replace_dir, temp_dir_for, write_pointer
     from sparks.tables import with_provenance, write_table

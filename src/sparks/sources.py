@@ -1,5 +1,7 @@
-"""Checkpoints that already exist, named by a run with ``method: models`` (released models, or a
-run trained elsewhere): finding them and checking that they can be read.
+"""Where models come from, without loading one: a hub id or a local folder, its weight files, and
+the checkpoints that already exist, named by a run with ``method: models`` (released models, or a
+run trained elsewhere): finding them and checking that they can be read. Light (no torch): the
+config check and the workflow graph call it.
 
 A run gives a list of ``{step, source, revision}`` (a local model folder or a hub id) or the folder
 of ``checkpoint-N/`` subfolders a Hugging Face Trainer (TRL, open-r1) leaves. The config check
@@ -16,10 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparks.model.store import is_hub_id, weight_files
-
 CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def is_hub_id(source: str) -> bool:
+    """Whether ``source`` (a model, tokenizer or data set) has the shape of a hub id (``org/name``)
+    rather than a local path."""
+    parts = source.split("/")
+    return len(parts) == 2 and all(parts) and not source.startswith((".", "/", "~"))
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """A model folder's weight files: safetensors, else legacy ``pytorch_model*.bin``."""
+    return sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
 
 
 @dataclass(frozen=True)
