@@ -359,6 +359,10 @@ def test_claims_and_their_verdicts(heads):
     assert math.isclose(stay["value"], ((2 - 1) + (1 - 0.5) + (0 - 0)) / 3)  # 2, 1, 0 emergent heads against 1, 0.5, 0
     poisson = math.sqrt((2 + 1 + 0 + 1 + 0.5 + 0) / 3)  # the counts' own error is the least spread
     assert math.isclose(stay["high"] - stay["value"], 4.303 * max(poisson, 0.5) / math.sqrt(3), rel_tol=1e-6)
+    from sparks.aggregate.claims import _count_sd
+
+    assert _count_sd([0, 0, 0, 0, 0, 0], 3) == math.sqrt(1 / 3)  # three replicates counting nothing: no zero-width interval
+    assert _count_sd([2, 1, 0], 3) == 1.0 and _count_sd([4], 1) == 0.0
     alike = {"sft-s0": null((0, 0)), "sft-s1": null((1, 1)), "sft-s2": null((2, 2))}  # 2 - 0, 1 - 1, 0 - 2: all differ
     assert claims_table("grpo", heads, reward, tables, None, ["easy"], null_calls=alike).row(0, named=True)["low"] < 0
     think = {  # think-off-only, think-on-only heads at the last compared checkpoint (10) of each replicate

@@ -107,6 +107,13 @@ def _untestable(claim: str, statement: str, statistic: str, why: str) -> dict:
     }
 
 
+def _count_sd(counts: list, replicates: int) -> float:
+    """The least spread between replicates of a count claim: the counts' own (Poisson) error, a
+    replicate's variance being its expected count, the total taken as at least one (replicates
+    that all count zero have not measured a zero spread); 0 for one replicate (no interval)."""
+    return math.sqrt(max(sum(counts), 1.0) / replicates) if replicates > 1 else 0.0
+
+
 def _null_at_final(null_calls: pl.DataFrame) -> float:
     """Heads the pair-halves null calls at a replicate's final checkpoint, averaged over directions."""
     return float(null_calls.filter(pl.col("step") == null_calls["step"].max())["n_called"].mean())
@@ -137,7 +144,7 @@ def claims_table(
         statistic += " minus the pair-halves null's calls at the final checkpoint (mean of both directions)"
     # a count's own error (Poisson, the count's and the null's) is the least spread between replicates, so
     # that replicates counting alike do not make an exact result; one run stays untested (no interval)
-    count_sd = math.sqrt(sum(per_replicate + null) / len(replicates)) if len(replicates) > 1 else 0.0
+    count_sd = _count_sd(per_replicate + null, len(replicates))
     per_replicate = [n - z for n, z in zip(per_replicate, null)]
     robust = heads.filter(pl.col("robust")).select("layer", "head", "emergent_in", "n_replicates").unique().sort("layer", "head")
     single = heads["replicate"].n_unique() == 1  # a run without replicates: its emergent heads are its set
@@ -386,7 +393,7 @@ def _think_claim(think_overlap: Mapping[str, pl.DataFrame] | None, null_calls: M
     if len(margins) < 2:
         detail += "; one replicate: no interval"
     # a count's own (Poisson) error is the least spread between replicates, as for stable_heads
-    count_sd = math.sqrt((sum(counts) + sum(nulls)) / len(counts)) if len(counts) > 1 else 0.0
+    count_sd = _count_sd(counts + nulls, len(counts))
     return _row(claim, statement, statistic, margins, detail, floor_sd=count_sd)
 
 
