@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 from sparks import layout, registry
+from sparks.methods import method_names, training_method
 from sparks.sources import is_hub_id
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -317,8 +318,6 @@ def task_difficulties(task: dict[str, Any]) -> list[str]:
     return list(task["difficulties"]) if task["source"] == "synthetic" else ["all"]
 
 
-TRL_CONFIGS = {"sft": "SFTConfig", "distill": "SFTConfig", "grpo": "GRPOConfig"}  # runs.<name>.trainer's dataclass
-_GRPO_KEYS = ("num_generations", "temperature", "beta", "scale_rewards", "num_iterations", "max_completion_length")
 TRAINER_OWNED = {  # TRL fields sparks sets from its own keys: refused in runs.<name>.trainer, with the key to use
     "output_dir": "nothing: checkpoints go beside the run's manifest (sparks.layout)",
     "max_steps": "runs.{run}.max_steps",
@@ -336,16 +335,14 @@ TRAINER_OWNED = {  # TRL fields sparks sets from its own keys: refused in runs.<
     "activation_checkpointing": "runs.{run}.gradient_checkpointing",
     "max_length": "runs.{run}.max_length",
     "completion_only_loss": "nothing: sparks trains on completions only",
-    "reward_weights": "runs.{run}.grpo.rewards",
-    **{key: f"runs.{{run}}.grpo.{key}" for key in _GRPO_KEYS},
-}
+}  # and each method's own (sparks.methods.TrainingMethod.owned)
 
 
 def trl_config_class(method: str) -> type:
     """The TRL dataclass a training method's ``trainer`` section is handed to."""
     import trl
 
-    return getattr(trl, TRL_CONFIGS[method])
+    return getattr(trl, training_method(method).trl_config)
 
 
 def _check_trainer(name: str, run: dict[str, Any], source: str) -> None:
@@ -353,15 +350,16 @@ def _check_trainer(name: str, run: dict[str, Any], source: str) -> None:
     import dataclasses
     import difflib
 
-    if not run["trainer"] or run["method"] not in TRL_CONFIGS:
+    if not run["trainer"] or run["method"] == registry.GIVEN:
         return  # TRL is imported only for a config that passes settings through
     cls = trl_config_class(run["method"])
     fields = {f.name for f in dataclasses.fields(cls)}
     for key in run["trainer"]:
-        if key in TRAINER_OWNED:
+        owned = {**TRAINER_OWNED, **training_method(run["method"]).owned}
+        if key in owned:
             raise ConfigError(
                 f"config key runs.{name}.trainer.{key} in {source}: sparks sets it from its own settings; use "
-                + TRAINER_OWNED[key].format(run=name)
+                + owned[key].format(run=name)
             )
         if key not in fields:
             close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.6)
@@ -427,7 +425,7 @@ def _check_stage_settings(config: dict[str, Any], source: str) -> None:
         for section, check in SECTION_CHECKS.items():
             check(config[section])
         for name, run in config["runs"].items():
-            _check_name(f"runs.{name}.method", run["method"], registry.METHODS)
+            _check_name(f"runs.{name}.method", run["method"], method_names())
             for reward in run["grpo"]["rewards"]:
                 _check_name(f"runs.{name}.grpo.rewards.{reward}", reward, registry.REWARDS)
     except ConfigError as err:

@@ -23,7 +23,7 @@ SCHEMA = {
     "required": ["run", "method", "steps", "checkpoints", "model_hashes"],
     "properties": {
         "run": {"type": "string", "minLength": 1},
-        "method": {"type": "string", "description": "the training method (a name in sparks.registry.METHODS)"},
+        "method": {"type": "string", "description": "the training method (a name in sparks.methods.method_names())"},
         "steps": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "uniqueItems": True},
         "checkpoints": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
         "model_hashes": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},

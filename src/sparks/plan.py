@@ -19,6 +19,7 @@ import polars as pl
 
 from sparks import registry
 from sparks.evaluate.conditions import EvaluateSettings, conditions
+from sparks.methods import training_method
 from sparks.model.graph import Graph
 from sparks.workflow import GPU_RULES
 
@@ -136,20 +137,14 @@ def plan_table(config: dict[str, Any], throughput: Throughput | None = None) -> 
         prompt = PROMPT_TOKENS.get(task["source"], 200)
         n_ckpt = checkpoint_count(name, run)
         if run["method"] != registry.GIVEN:
-            vllm = bool(run["trainer"].get("use_vllm"))
-            if run["method"] == "grpo":
-                g = run["grpo"]
-                tokens = run["max_steps"] * run["batch_size"] * (prompt + g["max_completion_length"])
-                hours = t.generation_hours(run["max_steps"] * run["batch_size"] * g["max_completion_length"], base.params, vllm)
-                hours += t.compute_hours(6 * base.params * tokens * g["num_iterations"])
-            else:
-                length = min(run["max_length"], TRAIN_TOKENS.get(task["source"], run["max_length"]))
-                hours = t.compute_hours(6 * base.params * run["max_steps"] * run["batch_size"] * length)
+            method = training_method(run["method"])
+            example = min(run["max_length"], TRAIN_TOKENS.get(task["source"], run["max_length"]))
+            hours = method.cost(run, prompt, example, base.params, t)
             resume_state = 2 * base.params * BYTES_FP32  # Adam moments, kept in the newest checkpoint only
             saved = 2 if run["save_dtype"] == "bfloat16" else BYTES_FP32  # every checkpoint but the newest (the peak)
             weights = (n_ckpt - 1) * base.params * saved + base.params * BYTES_FP32
             add("train", 1, hours, (weights + resume_state) / 1e9)
-            if run["method"] == "distill":
+            if "teacher_traces" in method.inputs:
                 d = run["distill"]
                 teacher = base if d["teacher"] != "teacher" else model_shape(config["teacher"])
                 samples = task["n_train"] * d["samples_per_problem"] * d["max_new_tokens"]

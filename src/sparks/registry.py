@@ -27,14 +27,8 @@ EMERGENCE_RULE = (
 )
 """When a head is called emergent (sparks.aggregate.bootstrap applies it), in the words the README and the report use."""
 
-TRAINERS = ("sft", "grpo", "distill")
-"""The methods that train (with TRL)."""
-
 GIVEN = "models"
 """The method of a run whose checkpoints already exist (``runs.<name>.checkpoints``)."""
-
-METHODS = (*TRAINERS, GIVEN)
-"""Post-training methods (``runs.<name>.method``)."""
 
 METRICS = ("kl", "logit_diff", "logprob")
 """Attribution metrics on the answer position (``attribute.metric``)."""

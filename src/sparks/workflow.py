@@ -136,6 +136,7 @@ class Workflow:
         """A run's inputs: base model and task problems, plus the teacher's samples for
         distillation (none for a models run)."""
         from sparks.config import base_role
+        from sparks.methods import training_method
 
         run = self.config["runs"][wildcards.run]
         if run["method"] == registry.GIVEN:
@@ -144,8 +145,9 @@ class Workflow:
             "base": layout.model(base_role(self.config, wildcards.run), self.exp),
             "problems": layout.problems(run["task"], self.exp),
         }
-        if run["method"] == "distill":
-            inputs["teacher_traces"] = layout.teacher_traces(wildcards.run, self.exp)
+        extra = {"teacher_traces": layout.teacher_traces}  # what a method may read beyond base and problems
+        for name in training_method(run["method"]).inputs:
+            inputs[name] = extra[name](wildcards.run, self.exp)
         return inputs
 
     def teacher_inputs(self, wildcards: Any) -> dict[str, str]:

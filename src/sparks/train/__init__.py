@@ -59,7 +59,7 @@ def train_run(
     from sparks.tables import file_hash, with_provenance, write_table
     from sparks.train.heads import restrict_trainer
     from sparks.train.history import log_history_frame
-    from sparks.train.methods import METHODS
+    from sparks.methods import training_method
     from sparks.train.resume import (
         CheckpointMarker,
         complete_steps,
@@ -108,8 +108,8 @@ def train_run(
 
         source = config["tasks"][run["task"]]["source"]
         prompter = Prompter.of(tokenizer, config)
-        method = METHODS[run["method"]]
-        trainer = method(run, config["seed"], start, tokenizer, problems, out_dir, prompter, source, teacher_traces)
+        build = training_method(run["method"]).build()  # sparks.methods: the run's method's trainer builder
+        trainer = build(run, config["seed"], start, tokenizer, problems, out_dir, prompter, source, teacher_traces)
         restrict_trainer(trainer, run["train_heads"], f"runs.{run_name}.train_heads")
         trainer.add_callback(CheckpointMarker(out_dir, run["save_dtype"]))
         trainer.train(resume_from_checkpoint=None if resume is None else str(resume))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import polars as pl
 import torch
 from datasets import Dataset
 
-from sparks import registry
 from sparks.data.prompting import Prompter
 
 log = logging.getLogger(__name__)
@@ -177,5 +175,3 @@ def grpo(run, seed, start, tokenizer, problems, out_dir, prompter, source, teach
     )
     return GRPOTrainer(model=str(start), reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer)
 
-
-METHODS: dict[str, Callable[..., Any]] = registry.implement(registry.TRAINERS, {"sft": sft, "grpo": grpo, "distill": distill})

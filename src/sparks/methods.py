@@ -1,0 +1,87 @@
+"""Post-training methods, one descriptor each: what sparks must know of a method to check a
+config, wire its jobs and plan its cost, without importing TRL or torch (a method's code is named
+as ``module:function`` and imported by the stage that runs it).
+
+Adding a training method is one module with its builder (the signature of
+``sparks.train.methods.sft``: it returns a ready TRL trainer) and one :func:`register` call;
+``runs.<name>.method`` then accepts its name, the train job reads its ``inputs``, ``sparks plan``
+prices it with its ``cost`` and ``runs.<name>.trainer`` is checked against its TRL dataclass.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sparks.registry import GIVEN
+
+# What a run's cost model is given: the run's section, tokens per prompt and per training example
+# (upper bounds from the task), the model's parameters, and sparks.plan.Throughput.
+Cost = Callable[[Mapping[str, Any], int, int, float, Any], float]
+
+
+@dataclass(frozen=True)
+class TrainingMethod:
+    """A training method (``runs.<name>.method``)."""
+
+    name: str
+    builder: str  # "module:function" returning a ready TRL trainer
+    trl_config: str  # the TRL dataclass runs.<name>.trainer is handed to
+    cost: Cost  # estimated GPU-hours of one run
+    inputs: tuple[str, ...] = ()  # files the train job reads beyond the base and the problems (a sparks.layout name)
+    owned: Mapping[str, str] = field(default_factory=dict)  # TRL fields it sets from sparks keys: field -> the key to use
+
+    def build(self) -> Callable[..., Any]:
+        module, function = self.builder.split(":")
+        return getattr(importlib.import_module(module), function)
+
+
+TRAINING: dict[str, TrainingMethod] = {}
+
+
+def register(method: TrainingMethod) -> TrainingMethod:
+    """Make ``method`` known by its name (a name registered twice is refused)."""
+    if method.name in TRAINING or method.name == GIVEN:
+        raise ValueError(f"a method named {method.name!r} is registered already")
+    TRAINING[method.name] = method
+    return method
+
+
+def training_method(name: str) -> TrainingMethod:
+    if name not in TRAINING:
+        raise KeyError(f"no training method {name!r}; known: {', '.join(TRAINING)}")
+    return TRAINING[name]
+
+
+def method_names() -> tuple[str, ...]:
+    """Every value ``runs.<name>.method`` takes: the training methods and ``models`` (given checkpoints)."""
+    return (*TRAINING, GIVEN)
+
+
+def _supervised(run: Mapping[str, Any], prompt: int, example: int, params: float, t: Any) -> float:
+    """One forward and backward (6 FLOPs per parameter and token) of every example token."""
+    return t.compute_hours(6 * params * run["max_steps"] * run["batch_size"] * example)
+
+
+def _grpo(run: Mapping[str, Any], prompt: int, example: int, params: float, t: Any) -> float:
+    """Sampling every completion to its limit, then ``num_iterations`` updates on prompt and completion."""
+    g = run["grpo"]
+    samples = run["max_steps"] * run["batch_size"]
+    hours = t.generation_hours(samples * g["max_completion_length"], params, bool(run["trainer"].get("use_vllm")))
+    return hours + t.compute_hours(6 * params * samples * (prompt + g["max_completion_length"]) * g["num_iterations"])
+
+
+_GRPO_KEYS = ("num_generations", "temperature", "beta", "scale_rewards", "num_iterations", "max_completion_length")
+register(TrainingMethod("sft", "sparks.train.methods:sft", "SFTConfig", _supervised))
+register(TrainingMethod("distill", "sparks.train.methods:distill", "SFTConfig", _supervised, inputs=("teacher_traces",)))
+register(
+    TrainingMethod(
+        "grpo",
+        "sparks.train.methods:grpo",
+        "GRPOConfig",
+        _grpo,
+        owned={"reward_weights": "runs.{run}.grpo.rewards", **{key: f"runs.{{run}}.grpo.{key}" for key in _GRPO_KEYS}},
+    )
+)
