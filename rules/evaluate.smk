@@ -52,7 +52,7 @@ rule intervene:
         condition=WF.condition_flag,
     shell:
         "sparks intervene --config {params.config} --task {wildcards.task} {params.inputs} "
-        "{params.condition} --out {output.table} --samples {output.samples} > {log} 2>&1"
+        "{params.condition} --out {output.table} --samples-out {output.samples} > {log} 2>&1"
 
 
 if WF.split_interventions:

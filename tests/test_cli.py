@@ -8,7 +8,7 @@ STAGES = {
     "attribute": "--heads",
     "aggregate": "--cohorts",
     "evaluate": "--step",
-    "intervene": "--samples",
+    "intervene": "--samples-out",
     "think-modes": "--out",
     "failures": "--changes",
     "plot": "--figures",
@@ -32,3 +32,17 @@ def test_unknown_flag_is_rejected_by_name():
     )
     assert result.returncode == 2
     assert "--learning-rate" in result.stderr
+
+
+def test_every_handler_is_named_for_its_command():
+    """``main`` for the command a stage package is named for, ``main_<command>`` for the others."""
+    import argparse
+
+    from sparks.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for command, parser in commands.items():
+        func = parser.get_default("func")
+        package = func.__module__.split(".")[1]
+        expected = "main" if command == package else f"main_{command.replace('-', '_')}"
+        assert func.__name__ == expected, f"sparks {command}: {func.__module__}.{func.__name__}"

@@ -1,7 +1,7 @@
 """Every path under ``results/{exp}/``: one function per artefact, and no other module spells one.
 
 Called without arguments a function returns the Snakemake pattern, wildcards in braces
-(``layout.heads()`` is ``results/{exp}/heads/{run}/{step}/{task}.parquet``); called with values
+(``layout.attribution("heads")`` is ``results/{exp}/heads/{run}/{step}/{task}.parquet``); called with values
 it returns the concrete path. The rules build every input and output here; the stages take the
 files their rule names and never derive one path from another.
 

@@ -28,10 +28,10 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     add_common(s, manifest=True, task=True)
     s.add_argument("--problems", type=Path, required=True, help="the task's problems table (prepare-data)")
     s.add_argument("--out", type=Path, required=True, help="output: the style pairs (Parquet, the pairs schema)")
-    s.set_defaults(func=style_main)
+    s.set_defaults(func=main_style_pairs)
 
 
-def style_main(args: argparse.Namespace) -> None:
+def main_style_pairs(args: argparse.Namespace) -> None:
     from sparks.attribute.style import style_pairs_stage
 
     style_pairs_stage(read_common(args), args.manifest, args.task, args.problems, args.out)

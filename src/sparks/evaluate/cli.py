@@ -38,7 +38,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
         "--condition", default=None, help="evaluate one condition only (evaluate.split_interventions), e.g. scale-emergent-a1.3"
     )
     q.add_argument("--out", type=Path, required=True, help="output: interventions table (Parquet)")
-    q.add_argument("--samples", type=Path, required=True, help="output: every sample behind the table (Parquet)")
+    q.add_argument("--samples-out", type=Path, required=True, help="output: every sample behind the table (Parquet)")
     q.set_defaults(func=main_intervene)
 
     m = subparsers.add_parser("merge-interventions", help="join one run's per-condition intervene tables")
@@ -46,7 +46,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--samples", **files("the per-condition intervention_samples tables, in the same order"))
     m.add_argument("--out", type=Path, required=True, help="output: interventions table (Parquet)")
     m.add_argument("--samples-out", type=Path, required=True, help="output: intervention_samples table (Parquet)")
-    m.set_defaults(func=main_merge)
+    m.set_defaults(func=main_merge_interventions)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -65,7 +65,7 @@ def main_intervene(args: argparse.Namespace) -> None:
         args.problems,
         args.cohorts,
         args.out,
-        args.samples,
+        args.samples_out,
         args.think_modes,
         args.replicate_heads,
         args.condition,
@@ -73,7 +73,7 @@ def main_intervene(args: argparse.Namespace) -> None:
     )
 
 
-def main_merge(args: argparse.Namespace) -> None:
+def main_merge_interventions(args: argparse.Namespace) -> None:
     from sparks.evaluate import merge_interventions
 
     merge_interventions(args.tables, args.samples, args.out, args.samples_out)

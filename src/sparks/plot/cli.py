@@ -37,7 +37,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
         q.add_argument(f"--{name.replace('_', '-')}", type=Path, required=True, help=f"the run's {name} table")
     q.add_argument("--figures", **files("output: every figure file, {task}_{name}.png and .svg"))
     q.add_argument("--section", type=Path, required=True, help="output: the run's report section (HTML)")
-    q.set_defaults(func=main_replicates)
+    q.set_defaults(func=main_plot_replicates)
 
     from sparks.plot.report import REPORT_INPUTS
 
@@ -48,7 +48,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     for name in REPORT_INPUTS:
         r.add_argument(f"--{name.replace('_', '-')}", **files(f"every run's {name} tables"))
     r.add_argument("--out", type=Path, required=True, help="output HTML file")
-    r.set_defaults(func=report_main)
+    r.set_defaults(func=main_report)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> None:
     write_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, order, args.section)
 
 
-def main_replicates(args: argparse.Namespace) -> None:
+def main_plot_replicates(args: argparse.Namespace) -> None:
     from sparks.config import task_difficulties
     from sparks.plot import REPLICATE_INPUTS as INPUTS
     from sparks.plot.replicates import plot_replicates, write_replicates_section
@@ -81,7 +81,7 @@ def main_replicates(args: argparse.Namespace) -> None:
     write_replicates_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, order, args.section)
 
 
-def report_main(args: argparse.Namespace) -> None:
+def main_report(args: argparse.Namespace) -> None:
     from sparks.plot.report import REPORT_INPUTS, write_report
     from sparks.tables import read_table
 

@@ -17,7 +17,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
         help="which model of the config: base, teacher or a base replicate base-b{seed} (default: %(default)s)",
     )
     model.add_argument("--out", type=Path, required=True, help="output: the model folder")
-    model.set_defaults(func=main_model)
+    model.set_defaults(func=main_prepare_model)
 
     data = subparsers.add_parser("prepare-data", help="write a task's problems and clean/corrupted pairs")
     add_common(data, task=True)
@@ -26,16 +26,16 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     data.add_argument("--problems", type=Path, required=True, help="output: the task's problems table (Parquet)")
     data.add_argument("--pairs", type=Path, required=True, help="output: the task's clean/corrupted pairs (Parquet)")
-    data.set_defaults(func=main_data)
+    data.set_defaults(func=main_prepare_data)
 
 
-def main_model(args: argparse.Namespace) -> None:
+def main_prepare_model(args: argparse.Namespace) -> None:
     from sparks.prepare import prepare_model
 
     prepare_model(read_common(args), args.role, args.out)
 
 
-def main_data(args: argparse.Namespace) -> None:
+def main_prepare_data(args: argparse.Namespace) -> None:
     from sparks.prepare import prepare_data
 
     prepare_data(read_common(args), args.task, args.tokenizer, args.problems, args.pairs)

@@ -24,7 +24,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     a = subparsers.add_parser("accelerate-config", help="the accelerate config of a several-GPU training job (resources.train)")
     add_common(a)
     a.add_argument("--out", type=Path, required=True, help="output: accelerate config (YAML)")
-    a.set_defaults(func=main_accelerate)
+    a.set_defaults(func=main_accelerate_config)
 
     t = subparsers.add_parser("teacher-traces", help="sample a distill run's teacher on its training problems (cached)")
     add_common(t)
@@ -32,7 +32,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--problems", type=Path, required=True, help="the run's task problems table (prepare-data)")
     t.add_argument("--teacher", type=Path, default=None, help="the model folder it samples (distill.teacher teacher or base)")
     t.add_argument("--out", type=Path, required=True, help="output: the teacher_traces table (Parquet)")
-    t.set_defaults(func=teacher_main)
+    t.set_defaults(func=main_teacher_traces)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -41,13 +41,13 @@ def main(args: argparse.Namespace) -> None:
     train_run(read_common(args), args.run, args.base, args.problems, args.manifest, args.train_log, args.teacher_traces)
 
 
-def teacher_main(args: argparse.Namespace) -> None:
+def main_teacher_traces(args: argparse.Namespace) -> None:
     from sparks.train.teacher import sample_teacher_traces
 
     sample_teacher_traces(read_common(args), args.run, args.problems, args.teacher, args.out)
 
 
-def main_accelerate(args: argparse.Namespace) -> None:
+def main_accelerate_config(args: argparse.Namespace) -> None:
     from sparks.train.launch import write_accelerate_config
 
     job = read_common(args)["resources"]["train"]
