@@ -61,4 +61,4 @@ rule think_modes:
         inputs=flags,
     shell:
         "sparks think-modes --config {params.config} --task {wildcards.task} --run {wildcards.run} "
-        "{params.inputs} --out {output.think_modes} --overlap {output.overlap} > {log} 2>&1"
+        "{params.inputs} --think-modes-out {output.think_modes} --think-overlap-out {output.overlap} > {log} 2>&1"

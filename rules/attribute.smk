@@ -23,8 +23,8 @@ rule attribute:
     shell:
         "sparks attribute --config {params.config} --manifest {input.manifest} "
         "--step {wildcards.step} --task {wildcards.task} --pairs {input.pairs} "
-        "--heads {output.heads} --edges {output.edges} --pair-edges {output.pair_edges} "
-        "--faithfulness {output.faithfulness} --head-effects {output.head_effects} > {log} 2>&1"
+        "--heads-out {output.heads} --edges-out {output.edges} --pair-edges-out {output.pair_edges} "
+        "--faithfulness-out {output.faithfulness} --head-effects-out {output.head_effects} > {log} 2>&1"
 
 
 rule attribute_think:
@@ -49,7 +49,7 @@ rule attribute_think:
     shell:
         "sparks attribute --config {params.config} --manifest {input.manifest} "
         "--step {wildcards.step} --task {wildcards.task} --pairs {input.pairs} "
-        "--think {wildcards.mode} --heads {output.heads} --edges {output.edges} > {log} 2>&1"
+        "--think {wildcards.mode} --heads-out {output.heads} --edges-out {output.edges} > {log} 2>&1"
 
 
 rule style_pairs:

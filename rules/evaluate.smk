@@ -22,7 +22,7 @@ rule evaluate:
     shell:
         "sparks evaluate --config {params.config} --manifest {input.manifest} "
         "--step {wildcards.step} --task {wildcards.task} --problems {input.problems} "
-        "--out {output.samples} --passk {output.passk} > {log} 2>&1"
+        "--eval-out {output.samples} --passk-out {output.passk} > {log} 2>&1"
 
 
 rule intervene:
@@ -52,7 +52,7 @@ rule intervene:
         condition=WF.condition_flag,
     shell:
         "sparks intervene --config {params.config} --task {wildcards.task} {params.inputs} "
-        "{params.condition} --out {output.table} --samples-out {output.samples} > {log} 2>&1"
+        "{params.condition} --interventions-out {output.table} --intervention-samples-out {output.samples} > {log} 2>&1"
 
 
 if WF.split_interventions:
@@ -75,4 +75,4 @@ if WF.split_interventions:
             **resources_of("merge_interventions"),
         shell:
             "sparks merge-interventions --tables {input.tables} --samples {input.samples} "
-            "--out {output.table} --samples-out {output.samples} > {log} 2>&1"
+            "--interventions-out {output.table} --intervention-samples-out {output.samples} > {log} 2>&1"

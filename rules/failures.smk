@@ -22,5 +22,5 @@ rule failures:
         inputs=flags,
     shell:
         "sparks failures --config {params.config} --task {params.task} {params.inputs} "
-        "--out {output.failures} --changes {output.changes} --shares {output.shares} "
+        "--failures-out {output.failures} --failure-changes-out {output.changes} --failure-shares-out {output.shares} "
         "> {log} 2>&1"

@@ -22,7 +22,7 @@ rule plot:
         inputs=flags,
     shell:
         "sparks plot --config {params.config} --run {wildcards.run} --task {wildcards.task} "
-        "{params.inputs} --figures {output.figures} --section {output.section} > {log} 2>&1"
+        "{params.inputs} --figures-out {output.figures} --section-out {output.section} > {log} 2>&1"
 
 
 rule report:

@@ -42,5 +42,5 @@ rule prepare_data:
         prompt=WF.prompt,
     shell:
         "sparks prepare-data --config {params.config} --task {wildcards.task} "
-        "--tokenizer {input.tokenizer} --problems {output.problems} --pairs {output.pairs} "
+        "--tokenizer {input.tokenizer} --problems-out {output.problems} --pairs-out {output.pairs} "
         "> {log} 2>&1"

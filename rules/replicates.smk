@@ -85,4 +85,4 @@ rule plot_replicates:
         inputs=flags,
     shell:
         "sparks plot-replicates --config {params.config} --run {wildcards.group} --task {wildcards.task} "
-        "{params.inputs} --figures {output.figures} --section {output.section} > {log} 2>&1"
+        "{params.inputs} --figures-out {output.figures} --section-out {output.section} > {log} 2>&1"

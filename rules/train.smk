@@ -22,7 +22,7 @@ checkpoint train:
         launch=WF.train_launcher,
     shell:
         "{params.launch} train --config {params.config} --run {wildcards.run} {params.inputs} "
-        "--manifest {output.manifest} --train-log {output.train_log} > {log} 2>&1"
+        "--manifest-out {output.manifest} --train-log-out {output.train_log} > {log} 2>&1"
 
 
 rule teacher_traces:

@@ -349,7 +349,7 @@ def test_cli_writes_three_tables(tmp_path, tiny_model_dir, raw_config, pairs):
     out = {name: tmp_path / "out" / f"{name}.parquet" for name in ("heads", "edges", "pair_edges", "faithfulness")}
     args = ["attribute", "--config", str(config), "--manifest", str(run_dir / "checkpoints.json"), "--step", "0"]
     args += ["--task", "arith", "--pairs", str(pairs_path)]
-    args += [x for name, path in out.items() for x in (f"--{name.replace('_', '-')}", str(path))]
+    args += [x for name, path in out.items() for x in (f"--{name.replace('_', '-')}-out", str(path))]
     result = run_sparks(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     heads = read_table(out["heads"], "heads")

@@ -3,19 +3,19 @@ from conftest import run_sparks
 
 STAGES = {
     "prepare-model": "--out",
-    "prepare-data": "--problems",
-    "train": "--manifest",
-    "attribute": "--heads",
-    "aggregate": "--cohorts",
-    "evaluate": "--step",
-    "intervene": "--samples-out",
-    "think-modes": "--out",
-    "failures": "--changes",
-    "plot": "--figures",
+    "prepare-data": "--problems-out",
+    "train": "--manifest-out",
+    "attribute": "--heads-out",
+    "aggregate": "--cohorts-out",
+    "evaluate": "--passk-out",
+    "intervene": "--intervention-samples-out",
+    "think-modes": "--think-overlap-out",
+    "failures": "--failure-changes-out",
+    "plot": "--figures-out",
     "report": "--out",
     "replicates": "--replicate-heads-out",
-    "claims": "--failures",
-    "plot-replicates": "--section",
+    "claims": "--out",
+    "plot-replicates": "--section-out",
 }
 
 
@@ -28,7 +28,7 @@ def test_stage_help(stage, output_flag):
 
 def test_unknown_flag_is_rejected_by_name():
     result = run_sparks(
-        "train", "--run", "sft", "--base", "b", "--problems", "p", "--manifest", "m", "--train-log", "t", "--learning-rate", "1"
+        "train", "--run", "sft", "--base", "b", "--problems", "p", "--manifest-out", "m", "--train-log-out", "t", "--learning-rate", "1"
     )
     assert result.returncode == 2
     assert "--learning-rate" in result.stderr
@@ -46,3 +46,17 @@ def test_every_handler_is_named_for_its_command():
         package = func.__module__.split(".")[1]
         expected = "main" if command == package else f"main_{command.replace('-', '_')}"
         assert func.__name__ == expected, f"sparks {command}: {func.__module__}.{func.__name__}"
+
+
+def test_outputs_are_out_or_named_out():
+    """A command with one output names it --out; one with several, --<name>-out each; no input ends in -out."""
+    import argparse
+
+    from sparks.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for command, parser in commands.items():
+        flags = {a.option_strings[0]: (a.help or "").startswith("output") for a in parser._actions if a.option_strings}
+        outputs = [f for f, out in flags.items() if out]
+        assert outputs == ["--out"] or all(f.endswith("-out") for f in outputs) and len(outputs) > 1 or not outputs, command
+        assert not [f for f, out in flags.items() if f.endswith("-out") and not out], command

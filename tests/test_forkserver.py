@@ -66,7 +66,7 @@ def test_a_served_job_writes_what_a_new_process_writes(server, tmp_path, raw_con
 
 def test_a_failing_job_fails_the_same_way(server, tmp_path):
     before = len(forkserver.forked(server.log))
-    args = "attribute --config nowhere.yaml --manifest none.json --step 0 --task arith --pairs none.parquet --heads h.parquet"
+    args = "attribute --config nowhere.yaml --manifest none.json --step 0 --task arith --pairs none.parquet --heads-out h.parquet"
     results = [sparks(args, tmp_path, via) for via in (server, None)]
     assert [r.returncode for r in results] == [2, 2]
     assert results[0].stderr == results[1].stderr and "nowhere.yaml" in results[0].stderr

@@ -151,7 +151,7 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint(small_raw, problem
     def train(out_dir):  # the CLI, as the workflow runs it (its thread settings are the stage's own)
         cmd = [sys.executable, "-m", "sparks.cli", "train", "--config", str(tmp_path / "config.yaml"), "--run", "sft"]
         cmd += ["--base", str(tiny_model_dir), "--problems", str(problems)]
-        cmd += ["--manifest", str(out_dir / "checkpoints.json"), "--train-log", str(out_dir / "train_log.parquet")]
+        cmd += ["--manifest-out", str(out_dir / "checkpoints.json"), "--train-log-out", str(out_dir / "train_log.parquet")]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     # TRL's result depends on the output folder's path (measured), so the uninterrupted reference

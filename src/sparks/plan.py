@@ -222,7 +222,7 @@ def make_parser(subparsers) -> None:
     p = subparsers.add_parser("plan", help="jobs, estimated GPU-hours and disk per rule of a config, before running it")
     add_common(p)
     p.add_argument("--configfile", dest="config", type=Path, help="the same as --config (snakemake's spelling)")
-    p.add_argument("--out", type=Path, default=None, help="also write the plan as a Parquet table")
+    p.add_argument("--out", type=Path, default=None, help="output (optional): the plan as a Parquet table too")
     p.set_defaults(func=main)
 
 

@@ -26,8 +26,8 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     for kind in ("heads", "edges"):
         for mode in ("on", "off"):
             t.add_argument(f"--{kind}-{mode}", **files(f"{kind} tables of the compared checkpoints, think {mode}"))
-    t.add_argument("--out", type=Path, required=True, help="output: think_modes table (Parquet)")
-    t.add_argument("--overlap", type=Path, required=True, help="output: think_overlap table (Parquet)")
+    t.add_argument("--think-modes-out", type=Path, required=True, help="output: think_modes table (Parquet)")
+    t.add_argument("--think-overlap-out", type=Path, required=True, help="output: think_overlap table (Parquet)")
     t.set_defaults(func=main_think_modes)
 
     from sparks.aggregate.replicates import INPUTS as REPLICATE_INPUTS
@@ -68,7 +68,7 @@ def main_think_modes(args: argparse.Namespace) -> None:
 
     config = read_common(args)
     inputs = {(kind, mode == "on"): getattr(args, f"{kind}_{mode}") for kind in ("heads", "edges") for mode in ("on", "off")}
-    think_modes_stage(config, inputs, args.task, args.run, args.out, args.overlap)
+    think_modes_stage(config, inputs, args.task, args.run, args.think_modes_out, args.think_overlap_out)
 
 
 def main_replicates(args: argparse.Namespace) -> None:

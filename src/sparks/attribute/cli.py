@@ -17,11 +17,11 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
         "--pairs", type=Path, required=True, help="the pairs table: the task's (prepare-data) or the run's style pairs"
     )
     p.add_argument("--think", choices=("on", "off"), default=None, help="score these pairs (default: attribute.think)")
-    p.add_argument("--heads", type=Path, help="output: head table (Parquet)")
-    p.add_argument("--edges", type=Path, help="output: edge table (Parquet)")
-    p.add_argument("--pair-edges", type=Path, help="output: each pair's edge scores (Parquet)")
-    p.add_argument("--faithfulness", type=Path, help="output: faithfulness curve (Parquet; the costly one)")
-    p.add_argument("--head-effects", type=Path, help="output: each pair's exact per-head effects (Parquet; attribute.exact)")
+    p.add_argument("--heads-out", type=Path, help="output: head table (Parquet)")
+    p.add_argument("--edges-out", type=Path, help="output: edge table (Parquet)")
+    p.add_argument("--pair-edges-out", type=Path, help="output: each pair's edge scores (Parquet)")
+    p.add_argument("--faithfulness-out", type=Path, help="output: faithfulness curve (Parquet; the costly one)")
+    p.add_argument("--head-effects-out", type=Path, help="output: each pair's exact per-head effects (Parquet; attribute.exact)")
     p.set_defaults(func=main)
 
     s = subparsers.add_parser("style-pairs", help="a run's style-contrast pairs: its starting and reasoning models' openings")
@@ -41,8 +41,8 @@ def main(args: argparse.Namespace) -> None:
     from sparks.attribute import attribute_checkpoint
 
     config = read_common(args)
-    out = {name: getattr(args, name) for name in ATTRIBUTION if getattr(args, name) is not None}
+    out = {name: getattr(args, f"{name}_out") for name in ATTRIBUTION if getattr(args, f"{name}_out") is not None}
     if not out:
-        raise SystemExit("sparks attribute: name at least one output (--heads, --edges, --pair-edges, --faithfulness, --head-effects)")
+        raise SystemExit("sparks attribute: name at least one output (--heads-out, --edges-out, --pair-edges-out, --faithfulness-out, --head-effects-out)")
     think = None if args.think is None else args.think == "on"
     attribute_checkpoint(config, args.manifest, args.step, args.task, args.pairs, out, think)

@@ -13,8 +13,8 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     add_common(p, manifest=True, task=True)
     p.add_argument("--step", type=int, required=True, help="checkpoint step (one listed in the manifest)")
     p.add_argument("--problems", type=Path, required=True, help="the task's problems table (prepare-data)")
-    p.add_argument("--out", type=Path, required=True, help="output: every sample (eval table, Parquet)")
-    p.add_argument("--passk", type=Path, required=True, help="output: accuracy, pass@k, success@k, all-correct@k (Parquet)")
+    p.add_argument("--eval-out", type=Path, required=True, help="output: every sample (eval table, Parquet)")
+    p.add_argument("--passk-out", type=Path, required=True, help="output: accuracy, pass@k, success@k, all-correct@k (Parquet)")
     p.set_defaults(func=main)
 
     q = subparsers.add_parser("intervene", help="ablate / scale a run's emergent heads (evaluate.heads) against control heads")
@@ -37,22 +37,22 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--condition", default=None, help="evaluate one condition only (evaluate.split_interventions), e.g. scale-emergent-a1.3"
     )
-    q.add_argument("--out", type=Path, required=True, help="output: interventions table (Parquet)")
-    q.add_argument("--samples-out", type=Path, required=True, help="output: every sample behind the table (Parquet)")
+    q.add_argument("--interventions-out", type=Path, required=True, help="output: interventions table (Parquet)")
+    q.add_argument("--intervention-samples-out", type=Path, required=True, help="output: every sample behind the table (Parquet)")
     q.set_defaults(func=main_intervene)
 
     m = subparsers.add_parser("merge-interventions", help="join one run's per-condition intervene tables")
     m.add_argument("--tables", **files("the per-condition interventions tables, in condition order"))
     m.add_argument("--samples", **files("the per-condition intervention_samples tables, in the same order"))
-    m.add_argument("--out", type=Path, required=True, help="output: interventions table (Parquet)")
-    m.add_argument("--samples-out", type=Path, required=True, help="output: intervention_samples table (Parquet)")
+    m.add_argument("--interventions-out", type=Path, required=True, help="output: interventions table (Parquet)")
+    m.add_argument("--intervention-samples-out", type=Path, required=True, help="output: intervention_samples table (Parquet)")
     m.set_defaults(func=main_merge_interventions)
 
 
 def main(args: argparse.Namespace) -> None:
     from sparks.evaluate import evaluate_stage
 
-    evaluate_stage(read_common(args), args.manifest, args.step, args.task, args.problems, args.out, args.passk)
+    evaluate_stage(read_common(args), args.manifest, args.step, args.task, args.problems, args.eval_out, args.passk_out)
 
 
 def main_intervene(args: argparse.Namespace) -> None:
@@ -64,8 +64,8 @@ def main_intervene(args: argparse.Namespace) -> None:
         args.task,
         args.problems,
         args.cohorts,
-        args.out,
-        args.samples_out,
+        args.interventions_out,
+        args.intervention_samples_out,
         args.think_modes,
         args.replicate_heads,
         args.condition,
@@ -76,4 +76,4 @@ def main_intervene(args: argparse.Namespace) -> None:
 def main_merge_interventions(args: argparse.Namespace) -> None:
     from sparks.evaluate import merge_interventions
 
-    merge_interventions(args.tables, args.samples, args.out, args.samples_out)
+    merge_interventions(args.tables, args.samples, args.interventions_out, args.intervention_samples_out)

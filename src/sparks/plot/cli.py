@@ -22,8 +22,8 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument(
                 flag, type=Path, required=not optional, help=f"the run's {name} table" + (" (think figure)" if optional else "")
             )
-    p.add_argument("--figures", **files("output: every figure file, {task}_{name}.png and .svg"))
-    p.add_argument("--section", type=Path, required=True, help="output: the run's report section (HTML)")
+    p.add_argument("--figures-out", **files("output: every figure file, {task}_{name}.png and .svg"))
+    p.add_argument("--section-out", type=Path, required=True, help="output: the run's report section (HTML)")
     p.set_defaults(func=main)
 
     from sparks.plot import REPLICATE_INPUTS
@@ -35,8 +35,8 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--run", required=True, help="the replicated run (a name under runs: with seeds)")
     for name in REPLICATE_INPUTS:
         q.add_argument(f"--{name.replace('_', '-')}", type=Path, required=True, help=f"the run's {name} table")
-    q.add_argument("--figures", **files("output: every figure file, {task}_{name}.png and .svg"))
-    q.add_argument("--section", type=Path, required=True, help="output: the run's report section (HTML)")
+    q.add_argument("--figures-out", **files("output: every figure file, {task}_{name}.png and .svg"))
+    q.add_argument("--section-out", type=Path, required=True, help="output: the run's report section (HTML)")
     q.set_defaults(func=main_plot_replicates)
 
     from sparks.plot.report import REPORT_INPUTS
@@ -64,8 +64,8 @@ def main(args: argparse.Namespace) -> None:
         raise SystemExit("sparks plot: give both --think-modes and --think-overlap, or neither")
     tables = read_inputs(given)
     fixed_size = aggregate["top_n"] if aggregate["faithfulness_target"] is None else None
-    paths = plot_run(tables, args.run, args.task, args.figures, order, fixed_size)
-    write_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, order, args.section)
+    paths = plot_run(tables, args.run, args.task, args.figures_out, order, fixed_size)
+    write_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, order, args.section_out)
 
 
 def main_plot_replicates(args: argparse.Namespace) -> None:
@@ -77,8 +77,8 @@ def main_plot_replicates(args: argparse.Namespace) -> None:
     config = read_common(args)
     tables = {name: read_table(getattr(args, name), name) for name in INPUTS}
     order = task_difficulties(config["tasks"][args.task])
-    paths = plot_replicates(tables, order, args.run, args.task, args.figures)
-    write_replicates_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, order, args.section)
+    paths = plot_replicates(tables, order, args.run, args.task, args.figures_out)
+    write_replicates_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, order, args.section_out)
 
 
 def main_report(args: argparse.Namespace) -> None:

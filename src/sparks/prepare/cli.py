@@ -24,8 +24,8 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument(
         "--tokenizer", type=Path, required=True, help="model folder from prepare-model (its tokenizer sets pair lengths)"
     )
-    data.add_argument("--problems", type=Path, required=True, help="output: the task's problems table (Parquet)")
-    data.add_argument("--pairs", type=Path, required=True, help="output: the task's clean/corrupted pairs (Parquet)")
+    data.add_argument("--problems-out", type=Path, required=True, help="output: the task's problems table (Parquet)")
+    data.add_argument("--pairs-out", type=Path, required=True, help="output: the task's clean/corrupted pairs (Parquet)")
     data.set_defaults(func=main_prepare_data)
 
 
@@ -38,4 +38,4 @@ def main_prepare_model(args: argparse.Namespace) -> None:
 def main_prepare_data(args: argparse.Namespace) -> None:
     from sparks.prepare import prepare_data
 
-    prepare_data(read_common(args), args.task, args.tokenizer, args.problems, args.pairs)
+    prepare_data(read_common(args), args.task, args.tokenizer, args.problems_out, args.pairs_out)

@@ -17,8 +17,8 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--base", type=Path, default=None, help="model folder from prepare-model (runs that train)")
     p.add_argument("--problems", type=Path, default=None, help="the run's task problems table (runs that train)")
     p.add_argument("--teacher-traces", type=Path, default=None, help="distill runs: the teacher_traces table to learn from")
-    p.add_argument("--manifest", type=Path, required=True, help="output: checkpoints.json (checkpoints are saved beside it)")
-    p.add_argument("--train-log", type=Path, required=True, help="output: the trainer's log history (Parquet)")
+    p.add_argument("--manifest-out", type=Path, required=True, help="output: checkpoints.json (checkpoints are saved beside it)")
+    p.add_argument("--train-log-out", type=Path, required=True, help="output: the trainer's log history (Parquet)")
     p.set_defaults(func=main)
 
     a = subparsers.add_parser("accelerate-config", help="the accelerate config of a several-GPU training job (resources.train)")
@@ -38,7 +38,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> None:
     from sparks.train import train_run
 
-    train_run(read_common(args), args.run, args.base, args.problems, args.manifest, args.train_log, args.teacher_traces)
+    train_run(read_common(args), args.run, args.base, args.problems, args.manifest_out, args.train_log_out, args.teacher_traces)
 
 
 def main_teacher_traces(args: argparse.Namespace) -> None:
