@@ -22,9 +22,9 @@ CPU_RULES = (
 )  # fmt: skip
 # The resources section (config ``resources.<name>``) a rule's jobs take when it is not its own.
 RESOURCES_OF = {"claims": "replicates", "plot_replicates": "plot"}
-# The tables the report reads of every run, and of every claim group (sparks.plot.report.REPORT_INPUTS).
-REPORT_RUN_TABLES = ("circuit", "cohorts", "frequency", "stability", "agreement", "null_calls", "planted", "circuit_rules")
-REPORT_GROUP_TABLES = ("replicate_heads", "replicate_claims")
+# The report's inputs (sparks.plot.report.REPORT_INPUTS) read at every checkpoint of a run: one
+# input function per run each (report_step_inputs).
+REPORT_PER_CHECKPOINT = ("heads", "passk")
 
 
 def resources(config: Mapping[str, Any], rule: str) -> dict[str, int]:
@@ -259,26 +259,24 @@ class Workflow:
         but those of each checkpoint (:meth:`report_step_inputs`), and the prepared models whose
         accuracy the setup table shows."""
         from sparks.config import base_roles
+        from sparks.plot.report import REPORT_INPUTS
 
         runs, groups = self.report_runs(), self.config["claim_groups"]
-        per_run = {name: [self.run_table(name, r, self.run_task(r)) for r in runs] for name in REPORT_RUN_TABLES}
-        extra = {
-            name: [self.run_table(name, r, self.run_task(r)) for r in runs]
-            for name in ("failure_shares", "train_log", "interventions")
-        }
-        per_group = {
-            name: [layout.replicates(name, g, self.run_task(rs[0]), self.exp) for g, rs in groups.items()]
-            for name in REPORT_GROUP_TABLES
-        }
+        tables: dict[str, Any] = {"sections": self.report_sections()}
+        for name in REPORT_INPUTS:
+            if name in layout.REPLICATES or name == "replicate_claims":  # a claim group's
+                tables[name] = [layout.replicates(name, g, self.run_task(rs[0]), self.exp) for g, rs in groups.items()]
+            elif name not in REPORT_PER_CHECKPOINT:
+                tables[name] = [self.run_table(name, r, self.run_task(r)) for r in runs]
         teacher = any(r["method"] == "distill" and r["distill"]["teacher"] == "teacher" for r in self.config["runs"].values())
-        models = [layout.model(role, self.exp) for role in base_roles(self.config) + (["teacher"] if teacher else [])]
-        return {"sections": self.report_sections(), **per_run, **extra, **per_group, "models": models}
+        tables["models"] = [layout.model(role, self.exp) for role in base_roles(self.config) + (["teacher"] if teacher else [])]
+        return tables
 
     def report_step_inputs(self) -> dict[str, Callable[[Any], list[str]]]:
         """The report's per-checkpoint inputs, one input function per run and table
         ("{table}__{run}"): each asks for its own run's checkpoints, so that every run's training
         is planned at once."""
-        return {f"{name}__{run}": self._step_tables(name, run) for run in self.report_runs() for name in ("heads", "passk")}
+        return {f"{name}__{run}": self._step_tables(name, run) for run in self.report_runs() for name in REPORT_PER_CHECKPOINT}
 
     def _step_tables(self, name: str, run: str) -> Callable[[Any], list[str]]:
         def tables(wildcards: Any) -> list[str]:
