@@ -8,6 +8,7 @@ import sys
 
 from sparks import __version__
 from sparks.config import ConfigError
+from sparks.manifest import ManifestError
 
 STAGES = (  # each stage package's cli module: make_parser(subparsers) and the commands' main functions
     "sparks.prepare.cli",
@@ -53,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"sparks {args.command}: config error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, KeyError, TableError) as err:  # a missing or damaged input, run, step or task: in one line
+    except (
+        FileNotFoundError,
+        KeyError,
+        TableError,
+        ManifestError,
+    ) as err:  # a missing or damaged input, run, step or task: one line
         if args.verbose:
             raise
         print(f"sparks {args.command}: error: {err.args[0] if err.args else err}", file=sys.stderr)

@@ -55,6 +55,10 @@ class Manifest:
         return self.hashes[step]
 
 
+class ManifestError(ValueError):
+    """A manifest that cannot be read or does not hold together: one line naming it and the fix."""
+
+
 def read_manifest(path: str | Path) -> Manifest:
     """Read and check a manifest; a missing file or a bad one is an error that says what to do."""
     path = Path(path)
@@ -63,15 +67,15 @@ def read_manifest(path: str | Path) -> Manifest:
     try:
         data = json.loads(path.read_text())
         jsonschema.validate(data, SCHEMA)
-    except (json.JSONDecodeError, jsonschema.ValidationError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, jsonschema.ValidationError) as err:
         message = err.message if isinstance(err, jsonschema.ValidationError) else str(err)
-        raise ValueError(f"{path} is not a valid sparks manifest ({message}); rerun its train job") from None
+        raise ManifestError(f"{path} is not a valid sparks manifest ({message}); rerun its train job") from None
     steps = tuple(data["steps"])
     for key in ("checkpoints", "model_hashes"):
         if sorted(data[key]) != sorted(map(str, steps)):
-            raise ValueError(f"{path}: {key} must list exactly the steps {list(steps)}; rerun its train job")
+            raise ManifestError(f"{path}: {key} must list exactly the steps {list(steps)}; rerun its train job")
     if list(steps) != sorted(steps):
-        raise ValueError(f"{path}: steps must be ascending, got {list(steps)}; rerun its train job")
+        raise ManifestError(f"{path}: steps must be ascending, got {list(steps)}; rerun its train job")
     return Manifest(
         path=path,
         run=data["run"],

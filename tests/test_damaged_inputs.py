@@ -1,0 +1,65 @@
+"""Every CPU stage given damaged inputs (each cut to its first 2,000 bytes) stops with exit code 2
+and one line that names a file it was given and what it should be (a table: and the rule that
+writes it; a manifest: rerun its train job); it writes nothing. (The GPU stages read their tables through the same reader, sparks.tables;
+tests/test_workflow.py cuts aggregate's heads table in a real run.)"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import REPO
+
+from sparks.cli import build_parser, main
+
+COMMANDS = (
+    "aggregate",
+    "think-modes",
+    "replicates",
+    "claims",
+    "failures",
+    "plot",
+    "plot-replicates",
+    "report",
+    "merge-interventions",
+)
+
+
+def arguments(command: str, cut: Path, out: Path) -> list[str]:
+    """Every flag of ``command``: inputs get the cut file, outputs a path under ``out``."""
+    parser = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    args = [command]
+    for action in parser._actions:
+        flag = action.option_strings[0] if action.option_strings else None
+        if flag in (None, "-h"):
+            continue
+        if flag == "--config":
+            args += [flag, str(REPO / "workflow_config.yaml")]
+            continue
+        if (action.help or "").startswith("output"):
+            args += [flag, str(out / flag.strip("-"))]
+        elif flag == "--task":
+            args += [flag, "arith"]
+        elif flag == "--run":
+            args += [flag, "sft"]
+        elif action.type is Path:
+            args += [flag, str(cut)]
+    return args
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_cut_table_stops_the_stage_in_one_line(command, tmp_path, capsys):
+    table = tmp_path / "whole.parquet"
+    pl.DataFrame({"x": list(range(2000))}).write_parquet(table)
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(table.read_bytes()[:2000])
+    out = tmp_path / "out"
+    code = main(arguments(command, cut, out))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len([line for line in err if line.startswith(f"sparks {command}: error:")]) == 1, err
+    line = err[-1]
+    print(line)
+    assert str(cut) in line and (" table (" in line and "written by rule" in line or "not a valid sparks manifest" in line), line
+    assert not out.exists() or not any(out.iterdir())
