@@ -318,24 +318,6 @@ def task_difficulties(task: dict[str, Any]) -> list[str]:
     return list(task["difficulties"]) if task["source"] == "synthetic" else ["all"]
 
 
-TRAINER_OWNED = {  # TRL fields sparks sets from its own keys: refused in runs.<name>.trainer, with the key to use
-    "output_dir": "nothing: checkpoints go beside the run's manifest (sparks.layout)",
-    "max_steps": "runs.{run}.max_steps",
-    "num_train_epochs": "runs.{run}.max_steps (sparks counts optimiser steps)",
-    "save_steps": "runs.{run}.save_steps",
-    "save_strategy": "runs.{run}.save_steps",
-    "save_total_limit": "nothing: sparks keeps every checkpoint (the study reads them all)",
-    "learning_rate": "runs.{run}.learning_rate",
-    "warmup_steps": "runs.{run}.warmup_ratio",
-    "warmup_ratio": "runs.{run}.warmup_ratio",
-    "per_device_train_batch_size": "runs.{run}.batch_size (examples per optimiser step) with trainer.gradient_accumulation_steps",
-    "seed": "runs.{run}.seed or runs.{run}.seeds",
-    "data_seed": "runs.{run}.seed or runs.{run}.seeds",
-    "gradient_checkpointing": "runs.{run}.gradient_checkpointing",
-    "activation_checkpointing": "runs.{run}.gradient_checkpointing",
-    "max_length": "runs.{run}.max_length",
-    "completion_only_loss": "nothing: sparks trains on completions only",
-}  # and each method's own (sparks.methods.TrainingMethod.owned)
 
 
 def trl_config_class(method: str) -> type:
@@ -355,7 +337,7 @@ def _check_trainer(name: str, run: dict[str, Any], source: str) -> None:
     cls = trl_config_class(run["method"])
     fields = {f.name for f in dataclasses.fields(cls)}
     for key in run["trainer"]:
-        owned = {**TRAINER_OWNED, **training_method(run["method"]).owned}
+        owned = training_method(run["method"]).all_owned
         if key in owned:
             raise ConfigError(
                 f"config key runs.{name}.trainer.{key} in {source}: sparks sets it from its own settings; use "

@@ -22,6 +22,28 @@ from sparks.registry import GIVEN
 Cost = Callable[[Mapping[str, Any], int, int, float, Any], float]
 
 
+# TRL fields sparks sets for every method from its own keys: refused in runs.<name>.trainer, with the
+# key to use instead (a method adds its own: TrainingMethod.owned).
+TRAINER_OWNED = {
+    "output_dir": "nothing: checkpoints go beside the run's manifest (sparks.layout)",
+    "max_steps": "runs.{run}.max_steps",
+    "num_train_epochs": "runs.{run}.max_steps (sparks counts optimiser steps)",
+    "save_steps": "runs.{run}.save_steps",
+    "save_strategy": "runs.{run}.save_steps",
+    "save_total_limit": "nothing: sparks keeps every checkpoint (the study reads them all)",
+    "learning_rate": "runs.{run}.learning_rate",
+    "warmup_steps": "runs.{run}.warmup_ratio",
+    "warmup_ratio": "runs.{run}.warmup_ratio",
+    "per_device_train_batch_size": "runs.{run}.batch_size (examples per optimiser step) with trainer.gradient_accumulation_steps",
+    "seed": "runs.{run}.seed or runs.{run}.seeds",
+    "data_seed": "runs.{run}.seed or runs.{run}.seeds",
+    "gradient_checkpointing": "runs.{run}.gradient_checkpointing",
+    "activation_checkpointing": "runs.{run}.gradient_checkpointing",
+    "max_length": "runs.{run}.max_length",
+    "completion_only_loss": "nothing: sparks trains on completions only",
+}
+
+
 @dataclass(frozen=True)
 class TrainingMethod:
     """A training method (``runs.<name>.method``)."""
@@ -32,6 +54,11 @@ class TrainingMethod:
     cost: Cost  # estimated GPU-hours of one run
     inputs: tuple[str, ...] = ()  # files the train job reads beyond the base and the problems (a sparks.layout name)
     owned: Mapping[str, str] = field(default_factory=dict)  # TRL fields it sets from sparks keys: field -> the key to use
+
+    @property
+    def all_owned(self) -> dict[str, str]:
+        """Every TRL field sparks sets for this method -> the sparks key to use instead."""
+        return {**TRAINER_OWNED, **self.owned}
 
     def build(self) -> Callable[..., Any]:
         module, function = self.builder.split(":")
