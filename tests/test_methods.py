@@ -70,3 +70,35 @@ def test_the_builtin_methods_cost_what_the_plan_said():
     expected = t.generation_hours(800 * 100, 1e9) + t.compute_hours(6 * 1e9 * 800 * 150)
     assert methods.training_method("grpo").cost(grpo, 50, 200, 1e9, t) == pytest.approx(expected)
     assert methods.training_method("distill").inputs == ("teacher_traces",)
+
+
+def doubled_eap(model, batches, metric, settings, edges=True):
+    """A dummy attribution method: EAP-IG's scores, doubled."""
+    from dataclasses import replace
+
+    from sparks.attribute.eap import score
+
+    scores = score(model, batches, metric, settings, edges)
+    return replace(scores, heads=2 * scores.heads, edges=None if scores.edges is None else 2 * scores.edges)
+
+
+def test_a_registered_attribution_method_scores_the_checkpoint(tiny_model_dir, tokenizer):
+    import polars as pl
+
+    from sparks.attribute import AttributeSettings, score_checkpoint
+    from sparks.data.tasks import task_pairs
+
+    task = {"source": "synthetic", "difficulties": {"easy": 1, "medium": 2}, "n_pairs": 12}
+    pairs = task_pairs(pl.DataFrame(), task, seed=3, tokenizer=tokenizer).filter(~pl.col("think"))
+
+    methods.register(methods.AttributionMethod("doubled", "test_methods:doubled_eap"))
+    try:
+        eap = score_checkpoint(tiny_model_dir, pairs, AttributeSettings.defaults(max_pairs=6, batch_size=8), tables=("heads",))
+        settings = AttributeSettings.defaults(max_pairs=6, batch_size=8, method="doubled")
+        doubled = score_checkpoint(tiny_model_dir, pairs, settings, tables=("heads",))
+    finally:
+        methods.ATTRIBUTION.pop("doubled")
+    assert (eap["heads"]["score"].abs() > 0).any()
+    assert (doubled["heads"]["score"] - 2 * eap["heads"]["score"]).abs().max() < 1e-5
+    with pytest.raises(ConfigError, match="attribute.method = 'doubled' is not one of eap_ig"):
+        AttributeSettings.defaults(method="doubled")  # unregistered again

@@ -18,7 +18,7 @@ import jsonschema
 import yaml
 
 from sparks import layout, registry
-from sparks.methods import method_names, training_method
+from sparks.methods import attribution_names, method_names, training_method
 from sparks.sources import is_hub_id
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -362,6 +362,7 @@ def _check_difficulties(key: str, names: list[str] | None, task_name: str, task:
 
 def _check_attribute(section: dict[str, Any], key: str = "attribute") -> None:
     _check_name(f"{key}.metric", section["metric"], registry.METRICS)
+    _check_name(f"{key}.method", section["method"], attribution_names())
     style = section["pairs"] == "style" or (isinstance(section["pairs"], dict) and "style" in section["pairs"].values())
     if style and (not section["think"] or section["compare_think_at"] != "none"):
         raise ConfigError(

@@ -68,12 +68,41 @@ class TrainingMethod:
 TRAINING: dict[str, TrainingMethod] = {}
 
 
-def register(method: TrainingMethod) -> TrainingMethod:
+@dataclass(frozen=True)
+class AttributionMethod:
+    """A way of scoring a checkpoint's heads and edges (``attribute.method``): ``scorer`` is
+    ``module:function`` taking (model, pair batches, metric, the attribute settings, edges: bool)
+    and returning sparks.attribute.eap.EdgeScores (heads, edges and each pair's edges); the
+    attribute stage builds every table from those."""
+
+    name: str
+    scorer: str
+
+    def build(self) -> Callable[..., Any]:
+        module, function = self.scorer.split(":")
+        return getattr(importlib.import_module(module), function)
+
+
+ATTRIBUTION: dict[str, AttributionMethod] = {}
+
+
+def register(method: TrainingMethod | AttributionMethod) -> TrainingMethod | AttributionMethod:
     """Make ``method`` known by its name (a name registered twice is refused)."""
-    if method.name in TRAINING or method.name == GIVEN:
+    known = TRAINING if isinstance(method, TrainingMethod) else ATTRIBUTION
+    if method.name in known or method.name == GIVEN:
         raise ValueError(f"a method named {method.name!r} is registered already")
-    TRAINING[method.name] = method
+    known[method.name] = method
     return method
+
+
+def attribution_method(name: str) -> AttributionMethod:
+    if name not in ATTRIBUTION:
+        raise KeyError(f"no attribution method {name!r}; known: {', '.join(ATTRIBUTION)}")
+    return ATTRIBUTION[name]
+
+
+def attribution_names() -> tuple[str, ...]:
+    return tuple(ATTRIBUTION)
 
 
 def training_method(name: str) -> TrainingMethod:
@@ -112,3 +141,4 @@ register(
         owned={"reward_weights": "runs.{run}.grpo.rewards", **{key: f"runs.{{run}}.grpo.{key}" for key in _GRPO_KEYS}},
     )
 )
+register(AttributionMethod("eap_ig", "sparks.attribute.eap:score"))

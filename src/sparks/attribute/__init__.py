@@ -39,6 +39,7 @@ class AttributeSettings(Section):
 
     SCHEMA_PATH = ("properties", "attribute")
 
+    method: str
     ig_steps: int
     metric: str
     batch_size: int
@@ -117,7 +118,8 @@ def score_checkpoint(
     tables: tuple[str, ...] = TABLES,
     base: str | Path | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """EAP-IG on one checkpoint: returns the asked-for ``tables`` (of TABLES) without provenance.
+    """The checkpoint's scores by ``attribute.method`` (EAP-IG by default): returns the asked-for
+    ``tables`` (of TABLES) without provenance.
 
     The faithfulness curve, the one costly extra, is computed only when asked for. ``base``: the
     run's starting model, whose weights each head's ``weight_change`` is measured from.
@@ -125,9 +127,9 @@ def score_checkpoint(
     import torch
 
     from sparks.attribute.batches import pair_batches
-    from sparks.attribute.eap import eap_ig
     from sparks.attribute.faithfulness import faithfulness_curve
     from sparks.attribute.metrics import metric
+    from sparks.methods import attribution_method
     from sparks.model.graph import Graph
     from sparks.model.load import load_checkpoint
 
@@ -143,7 +145,8 @@ def score_checkpoint(
         settings.ig_steps,
         fn.__name__,
     )
-    scores = eap_ig(model, batches, fn, settings.ig_steps, edges=tables != ("heads",), stack_steps=settings.stack_ig_steps)
+    score = attribution_method(settings.method).build()  # attribute.method: EAP-IG unless another is registered
+    scores = score(model, batches, fn, settings, edges=tables != ("heads",))
     graph = Graph.of(model.config)
     from sparks.model.weights import head_weight_change
 

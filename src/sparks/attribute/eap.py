@@ -291,3 +291,9 @@ def eap_ig(
     if not scorer.edges:
         return EdgeScores(edges=None, heads=(heads / n).float(), n_pairs=n)
     return EdgeScores(edges=(edges / n).float(), heads=(heads / n).float(), n_pairs=n, pair_edges=torch.cat(pair_edges))
+
+
+def score(model: PreTrainedModel, batches: list[PairBatch], metric: Metric, settings, edges: bool = True) -> EdgeScores:
+    """EAP-IG as an attribution method (sparks.methods: ``eap_ig``), with the attribute section's
+    integration steps and batching of steps."""
+    return eap_ig(model, batches, metric, settings.ig_steps, edges=edges, stack_steps=settings.stack_ig_steps)
