@@ -157,6 +157,15 @@ def dag_run(tmp_path_factory) -> Path:
     return workdir / "results" / "embedded"
 
 
+def commands() -> dict:
+    """Every ``sparks`` command: name -> its argparse parser."""
+    import argparse
+
+    from sparks.cli import build_parser
+
+    return next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
 def run_sparks(*args: str) -> subprocess.CompletedProcess:
     """Run the ``sparks`` CLI in a subprocess, as a Snakemake rule would."""
     return subprocess.run([sys.executable, "-m", "sparks.cli", *args], capture_output=True, text=True)

@@ -1,5 +1,5 @@
 import pytest
-from conftest import run_sparks
+from conftest import commands, run_sparks
 
 STAGES = {
     "prepare-model": "--out",
@@ -27,21 +27,15 @@ def test_stage_help(stage, output_flag):
 
 
 def test_unknown_flag_is_rejected_by_name():
-    result = run_sparks(
-        "train", "--run", "sft", "--base", "b", "--problems", "p", "--manifest-out", "m", "--train-log-out", "t", "--learning-rate", "1"
-    )
+    outputs = ("--manifest-out", "m", "--train-log-out", "t")
+    result = run_sparks("train", "--run", "sft", "--base", "b", "--problems", "p", *outputs, "--learning-rate", "1")
     assert result.returncode == 2
     assert "--learning-rate" in result.stderr
 
 
 def test_every_handler_is_named_for_its_command():
     """``main`` for the command a stage package is named for, ``main_<command>`` for the others."""
-    import argparse
-
-    from sparks.cli import build_parser
-
-    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
-    for command, parser in commands.items():
+    for command, parser in commands().items():
         func = parser.get_default("func")
         package = func.__module__.split(".")[1]
         expected = "main" if command == package else f"main_{command.replace('-', '_')}"
@@ -50,12 +44,7 @@ def test_every_handler_is_named_for_its_command():
 
 def test_outputs_are_out_or_named_out():
     """A command with one output names it --out; one with several, --<name>-out each; no input ends in -out."""
-    import argparse
-
-    from sparks.cli import build_parser
-
-    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
-    for command, parser in commands.items():
+    for command, parser in commands().items():
         flags = {a.option_strings[0]: (a.help or "").startswith("output") for a in parser._actions if a.option_strings}
         outputs = [f for f, out in flags.items() if out]
         assert outputs == ["--out"] or all(f.endswith("-out") for f in outputs) and len(outputs) > 1 or not outputs, command

@@ -5,14 +5,13 @@ tests/test_workflow.py cuts aggregate's heads table in a real run.)"""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import REPO
+from conftest import REPO, commands
 
-from sparks.cli import build_parser, main
+from sparks.cli import main
 
 COMMANDS = (
     "aggregate",
@@ -29,7 +28,7 @@ COMMANDS = (
 
 def arguments(command: str, cut: Path, out: Path) -> list[str]:
     """Every flag of ``command``: inputs get the cut file, outputs a path under ``out``."""
-    parser = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    parser = commands()[command]
     args = [command]
     for action in parser._actions:
         flag = action.option_strings[0] if action.option_strings else None

@@ -18,7 +18,7 @@ import torch
 import yaml
 from conftest import REPO, job_counts, snakemake
 
-from sparks import forkserver
+from sparks import forkserver, layout
 from sparks.attribute import AttributeSettings, select_pairs
 from sparks.attribute.batches import pair_batches
 from sparks.attribute.exact import head_patching_effects
@@ -426,26 +426,14 @@ def test_a_cut_input_table_fails_in_one_line(dag_run, tmp_path):
     """``sparks aggregate`` given a heads table cut to its first 2,000 bytes: exit 2 and one line
     naming the file, its table and the rule that writes it; nothing written."""
     steps = json.loads((dag_run / "runs" / "sft" / "checkpoints.json").read_text())["steps"]
+    root = dag_run.parent.parent  # the folder the DAG ran in: layout's paths are relative to it
     files = {
-        kind: [str(dag_run / kind / "sft" / str(s) / "arith.parquet") for s in steps]
-        for kind in ("heads", "edges", "pair_edges", "faithfulness", "head_effects")
+        kind: [str(root / layout.attribution(kind, "sft", s, "arith", "embedded")) for s in steps] for kind in layout.ATTRIBUTION
     }
     cut = tmp_path / "arith.parquet"
     cut.write_bytes(Path(files["heads"][1]).read_bytes()[:2000])
     files["heads"][1] = str(cut)
-    outputs = (
-        "circuit",
-        "cohorts",
-        "frequency",
-        "stability",
-        "similarity",
-        "emergence",
-        "importance",
-        "agreement",
-        "null_calls",
-        "planted",
-        "circuit_rules",
-    )
+    outputs = layout.CIRCUITS  # everything aggregate writes
     cmd = [sys.executable, "-m", "sparks.cli", "aggregate", "--config", str(REPO / "workflow_config.yaml"), "--task", "arith"]
     cmd += [
         "--manifest",
@@ -457,7 +445,7 @@ def test_a_cut_input_table_fails_in_one_line(dag_run, tmp_path):
         cmd += [f"--{kind.replace('_', '-')}", *paths]
     for name in outputs:
         cmd += [f"--{name.replace('_', '-')}-out", str(tmp_path / "out" / f"{name}.parquet")]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=dag_run.parent.parent, check=False)
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=root, check=False)
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("sparks aggregate: error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]

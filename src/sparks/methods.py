@@ -22,6 +22,12 @@ from sparks.registry import GIVEN
 Cost = Callable[[Mapping[str, Any], int, int, float, Any], float]
 
 
+def _load(spec: str) -> Callable[..., Any]:
+    """The function a ``module:function`` spec names, imported now (a method's code is heavy)."""
+    module, function = spec.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
 # TRL fields sparks sets for every method from its own keys: refused in runs.<name>.trainer, with the
 # key to use instead (a method adds its own: TrainingMethod.owned).
 TRAINER_OWNED = {
@@ -61,8 +67,7 @@ class TrainingMethod:
         return {**TRAINER_OWNED, **self.owned}
 
     def build(self) -> Callable[..., Any]:
-        module, function = self.builder.split(":")
-        return getattr(importlib.import_module(module), function)
+        return _load(self.builder)
 
 
 TRAINING: dict[str, TrainingMethod] = {}
@@ -79,8 +84,7 @@ class AttributionMethod:
     scorer: str
 
     def build(self) -> Callable[..., Any]:
-        module, function = self.scorer.split(":")
-        return getattr(importlib.import_module(module), function)
+        return _load(self.scorer)
 
 
 ATTRIBUTION: dict[str, AttributionMethod] = {}
