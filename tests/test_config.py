@@ -57,7 +57,19 @@ def test_cli_prints_one_line_config_error(tmp_path, raw_config):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(raw_config))
     result = run_sparks(
-        "train", "--config", str(path), "--run", "sft", "--base", "b", "--problems", "p", "--manifest-out", "m", "--train-log-out", "t"
+        "train",
+        "--config",
+        str(path),
+        "--run",
+        "sft",
+        "--base",
+        "b",
+        "--problems",
+        "p",
+        "--manifest-out",
+        "m",
+        "--train-log-out",
+        "t",
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -171,7 +171,9 @@ def test_planted_precision_and_recall():
     )  # the largest |change|: a0.h1 (-0.9), a1.h2 (0.5)
     heads = HEADS.with_columns(pl.Series("weight_change", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.0]))  # a1.h2 only
     table = planted_table(["a1.h2", "a0.h3"], cohorts, stability, heads)
-    got = {r["detector"]: (r["n_detected"], r["true_positives"], r["precision"], r["recall"]) for r in table.iter_rows(named=True)}
+    got = {
+        r["detector"]: (r["n_detected"], r["true_positives"], r["precision"], r["recall"]) for r in table.iter_rows(named=True)
+    }
     assert got == {
         "emergence_test": (2, 1, 0.5, 0.5),
         "exact_change": (2, 1, 0.5, 0.5),

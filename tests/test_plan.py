@@ -29,7 +29,9 @@ def test_paper_configs_plan(path):
         rows["evaluate"]["gpu_hours"] > 0
         and rows["intervene"]["gpu_hours"] > rows["evaluate"]["gpu_hours"] / rows["evaluate"]["jobs"]
     )
-    assert all(row["gpu"] == (row["gpu_hours"] > 0) for rule, row in rows.items() if rule != "prepare_model")  # GPU jobs cost GPU time
+    assert all(
+        row["gpu"] == (row["gpu_hours"] > 0) for rule, row in rows.items() if rule != "prepare_model"
+    )  # GPU jobs cost GPU time
     limits = with_limits(plan_table(config), config)
     assert limits.filter(pl.col("minutes_per_job") > pl.col("runtime_limit")).is_empty()  # every job fits its limit
 

@@ -318,8 +318,6 @@ def task_difficulties(task: dict[str, Any]) -> list[str]:
     return list(task["difficulties"]) if task["source"] == "synthetic" else ["all"]
 
 
-
-
 def trl_config_class(method: str) -> type:
     """The TRL dataclass a training method's ``trainer`` section is handed to."""
     import trl

@@ -43,6 +43,8 @@ def main(args: argparse.Namespace) -> None:
     config = read_common(args)
     out = {name: getattr(args, f"{name}_out") for name in ATTRIBUTION if getattr(args, f"{name}_out") is not None}
     if not out:
-        raise SystemExit("sparks attribute: name at least one output (--heads-out, --edges-out, --pair-edges-out, --faithfulness-out, --head-effects-out)")
+        raise SystemExit(
+            "sparks attribute: name at least one output (--heads-out, --edges-out, --pair-edges-out, --faithfulness-out, --head-effects-out)"
+        )
     think = None if args.think is None else args.think == "on"
     attribute_checkpoint(config, args.manifest, args.step, args.task, args.pairs, out, think)

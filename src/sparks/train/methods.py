@@ -174,4 +174,3 @@ def grpo(run, seed, start, tokenizer, problems, out_dir, prompter, source, teach
         reward_weights=weights,
     )
     return GRPOTrainer(model=str(start), reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer)
-
