@@ -98,3 +98,21 @@ def test_settings_params_change_with_their_section_only(graph, raw_config):
     raw_config["runs"]["sft"]["max_steps"] = 300
     changed = workflow.Workflow(check_config(raw_config), "x.yaml", graph.steps_of)
     assert changed.settings("runs", "{run}")(job) != before
+
+
+def test_the_job_list_follows_the_run_kinds(raw_config):
+    """Workflow.jobs: per checkpoint attribute and evaluate, a teacher job for distillation, one
+    intervene job per condition when split, style pairs for a style task, one report."""
+    from collections import Counter
+
+    raw_config["attribute"] = {"pairs": "style", "think": True, "compare_think_at": "none"}
+    raw_config["evaluate"] = {"split_interventions": True}
+    config = check_config(raw_config)
+    jobs = Counter(workflow.Workflow(config, "c.yaml", lambda run: STEPS[run]).jobs())
+    n_conditions = len(conditions(EvaluateSettings.from_config(config)))
+    for run, steps in STEPS.items():
+        assert jobs[workflow.Job("attribute", run)] == jobs[workflow.Job("evaluate", run)] == len(steps)
+        assert jobs[workflow.Job("intervene", run)] == n_conditions and jobs[workflow.Job("merge_interventions", run)] == 1
+        assert jobs[workflow.Job("style_pairs", run)] == 1 and jobs[workflow.Job("attribute_think", run)] == 0
+    assert [job.of for job in jobs if job.rule == "teacher_traces"] == ["distill"]
+    assert jobs[workflow.Job("report")] == 1 and {job.rule for job in jobs} <= {*workflow.GPU_RULES, *workflow.CPU_RULES}

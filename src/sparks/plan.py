@@ -10,7 +10,6 @@ generation and honest orders of magnitude for the rest; measure on your cluster 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from sparks import registry
 from sparks.evaluate.conditions import EvaluateSettings, conditions
 from sparks.methods import training_method
 from sparks.model.graph import Graph
-from sparks.workflow import GPU_RULES
+from sparks.workflow import GPU_RULES, Job, Workflow
 
 
 @dataclass(frozen=True)
@@ -103,77 +102,98 @@ def model_shape(section: dict[str, Any]) -> Shape:
     )
 
 
-def checkpoint_count(name: str, run: dict[str, Any]) -> int:
-    """The checkpoints a run will have: step 0 and every save, or the ones a models run names."""
+def planned_steps(name: str, run: dict[str, Any]) -> list[int]:
+    """The steps a run will save: step 0, every save_steps and the last, or the ones a models run names."""
     if run["method"] == registry.GIVEN:
         from sparks.sources import given_checkpoints
 
-        return len(given_checkpoints(run["checkpoints"], f"runs.{name}.checkpoints"))
-    return 1 + math.ceil(run["max_steps"] / run["save_steps"])
+        return [c.step for c in given_checkpoints(run["checkpoints"], f"runs.{name}.checkpoints")]
+    return sorted({0, *range(run["save_steps"], run["max_steps"], run["save_steps"]), run["max_steps"]})
+
+
+class JobCost:
+    """Per job of a rule: estimated GPU-hours and disk (bytes) from the checked config."""
+
+    def __init__(self, config: dict[str, Any], throughput: Throughput):
+        self.config, self.t = config, throughput
+        self.base = model_shape(config["base"])
+        self.n_conditions = len(conditions(EvaluateSettings.from_config(config)))
+
+    def __call__(self, job: Job) -> tuple[float, float]:
+        cost = getattr(self, job.rule, None)
+        return cost(job.of) if cost else (0.0, 0.0)
+
+    def _run(self, name: str) -> tuple[dict[str, Any], dict[str, Any], int]:
+        run = self.config["runs"][name]
+        task = self.config["tasks"][run["task"]]
+        return run, task, PROMPT_TOKENS.get(task["source"], 200)
+
+    def prepare_model(self, role: str) -> tuple[float, float]:
+        shape = model_shape(self.config["teacher"]) if role == "teacher" else self.base
+        return 0.0, shape.params * BYTES_FP32
+
+    def train(self, name: str) -> tuple[float, float]:
+        run, task, prompt = self._run(name)
+        example = min(run["max_length"], TRAIN_TOKENS.get(task["source"], run["max_length"]))
+        hours = training_method(run["method"]).cost(run, prompt, example, self.base.params, self.t)
+        params = self.base.params
+        resume_state = 2 * params * BYTES_FP32  # Adam moments, kept in the newest checkpoint only
+        saved = 2 if run["save_dtype"] == "bfloat16" else BYTES_FP32  # every checkpoint but the newest (the peak)
+        weights = (len(planned_steps(name, run)) - 1) * params * saved + params * BYTES_FP32
+        return hours, weights + resume_state
+
+    def teacher_traces(self, name: str) -> tuple[float, float]:
+        run, task, _ = self._run(name)
+        d = run["distill"]
+        teacher = model_shape(self.config["teacher"]) if d["teacher"] == "teacher" else self.base
+        samples = task["n_train"] * d["samples_per_problem"] * d["max_new_tokens"]
+        return self.t.generation_hours(samples, teacher.params), 0.0
+
+    def style_pairs(self, name: str) -> tuple[float, float]:
+        _, task, _ = self._run(name)
+        openings = 2 * task["n_eval"] * (self.config["attribute"]["style"]["opening_tokens"] + 1)  # two models
+        return self.t.generation_hours(openings, self.base.params), 0.0
+
+    def attribute(self, name: str) -> tuple[float, float]:
+        _, task, prompt = self._run(name)
+        at = self.config["attribute"]
+        pairs = min(task["n_pairs"], at["max_pairs"] or task["n_pairs"])
+        exact = 0
+        if at["exact"] == "on":  # 2 forwards, then one of n_heads copies per layer (sparks.attribute.patching)
+            exact = (2 + self.base.n_layers * self.base.n_heads) * min(pairs, at["exact_pairs"] or pairs) / pairs
+        hours = self.t.compute_hours(2 * self.base.params * pairs * prompt * (2 + 3 * at["ig_steps"] + CURVE_POINTS + exact))
+        return hours, pairs * self.base.graph.n_edges * BYTES_FP32  # the per-pair edges table
+
+    def attribute_think(self, name: str) -> tuple[float, float]:
+        return self.attribute(name)[0], 0.0
+
+    def _evaluation(self, name: str) -> tuple[float, float]:
+        _, task, _ = self._run(name)
+        ev = self.config["evaluate"]
+        generated = task["n_eval"] * ev["n_samples"] * ev["max_new_tokens"]
+        return self.t.generation_hours(generated, self.base.params), generated * 4
+
+    evaluate = _evaluation
+
+    def intervene(self, name: str) -> tuple[float, float]:
+        passes = 1 if self.config["evaluate"]["split_interventions"] else self.n_conditions  # one pass per condition
+        hours, disk = self._evaluation(name)
+        return passes * hours, passes * disk
 
 
 def plan_table(config: dict[str, Any], throughput: Throughput | None = None) -> pl.DataFrame:
     """Per rule: whether its jobs run on a GPU (sparks.workflow.GPU_RULES), jobs, GPU-hours
-    (estimate) and disk in GB, from the checked config."""
-    t = throughput or Throughput()
+    (estimate) and disk in GB, from the checked config. The jobs are the workflow's own list
+    (sparks.workflow.Workflow.jobs), each costed by :class:`JobCost`."""
+    cost = JobCost(config, throughput or Throughput())
+    graph = Workflow(config, "", steps_of=lambda run: planned_steps(run, config["runs"][run]))
     rows: dict[str, dict[str, float]] = {}
-
-    def add(rule: str, jobs: int, gpu_hours: float = 0.0, disk_gb: float = 0.0) -> None:
-        row = rows.setdefault(rule, {"jobs": 0, "gpu_hours": 0.0, "disk_gb": 0.0})
-        row["jobs"] += jobs
-        row["gpu_hours"] += gpu_hours
-        row["disk_gb"] += disk_gb
-
-    base = model_shape(config["base"])
-    n_base = len(config["base"]["seeds"] or [0])
-    add("prepare_model", n_base, disk_gb=n_base * base.params * BYTES_FP32 / 1e9)
-    if any(r["method"] == "distill" and r["distill"]["teacher"] == "teacher" for r in config["runs"].values()):
-        add("prepare_model", 1, disk_gb=model_shape(config["teacher"]).params * BYTES_FP32 / 1e9)
-    add("prepare_data", len(config["tasks"]))
-    ev, at = config["evaluate"], config["attribute"]
-    m, edges = at["ig_steps"], base.graph.n_edges
-    for name, run in config["runs"].items():
-        task = config["tasks"][run["task"]]
-        prompt = PROMPT_TOKENS.get(task["source"], 200)
-        n_ckpt = checkpoint_count(name, run)
-        if run["method"] != registry.GIVEN:
-            method = training_method(run["method"])
-            example = min(run["max_length"], TRAIN_TOKENS.get(task["source"], run["max_length"]))
-            hours = method.cost(run, prompt, example, base.params, t)
-            resume_state = 2 * base.params * BYTES_FP32  # Adam moments, kept in the newest checkpoint only
-            saved = 2 if run["save_dtype"] == "bfloat16" else BYTES_FP32  # every checkpoint but the newest (the peak)
-            weights = (n_ckpt - 1) * base.params * saved + base.params * BYTES_FP32
-            add("train", 1, hours, (weights + resume_state) / 1e9)
-            if "teacher_traces" in method.inputs:
-                d = run["distill"]
-                teacher = base if d["teacher"] != "teacher" else model_shape(config["teacher"])
-                samples = task["n_train"] * d["samples_per_problem"] * d["max_new_tokens"]
-                add("teacher_traces", 1, t.generation_hours(samples, teacher.params))
-        pairs = min(task["n_pairs"], at["max_pairs"] or task["n_pairs"])
-        pass_flops = 2 * base.params * pairs * prompt
-        exact = 0
-        if at["exact"] == "on":  # 2 forwards, then one of n_heads copies per layer (sparks.attribute.patching)
-            exact = (2 + base.n_layers * base.n_heads) * min(pairs, at["exact_pairs"] or pairs) / pairs
-        attribution = t.compute_hours(pass_flops * (2 + 3 * m + CURVE_POINTS + exact))
-        per_pair_table = pairs * edges * BYTES_FP32 / 1e9
-        add("attribute", n_ckpt, n_ckpt * attribution, n_ckpt * per_pair_table)
-        if at["compare_think_at"] != "none":
-            compared = n_ckpt if at["compare_think_at"] == "all" else min(2, n_ckpt)
-            add("attribute_think", compared, compared * attribution)
-            add("think_modes", 1)
-        generated = task["n_eval"] * ev["n_samples"] * ev["max_new_tokens"]
-        eval_hours = t.generation_hours(generated, base.params)
-        add("evaluate", n_ckpt, n_ckpt * eval_hours, n_ckpt * generated * 4 / 1e9)
-        passes = len(conditions(EvaluateSettings.from_config(config)))  # one evaluation pass each
-        add("intervene", passes if ev["split_interventions"] else 1, passes * eval_hours, passes * generated * 4 / 1e9)
-        if ev["split_interventions"]:
-            add("merge_interventions", 1)
-        for rule in ("aggregate", "failures", "plot"):
-            add(rule, 1)
-    for group in config["claim_groups"]:
-        for rule in ("replicates", "claims") + (("plot_replicates",) if group in config["replicates"] else ()):
-            add(rule, 1)
-    add("report", 1)
+    for job in graph.jobs():
+        hours, disk = cost(job)
+        row = rows.setdefault(job.rule, {"jobs": 0, "gpu_hours": 0.0, "disk_gb": 0.0})
+        row["jobs"] += 1
+        row["gpu_hours"] += hours
+        row["disk_gb"] += disk / 1e9
     return pl.DataFrame(
         [{"rule": rule, "gpu": rule in GPU_RULES, **row} for rule, row in rows.items()],
         schema={"rule": pl.String, "gpu": pl.Boolean, "jobs": pl.Int64, "gpu_hours": pl.Float64, "disk_gb": pl.Float64},

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from sparks import layout, registry
 
@@ -25,6 +25,13 @@ RESOURCES_OF = {"claims": "replicates", "plot_replicates": "plot"}
 # The report's inputs (sparks.plot.report.REPORT_INPUTS) read at every checkpoint of a run: one
 # input function per run each (report_step_inputs).
 REPORT_PER_CHECKPOINT = ("heads", "passk")
+
+
+class Job(NamedTuple):
+    """One job of the DAG: its rule, and the run, model role, task or claim group it is for."""
+
+    rule: str
+    of: str = ""
 
 
 def resources(config: Mapping[str, Any], rule: str) -> dict[str, int]:
@@ -258,7 +265,6 @@ class Workflow:
         """The runs' sections, every run's tables the report reads (sparks.plot.report.REPORT_INPUTS)
         but those of each checkpoint (:meth:`report_step_inputs`), and the prepared models whose
         accuracy the setup table shows."""
-        from sparks.config import base_roles
         from sparks.plot.report import REPORT_INPUTS
 
         runs, groups = self.report_runs(), self.config["claim_groups"]
@@ -268,8 +274,7 @@ class Workflow:
                 tables[name] = [layout.replicates(name, g, self.run_task(rs[0]), self.exp) for g, rs in groups.items()]
             elif name not in REPORT_PER_CHECKPOINT:
                 tables[name] = [self.run_table(name, r, self.run_task(r)) for r in runs]
-        teacher = any(r["method"] == "distill" and r["distill"]["teacher"] == "teacher" for r in self.config["runs"].values())
-        tables["models"] = [layout.model(role, self.exp) for role in base_roles(self.config) + (["teacher"] if teacher else [])]
+        tables["models"] = [layout.model(role, self.exp) for role in self.model_roles()]
         return tables
 
     def report_step_inputs(self) -> dict[str, Callable[[Any], list[str]]]:
@@ -309,6 +314,42 @@ class Workflow:
             names.append("think_overlap")
         tables |= {name: [self.run_table(name, r, wildcards.task) for r in replicates] for name in names}
         return tables
+
+    # --- the job list ------------------------------------------------------------------------
+
+    def model_roles(self) -> list[str]:
+        """The prepared models: every base replicate, and the teacher if a distill run samples it."""
+        from sparks.config import base_roles
+
+        teacher = any(r["method"] == "distill" and r["distill"]["teacher"] == "teacher" for r in self.config["runs"].values())
+        return base_roles(self.config) + (["teacher"] if teacher else [])
+
+    def jobs(self) -> list[Job]:
+        """Every job the DAG runs for this config (a run's per-checkpoint jobs once per step of
+        ``steps_of``): the one job list ``sparks plan`` costs and a finished DAG's timings match."""
+        from sparks.aggregate.think_modes import compare_steps
+        from sparks.attribute.style import pairs_kind
+        from sparks.methods import training_method
+
+        config = self.config
+        jobs = [Job("prepare_model", role) for role in self.model_roles()]
+        jobs += [Job("prepare_data", task) for task in config["tasks"]]
+        for run, settings in config["runs"].items():
+            steps = self.steps_of(run)
+            compared = compare_steps(steps, config["attribute"]["compare_think_at"])
+            if settings["method"] != registry.GIVEN:
+                jobs.append(Job("train", run))
+                jobs += [Job("teacher_traces", run)] * ("teacher_traces" in training_method(settings["method"]).inputs)
+            jobs += [Job("style_pairs", run)] * (pairs_kind(config["attribute"], settings["task"]) == "style")
+            jobs += [Job("attribute", run)] * len(steps) + [Job("attribute_think", run)] * len(compared)
+            jobs += [Job("think_modes", run)] * bool(compared) + [Job("evaluate", run)] * len(steps)
+            jobs += [Job("intervene", run)] * (len(self.conditions) if self.split_interventions else 1)
+            jobs += [Job("merge_interventions", run)] * self.split_interventions
+            jobs += [Job(rule, run) for rule in ("aggregate", "failures", "plot")]
+        for group in config["claim_groups"]:
+            jobs += [Job("replicates", group), Job("claims", group)]
+            jobs += [Job("plot_replicates", group)] * (group in config["replicates"])
+        return [*jobs, Job("report")]
 
     def final_targets(self, wildcards: Any = None) -> list[str]:
         return [layout.report(self.exp)]
