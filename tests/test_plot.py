@@ -9,12 +9,12 @@ from test_aggregate import EDGES, HEADS, STEPS
 
 from sparks.aggregate.circuits import circuit_edges, circuit_table, cohort_table, frequency_table, with_checkpoint_status
 from sparks.aggregate.importance import importance_table
+from sparks.plot.canvas import save
 from sparks.plot.figures import (
     cohort_figure,
     faithfulness_figure,
     frequency_figure,
     importance_figure,
-    save,
     status_counts,
 )
 from sparks.plot.style import DPI

@@ -318,6 +318,12 @@ def task_difficulties(task: dict[str, Any]) -> list[str]:
     return list(task["difficulties"]) if task["source"] == "synthetic" else ["all"]
 
 
+def fixed_circuit_size(top_n: int, faithfulness_target: float | None) -> int | None:
+    """The edges every circuit keeps (aggregate.top_n), or None where each checkpoint's circuit is
+    the fewest top edges reaching aggregate.faithfulness_target (sparks.aggregate.circuit_size_per_step)."""
+    return top_n if faithfulness_target is None else None
+
+
 def trl_config_class(method: str) -> type:
     """The TRL dataclass a training method's ``trainer`` section is handed to."""
     import trl

@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from sparks.config import Section, run_provenance
+from sparks.config import Section, fixed_circuit_size, run_provenance
 from sparks.layout import ATTRIBUTION, CIRCUITS
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,9 @@ class Calls:
 
 def circuit_size_per_step(faithfulness: pl.LazyFrame, settings: AggregateSettings, steps: list[int]) -> pl.DataFrame:
     """(step, top_n): top_n from the config, or the smallest curve size reaching the faithfulness target."""
-    if settings.faithfulness_target is None:
-        return pl.DataFrame({"step": steps, "top_n": [settings.top_n] * len(steps)})
+    fixed = fixed_circuit_size(settings.top_n, settings.faithfulness_target)
+    if fixed is not None:
+        return pl.DataFrame({"step": steps, "top_n": [fixed] * len(steps)})
     target = settings.faithfulness_target
     return (
         faithfulness.group_by("step")

@@ -68,6 +68,7 @@ def plot_run(
     given); ``order``: the task's difficulties, easiest first; ``circuit_edges``: the fixed circuit
     size (aggregate.top_n), marked on the faithfulness curve."""
     from sparks.plot import figures as f
+    from sparks.plot.canvas import save_files
 
     think = all(name in tables for name in THINK_INPUTS)
     files = figure_files([Path(p) for p in outputs], task, FIGURES + ((THINK_FIGURE,) if think else ()))
@@ -94,6 +95,6 @@ def plot_run(
     if think:
         title = f"{run}: heads active on think-on vs think-off prompts ({task})"
         drawn[THINK_FIGURE] = f.think_modes_figure(tables["think_modes"], tables["think_overlap"], title)
-    paths = [path for name, figure in drawn.items() for path in f.save_files(figure, files[name])]
+    paths = [path for name, figure in drawn.items() for path in save_files(figure, files[name])]
     log.info("wrote %d figure files", len(paths))
     return paths

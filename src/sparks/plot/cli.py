@@ -52,18 +52,17 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from sparks.config import task_difficulties
+    from sparks.config import fixed_circuit_size, task_difficulties
     from sparks.plot import INPUTS, THINK_INPUTS, plot_run, read_inputs
     from sparks.plot.report import write_section
 
     config = read_common(args)
     order = task_difficulties(config["tasks"][args.task])
-    aggregate = config["aggregate"]
     given = {name: getattr(args, name) for name in INPUTS if getattr(args, name) is not None}
     if 0 < sum(name in given for name in THINK_INPUTS) < len(THINK_INPUTS):
         raise SystemExit("sparks plot: give both --think-modes and --think-overlap, or neither")
     tables = read_inputs(given)
-    fixed_size = aggregate["top_n"] if aggregate["faithfulness_target"] is None else None
+    fixed_size = fixed_circuit_size(config["aggregate"]["top_n"], config["aggregate"]["faithfulness_target"])
     paths = plot_run(tables, args.run, args.task, args.figures_out, order, fixed_size)
     write_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, order, args.section_out)
 

@@ -7,7 +7,6 @@ Figures are returned as SVG text (vector, sharp at any zoom) for the report to e
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from sparks.plot import figures as f
-from sparks.plot.style import difficulty_palette, run_palette
+from sparks.plot.canvas import svg, theme
+from sparks.plot.style import DPI, difficulty_palette, run_palette
 
 COLUMNS = 3  # facets per row
 
@@ -38,7 +38,7 @@ def _grid(n_runs: int, rows_per_run: int, height: float, height_ratios: Sequence
         blocks * rows_per_run,
         columns,
         figsize=(4.2 * columns, height * blocks),
-        dpi=f.DPI,
+        dpi=DPI,
         squeeze=False,
         height_ratios=list(height_ratios or [1] * rows_per_run) * blocks,
     )
@@ -54,13 +54,6 @@ def _grid(n_runs: int, rows_per_run: int, height: float, height_ratios: Sequence
     return fig, facets
 
 
-def svg(fig: Figure) -> str:
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def _title(ax, run: str, runs: list[str], text: str | None = None) -> None:
     """A facet's title, in the run's colour (one per run, the same in every figure)."""
     ax.set_title(text or run, fontsize=11, color=run_palette(runs)[run], fontweight="bold")
@@ -71,7 +64,7 @@ def _by_run(table: pl.DataFrame, run: str) -> pl.DataFrame:
 
 
 def cohorts(tables: dict[str, pl.DataFrame], runs: list[str]) -> Figure:
-    f._theme()
+    theme()
     fig, facets = _grid(len(runs), 2, 5.0, (2, 1))
     emergent = tables["cohorts"].filter(pl.col("run").is_in(runs) & (pl.col("status") == "emergent"))
     colours = f.cohort_palette(emergent["cohort_step"].to_list())  # one colour per cohort step, in every facet
@@ -101,7 +94,7 @@ def cohorts(tables: dict[str, pl.DataFrame], runs: list[str]) -> Figure:
 
 
 def frequency(tables: dict[str, pl.DataFrame], runs: list[str]) -> Figure:
-    f._theme()
+    theme()
     some = tables["frequency"]
     n_layers, n_heads = some["layer"].max() + 1, some["head"].max() + 1
     fig, facets = _grid(len(runs), 1, 0.9 + 0.38 * n_layers * min(1.0, 8 / n_heads))
@@ -113,7 +106,7 @@ def frequency(tables: dict[str, pl.DataFrame], runs: list[str]) -> Figure:
 
 
 def accuracy(tables: dict[str, pl.DataFrame], runs: list[str], order: list[str]) -> Figure:
-    f._theme()
+    theme()
     fig, facets = _grid(len(runs), 1, 3.6)
     for run, (ax,) in zip(runs, facets):
         emergent = _by_run(tables["cohorts"], run).filter(pl.col("status") == "emergent")["cohort_step"].to_list()
@@ -126,7 +119,7 @@ def accuracy(tables: dict[str, pl.DataFrame], runs: list[str], order: list[str])
 
 def passk(tables: dict[str, pl.DataFrame], runs: list[str], order: list[str]) -> Figure:
     """pass@k and the study's success@k against k, base (dashed) vs final (solid) checkpoint."""
-    f._theme()
+    theme()
     palette = difficulty_palette(order)
     fig, facets = _grid(len(runs), 2, 6.0)
     for run, axes in zip(runs, facets):
@@ -150,7 +143,7 @@ def passk(tables: dict[str, pl.DataFrame], runs: list[str], order: list[str]) ->
 
 def failures(tables: dict[str, pl.DataFrame], runs: list[str], order: list[str]) -> Figure:
     """Stacked failure-category shares per checkpoint, one row of panels per difficulty."""
-    f._theme()
+    theme()
     found = [d for d in order if d in set(tables["failure_shares"]["difficulty"])]
     fig, facets = _grid(len(runs), len(found), 2.4 * len(found))
     for run, axes in zip(runs, facets):

@@ -17,11 +17,7 @@ a run looks the same in both. Difficulties come in the task's order with one col
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
@@ -30,10 +26,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from sparks.atomic import atomic_file
+from sparks.plot.canvas import FIGSIZE, theme
 from sparks.plot.style import DPI, difficulty_palette
 
-FIGSIZE = (8, 6)
 BASE_DASHES = (4, 2)  # the base checkpoint's line wherever base and final are drawn together (final: solid)
 STATUS_COLOURS = {"maintained": "#999999", "transient": "#cc79a7", "new": "#f0e442", "lost": "#d55e00"}
 STATUS_LABELS = {
@@ -42,10 +37,6 @@ STATUS_LABELS = {
     "new": "new, not (yet) called",
     "lost": "lost (base heads no longer active)",
 }
-
-
-def _theme() -> None:
-    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
 
 
 def status_counts(circuit: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:
@@ -138,7 +129,7 @@ def draw_training_curve(ax: Axes, train_log: pl.DataFrame, steps: Sequence[int])
 
 
 def cohort_figure(circuit: pl.DataFrame, cohorts: pl.DataFrame, train_log: pl.DataFrame, title: str) -> Figure:
-    _theme()
+    theme()
     steps = sorted(circuit["step"].unique().to_list())
     fig, (top, bottom) = plt.subplots(2, 1, figsize=FIGSIZE, dpi=DPI, sharex=True, height_ratios=[2, 1])
     draw_cohorts(top, circuit, cohorts)
@@ -151,7 +142,7 @@ def cohort_figure(circuit: pl.DataFrame, cohorts: pl.DataFrame, train_log: pl.Da
 def importance_figure(importance: pl.DataFrame, cohorts: pl.DataFrame, title: str) -> Figure:
     """Layer x head grid of each head's effect (the study's Eq. 8-9: importance after vs before,
     averaged over the checkpoints after the first), emergent heads outlined."""
-    _theme()
+    theme()
     effect = importance.filter(pl.col("step") == importance["step"].min())
     grid = effect.pivot(on="head", index="layer", values="mean_effect", sort_columns=True).sort("layer")
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
@@ -187,7 +178,7 @@ def draw_frequency(ax: Axes, frequency: pl.DataFrame, cohorts: pl.DataFrame, col
 
 
 def frequency_figure(frequency: pl.DataFrame, cohorts: pl.DataFrame, title: str) -> Figure:
-    _theme()
+    theme()
     n_layers, n_heads = frequency["layer"].max() + 1, frequency["head"].max() + 1
     fig, ax = plt.subplots(figsize=(min(12, 2 + 0.45 * n_heads), min(12, 1.2 + 0.45 * n_layers)), dpi=DPI)
     draw_frequency(ax, frequency, cohorts)
@@ -199,7 +190,7 @@ def frequency_figure(frequency: pl.DataFrame, cohorts: pl.DataFrame, title: str)
 def faithfulness_figure(curves: pl.DataFrame, title: str, circuit_edges: int | None = None) -> Figure:
     """Faithfulness against circuit size per checkpoint; ``circuit_edges``, the size the circuits
     use (aggregate.top_n), marked when fixed."""
-    _theme()
+    theme()
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     data = curves.filter(pl.col("edge_fraction") > 0).to_pandas()
     if circuit_edges and len(data):
@@ -223,20 +214,6 @@ def faithfulness_figure(curves: pl.DataFrame, title: str, circuit_edges: int | N
     return fig
 
 
-def save(fig: Figure, stem: Path) -> list[Path]:
-    """Write ``stem``.png and ``stem``.svg atomically; closes the figure."""
-    return save_files(fig, [stem.with_suffix(".png"), stem.with_suffix(".svg")])
-
-
-def save_files(fig: Figure, paths: list[Path]) -> list[Path]:
-    """Write the figure to each of ``paths`` (format from the suffix) atomically; closes it."""
-    for path in paths:
-        with atomic_file(path, suffix=path.suffix) as tmp:
-            fig.savefig(tmp, format=path.suffix.lstrip("."))
-    plt.close(fig)
-    return list(paths)
-
-
 def draw_accuracy(ax: Axes, passk: pl.DataFrame, order: Sequence[str], emergence_steps: Sequence[int] = ()) -> None:
     """Sampled accuracy by difficulty across checkpoints with 95 % normal intervals from the
     standard error over problems; the steps at which a cohort of emergent heads appeared dashed."""
@@ -257,7 +234,7 @@ def draw_accuracy(ax: Axes, passk: pl.DataFrame, order: Sequence[str], emergence
 
 def accuracy_figure(passk: pl.DataFrame, title: str, order: Sequence[str] = (), emergence_steps: Sequence[int] = ()) -> Figure:
     """``draw_accuracy`` on its own; ``order``: the task's difficulties (default: as found)."""
-    _theme()
+    theme()
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     draw_accuracy(ax, passk, order or passk["difficulty"].unique(maintain_order=True).to_list(), emergence_steps)
     ax.legend(title="difficulty", fontsize=8)
@@ -277,7 +254,7 @@ def passk_figure(table: pl.DataFrame, title: str, order: Sequence[str] = ()) -> 
     """pass@k (unbiased), success@k (the study's: a correct answer among the first k samples in
     generation order) and all-correct@k against k, by difficulty, base (dashed) vs final (solid)
     checkpoint, as in every figure that shows both."""
-    _theme()
+    theme()
     fig, axes = plt.subplots(1, 3, figsize=FIGSIZE, dpi=DPI, sharey=True)
     data = table.to_pandas()
     labels = sorted(table["checkpoint"].unique().to_list(), key=lambda c: not c.startswith("base"))
@@ -322,7 +299,7 @@ HEADS_FROM = {  # the interventions' heads_from, as the figures label them
 def scaling_figure(interventions: pl.DataFrame, title: str, order: Sequence[str] = ()) -> Figure:
     """Left: accuracy of the base model with the emergent heads (or each control's heads, mean
     over draws) scaled by alpha. Right: the final checkpoint with those heads ablated."""
-    _theme()
+    theme()
     fig, (left, right) = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI, sharey=True)
     palette = difficulty_palette(order or interventions["difficulty"].unique(maintain_order=True).to_list())
     interventions = interventions.with_columns(pl.col("heads_from").replace(HEADS_FROM))
@@ -388,7 +365,7 @@ def think_modes_figure(table: pl.DataFrame, overlap: pl.DataFrame, title: str) -
 
     from sparks.registry import THINK_MODES as MODES
 
-    _theme()
+    theme()
     steps = sorted(table["step"].unique())
     n_layers, n_heads = table["layer"].max() + 1, table["head"].max() + 1
     summary = {row["step"]: row for row in overlap.iter_rows(named=True)}
@@ -440,7 +417,7 @@ def _stacked_shares(ax, shares: pl.DataFrame, x: str, labels: list) -> None:
 
 def _failure_panels(shares: pl.DataFrame, x: str, labels: list, title: str, xlabel: str, order: Sequence[str] = ()) -> Figure:
     """One panel per difficulty (the task's order) of stacked category shares (rows of the failure_shares table)."""
-    _theme()
+    theme()
     found = set(shares["difficulty"])
     difficulties = [d for d in order if d in found] or shares["difficulty"].unique(maintain_order=True).to_list()
     fig, axes = plt.subplots(1, len(difficulties), figsize=FIGSIZE, dpi=DPI, sharey=True, squeeze=False)
@@ -477,7 +454,7 @@ def failure_scaling_figure(shares: pl.DataFrame, title: str, order: Sequence[str
 
 def tokens_figure(shares: pl.DataFrame, title: str, order: Sequence[str] = ()) -> Figure:
     """Generated tokens per correct answer (all tokens spent / correct samples) by difficulty."""
-    _theme()
+    theme()
     table = shares.filter(pl.col("origin") == "eval").sort("step")
     table = table.rename({"tokens_per_correct": "tokens per correct answer"})
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)

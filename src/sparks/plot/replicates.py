@@ -15,9 +15,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from sparks.atomic import atomic_file
-from sparks.plot.figures import FIGSIZE, _theme, save_files
-from sparks.plot.report import _image, machine_section
-from sparks.plot.style import DPI, html_table, order_difficulty
+from sparks.plot.canvas import FIGSIZE, save_files, theme
+from sparks.plot.report import machine_section
+from sparks.plot.style import DPI, embedded_image, html_table, order_difficulty
 from sparks.tables import PROVENANCE
 
 
@@ -28,7 +28,7 @@ def same_base(heads: pl.DataFrame) -> bool:
 
 def share_figure(heads: pl.DataFrame, n_layers: int, n_heads: int, title: str) -> Figure:
     """Layer x head: the share of replicates in which each head is emergent; robust heads outlined."""
-    _theme()
+    theme()
     per_head = heads.select("layer", "head", "share", "emergent_in", "n_replicates", "robust").unique()
     grid = np.zeros((n_layers, n_heads))
     labels = np.full((n_layers, n_heads), "", dtype=object)
@@ -52,7 +52,7 @@ def share_figure(heads: pl.DataFrame, n_layers: int, n_heads: int, title: str) -
 
 def layer_figure(counts: pl.DataFrame, title: str) -> Figure:
     """Emergent heads per layer in each replicate (base replicates: what compares across bases)."""
-    _theme()
+    theme()
     per_layer = counts.filter((pl.col("status") == "emergent") & pl.col("layer").is_not_null()).sort("layer")
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     n = per_layer["n_replicates"].max() or 0
@@ -72,7 +72,7 @@ def layer_figure(counts: pl.DataFrame, title: str) -> Figure:
 def replicate_accuracy_figure(accuracy: pl.DataFrame, difficulties: list[str], title: str) -> Figure:
     """Accuracy by difficulty across checkpoints: mean over replicates, its 95 % t interval (band)
     and the replicates' range (dotted)."""
-    _theme()
+    theme()
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     for difficulty, color in zip(difficulties, sns.color_palette("colorblind")):
         part = accuracy.filter(pl.col("difficulty") == difficulty).sort("step")
@@ -101,7 +101,7 @@ def replicate_accuracy_figure(accuracy: pl.DataFrame, difficulties: list[str], t
 
 def counts_figure(counts: pl.DataFrame, title: str) -> Figure:
     """Heads per cohort status: mean over replicates with its 95 % t interval, each replicate a dot."""
-    _theme()
+    theme()
     counts = counts.filter(pl.col("layer").is_null())
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     colors = sns.color_palette("colorblind")
@@ -209,7 +209,7 @@ def replicates_section(tables: dict[str, pl.DataFrame], images: list[Path], grou
         "<h3>Robust emergent heads</h3>",
         html_table(robust) if robust.height else "<p>No head is emergent in enough replicates.</p>",
     ]
-    parts += [_image(path) for path in images]
+    parts += [embedded_image(path) for path in images]
     parts += [
         "<h3>Agreement between replicates (emergent sets)</h3>",
         html_table(_content(tables["replicate_jaccard"])),

@@ -10,14 +10,13 @@ result.
 
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 
 import polars as pl
 
 from sparks.atomic import atomic_file
-from sparks.plot.style import DASH, html_table, order_difficulty
+from sparks.plot.style import DASH, data_uri, embedded_image, html_table, order_difficulty
 from sparks.registry import FAILURE_CATEGORIES, PAIRED_METHOD
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
@@ -30,17 +29,6 @@ summary{cursor:pointer;font-weight:600}code{white-space:pre-wrap;background:#f6f
 .verdict-holds{color:#006d2c;font-weight:600}.verdict-fails{color:#a50f15;font-weight:600}
 .verdict-inconclusive{color:#8c6d00;font-weight:600}
 .verdict-untestable{color:#555}"""
-
-
-def data_uri(data: bytes, kind: str) -> str:
-    """An image embedded as a data URI (``kind``: svg+xml or png); each SVG stays its own document."""
-    return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
-
-
-def _image(path: Path) -> str:
-    """A figure file embedded: SVG (vector) or PNG."""
-    src = data_uri(path.read_bytes(), "svg+xml" if path.suffix == ".svg" else "png")
-    return f'<p><img alt="{html.escape(path.stem)}" loading="lazy" src="{src}"></p>'
 
 
 def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, task: str, order: list[str]) -> str:
@@ -67,7 +55,7 @@ def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, t
     anchor = f"run-{run}"
     parts = [f'<details id="{html.escape(anchor)}"><summary>Run {html.escape(run)} in detail (task {html.escape(task)}): '
              f"its own figures and tables</summary>"]  # fmt: skip
-    parts += [_image(path) for path in images]
+    parts += [embedded_image(path) for path in images]
     importance = tables["importance"]
     effects = (
         importance.filter(pl.col("step") == importance["step"].min())
@@ -332,7 +320,7 @@ def write_report(
     from datetime import UTC, datetime
 
     import sparks
-    from sparks.config import task_difficulties
+    from sparks.config import fixed_circuit_size, task_difficulties
     from sparks.plot.compare import comparisons
     from sparks.plot.explorer import explorer_html
     from sparks.plot.summary import claims_matrix, group_summary, setup_table
@@ -366,9 +354,10 @@ def write_report(
         for c in figures
     )
     aggregate, attribute = config["aggregate"], config["attribute"]
+    fixed = fixed_circuit_size(aggregate["top_n"], aggregate["faithfulness_target"])
     size = (
-        f"the top {aggregate['top_n']} edges by |EAP-IG score|"
-        if aggregate["faithfulness_target"] is None
+        f"the top {fixed} edges by |EAP-IG score|"
+        if fixed is not None
         else f"the fewest top edges reaching faithfulness {aggregate['faithfulness_target']}"
     )
     terms = "".join(f"<dt><b>{html.escape(k)}</b></dt><dd>{html.escape(v)}</dd>" for k, v in GLOSSARY.items())

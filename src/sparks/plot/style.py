@@ -8,9 +8,11 @@ the common colour-vision deficiencies). A missing value is written as a dash, ne
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import polars as pl
 
@@ -112,3 +114,14 @@ def head_name(layer: int, head: int) -> str:
 def join_names(names: Iterable[str]) -> str:
     names = list(names)
     return ", ".join(names) if names else "none"
+
+
+def data_uri(data: bytes, kind: str) -> str:
+    """An image embedded as a data URI (``kind``: svg+xml or png); each SVG stays its own document."""
+    return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def embedded_image(path: Path) -> str:
+    """A figure file embedded in HTML: SVG (vector) or PNG."""
+    src = data_uri(path.read_bytes(), "svg+xml" if path.suffix == ".svg" else "png")
+    return f'<p><img alt="{html.escape(path.stem)}" loading="lazy" src="{src}"></p>'
