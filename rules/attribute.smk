@@ -3,28 +3,22 @@ rule attribute:
         manifest=layout.manifest(),
         pairs=WF.attribute_pairs,
     output:
-        heads=layout.attribution("heads"),
-        edges=layout.attribution("edges"),
-        pair_edges=layout.attribution("pair_edges"),
-        faithfulness=layout.attribution("faithfulness"),
-        head_effects=layout.attribution("head_effects"),
+        **layout.tables(layout.attribution, layout.ATTRIBUTION),
     log:
         layout.log("attribute", "{run}", "{step}", "{task}"),
     benchmark:
         layout.timing("attribute", "{run}", "{step}", "{task}")
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("attribute"),
     params:
         config=CONFIG_FILE,
         settings=WF.settings("attribute", ignore=("compare_think_at",)),
+        outputs=out_flags,
     shell:
-        "sparks attribute --config {params.config} --manifest {input.manifest} "
-        "--step {wildcards.step} --task {wildcards.task} --pairs {input.pairs} "
-        "--heads-out {output.heads} --edges-out {output.edges} --pair-edges-out {output.pair_edges} "
-        "--faithfulness-out {output.faithfulness} --head-effects-out {output.head_effects} > {log} 2>&1"
+        "sparks attribute --config {params.config} --manifest {input.manifest} --step {wildcards.step} "
+        "--task {wildcards.task} --pairs {input.pairs} {params.outputs} > {log} 2>&1"
 
 
 rule attribute_think:
@@ -32,24 +26,22 @@ rule attribute_think:
         manifest=layout.manifest(),
         pairs=WF.attribute_pairs,
     output:
-        heads=layout.think_attribution("heads"),
-        edges=layout.think_attribution("edges"),
+        **layout.tables(layout.think_attribution, ("heads", "edges")),
     log:
         layout.log("attribute_think", "{mode}", "{run}", "{step}", "{task}"),
     benchmark:
         layout.timing("attribute_think", "{mode}", "{run}", "{step}", "{task}")
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("attribute_think"),
     params:
         config=CONFIG_FILE,
         settings=WF.settings("attribute", ignore=("compare_think_at",)),
+        outputs=out_flags,
     shell:
-        "sparks attribute --config {params.config} --manifest {input.manifest} "
-        "--step {wildcards.step} --task {wildcards.task} --pairs {input.pairs} "
-        "--think {wildcards.mode} --heads-out {output.heads} --edges-out {output.edges} > {log} 2>&1"
+        "sparks attribute --config {params.config} --manifest {input.manifest} --step {wildcards.step} "
+        "--task {wildcards.task} --pairs {input.pairs} --think {wildcards.mode} {params.outputs} > {log} 2>&1"
 
 
 rule style_pairs:
@@ -64,7 +56,6 @@ rule style_pairs:
         layout.timing("style_pairs", "{run}", "{task}")
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("style_pairs"),
     params:

@@ -7,7 +7,7 @@ from pathlib import Path
 from sparks import forkserver, layout, workflow as graph
 from sparks.config import ConfigError, base_roles, check_config
 from sparks.manifest import read_manifest
-from sparks.plot import REPLICATE_FIGURES, figure_names
+from sparks.plot import REPLICATE_FIGURES, REPLICATE_INPUTS, figure_names
 from sparks.train.teacher import TRAINING_ONLY
 
 if workflow.config_settings.config:
@@ -39,17 +39,20 @@ def checkpoint_steps(run):
 
 WF = graph.Workflow(config, CONFIG_FILE, checkpoint_steps)
 resources_of = partial(graph.resources, config)
-flags = graph.flags
+flags, out_flags = graph.flags, graph.out_flags
 
 # evaluate.split_interventions: one intervene job per condition, joined by merge_interventions.
 INTERVENE_PER = ("{condition}",) if WF.split_interventions else ()
 INTERVENE_OUT = (
     {
-        "table": layout.intervention_part("table"),
-        "samples": layout.intervention_part("samples"),
+        "interventions": layout.intervention_part("table"),
+        "intervention_samples": layout.intervention_part("samples"),
     }
     if WF.split_interventions
-    else {"table": layout.interventions(), "samples": layout.intervention_samples()}
+    else {
+        "interventions": layout.interventions(),
+        "intervention_samples": layout.intervention_samples(),
+    }
 )
 REPLICATED = (
     "|".join(config["replicates"]) or "(?!)"

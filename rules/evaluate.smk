@@ -3,7 +3,7 @@ rule evaluate:
         manifest=layout.manifest(),
         problems=layout.problems(),
     output:
-        samples=layout.eval_samples(),
+        eval=layout.eval_samples(),
         passk=layout.passk(),
     log:
         layout.log("evaluate", "{run}", "{step}", "{task}"),
@@ -11,7 +11,6 @@ rule evaluate:
         layout.timing("evaluate", "{run}", "{step}", "{task}")
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("evaluate"),
     params:
@@ -19,10 +18,10 @@ rule evaluate:
         settings=WF.settings("evaluate", ignore=("split_interventions",)),
         prompt=WF.prompt,
         generation=WF.generation,
+        outputs=out_flags,
     shell:
-        "sparks evaluate --config {params.config} --manifest {input.manifest} "
-        "--step {wildcards.step} --task {wildcards.task} --problems {input.problems} "
-        "--eval-out {output.samples} --passk-out {output.passk} > {log} 2>&1"
+        "sparks evaluate --config {params.config} --manifest {input.manifest} --step {wildcards.step} "
+        "--task {wildcards.task} --problems {input.problems} {params.outputs} > {log} 2>&1"
 
 
 rule intervene:
@@ -33,15 +32,13 @@ rule intervene:
         cohorts=layout.circuits("cohorts"),
         frequency=layout.circuits("frequency"),
     output:
-        table=INTERVENE_OUT["table"],
-        samples=INTERVENE_OUT["samples"],
+        **INTERVENE_OUT,
     log:
         layout.log("intervene", "{run}", "{task}", *INTERVENE_PER),
     benchmark:
         layout.timing("intervene", "{run}", "{task}", *INTERVENE_PER)
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("intervene"),
     params:
@@ -49,10 +46,11 @@ rule intervene:
         settings=WF.settings("evaluate", ignore=("split_interventions",)),
         prompt=WF.prompt,
         inputs=flags,
+        outputs=out_flags,
         condition=WF.condition_flag,
     shell:
         "sparks intervene --config {params.config} --task {wildcards.task} {params.inputs} "
-        "{params.condition} --interventions-out {output.table} --intervention-samples-out {output.samples} > {log} 2>&1"
+        "{params.condition} {params.outputs} > {log} 2>&1"
 
 
 if WF.split_interventions:
@@ -62,17 +60,18 @@ if WF.split_interventions:
             tables=WF.intervention_parts("table"),
             samples=WF.intervention_parts("samples"),
         output:
-            table=layout.interventions(),
-            samples=layout.intervention_samples(),
+            interventions=layout.interventions(),
+            intervention_samples=layout.intervention_samples(),
         log:
             layout.log("merge_interventions", "{run}", "{task}"),
         benchmark:
             layout.timing("merge_interventions", "{run}", "{task}")
         conda:
             "../envs/sparks.yaml"
-        threads: 1
         resources:
             **resources_of("merge_interventions"),
+        params:
+            outputs=out_flags,
         shell:
             "sparks merge-interventions --tables {input.tables} --samples {input.samples} "
-            "--interventions-out {output.table} --intervention-samples-out {output.samples} > {log} 2>&1"
+            "{params.outputs} > {log} 2>&1"

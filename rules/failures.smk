@@ -3,16 +3,13 @@ rule failures:
         unpack(WF.failure_inputs),
         manifest=layout.manifest(),
     output:
-        failures=layout.failures("failures"),
-        changes=layout.failures("failure_changes"),
-        shares=layout.failures("failure_shares"),
+        **layout.tables(layout.failures, layout.FAILURES),
     log:
         layout.log("failures", "{run}"),
     benchmark:
         layout.timing("failures", "{run}")
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("failures"),
     params:
@@ -20,7 +17,6 @@ rule failures:
         settings=WF.settings("failures"),
         task=WF.run_task_of,
         inputs=flags,
+        outputs=out_flags,
     shell:
-        "sparks failures --config {params.config} --task {params.task} {params.inputs} "
-        "--failures-out {output.failures} --failure-changes-out {output.changes} --failure-shares-out {output.shares} "
-        "> {log} 2>&1"
+        "sparks failures --config {params.config} --task {params.task} {params.inputs} {params.outputs} > {log} 2>&1"

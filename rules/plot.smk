@@ -14,15 +14,15 @@ rule plot:
         layout.timing("plot", "{run}", "{task}")
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("plot"),
     params:
         config=CONFIG_FILE,
         inputs=flags,
+        outputs=out_flags,
     shell:
         "sparks plot --config {params.config} --run {wildcards.run} --task {wildcards.task} "
-        "{params.inputs} --figures-out {output.figures} --section-out {output.section} > {log} 2>&1"
+        "{params.inputs} {params.outputs} > {log} 2>&1"
 
 
 rule report:
@@ -37,7 +37,6 @@ rule report:
         layout.timing("report")
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("report"),
     params:

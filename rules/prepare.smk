@@ -9,7 +9,6 @@ rule prepare_model:
         role=r"base|teacher|base-b\d+",
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("prepare_model"),
     params:
@@ -33,14 +32,13 @@ rule prepare_data:
         layout.timing("prepare_data", "{task}")
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("prepare_data"),
     params:
         config=CONFIG_FILE,
         settings=WF.settings("tasks", "{task}"),
         prompt=WF.prompt,
+        outputs=out_flags,
     shell:
         "sparks prepare-data --config {params.config} --task {wildcards.task} "
-        "--tokenizer {input.tokenizer} --problems-out {output.problems} --pairs-out {output.pairs} "
-        "> {log} 2>&1"
+        "--tokenizer {input.tokenizer} {params.outputs} > {log} 2>&1"

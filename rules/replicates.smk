@@ -7,31 +7,23 @@ rule replicates:
     input:
         unpack(WF.replicate_inputs),
     output:
-        heads=layout.replicates("replicate_heads"),
-        jaccard=layout.replicates("replicate_jaccard"),
-        counts=layout.replicates("replicate_counts"),
-        timing=layout.replicates("replicate_timing"),
-        reward=layout.replicates("replicate_reward"),
-        accuracy=layout.replicates("replicate_accuracy"),
+        **layout.tables(layout.replicates, layout.REPLICATES),
     log:
         layout.log("replicates", "{group}", "{task}"),
     benchmark:
         layout.timing("replicates", "{group}", "{task}")
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("replicates"),
     params:
         config=CONFIG_FILE,
         settings=WF.settings("aggregate"),
         inputs=flags,
+        outputs=out_flags,
     shell:
         "sparks replicates --config {params.config} --run {wildcards.group} --task {wildcards.task} "
-        "{params.inputs} --replicate-heads-out {output.heads} --replicate-jaccard-out {output.jaccard} "
-        "--replicate-counts-out {output.counts} --replicate-timing-out {output.timing} "
-        "--replicate-reward-out {output.reward} "
-        "--replicate-accuracy-out {output.accuracy} > {log} 2>&1"
+        "{params.inputs} {params.outputs} > {log} 2>&1"
 
 
 rule claims:
@@ -45,7 +37,6 @@ rule claims:
         layout.timing("claims", "{group}", "{task}")
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("claims"),
     params:
@@ -58,10 +49,7 @@ rule claims:
 
 rule plot_replicates:
     input:
-        **{
-            name: layout.replicates(name)
-            for name in (*layout.REPLICATES, "replicate_claims")
-        },
+        **layout.tables(layout.replicates, REPLICATE_INPUTS),
     output:
         figures=expand(
             layout.figure("{name}", "{ext}", "{{group}}", "{{task}}", "{{exp}}"),
@@ -77,12 +65,12 @@ rule plot_replicates:
         group=REPLICATED,  # an unreplicated run's section is the plot rule's
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("plot_replicates"),
     params:
         config=CONFIG_FILE,
         inputs=flags,
+        outputs=out_flags,
     shell:
         "sparks plot-replicates --config {params.config} --run {wildcards.group} --task {wildcards.task} "
-        "{params.inputs} --figures-out {output.figures} --section-out {output.section} > {log} 2>&1"
+        "{params.inputs} {params.outputs} > {log} 2>&1"

@@ -11,7 +11,6 @@ checkpoint train:
         layout.timing("train", "{run}")
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("train"),
     params:
@@ -19,10 +18,11 @@ checkpoint train:
         settings=WF.settings("runs", "{run}"),
         prompt=WF.prompt,
         inputs=flags,
+        outputs=out_flags,
         launch=WF.train_launcher,
     shell:
         "{params.launch} train --config {params.config} --run {wildcards.run} {params.inputs} "
-        "--manifest-out {output.manifest} --train-log-out {output.train_log} > {log} 2>&1"
+        "{params.outputs} > {log} 2>&1"
 
 
 rule teacher_traces:
@@ -36,7 +36,6 @@ rule teacher_traces:
         layout.timing("teacher_traces", "{run}")
     conda:
         "../envs/sparks.yaml"
-    threads: 1
     resources:
         **resources_of("teacher_traces"),
     params:

@@ -11,6 +11,8 @@ manifest, which lists them: readers ask :mod:`sparks.manifest` for a checkpoint,
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 ROOT = "results"
 ATTRIBUTION = ("heads", "edges", "pair_edges", "faithfulness", "head_effects")  # the attribute stage's tables
 CIRCUITS = (
@@ -26,6 +28,7 @@ CIRCUITS = (
     "planted",
     "circuit_rules",
 )  # the aggregate stage's
+FAILURES = ("failures", "failure_changes", "failure_shares")  # the failures stage's
 THINK_MODES = ("think_modes", "think_overlap")  # the think-modes step of the aggregate stage
 REPLICATES = (
     "replicate_heads",
@@ -35,6 +38,12 @@ REPLICATES = (
     "replicate_reward",
     "replicate_accuracy",
 )
+
+
+def tables(path: Callable[[str], str], names: Iterable[str]) -> dict[str, str]:
+    """``{name: path(name)}`` for each of ``names``: a stage's named outputs (``path``: one of the
+    table functions below, e.g. ``tables(circuits, CIRCUITS)``)."""
+    return {name: path(name) for name in names}
 
 
 def experiment(exp: str = "{exp}") -> str:

@@ -46,15 +46,24 @@ def resources(config: Mapping[str, Any], rule: str) -> dict[str, int]:
     return out
 
 
-def flags(wildcards: Any, input: Any) -> str:
-    """``--name file ...`` for every named input (the stage's flags are the inputs' names);
-    inputs named ``{name}__{part}`` (one input function per run, see :meth:`Workflow.report_step_inputs`)
-    are joined under one ``--name``, in input order."""
+def _flags(files: Any, suffix: str = "") -> str:
+    """``--name files`` for every named file list; names ``{name}__{part}`` are joined under one
+    ``--name``, in order (one input function per run, see :meth:`Workflow.report_step_inputs`)."""
     merged: dict[str, list[str]] = {}
-    for name in input.keys():  # noqa: SIM118 (Snakemake's input iterates over files)
-        files = input[name] if isinstance(input[name], list) else [input[name]]
-        merged.setdefault(name.split("__")[0], []).extend(files)
-    return " ".join(f"--{name.replace('_', '-')} {' '.join(files)}" for name, files in merged.items())
+    for name in files.keys():  # noqa: SIM118 (Snakemake's named lists iterate over files)
+        given = files[name] if isinstance(files[name], list) else [files[name]]
+        merged.setdefault(name.split("__")[0], []).extend(given)
+    return " ".join(f"--{name.replace('_', '-')}{suffix} {' '.join(given)}" for name, given in merged.items())
+
+
+def flags(wildcards: Any, input: Any) -> str:
+    """``--name file ...`` for every named input (a stage's input flags are its inputs' names)."""
+    return _flags(input)
+
+
+def out_flags(wildcards: Any, output: Any) -> str:
+    """``--name-out file ...`` for every named output (a stage's output flags are ``--<table>-out``)."""
+    return _flags(output, "-out")
 
 
 class Workflow:
@@ -224,7 +233,7 @@ class Workflow:
         the plot and report stages read)."""
         if name in layout.CIRCUITS or name in layout.THINK_MODES:
             return layout.circuits(name, run, task, self.exp)
-        if name in ("failures", "failure_changes", "failure_shares"):
+        if name in layout.FAILURES:
             return layout.failures(name, run, self.exp)
         single = {
             "train_log": lambda: layout.train_log(run, self.exp),
