@@ -9,6 +9,7 @@ import sys
 from sparks import __version__
 from sparks.config import ConfigError
 from sparks.manifest import ManifestError
+from sparks.sources import ModelError
 
 STAGES = (  # each stage package's cli module: make_parser(subparsers) and the commands' main functions
     "sparks.prepare.cli",
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         KeyError,
         TableError,
         ManifestError,
+        ModelError,
     ) as err:  # a missing or damaged input, run, step or task: one line
         if args.verbose:
             raise

@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from sparks.sources import weight_files
+from sparks.sources import ModelError, weight_files
 from sparks.tables import file_hash
 
 
-def _explain(source: str, err: Exception) -> RuntimeError:
+def _explain(source: str, err: Exception) -> ModelError:
     if Path(source).exists():
         hint = f"{source} exists but is not a complete Hugging Face model folder (config.json, weights, tokenizer files)"
     else:
@@ -24,7 +24,7 @@ def _explain(source: str, err: Exception) -> RuntimeError:
             f"{source!r} is neither a local folder nor in the local Hugging Face cache; on a machine with network run "
             f"`huggingface-cli download {source}` once (compute nodes then read the cache with HF_HUB_OFFLINE=1)"
         )
-    return RuntimeError(f"could not load model {source!r}: {type(err).__name__}: {str(err).splitlines()[0]}; {hint}")
+    return ModelError(f"could not load model {source!r}: {type(err).__name__}: {str(err).splitlines()[0]}; {hint}")
 
 
 def load_tokenizer(source: str | Path, revision: str | None = None) -> PreTrainedTokenizerBase:

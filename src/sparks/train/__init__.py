@@ -89,19 +89,19 @@ def train_run(
         "base": model_hash(base_dir),
         "teacher": None if teacher_traces is None else file_hash([Path(teacher_traces)]),
     }
+    problems = training_problems(config, run_name, problems_path)  # inputs first: a bad one writes nothing
     with processes.main_process_first():  # the main process cleans and saves step 0; the others then read
+        model, tokenizer = load_checkpoint(base_dir)
         if processes.is_main_process:
             out_dir.mkdir(parents=True, exist_ok=True)
             manifest_path.unlink(missing_ok=True)
         resume = start_or_resume(out_dir, identity, run["max_steps"])
-        model, tokenizer = load_checkpoint(base_dir)
         start = out_dir / "checkpoint-0"
         if resume is None and processes.is_main_process:
             model.save_pretrained(start)
             tokenizer.save_pretrained(start)
             mark_complete(start)
 
-    problems = training_problems(config, run_name, problems_path)
     history = finished_history(resume, run["max_steps"])
     if history is None:
         from sparks.data.prompting import Prompter
