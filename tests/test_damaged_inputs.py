@@ -69,6 +69,10 @@ def test_a_cut_table_stops_the_stage_in_one_line(command, tmp_path, capsys):
     assert code == 2 and len([line for line in err if line.startswith(f"sparks {command}: error:")]) == 1, err
     line = err[-1]
     print(line)
-    what = (" table (" in line and "written by rule" in line, "not a valid sparks manifest" in line, "not a complete Hugging Face model folder" in line)
+    what = (
+        " table (" in line and "written by rule" in line,
+        "not a valid sparks manifest" in line,
+        "not a complete Hugging Face model folder" in line,
+    )
     assert str(cut) in line and any(what), line
     assert not out.exists() or not any(out.iterdir())

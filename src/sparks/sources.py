@@ -22,6 +22,7 @@ from typing import Any
 class ModelError(RuntimeError):
     """A model or tokenizer that cannot be loaded: one line naming its source and what to do."""
 
+
 CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
