@@ -54,18 +54,20 @@ def train_run(
     beside ``manifest_path``, which is written last. Returns the manifest path. A ``models`` run
     trains nothing: its manifest is written from its given checkpoints (``sparks.train.given``)."""
     from sparks.manifest import write_manifest
-    from sparks.model.load import load_checkpoint, model_hash
-    from sparks.model.store import cast_weights
+    from sparks.methods import training_method
+    from sparks.model.load import load_model, load_tokenizer, model_hash
+    from sparks.model.store import resolve
     from sparks.tables import file_hash, with_provenance, write_table
     from sparks.train.heads import restrict_trainer
     from sparks.train.history import log_history_frame
-    from sparks.methods import training_method
     from sparks.train.resume import (
         CheckpointMarker,
+        checkpoint_layout,
         complete_steps,
-        drop_resume_state,
         finished_history,
         mark_complete,
+        resume_point,
+        retire,
         start_or_resume,
     )
 
@@ -89,18 +91,24 @@ def train_run(
         "base": model_hash(base_dir),
         "teacher": None if teacher_traces is None else file_hash([Path(teacher_traces)]),
     }
+    layout = checkpoint_layout(processes.distributed_type)  # what resume state its checkpoints hold
+    start = out_dir / "checkpoint-0"
     problems = training_problems(config, run_name, problems_path)  # inputs first: a bad one writes nothing
+    tokenizer = load_tokenizer(*resolve(base_dir))
     with processes.main_process_first():  # the main process cleans and saves step 0; the others then read
-        model, tokenizer = load_checkpoint(base_dir)
+        resume = resume_point(out_dir, identity, run["max_steps"], layout)
         if processes.is_main_process:
+            # The base's weights only to write step 0 (a resumed run has it), loaded before
+            # anything is written; the trainer loads its own copy from checkpoint-0.
+            base = load_model(*resolve(base_dir)) if resume is None else None
             out_dir.mkdir(parents=True, exist_ok=True)
             manifest_path.unlink(missing_ok=True)
-        resume = start_or_resume(out_dir, identity, run["max_steps"])
-        start = out_dir / "checkpoint-0"
-        if resume is None and processes.is_main_process:
-            model.save_pretrained(start)
-            tokenizer.save_pretrained(start)
-            mark_complete(start)
+            resume = start_or_resume(out_dir, identity, run["max_steps"], layout)
+            if resume is None:
+                base.save_pretrained(start)
+                tokenizer.save_pretrained(start)
+                mark_complete(start)
+            del base  # not kept beside the trainer's copy through training
 
     history = finished_history(resume, run["max_steps"])
     if history is None:
@@ -120,9 +128,8 @@ def train_run(
     steps = complete_steps(out_dir)
     final = out_dir / f"checkpoint-{steps[-1]}"
     if finished_history(final, run["max_steps"]) is not None:
-        drop_resume_state(final)  # the run is over: nothing will resume from it
-        for step in steps if run["save_dtype"] != "float32" else ():  # the newest too, now; the rest were cast as they aged
-            cast_weights(out_dir / f"checkpoint-{step}", run["save_dtype"])
+        for step in steps:  # the run is over: nothing will resume from the newest either (the rest retired as they aged)
+            retire(out_dir / f"checkpoint-{step}", run["save_dtype"])
     for step in steps:  # checkpoints carry the tokenizer, so each loads on its own
         tokenizer.save_pretrained(out_dir / f"checkpoint-{step}")
     history = log_history_frame(history)
