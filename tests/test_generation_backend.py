@@ -4,8 +4,11 @@ tables. vLLM needs CUDA: a stand-in module records what sparks asks of it here."
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 import types
+from pathlib import Path
 from typing import ClassVar
 
 import polars as pl
@@ -15,6 +18,7 @@ from sparks.data import arithmetic
 from sparks.evaluate import EvaluateSettings, sample_table
 from sparks.generate import GenerationSettings, end_of_turn_ids, prompt_ids
 from sparks.model.load import load_model, load_tokenizer
+from sparks.tables import read_table
 
 
 class Completion:
@@ -23,14 +27,28 @@ class Completion:
 
 
 class StandInLLM:
-    """vllm.LLM's interface: answers each arithmetic prompt with its correct trace and answer."""
+    """vllm.LLM's interface: answers each arithmetic prompt with its correct trace and answer.
+    Like vLLM it takes its share of the card when it starts: a second engine while one still
+    holds memory fails; shutting down the V1 engine core (``llm_engine.engine_core.shutdown``)
+    gives the memory back. ``events`` records starts and shutdowns, by model folder."""
 
     made: ClassVar[list] = []
+    events: ClassVar[list] = []
+    live: ClassVar[int] = 0
 
-    def __init__(self, model: str, seed: int, gpu_memory_utilization: float):
-        self.kwargs = {"model": model, "seed": seed, "gpu_memory_utilization": gpu_memory_utilization}
+    def __init__(self, model: str, revision: str | None, seed: int, gpu_memory_utilization: float):
+        self.kwargs = {"model": model, "revision": revision, "seed": seed, "gpu_memory_utilization": gpu_memory_utilization}
+        if StandInLLM.live:
+            raise ValueError("Free memory on device is less than desired GPU memory utilization")  # vLLM's start check
+        StandInLLM.live += 1
         self.requests, self.params = [], []
+        self.llm_engine = types.SimpleNamespace(engine_core=types.SimpleNamespace(shutdown=self._shutdown))
         StandInLLM.made.append(self)
+        StandInLLM.events.append(("start", model))
+
+    def _shutdown(self):
+        StandInLLM.live -= 1
+        StandInLLM.events.append(("shutdown", self.kwargs["model"]))
 
     def generate(self, requests, params, use_tqdm=True):
         self.requests += requests
@@ -51,10 +69,16 @@ def vllm(monkeypatch, tiny_model_dir):
     module = types.ModuleType("vllm")
     module.LLM = StandInLLM
     module.SamplingParams = lambda **kwargs: kwargs
+    distributed = types.ModuleType("vllm.distributed")
+    distributed.cleanup_dist_env_and_memory = lambda: StandInLLM.events.append(("cleanup", None))
+    module.distributed = distributed
     StandInLLM.made.clear()
+    StandInLLM.events.clear()
+    StandInLLM.live = 0
     StandInLLM.tokenizer = load_tokenizer(tiny_model_dir)
     monkeypatch.setitem(sys.modules, "vllm", module)
-    monkeypatch.setattr(sparks.generate, "_ENGINES", {})
+    monkeypatch.setitem(sys.modules, "vllm.distributed", distributed)
+    monkeypatch.setattr(sparks.generate, "_ENGINE", {})
     return module
 
 
@@ -70,7 +94,7 @@ def test_evaluate_samples_through_vllm(vllm, tiny_model_dir):
     engine = GenerationSettings.defaults(backend="vllm", gpu_memory_utilization=0.5)
     samples = sample_table(model, tok, problems(), settings, seed=7, engine=engine)
     (llm,) = StandInLLM.made
-    assert llm.kwargs == {"model": str(tiny_model_dir), "seed": 7, "gpu_memory_utilization": 0.5}
+    assert llm.kwargs == {"model": str(tiny_model_dir), "revision": None, "seed": 7, "gpu_memory_utilization": 0.5}
     prompts = [tok.decode(r["prompt_token_ids"]) for r in llm.requests]
     assert [r["prompt_token_ids"] for r in llm.requests] == prompt_ids(tok, prompts)  # the hf path's token ids
     assert len(llm.requests) == 2 * 3
@@ -98,3 +122,120 @@ def test_vllm_missing_says_how_to_install(monkeypatch, tiny_model_dir):
     model, tok = load_model(tiny_model_dir, device="cpu"), load_tokenizer(tiny_model_dir)
     with pytest.raises(RuntimeError, match=r"pip install -e '\.\[vllm\]'"):
         generate(model, tok, ["2+3="], 4, engine=GenerationSettings.defaults(backend="vllm"))
+
+
+def test_the_hf_backend_needs_the_loaded_model(tiny_model_dir):
+    from sparks.generate import ModelSource, generate
+
+    with pytest.raises(TypeError, match="load it with sparks.generate.load_generator"):
+        generate(ModelSource(str(tiny_model_dir)), load_tokenizer(tiny_model_dir), ["2+3="], 4)
+
+
+def test_a_head_intervention_is_never_sampled_on_vllm(vllm, tiny_model_dir):
+    from sparks.evaluate.interventions import HeadIntervention
+    from sparks.types import HeadId
+
+    model, tok = load_model(tiny_model_dir, device="cpu"), load_tokenizer(tiny_model_dir)
+    change = HeadIntervention("scale", (HeadId(0, 1),), alpha=2.0)
+    settings = EvaluateSettings.defaults(n_samples=1, k=(1,), max_new_tokens=8)
+    with pytest.raises(ValueError, match="a head intervention needs generation.backend: hf"):  # its hooks: the hf model's
+        sample_table(model, tok, problems(), settings, change, engine=GenerationSettings.defaults(backend="vllm"))
+    assert not StandInLLM.made
+
+
+def experiment(tmp_path, raw_config, folders: dict[int, Path], **sections) -> tuple[dict, Path, Path]:
+    """A checked config on generation.backend: vllm (and ``sections``), a manifest of run sft
+    with the checkpoint ``folders`` (step -> folder), and a problems table of two eval problems."""
+    from sparks.config import check_config
+    from sparks.tables import with_provenance, write_table
+
+    config = check_config({**raw_config, "generation": {"backend": "vllm"}, **sections})
+    manifest = tmp_path / "runs" / "sft" / "checkpoints.json"
+    manifest.parent.mkdir(parents=True)
+    steps = sorted(folders)
+    manifest.write_text(
+        json.dumps(
+            {
+                "run": "sft",
+                "method": "sft",
+                "steps": steps,
+                "checkpoints": {str(s): str(folders[s]) for s in steps},
+                "model_hashes": {str(s): f"h{s}" for s in steps},
+            }
+        )
+    )
+    table = problems().with_columns(
+        pl.lit("eval").alias("split"), pl.lit(1).alias("n_ops"), pl.lit("").alias("trace"), pl.lit(None, pl.String).alias("reply")
+    )
+    table = with_provenance(
+        table, experiment=config["experiment"], run=None, step=None, task="arith", model_hash=None, config_hash="c"
+    )
+    return config, manifest, write_table(table, "problems", tmp_path / "problems.parquet")
+
+
+def test_evaluate_on_vllm_leaves_the_gpu_to_the_engine(vllm, tiny_model_dir, raw_config, tmp_path, monkeypatch):
+    """On a GPU machine the hf path puts the checkpoint on the card; before vLLM's engine asks for
+    gpu_memory_utilization of it, nothing of the model may be there."""
+    import torch
+
+    from sparks.evaluate import evaluate_stage
+
+    to_gpu = []
+
+    def to(module, *args, **kwargs):
+        if "cuda" in str(args[0] if args else kwargs.get("device")):
+            to_gpu.append(type(module).__name__)
+        return module  # (this machine has no GPU: record the move, stay)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *device: "stand-in GPU")  # the tables' machine column
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    monkeypatch.setattr(torch.nn.Module, "cuda", lambda module, *a, **k: to(module, "cuda"))
+    config, manifest, problems_path = experiment(tmp_path, raw_config, {0: tiny_model_dir})
+    evaluate_stage(config, manifest, 0, "arith", problems_path, tmp_path / "eval.parquet", tmp_path / "passk.parquet")
+    assert StandInLLM.events == [("start", str(tiny_model_dir))]
+    assert to_gpu == []  # no Hugging Face model went to the GPU before (or after) the engine started
+    assert read_table(tmp_path / "eval.parquet", "eval")["correct"].all()
+
+
+def test_the_engine_loads_the_revision_the_model_folder_names(vllm, tiny_model_dir, tmp_path):
+    from sparks.generate import generate, load_generator
+    from sparks.model.store import write_pointer
+
+    folder = tmp_path / "base"
+    folder.mkdir()
+    write_pointer(folder, str(tiny_model_dir), "abc123")  # a hub model pinned to a revision, as prepare writes it
+    engine = GenerationSettings.defaults(backend="vllm")
+    model, tok = load_generator(folder, engine)
+    generate(model, tok, ["2+3=<think>"], 8, engine=engine)
+    assert StandInLLM.made[0].kwargs["revision"] == "abc123" and StandInLLM.made[0].kwargs["model"] == str(tiny_model_dir)
+
+
+def test_style_pairs_free_the_first_engine_before_the_second_starts(vllm, tiny_model_dir, raw_config, tmp_path, monkeypatch):
+    """Two models in one process: vLLM cannot start the second engine while the first holds its
+    share of the card, so the first is shut down and cleaned up before."""
+    from sparks.attribute.style import style_pairs_stage
+
+    starting, reasoning = tmp_path / "checkpoint-0", tmp_path / "checkpoint-10"
+    shutil.copytree(tiny_model_dir, starting)
+    shutil.copytree(tiny_model_dir, reasoning)
+    openings = {str(starting): "<think></think>5", str(reasoning): "<think>2+3=5</think>5"}
+
+    def opening(llm, requests, params, use_tqdm=True):  # each model opens its own way
+        ids = StandInLLM.tokenizer(openings[llm.kwargs["model"]], add_special_tokens=False)["input_ids"]
+        return [types.SimpleNamespace(outputs=[Completion("", ids)]) for _ in requests]
+
+    monkeypatch.setattr(StandInLLM, "generate", opening)
+    sections = {"attribute": {"pairs": "style", "think": True, "compare_think_at": "none"}}
+    config, manifest, problems_path = experiment(tmp_path, raw_config, {0: starting, 10: reasoning}, **sections)
+    style_pairs_stage(config, manifest, "arith", problems_path, tmp_path / "pairs.parquet")
+    assert StandInLLM.events == [
+        ("start", str(starting)),
+        ("shutdown", str(starting)),
+        ("cleanup", None),
+        ("start", str(reasoning)),
+        ("shutdown", str(reasoning)),  # the stage gives the card back when it is done
+        ("cleanup", None),
+    ]
+    pairs = read_table(tmp_path / "pairs.parquet", "pairs")
+    assert pairs.height == 2 and (pairs["clean_opening"] == openings[str(reasoning)]).all()

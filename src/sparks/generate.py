@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -11,6 +15,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sparks.config import Section
 from sparks.data.answers import is_correct
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -23,9 +29,33 @@ class GenerationSettings(Section):
     gpu_memory_utilization: float
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """A model whose weights this process does not hold: its folder or hub id and revision, for an
+    engine that loads them itself (vLLM)."""
+
+    path: str
+    revision: str | None = None
+
+
+def load_generator(
+    folder: str | Path, engine: GenerationSettings | None
+) -> tuple[PreTrainedModel | ModelSource, PreTrainedTokenizerBase]:
+    """What :func:`generate` needs of a model folder made by prepare or train, and its tokenizer:
+    on hf the model (on the GPU when there is one); on vLLM only where its weights are, so that the
+    card is free when the engine asks for ``generation.gpu_memory_utilization`` of it."""
+    from sparks.model.load import load_checkpoint, load_tokenizer
+    from sparks.model.store import resolve
+
+    if engine is None or engine.backend != "vllm":
+        return load_checkpoint(folder)
+    source, revision = resolve(folder)
+    return ModelSource(source, revision), load_tokenizer(source, revision)
+
+
 @torch.no_grad()
 def generate(
-    model: PreTrainedModel,
+    model: PreTrainedModel | ModelSource,
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
     max_new_tokens: int,
@@ -41,9 +71,24 @@ def generate(
     sampled at ``temperature`` from the ``top_p`` nucleus (1.0: the whole distribution).
     Returns the completions' text, or with ``decode=False`` their token ids up to the first
     end-of-reply token (excluded). ``engine`` (generation section; default hf) may hand the work
-    to vLLM (:func:`vllm_generate`), which loads the model from the folder ``model`` was loaded from."""
+    to vLLM (:func:`vllm_generate`), which loads the model from its folder: give it the
+    :class:`ModelSource` of :func:`load_generator` (a loaded model works too, but holds the GPU
+    memory the engine needs)."""
     if engine is not None and engine.backend == "vllm":
-        return vllm_generate(model.name_or_path, tokenizer, prompts, max_new_tokens, temperature, seed, decode, top_p, engine)
+        if isinstance(model, PreTrainedModel):
+            if next(model.parameters()).device.type == "cuda":
+                log.warning(
+                    "generation.backend: vllm, but the Hugging Face model %s is on the GPU and keeps its memory from "
+                    "the engine; load it with sparks.generate.load_generator",
+                    model.name_or_path,
+                )
+            model = ModelSource(model.name_or_path)  # a hub model's revision is not kept: load_generator keeps it
+        return vllm_generate(model, tokenizer, prompts, max_new_tokens, temperature, seed, decode, top_p, engine)
+    if isinstance(model, ModelSource):
+        raise TypeError(
+            f"generation.backend: hf needs the loaded model, not only where it is ({model.path}); "
+            "load it with sparks.generate.load_generator and the same generation settings"
+        )
     if tokenizer.padding_side != "left":
         raise ValueError("generation needs a left-padding tokenizer (set tokenizer.padding_side = 'left')")
     device = next(model.parameters()).device
@@ -90,11 +135,48 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]) -> li
     return tokenizer(list(prompts), add_special_tokens=not _templated(tokenizer, prompts))["input_ids"]
 
 
-_ENGINES: dict[str, object] = {}  # one vLLM engine per model folder and process
+_ENGINE: dict[ModelSource, Any] = {}  # this process's one vLLM engine, by the model it serves
+
+
+def vllm_engine(model: ModelSource, seed: int, gpu_memory_utilization: float) -> Any:
+    """The vLLM engine of ``model``, built on first use. One engine lives per process: each takes
+    ``gpu_memory_utilization`` of the card, so the engine of another model is freed first."""
+    from vllm import LLM
+
+    if model not in _ENGINE:
+        free_engine()
+        _ENGINE[model] = LLM(model=model.path, revision=model.revision, seed=seed, gpu_memory_utilization=gpu_memory_utilization)
+    return _ENGINE[model]
+
+
+def free_engine() -> None:
+    """Shut down this process's vLLM engine, if there is one, and give its GPU memory back.
+
+    Dropping the last reference is not enough while anything else holds the engine (vLLM's own
+    tests call the engine core's ``shutdown`` before ``del``): shut it down explicitly (``LLM.shutdown``
+    where vLLM has it, else its V1 engine core's), collect, then vLLM's
+    ``cleanup_dist_env_and_memory`` (model-parallel groups, process group, CUDA cache)."""
+    if not _ENGINE:
+        return
+    (llm,) = _ENGINE.values()
+    _ENGINE.clear()
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    shutdown = getattr(llm, "shutdown", None) or getattr(core, "shutdown", None)
+    if callable(shutdown):
+        shutdown()
+    del llm, core, shutdown
+    gc.collect()
+    try:
+        from vllm.distributed import cleanup_dist_env_and_memory
+    except ImportError:  # an older vLLM: what that function does, without its process groups
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return
+    cleanup_dist_env_and_memory()
 
 
 def vllm_generate(
-    model_path: str,
+    model: ModelSource,
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
     max_new_tokens: int,
@@ -108,13 +190,12 @@ def vllm_generate(
     token limit, end-of-reply tokens), one seed per prompt (``seed + i``, so a sample does not
     depend on what else is in the batch), the completions in prompt order."""
     try:
-        from vllm import LLM, SamplingParams
+        from vllm import SamplingParams
     except ImportError as err:
         raise RuntimeError(
             "generation.backend: vllm needs vLLM: pip install -e '.[vllm]' on a CUDA machine, or set generation.backend: hf"
         ) from err
-    if model_path not in _ENGINES:
-        _ENGINES[model_path] = LLM(model=model_path, seed=seed, gpu_memory_utilization=engine.gpu_memory_utilization)
+    llm = vllm_engine(model, seed, engine.gpu_memory_utilization)
     stops = end_of_turn_ids(tokenizer)
     sampled = temperature > 0
     params = [
@@ -129,7 +210,7 @@ def vllm_generate(
         for i in range(len(prompts))
     ]
     requests = [{"prompt_token_ids": ids} for ids in prompt_ids(tokenizer, prompts)]
-    outputs = _ENGINES[model_path].generate(requests, params, use_tqdm=True)
+    outputs = llm.generate(requests, params, use_tqdm=True)
     if decode:
         return [o.outputs[0].text for o in outputs]
     return [_until(list(o.outputs[0].token_ids), stops) for o in outputs]

@@ -37,12 +37,13 @@ def style_pairs_stage(config: dict[str, Any], manifest: Path, task: str, problem
     from sparks.config import config_hash
     from sparks.data.prompting import Prompter
     from sparks.data.tasks import eval_problems
-    from sparks.generate import GenerationSettings, generate
+    from sparks.generate import GenerationSettings, free_engine, generate, load_generator
     from sparks.manifest import read_manifest
-    from sparks.model.load import load_checkpoint, model_hash
+    from sparks.model.load import model_hash
     from sparks.tables import with_provenance, write_table
 
     style = config["attribute"]["style"]
+    engine = GenerationSettings.from_config(config)
     run = read_manifest(manifest)
     starting = run.checkpoint(run.steps[0])
     reasoning = run.checkpoint(run.steps[-1]) if style["reasoning"] == "final" else Path(style["reasoning"])
@@ -50,12 +51,12 @@ def style_pairs_stage(config: dict[str, Any], manifest: Path, task: str, problem
     tokenizer = None
     openings: dict[str, list[list[int]]] = {}
     for name, folder in (("starting", starting), ("reasoning", reasoning)):
-        model, own = load_checkpoint(str(folder))
+        model, own = load_generator(folder, engine)  # on vLLM only where the weights are: the engine loads them
         if tokenizer is None:  # the starting model's tokenizer and template make every text
             tokenizer, prompts = own, [Prompter.of(own, config).prompt(q, think=True) for q in problems["question"]]
         ids = generate(
             model, own, prompts, style["opening_tokens"] + 1, config["evaluate"]["batch_size"], style["temperature"],
-            seed=config["seed"] + (name == "reasoning"), decode=False, engine=GenerationSettings.from_config(config),
+            seed=config["seed"] + (name == "reasoning"), decode=False, engine=engine,
         )  # fmt: skip
         if (
             own is not tokenizer and own.get_vocab() != tokenizer.get_vocab()
@@ -63,6 +64,7 @@ def style_pairs_stage(config: dict[str, Any], manifest: Path, task: str, problem
             ids = [tokenizer(_text(own, row), add_special_tokens=False)["input_ids"] for row in ids]
         openings[name] = ids
         del model
+    free_engine()
     pairs = style_pairs(problems, openings["reasoning"], openings["starting"], prompts, tokenizer, style["opening_tokens"])
     provenance = dict(
         experiment=config["experiment"],

@@ -37,11 +37,17 @@ def sample_table(
     """One row per (problem, sample): sample_id (the problem), k (sample index), correct, n_tokens,
     answer (extracted; null when none), completion (the reply, after a ``<think>`` its prompt
     opened). Prompts come from ``prompter`` (default: the schema's prompt settings for this tokenizer);
-    ``engine`` is the generation section (None: hf; an intervention needs hf)."""
+    ``engine`` is the generation section (None: hf; an intervention needs hf). ``model`` may be the
+    :class:`~sparks.generate.ModelSource` of :func:`~sparks.generate.load_generator` on vLLM."""
     from sparks.data.answers import answer_checker
     from sparks.evaluate.interventions import intervene
     from sparks.generate import generate
 
+    if intervention is not None and intervention.heads and engine is not None and engine.backend != "hf":
+        raise ValueError(
+            f"a head intervention needs generation.backend: hf (got {engine.backend}): its hooks run in the Hugging Face "
+            "model, which vLLM's engine does not run; sample interventions without engine="
+        )
     prompter = prompter or Prompter(tokenizer, PromptSettings.defaults())
     check = answer_checker(source)
     # evaluate.think: by default the think-on prompt for every run (think-off runs too): the model decides how to reason
@@ -115,14 +121,14 @@ def evaluate_stage(
     """Sample every eval problem of ``task`` with checkpoint ``step``: every sample to ``out``, and
     accuracy, pass@k, success@k and all-correct@k by difficulty for k = 1 .. n_samples to ``passk_out``."""
     from sparks.data.tasks import eval_problems
-    from sparks.generate import GenerationSettings
+    from sparks.generate import GenerationSettings, load_generator
     from sparks.manifest import read_manifest
-    from sparks.model.load import load_checkpoint
     from sparks.tables import with_provenance, write_table
 
     settings = EvaluateSettings.from_config(config)
+    engine = GenerationSettings.from_config(config)
     run = read_manifest(manifest)
-    model, tokenizer = load_checkpoint(run.checkpoint(step))
+    model, tokenizer = load_generator(run.checkpoint(step), engine)  # on vLLM, no weights here: the card is the engine's
     samples = sample_table(
         model,
         tokenizer,
@@ -131,7 +137,7 @@ def evaluate_stage(
         seed=config["seed"] + step,
         prompter=Prompter.of(tokenizer, config),
         source=config["tasks"][task]["source"],
-        engine=GenerationSettings.from_config(config),
+        engine=engine,
     )
     log.info("step %d accuracy by difficulty: %s", step, samples.group_by("difficulty").agg(pl.col("correct").mean()).rows())
     provenance = {

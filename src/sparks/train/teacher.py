@@ -40,8 +40,8 @@ def sample_teacher_traces(
     base ("base": self-distillation)."""
     from sparks.data.answers import answer_checker
     from sparks.data.prompting import Prompter
-    from sparks.generate import GenerationSettings, generate
-    from sparks.model.load import load_checkpoint, model_hash
+    from sparks.generate import GenerationSettings, generate, load_generator
+    from sparks.model.load import model_hash
     from sparks.tables import with_provenance, write_table
     from sparks.train import training_problems
 
@@ -55,7 +55,8 @@ def sample_teacher_traces(
         whose = "the experiment's teacher" if role == "teacher" else "its own base model"
         raise ValueError(f"runs.{run_name} distils from {whose}: pass --teacher <folder from prepare-model --role {role}>")
     problems = training_problems(config, run_name, problems_path)
-    teacher, tokenizer = load_checkpoint(teacher_ref)
+    engine = GenerationSettings.from_config(config)
+    teacher, tokenizer = load_generator(teacher_ref, engine)  # on vLLM the card is left to the engine
     asks = Prompter.of(tokenizer, config)
     n = settings["samples_per_problem"]
     questions, answers = list(problems["question"]) * n, list(problems["answer"]) * n
@@ -68,7 +69,7 @@ def sample_teacher_traces(
         temperature=settings["temperature"],
         seed=config["seed"] + run["seed"],
         progress=True,
-        engine=GenerationSettings.from_config(config),
+        engine=engine,
     )
     check = answer_checker(config["tasks"][run["task"]]["source"]).is_correct
     parts = [asks.split_sample(p, s) if run["think"] else ("", s.strip()) for p, s in zip(prompts, samples)]
