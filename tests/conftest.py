@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sparks.sources import SUPPORTED_MODEL_TYPES  # light: no torch
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -103,12 +105,56 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", params=SUPPORTED_MODEL_TYPES)
+def tiny_architecture_dir(request, tmp_path_factory, tokenizer) -> Path:
+    """A random 2-layer tiny model (4 heads, 2 KV heads) of each architecture in
+    sparks.sources.SUPPORTED_MODEL_TYPES, saved as a Hugging Face folder: the attribution's
+    exactness tests run on each (a new architecture needs its entry in ``own``).
+
+    Qwen2 has q/k/v biases; Qwen3 per-head q/k norms, no bias and heads wider than hidden_size /
+    n_heads (as Qwen3-0.6B to 4B have); this Llama q/k/v/o and MLP biases (real Llamas have none,
+    but Qwen3 covers that, and nothing else has an o_proj bias).
+    Every bias and norm weight is moved off its init (0 and 1), so that one the edgewise forward
+    drops shows."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    own = {"qwen2": {}, "qwen3": {"head_dim": 16}, "llama": {"attention_bias": True, "mlp_bias": True}}[request.param]
+    config = AutoConfig.for_model(
+        request.param,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        **own,
+    )
+    torch.manual_seed(0)  # the same random models in every session
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 1:
+                param.add_(0.2 * torch.randn_like(param))
+    folder = tmp_path_factory.mktemp(f"tiny_{request.param}")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def silence_heads_except(model, live: set[tuple[int, int]]) -> None:
     """Zero the output-projection columns of every head not in ``live`` ((layer, head) pairs): the
     answer then depends on the sequence only through the live heads (a planted circuit)."""
     import torch
 
-    dh = model.config.hidden_size // model.config.num_attention_heads
+    from sparks.model import head_dim
+
+    dh = head_dim(model.config)
     with torch.no_grad():
         for layer, block in enumerate(model.model.layers):
             for head in range(model.config.num_attention_heads):

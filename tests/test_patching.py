@@ -20,10 +20,10 @@ TASK = {"source": "synthetic", "difficulties": {"easy": 1, "medium": 2, "hard": 
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    """The tiny model in float64 (so 1e-6 is a test of the code, not of float32 rounding), with
-    weights far from init, so that heads matter (effects well above 1e-6)."""
-    model = load_model(tiny_model_dir, device="cpu").double()
+def model(tiny_architecture_dir):
+    """A tiny model of each supported architecture in float64 (so 1e-6 is a test of the code, not
+    of float32 rounding), with weights far from init, so that heads matter (effects well above 1e-6)."""
+    model = load_model(tiny_architecture_dir, device="cpu").double()
     torch.manual_seed(0)
     with torch.no_grad():
         for weight in model.parameters():

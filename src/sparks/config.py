@@ -19,7 +19,7 @@ import yaml
 
 from sparks import layout, registry
 from sparks.methods import attribution_names, method_names, training_method
-from sparks.sources import is_hub_id
+from sparks.sources import check_model_source, is_hub_id
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # Installed wheels carry the schema inside the package; a source checkout has it in schemas/.
@@ -232,6 +232,8 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
     for role in ("base", "teacher"):
         model = config[role]
         _check_model_source(role, model, source)
+        if role == "base":  # the attributed model's architecture (a teacher only writes text)
+            check_model_source(model["source"], f"config key base.source = {model['source']!r} in {source}", ConfigError)
         shape = model["shape"]
         if shape["hidden_size"] % shape["n_heads"] or shape["n_heads"] % shape["n_kv_heads"]:
             raise ConfigError(

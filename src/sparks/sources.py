@@ -9,10 +9,14 @@ calls :func:`given_checkpoints`, so a missing or unreadable local checkpoint fai
 naming its path; a hub id is looked up in the local cache by the run's train job (its first), so
 that a config plans offline on a machine that has not downloaded it yet. The train stage writes
 the run's manifest from them (``sparks.train.given``).
+
+The architectures sparks can attribute are listed here once (``SUPPORTED_MODEL_TYPES``): a local
+base or checkpoint of another ``model_type`` fails the config check, a hub model its attribute job.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,41 @@ from typing import Any
 
 class ModelError(RuntimeError):
     """A model or tokenizer that cannot be loaded: one line naming its source and what to do."""
+
+
+# The architectures whose forward sparks.attribute.edgewise rebuilds node by node, and on which
+# the exactness tests run (tests/conftest.py ``tiny_architecture_dir``): each has RMSNorm
+# pre-norm blocks, rotate-half RoPE, grouped-query attention and ``model.model.layers[i].self_attn``
+# with q/k/v/o projections. Qwen3 adds per-head q/k RMSNorm before RoPE; Llama and Qwen3 may
+# carry an o_proj bias. Another architecture is refused before a job runs (check_model_type).
+SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "llama")
+
+
+def check_model_type(config_json: dict[str, Any], where: str, error: type[Exception] = ValueError) -> None:
+    """Refuse a model (its config.json as a dict, named by ``where``) whose forward the
+    attribution graph does not rebuild exactly: an architecture outside SUPPORTED_MODEL_TYPES, or
+    sliding-window attention. Raises ``error`` (the caller's one-line kind: ConfigError at config
+    time, ModelError at load time). Light: no torch."""
+    model_type = config_json.get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise error(
+            f"{where}: model_type {model_type!r} is not supported; sparks attributes {', '.join(SUPPORTED_MODEL_TYPES)} "
+            "models (the architectures whose forward its attribution graph rebuilds); give a model of one of those"
+        )
+    if config_json.get("use_sliding_window"):
+        raise error(
+            f"{where}: sliding-window attention (use_sliding_window: true) is not supported by the attribution graph; "
+            "give a model that attends to every earlier position"
+        )
+
+
+def check_model_source(source: str, where: str, error: type[Exception] = ValueError) -> None:
+    """:func:`check_model_type` on a model source's config.json when it is a local folder that has
+    one; an embedded model is a Qwen2, and a hub id is checked when its job loads it (configs
+    must plan offline)."""
+    config = Path(source).expanduser() / "config.json"
+    if source != "embedded" and config.is_file():
+        check_model_type(json.loads(config.read_text()), where, error)
 
 
 CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")
@@ -102,6 +141,7 @@ def _check_readable(item: Given, key: str) -> None:
             f"config key {key}: checkpoint {folder} (step {item.step}) has no {' and no '.join(missing)}; "
             "save the model and its tokenizer there with save_pretrained"
         )
+    check_model_source(str(folder), f"config key {key}: checkpoint {folder} (step {item.step})")
 
 
 def weights_folder(item: Given, key: str) -> Path:

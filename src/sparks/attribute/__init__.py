@@ -132,8 +132,10 @@ def score_checkpoint(
     from sparks.methods import attribution_method
     from sparks.model.graph import Graph
     from sparks.model.load import load_checkpoint
+    from sparks.sources import ModelError, check_model_type
 
     model, tokenizer = load_checkpoint(checkpoint, device=device, dtype=torch.float32)  # gradients in full precision
+    check_model_type(model.config.to_dict(), f"model {model.name_or_path!r} (checkpoint {checkpoint})", ModelError)
     chosen = select_pairs(pairs, settings)
     batches = pair_batches(chosen, tokenizer, settings.batch_size)
     fn = metric(settings.metric)

@@ -1,6 +1,10 @@
-"""A Qwen2-family forward pass in plain PyTorch, node by node, where every reader's input is
+"""A decoder's forward pass in plain PyTorch, node by node, where every reader's input is
 built from the upstream nodes' outputs: the engine for edge patching (faithfulness) and an
 independent reference for the EAP-IG gradients (each reader's input is a tensor of its own).
+It rebuilds the architectures of ``sparks.sources.SUPPORTED_MODEL_TYPES`` (Qwen2, Qwen3, Llama),
+which share RMSNorm pre-norm blocks and rotate-half RoPE; Qwen3 also normalises each head's
+query and key (``q_norm``/``k_norm``) before RoPE, and an ``o_proj`` bias (Llama's and Qwen3's
+``attention_bias``) is shared out equally among the layer's heads.
 
 With ``keep`` (a [n_upstream, n_readers] mask) and the corrupted run's node outputs, reader v
 receives ``sum_u keep[u,v] * z_u + (1 - keep[u,v]) * z_u(corrupt)``: every edge outside the
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
-from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
+from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb  # Llama's and Qwen3's are the same code
 
 from sparks.attribute.batches import position_ids
 from sparks.model import head_dim
@@ -188,13 +192,18 @@ class LayerAttention:
         q = self._project(xq, attn.q_proj)  # [r, H, s, dh]
         k = self._project(xk, attn.k_proj)  # [r, KV, s, dh]
         v = self._project(xv, attn.v_proj)  # [r, KV, s, dh]
+        if hasattr(attn, "q_norm"):  # Qwen3: RMSNorm over each head's dh, before RoPE
+            q, k = attn.q_norm(q), attn.k_norm(k)
         q, k = apply_rotary_pos_emb(q, k, self.cos[rows], self.sin[rows])
         n_rep = g.n_heads // g.n_kv_heads
         k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)  # [r, H, s, dh]
         attend = None if self.attend is None else self.attend[rows]
         heads = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, is_causal=attend is None, scale=attn.scaling)
         w_o = attn.o_proj.weight.view(-1, g.n_heads, dh)  # [d, H, dh]
-        return torch.einsum("bhse,dhe->bshd", heads, w_o)  # each head's output [r, s, H, d]
+        out = torch.einsum("bhse,dhe->bshd", heads, w_o)  # each head's output [r, s, H, d]
+        if attn.o_proj.bias is not None:  # the same in every run, so any split is exact: each head writes 1/H
+            out = out + attn.o_proj.bias / g.n_heads
+        return out
 
     def _project(self, xs: torch.Tensor, linear: torch.nn.Linear) -> torch.Tensor:  # [n, r, s, d] -> [r, n, s, dh]
         n, r, s, d = xs.shape
