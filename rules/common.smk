@@ -7,6 +7,7 @@ from pathlib import Path
 from sparks import forkserver, layout, workflow as graph
 from sparks.config import ConfigError, base_roles, check_config
 from sparks.manifest import read_manifest
+from sparks.plan import check_fits
 from sparks.plot import REPLICATE_FIGURES, REPLICATE_INPUTS, figure_names
 from sparks.train.teacher import TRAINING_ONLY
 
@@ -23,6 +24,7 @@ if len(workflow.configfiles) != 1:
     )
 try:
     config = check_config(config, source=str(workflow.configfiles[0]))
+    check_fits(config)  # sparks plan's estimates: every job within its GPU card and time limit
 except ConfigError as err:
     raise WorkflowError(f"config error: {err}") from None
 

@@ -4,6 +4,7 @@ faithfulness, and the CLI writing its three tables."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -14,13 +15,13 @@ import torch
 import yaml
 from conftest import run_sparks, silence_heads_except
 
-from sparks.attribute import AttributeSettings, select_pairs
+from sparks.attribute import AttributeSettings, first_of_each_difficulty, select_pairs
 from sparks.attribute.batches import pair_batches
 from sparks.attribute.eap import EapIg, eap_ig, rms_norm_vjp
 from sparks.attribute.edgewise import run_edgewise
 from sparks.attribute.exact import edge_patched_logits, head_patching_effects, reference_edge_scores
 from sparks.attribute.faithfulness import circuit_sizes, faithfulness_curve, top_edges
-from sparks.attribute.metrics import METRICS
+from sparks.attribute.metrics import METRICS, Targets
 from sparks.config import ConfigError, check_config, schema
 from sparks.data.tasks import task_pairs
 from sparks.model.graph import Graph
@@ -32,9 +33,9 @@ TASK = {"source": "synthetic", "difficulties": {"easy": 1, "medium": 2}, "n_pair
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    torch.manual_seed(0)
-    return load_model(tiny_model_dir, device="cpu")
+def model(tiny_architecture_dir):
+    """A tiny random model of each supported architecture: every test that takes it runs on each."""
+    return load_model(tiny_architecture_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +79,17 @@ def test_rms_norm_vjp_matches_autograd(model):
     torch.testing.assert_close(rms_norm_vjp(x.detach(), norm.weight, norm.variance_epsilon, grad), expected)
 
 
-def test_edgewise_forward_is_the_model(model, batches):
-    batch = batches[0]
-    expected = model(batch.clean_ids).logits[:, -1]
-    run = run_edgewise(model, model.model.embed_tokens(batch.clean_ids))
-    torch.testing.assert_close(run.logits, expected, atol=1e-5, rtol=1e-4)
+def test_edgewise_forward_is_the_model(model, batches, pairs, tokenizer):
+    """The full graph is the model's own forward, on clean and corrupted prompts, padded or not
+    (the corrupted run is the empty circuit of every faithfulness curve)."""
+    padded = pair_batches(first_of_each_difficulty(pairs, 2), tokenizer, batch_size=4)  # two lengths: left padding
+    assert len(padded) == 1 and padded[0].mask is not None
+    with torch.no_grad():
+        for batch in batches + padded:
+            for ids in (batch.clean_ids, batch.corrupt_ids):
+                expected = model(ids, use_cache=False, **batch.model_inputs()).logits[:, -1]
+                run = run_edgewise(model, model.model.embed_tokens(ids), mask=batch.mask)
+                torch.testing.assert_close(run.logits, expected, atol=1e-5, rtol=1e-4)
     assert run.outputs.shape[2] == Graph.of(model.config).n_upstream
     assert sum(x.shape[2] for x in run.inputs) == Graph.of(model.config).n_readers
 
@@ -101,7 +108,7 @@ def test_eap_ig_equals_autograd_reference(model, batches, metric, steps):
     heads_only = EapIg(model, METRICS[metric], steps, edges=False).batch_scores(batch)
     assert heads_only.edges is None and heads_only.pair_edges is None
     torch.testing.assert_close(heads_only.heads, fast.heads, atol=1e-6 * scale, rtol=1e-5)  # the same head scores
-    one_by_one = EapIg(model, METRICS[metric], steps, stack_steps=False)  # steps in turn
+    one_by_one = EapIg(model, METRICS[metric], steps, stack_steps=False)  # steps in turn, z in pieces
     graph = Graph.of(model.config)
     one_by_one.DELTA_ELEMENTS = 3 * graph.n_upstream * model.config.hidden_size  # 3 positions of one pair at a time
     assert batch.clean_ids.shape[1] > 3
@@ -109,6 +116,9 @@ def test_eap_ig_equals_autograd_reference(model, batches, metric, steps):
     torch.testing.assert_close(in_turn.edges, fast.edges, atol=1e-6 * scale, rtol=1e-5)
     torch.testing.assert_close(in_turn.pair_edges, fast.pair_edges, atol=1e-6 * scale, rtol=1e-5)
     torch.testing.assert_close(in_turn.heads, fast.heads, atol=1e-6 * scale, rtol=1e-5)
+    stacked_pieces = EapIg(model, METRICS[metric], steps)  # stacked steps bound the z buffer too (issue 30)
+    stacked_pieces.DELTA_ELEMENTS = one_by_one.DELTA_ELEMENTS
+    torch.testing.assert_close(stacked_pieces.batch_scores(batch).pair_edges, fast.pair_edges, atol=1e-6 * scale, rtol=1e-5)
 
 
 def test_scores_average_over_batches(model, batches):
@@ -150,6 +160,13 @@ def test_faithfulness_of_full_and_empty_circuits(model, batches):
     )
     # the empty circuit is the corrupted run and the full graph the model, to float precision
     scale = max(abs(curve["metric_model"][0]), abs(curve["metric_corrupt"][0]))
+    with torch.no_grad():  # ... the model's own corrupted run, not the edgewise forward's
+        corrupt = []
+        for batch in batches:
+            clean = model(batch.clean_ids, use_cache=False, **batch.model_inputs()).logits[:, -1]
+            logits = model(batch.corrupt_ids, use_cache=False, **batch.model_inputs()).logits[:, -1]
+            corrupt.append(METRICS["logit_diff"](logits, Targets(clean, batch.clean_answer, batch.corrupt_answer)))
+    assert curve["metric_corrupt"][0] == pytest.approx(torch.cat(corrupt).mean().item(), abs=1e-5 * scale)
     assert curve["metric_circuit"][0] == pytest.approx(curve["metric_corrupt"][0], abs=1e-5 * scale)
     assert curve["metric_circuit"][-1] == pytest.approx(curve["metric_model"][0], abs=1e-5 * scale)
     gap = abs(curve["metric_model"][0] - curve["metric_corrupt"][0])
@@ -220,6 +237,37 @@ def test_heads_alone_skip_the_edges(tiny_model_dir, pairs):
     assert list(alone) == ["heads"] and alone["heads"]["score_q"].null_count() == alone["heads"].height
     np.testing.assert_allclose(alone["heads"]["score"], both["heads"]["score"], rtol=1e-5, atol=1e-7)
     assert alone["heads"]["rank"].to_list() == both["heads"]["rank"].to_list()
+
+
+def test_unsupported_architectures_are_refused_before_a_job_and_at_load(tmp_path, tokenizer, raw_config, pairs):
+    """A GPT-2 folder as the base or a models run's checkpoint fails the config check, and fails
+    the attribute stage at load time, naming the model, its model_type and the supported ones;
+    so does sliding-window attention, which the attribution graph does not rebuild either."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from sparks.attribute import score_checkpoint
+    from sparks.sources import SUPPORTED_MODEL_TYPES, ModelError, check_model_type
+
+    gpt2 = tmp_path / "gpt2"
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=64, n_embd=16, n_layer=1, n_head=2, bos_token_id=None, eos_token_id=None
+    )
+    GPT2LMHeadModel(config).save_pretrained(gpt2)
+    tokenizer.save_pretrained(gpt2)
+    supported = "model_type 'gpt2' is not supported; sparks attributes qwen2, qwen3, llama models"
+    assert SUPPORTED_MODEL_TYPES == ("qwen2", "qwen3", "llama")
+    base = {**raw_config, "base": {**raw_config["base"], "source": str(gpt2)}}
+    with pytest.raises(ConfigError, match=re.escape(f"config key base.source = '{gpt2}' in the config: {supported}")):
+        check_config(base)
+    given = {**raw_config, "runs": {"given": {"method": "models", "checkpoints": [{"step": 0, "source": str(gpt2)}]}}}
+    with pytest.raises(ConfigError, match=re.escape(f"runs.given.checkpoints: checkpoint {gpt2} (step 0): {supported}")):
+        check_config(given)
+    with pytest.raises(ModelError, match=re.escape(f"model '{gpt2}' (checkpoint {gpt2}): {supported}")):
+        score_checkpoint(gpt2, pairs, AttributeSettings.defaults(max_pairs=2))
+    with pytest.raises(ValueError, match="sliding-window attention"):
+        check_model_type({"model_type": "qwen2", "use_sliding_window": True}, "a model")
+    for model_type in SUPPORTED_MODEL_TYPES:
+        check_model_type({"model_type": model_type, "use_sliding_window": False}, "a model")
 
 
 def test_top_edges_mask():

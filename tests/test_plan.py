@@ -6,10 +6,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import REPO, run_sparks
+from conftest import REPO, run_sparks, snakemake
 
-from sparks.config import check_config, load_config
-from sparks.plan import BYTES_FP32, KNOWN_SHAPES, Throughput, model_shape, plan_table, with_limits
+from sparks.config import ConfigError, check_config, load_config
+from sparks.memory import KNOWN_SHAPES, model_shape
+from sparks.plan import BYTES_FP32, Throughput, check_fits, plan_jobs, plan_table
 
 PAPER_CONFIGS = sorted(p for p in (REPO / "config").glob("*.yaml") if p.name.startswith(("qwen", "r1-")))
 
@@ -23,7 +24,7 @@ def test_paper_configs_plan(path):
     config = load_config(path)
     rows = per_rule(plan_table(config))
     shape = model_shape(config["base"])
-    assert shape.params == KNOWN_SHAPES[config["base"]["source"]][4]
+    assert shape == KNOWN_SHAPES[config["base"]["source"]]
     assert rows["prepare_model"]["disk_gb"] >= shape.params * BYTES_FP32 / 1e9
     assert (
         rows["evaluate"]["gpu_hours"] > 0
@@ -32,8 +33,11 @@ def test_paper_configs_plan(path):
     assert all(
         row["gpu"] == (row["gpu_hours"] > 0) for rule, row in rows.items() if rule != "prepare_model"
     )  # GPU jobs cost GPU time
-    limits = with_limits(plan_table(config), config)
-    assert limits.filter(pl.col("minutes_per_job") > pl.col("runtime_limit")).is_empty()  # every job fits its limit
+    jobs = plan_jobs(config)
+    assert jobs.filter(pl.col("minutes") > pl.col("runtime_limit")).is_empty()  # every job fits its time limit
+    gpu_jobs = jobs.filter(pl.col("gpu") & (pl.col("rule") != "prepare_model"))
+    assert gpu_jobs["peak_gb"].is_not_null().all() and (gpu_jobs["peak_gb"] <= gpu_jobs["gpu_mem_gb"]).all()  # and its card
+    check_fits(config)  # as shipped, the workflow accepts it
 
 
 def test_plan_command_prints_and_writes_the_table(tmp_path):
@@ -41,7 +45,8 @@ def test_plan_command_prints_and_writes_the_table(tmp_path):
     result = run_sparks("plan", "--configfile", str(path), "--out", str(tmp_path / "plan.parquet"))
     assert result.returncode == 0, result.stderr
     assert "total" in result.stdout and "GPU-hours" in result.stdout and "teacher_traces" in result.stdout
-    assert pl.read_parquet(tmp_path / "plan.parquet").equals(plan_table(load_config(path)))
+    assert "peak GB" in result.stdout and "warning" not in result.stdout
+    assert pl.read_parquet(tmp_path / "plan.parquet").equals(plan_jobs(load_config(path)))
 
 
 def test_grpo_estimate_follows_its_counts_and_vllm():
@@ -53,7 +58,8 @@ def test_grpo_estimate_follows_its_counts_and_vllm():
     assert rows["train"]["gpu_hours"] > t.generation_hours(generated, 1.54e9)  # generation plus the updates
     checkpoints = 1 + -(-run["max_steps"] // run["save_steps"])
     assert run["save_dtype"] == "bfloat16"  # the peak: older checkpoints in bfloat16, the newest float32 with Adam's state
-    assert rows["train"]["disk_gb"] == pytest.approx(((checkpoints - 1) * 2 + 3 * BYTES_FP32) * 1.54e9 / 1e9)
+    params = model_shape(config["base"]).params
+    assert rows["train"]["disk_gb"] == pytest.approx(((checkpoints - 1) * 2 + 3 * BYTES_FP32) * params / 1e9)
     config["runs"]["grpo"]["trainer"] = {"use_vllm": True}
     faster = per_rule(plan_table(config))["train"]["gpu_hours"]
     assert faster < rows["train"]["gpu_hours"] / 3
@@ -63,7 +69,7 @@ def test_embedded_shape_counts_its_parameters(raw_config):
     config = check_config(raw_config)
     shape = model_shape(config["base"])
     assert (shape.n_layers, shape.n_heads, shape.n_kv_heads, shape.hidden) == (4, 8, 2, 64)
-    assert shape.params == 4 * (2 * 64 * 64 + 2 * 64 * 16 + 3 * 64 * 256)
+    assert shape.params == 4 * (2 * 64 * 64 + 2 * 64 * 16 + 3 * 64 * 256) + shape.vocab * 64  # tied embeddings
     with pytest.raises(ValueError, match="no shape known"):
         model_shape({"source": "someone/unknown-model"})
 
@@ -87,7 +93,7 @@ def test_a_job_over_its_limit_is_named(raw_config):
     raw_config.pop("teacher")
     raw_config["runs"] = {"sft": {"method": "sft"}}
     config = check_config(raw_config)
-    assert "warning: evaluate jobs take about" in format_plan(plan_table(config), config)
+    assert "warning: evaluate job of sft takes about" in format_plan(plan_jobs(config), config)
 
 
 def test_exact_effects_cost_shows_in_the_attribute_rule():
@@ -99,3 +105,66 @@ def test_exact_effects_cost_shows_in_the_attribute_rule():
         config = {**raw, "attribute": {**raw["attribute"], "exact": exact, "exact_pairs": pairs}}
         hours[exact, pairs] = per_rule(plan_table(config))["attribute"]["gpu_hours"]
     assert hours["off", None] < hours["on", 16] < hours["on", None]
+
+
+def test_a_long_job_is_not_hidden_by_its_rules_mean():
+    """Issue 30: r1-distill-qwen-1.5b's GRPO job needs about 3,760 min on one GPU against a 2,880-min
+    limit; the rule's mean over it and the short distill job hid it."""
+    config = load_config(REPO / "config" / "r1-distill-qwen-1.5b.yaml")
+    config["resources"]["train"] = {**config["resources"]["train"], "gpus": 1}
+    jobs = plan_jobs(config).filter(pl.col("rule") == "train")
+    assert jobs["minutes"].mean() < 2880 < jobs["minutes"].max()
+    with pytest.raises(ConfigError, match=r"train job of grpo takes about 37\d\d min .*resources.train.runtime"):
+        check_fits(config)
+
+
+def test_a_job_over_its_card_is_refused_with_the_key_to_change():
+    """Issue 30: a GRPO step of 256 completions in one micro-batch does not fit an 80 GB card."""
+    config = load_config(REPO / "config" / "qwen-math-1.5b_openr1_grpo.yaml")
+    config["runs"]["grpo"]["micro_batch_size"] = None
+    with pytest.raises(ConfigError, match=r"train job of grpo needs about \d+ GB .*micro_batch_size"):
+        check_fits(config)
+    config["runs"]["grpo"]["micro_batch_size"] = 4
+    config["attribute"]["stack_ig_steps"] = True  # think-on pairs of 1,024 tokens, 5 steps at once
+    with pytest.raises(ConfigError, match=r"attribute_think job of grpo needs .*attribute.stack_ig_steps: false"):
+        check_fits(config)
+
+
+@pytest.mark.parametrize(
+    ("config_name", "change", "message"),
+    [
+        ("qwen-math-1.5b_openr1_sft.yaml", {"max_new_tokens": 2048}, "trains on completions of up to 3836 tokens"),
+        ("r1-distill-vs-qwen-math.yaml", {"max_new_tokens": 8192}, "reads 4096 tokens at most"),
+    ],
+)
+def test_evaluation_lengths_that_would_bias_accuracy_are_refused(config_name, change, message):
+    config = load_config(REPO / "config" / config_name)
+    config["evaluate"] = {**config["evaluate"], **change}
+    with pytest.raises(ConfigError, match=message):
+        check_fits(config)
+
+
+def test_eap_ig_on_an_8b_model_fits_only_with_steps_in_turn():
+    """Issue 30: stacked IG steps on Qwen3-8B's think-on pairs need about 150 GB; the z buffer,
+    once a whole batch's (40 GB), is bounded at sparks.memory.DELTA_ELEMENTS numbers."""
+    from sparks import memory
+
+    qwen3 = KNOWN_SHAPES["Qwen/Qwen3-8B"]
+    assert (
+        memory.eap_ig(qwen3, 2, 1024, 5, stacked=False).total / memory.GB
+        < 80
+        < memory.eap_ig(qwen3, 2, 1024, 5, True).total / memory.GB
+    )
+    assert memory.DELTA_ELEMENTS * 4 / memory.GB < 0.3  # the edge buffer, stacked or not
+    config = load_config(REPO / "config" / "qwen3-8b-think.yaml")
+    config["attribute"]["stack_ig_steps"] = True
+    with pytest.raises(ConfigError, match="attribute_think job of qwen3 needs about .*attribute.stack_ig_steps: false"):
+        check_fits(config)
+
+
+def test_the_workflow_refuses_a_config_whose_job_cannot_fit(tmp_path):
+    raw = __import__("yaml").safe_load((REPO / "config" / "qwen-math-1.5b_openr1_grpo.yaml").read_text())
+    raw["runs"]["grpo"].pop("micro_batch_size")
+    (tmp_path / "c.yaml").write_text(__import__("yaml").safe_dump(raw))
+    result = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "c.yaml"))
+    assert result.returncode != 0 and "train job of grpo needs about" in result.stdout + result.stderr

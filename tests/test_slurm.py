@@ -78,6 +78,8 @@ def test_embedded_default_runs_through_sbatch(slurm, tmp_path):
         "--seconds-between-status-checks", "5",
         "--latency-wait", "5",
         "--retries", "0",
+        # a 2-core node: the training and generating jobs' cores (sparks.workflow.resources) would never schedule
+        "--set-resources", *(f"{rule}:cpus_per_task=1" for rule in GPU_RULES),
     ]  # fmt: skip
     env = {**ENV, "SBATCH_PARTITION": slurm.partition}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)

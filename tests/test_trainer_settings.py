@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from sparks.config import ConfigError, check_config
-from sparks.train.methods import _common_args, per_device_batch
+from sparks.methods import micro_batches
+from conftest import REPO
+from sparks.train.methods import _common_args
 
 
 def grpo_config(run: dict, out: Path):
@@ -24,10 +26,10 @@ def test_grpo_settings_pass_through_including_vllm(raw_config, tmp_path):
         "use_vllm": True,
         "vllm_mode": "colocate",
         "loss_type": "dr_grpo",
-        "gradient_accumulation_steps": 4,
         "report_to": ["trackio"],
         "logging_steps": 5,
     }
+    raw_config["runs"]["grpo"]["micro_batch_size"] = 32
     run = check_config(raw_config)["runs"]["grpo"]
     args = grpo_config(run, tmp_path)
     assert args.use_vllm and args.vllm_mode == "colocate" and args.loss_type == "dr_grpo" and args.report_to == ["trackio"]
@@ -52,7 +54,8 @@ def test_sft_settings_pass_through(raw_config, tmp_path):
         ("sft", {"use_vllm": True}, "not a field of TRL's SFTConfig"),  # GRPO's, not SFT's
         ("grpo", {"learning_rate": 1e-5}, "use runs.grpo.learning_rate"),
         ("grpo", {"num_generations": 4}, "use runs.grpo.grpo.num_generations"),
-        ("sft", {"per_device_train_batch_size": 4}, "runs.sft.batch_size"),
+        ("sft", {"per_device_train_batch_size": 4}, "runs.sft.micro_batch_size"),
+        ("grpo", {"gradient_accumulation_steps": 4}, "runs.grpo.micro_batch_size"),
         ("distill", {"seed": 3}, "runs.distill.seed"),
     ],
 )
@@ -62,8 +65,21 @@ def test_bad_trainer_keys_are_refused_by_name(raw_config, run, trainer, message)
         check_config(raw_config)
 
 
-def test_per_device_batch_splits_the_step_over_accumulation_and_gpus():
-    run = {"batch_size": 64, "trainer": {"gradient_accumulation_steps": 4}}
-    assert per_device_batch(run, 1) == 16 and per_device_batch(run, 2) == 8 and per_device_batch(run, 8) == 2
-    with pytest.raises(ValueError, match="not a multiple"):
-        per_device_batch(run, 32)
+def test_micro_batches_split_the_step_over_accumulation_and_gpus():
+    run = {"batch_size": 64, "micro_batch_size": 4}
+    assert micro_batches(run, 1) == (4, 16) and micro_batches(run, 2) == (4, 8) and micro_batches(run, 16) == (4, 1)
+    assert micro_batches({"batch_size": 64, "micro_batch_size": None}, 2) == (32, 1)  # null: the GPU's share at once
+    for processes in (32, 3):
+        with pytest.raises(ValueError, match="not a multiple"):
+            micro_batches(run, processes)
+
+
+def test_grpo_generates_the_step_at_once_but_trains_in_micro_batches(tmp_path):
+    """Issue 30: a GRPO step of 256 completions on one GPU ran as one micro-batch (over 80 GB on a
+    1.5B model); the paper configs accumulate micro-batches, and TRL still samples all 256 at once."""
+    from sparks.config import load_config
+
+    run = load_config(REPO / "config" / "qwen-math-1.5b_openr1_grpo.yaml")["runs"]["grpo"]
+    args = grpo_config(run, tmp_path)
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == run["batch_size"] == 256
+    assert args.per_device_train_batch_size <= 16 and args.generation_batch_size == 256

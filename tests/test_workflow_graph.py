@@ -37,9 +37,13 @@ def test_the_rules_are_the_snakefiles():
 def test_resources_follow_the_config(raw_config):
     raw_config["resources"] = {"train": {"mem_mb": 9000, "runtime": 600, "gpus": 4}, "replicates": {"mem_mb": 1234, "runtime": 7}}
     config = check_config(raw_config)
-    assert workflow.resources(config, "train") == {"mem_mb": 9000, "runtime": 600, "gpu": 4}
-    assert workflow.resources(config, "attribute") == {"mem_mb": 8000, "runtime": 60, "gpu": 1}
-    assert workflow.resources(config, "claims") == {"mem_mb": 1234, "runtime": 7}  # the replicates section, no GPU
+    train = {"mem_mb": 4 * 9000, "runtime": 600, "cpus_per_task": 16, "gpu": 4, "nodes": 1}  # memory and cores per GPU
+    assert workflow.resources(config, "train") == train
+    assert workflow.resources(config, "attribute") == {"mem_mb": 8000, "runtime": 60, "cpus_per_task": 1, "gpu": 1, "nodes": 1}
+    assert workflow.resources(config, "evaluate")["cpus_per_task"] == 4  # a generating rule: tokenisers, vLLM's processes
+    assert workflow.resources(config, "claims") == {"mem_mb": 1234, "runtime": 7, "cpus_per_task": 1}  # the replicates section
+    raw_config["resources"]["evaluate"] = {"mem_mb": 1000, "runtime": 5, "cpus": 12}
+    assert workflow.resources(check_config(raw_config), "evaluate")["cpus_per_task"] == 12
     with pytest.raises(KeyError, match="no rule 'atribute'"):
         workflow.resources(config, "atribute")
 
@@ -48,11 +52,14 @@ def test_the_slurm_profile_sends_exactly_the_gpu_rules_to_the_gpu_partition(monk
     import yte
 
     text = (REPO / "profiles" / "slurm" / "config.yaml").read_text()
-    monkeypatch.delenv("SPARKS_GPU_PARTITION", raising=False)
+    for var in ("SPARKS_GPU_PARTITION", "SPARKS_GPU_MODEL", "SPARKS_GPU_CONSTRAINT"):
+        monkeypatch.delenv(var, raising=False)
     assert "set-resources" not in yte.process_yaml(text)
     monkeypatch.setenv("SPARKS_GPU_PARTITION", "gpuq")
+    monkeypatch.setenv("SPARKS_GPU_CONSTRAINT", "h100|a100_80g")
     placed = yte.process_yaml(text)["set-resources"]
-    assert set(placed) == set(workflow.GPU_RULES) and {v["slurm_partition"] for v in placed.values()} == {"gpuq"}
+    assert set(placed) == set(workflow.GPU_RULES)
+    assert all(v == {"slurm_partition": "gpuq", "constraint": "h100|a100_80g"} for v in placed.values())
 
 
 def test_input_functions_name_the_layouts_files(graph):

@@ -20,6 +20,9 @@ from sparks.registry import GIVEN
 # What a run's cost model is given: the run's section, tokens per prompt and per training example
 # (upper bounds from the task), the model's parameters, and sparks.plan.Throughput.
 Cost = Callable[[Mapping[str, Any], int, int, float, Any], float]
+# What a run's memory model is given: the run's section, tokens per prompt, the model's
+# sparks.memory.Shape and the train job's resources (gpus, strategy); it returns the peak per GPU.
+Memory = Callable[[Mapping[str, Any], int, Any, Mapping[str, Any]], Any]
 
 
 def _load(spec: str) -> Callable[..., Any]:
@@ -40,7 +43,8 @@ TRAINER_OWNED = {
     "learning_rate": "runs.{run}.learning_rate",
     "warmup_steps": "runs.{run}.warmup_ratio",
     "warmup_ratio": "runs.{run}.warmup_ratio",
-    "per_device_train_batch_size": "runs.{run}.batch_size (examples per optimiser step) with trainer.gradient_accumulation_steps",
+    "per_device_train_batch_size": "runs.{run}.micro_batch_size (and batch_size, the examples per optimiser step)",
+    "gradient_accumulation_steps": "runs.{run}.micro_batch_size (accumulation = batch_size / (micro_batch_size x GPUs))",
     "seed": "runs.{run}.seed or runs.{run}.seeds",
     "data_seed": "runs.{run}.seed or runs.{run}.seeds",
     "gradient_checkpointing": "runs.{run}.gradient_checkpointing",
@@ -58,6 +62,8 @@ class TrainingMethod:
     builder: str  # "module:function" returning a ready TRL trainer
     trl_config: str  # the TRL dataclass runs.<name>.trainer is handed to
     cost: Cost  # estimated GPU-hours of one run
+    memory: Memory | None = None  # estimated peak memory per GPU (sparks.memory.Estimate); None: supervised
+    completion: Callable[[Mapping[str, Any], int], int] | None = None  # longest trained completion; None: max_length - prompt
     inputs: tuple[str, ...] = ()  # files the train job reads beyond the base and the problems (a sparks.layout name)
     owned: Mapping[str, str] = field(default_factory=dict)  # TRL fields it sets from sparks keys: field -> the key to use
 
@@ -68,6 +74,13 @@ class TrainingMethod:
 
     def build(self) -> Callable[..., Any]:
         return _load(self.builder)
+
+    def longest_completion(self, run: Mapping[str, Any], prompt: int) -> int:
+        """The longest completion, in tokens, a run of this method trains on (given ~``prompt``-token prompts)."""
+        return self.completion(run, prompt) if self.completion else run["max_length"] - prompt
+
+    def peak_memory(self, run: Mapping[str, Any], prompt: int, shape: Any, job: Mapping[str, Any]) -> Any:
+        return (self.memory or _supervised_memory)(run, prompt, shape, job)
 
 
 TRAINING: dict[str, TrainingMethod] = {}
@@ -120,6 +133,47 @@ def method_names() -> tuple[str, ...]:
     return (*TRAINING, GIVEN)
 
 
+def micro_batches(run: Mapping[str, Any], processes: int) -> tuple[int, int]:
+    """Examples per GPU per forward and backward, and the micro-batches accumulated per optimiser
+    step, so that each step sees ``batch_size`` examples over ``processes`` GPUs."""
+    share, rest = divmod(run["batch_size"], processes)
+    micro = run["micro_batch_size"] or share
+    accumulation, left = divmod(share, micro) if share else (0, 0)
+    if rest or left or not accumulation:
+        raise ValueError(
+            f"batch_size = {run['batch_size']} examples per step is not a multiple of micro_batch_size ({micro}) "
+            f"x GPUs ({processes}); change runs.<name>.batch_size or runs.<name>.micro_batch_size"
+        )
+    return micro, accumulation
+
+
+def _supervised_memory(run: Mapping[str, Any], prompt: int, shape: Any, job: Mapping[str, Any]) -> Any:
+    """The longest example (max_length) in every row of a micro-batch."""
+    from sparks import memory
+
+    micro, _ = micro_batches(run, job["gpus"])
+    return memory.training(
+        shape, micro, run["max_length"], gpus=job["gpus"], strategy=job["strategy"],
+        checkpointing=run["gradient_checkpointing"], activation_bytes=memory.BFLOAT16,
+    )  # fmt: skip
+
+
+def _grpo_memory(run: Mapping[str, Any], prompt: int, shape: Any, job: Mapping[str, Any]) -> Any:
+    """A micro-batch of full-length completions, or the KV cache of every completion a GPU samples
+    per step (TRL generates the step's batch at once), whichever is larger; the reference model
+    when beta > 0."""
+    from sparks import memory
+
+    g = run["grpo"]
+    micro, _ = micro_batches(run, job["gpus"])
+    tokens = prompt + g["max_completion_length"]
+    return memory.training(
+        shape, micro, tokens, gpus=job["gpus"], strategy=job["strategy"], checkpointing=run["gradient_checkpointing"],
+        activation_bytes=memory.BFLOAT16, generation_rows=run["batch_size"] // job["gpus"], generation_tokens=tokens,
+        reference=g["beta"] > 0,
+    )  # fmt: skip
+
+
 def _supervised(run: Mapping[str, Any], prompt: int, example: int, params: float, t: Any) -> float:
     """One forward and backward (6 FLOPs per parameter and token) of every example token."""
     return t.compute_hours(6 * params * run["max_steps"] * run["batch_size"] * example)
@@ -135,13 +189,24 @@ def _grpo(run: Mapping[str, Any], prompt: int, example: int, params: float, t: A
 
 _GRPO_KEYS = ("num_generations", "temperature", "beta", "scale_rewards", "num_iterations", "max_completion_length")
 register(TrainingMethod("sft", "sparks.train.methods:sft", "SFTConfig", _supervised))
-register(TrainingMethod("distill", "sparks.train.methods:distill", "SFTConfig", _supervised, inputs=("teacher_traces",)))
+register(
+    TrainingMethod(
+        "distill",
+        "sparks.train.methods:distill",
+        "SFTConfig",
+        _supervised,
+        inputs=("teacher_traces",),
+        completion=lambda run, prompt: min(run["distill"]["max_new_tokens"], run["max_length"] - prompt),
+    )
+)
 register(
     TrainingMethod(
         "grpo",
         "sparks.train.methods:grpo",
         "GRPOConfig",
         _grpo,
+        _grpo_memory,
+        completion=lambda run, prompt: run["grpo"]["max_completion_length"],
         owned={"reward_weights": "runs.{run}.grpo.rewards", **{key: f"runs.{{run}}.grpo.{key}" for key in _GRPO_KEYS}},
     )
 )

@@ -9,18 +9,22 @@ generation and honest orders of magnitude for the rest; measure on your cluster 
 
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 
-from sparks import registry
+from sparks import memory, registry
+from sparks.attribute.style import pairs_kind
+from sparks.config import ConfigError
 from sparks.evaluate.conditions import EvaluateSettings, conditions
+from sparks.memory import model_shape
 from sparks.methods import training_method
 from sparks.model.graph import Graph
-from sparks.workflow import GPU_RULES, Job, Workflow
+from sparks.sources import check_model_type
+from sparks.workflow import GPU_RULES, RESOURCES_OF, Job, Workflow
 
 
 @dataclass(frozen=True)
@@ -50,56 +54,21 @@ class Throughput:
         return flops / (self.peak_flops * self.mfu) / 3600
 
 
-# Shapes of the hub models the configs name (config.json of each), used when no local copy is
-# found: layers, query heads, KV heads, hidden size, parameters.
-KNOWN_SHAPES = {
-    "Qwen/Qwen2.5-Math-1.5B": (28, 12, 2, 1536, 1.54e9),
-    "Qwen/Qwen2.5-1.5B": (28, 12, 2, 1536, 1.54e9),
-    "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B": (28, 12, 2, 1536, 1.78e9),
-    "Qwen/Qwen2.5-0.5B": (24, 14, 2, 896, 0.49e9),
-    "Qwen/Qwen3-8B": (36, 32, 8, 4096, 8.19e9),
-}
 # Prompt tokens per problem (templated prompts of each source; the synthetic task's chains are short).
 PROMPT_TOKENS = {"synthetic": 24, "gsm8k": 160, "openr1": 260, "aime24": 220, "amc23": 200, "math500": 180}
 TRAIN_TOKENS = {"synthetic": 64, "gsm8k": 400}  # SFT example length where max_length would overstate it
 BYTES_FP32 = 4
 CURVE_POINTS = 12  # forwards per pair of the faithfulness curve (sizes) on top of EAP-IG
+log = logging.getLogger(__name__)
+TEACHER_BATCH = 64  # prompts per generation batch of teacher_traces (sparks.generate's default)
 
 
-@dataclass(frozen=True)
-class Shape:
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    hidden: int
-    params: float
+class Cost(NamedTuple):
+    """One job's estimate: GPU-hours, disk in bytes, and peak GPU memory (None: a CPU job)."""
 
-    @property
-    def graph(self) -> Graph:
-        return Graph(self.n_layers, self.n_heads, self.n_kv_heads)
-
-
-def model_shape(section: dict[str, Any]) -> Shape:
-    """The shape of a base/teacher section: an embedded model's config, a local folder's
-    config.json, or a known hub model."""
-    source = section["source"]
-    if source == "embedded":
-        s = section["shape"]
-        d, layers, inter = s["hidden_size"], s["n_layers"], s["intermediate_size"]
-        kv = d // s["n_heads"] * s["n_kv_heads"]
-        params = layers * (2 * d * d + 2 * d * kv + 3 * d * inter)
-        return Shape(layers, s["n_heads"], s["n_kv_heads"], d, params)
-    folder = Path(source) / "config.json"
-    if folder.is_file():
-        c = json.loads(folder.read_text())
-        d, layers = c["hidden_size"], c["num_hidden_layers"]
-        params = layers * (4 * d * d + 3 * d * c["intermediate_size"]) + c["vocab_size"] * d
-        return Shape(layers, c["num_attention_heads"], c["num_key_value_heads"], d, params)
-    if source in KNOWN_SHAPES:
-        return Shape(*KNOWN_SHAPES[source])
-    raise ValueError(
-        f"no shape known for model {source!r}: give a local folder with config.json (or add it to sparks.plan.KNOWN_SHAPES)"
-    )
+    gpu_hours: float
+    disk: float
+    memory: memory.Estimate | None = None
 
 
 def planned_steps(name: str, run: dict[str, Any]) -> list[int]:
@@ -112,127 +81,277 @@ def planned_steps(name: str, run: dict[str, Any]) -> list[int]:
 
 
 class JobCost:
-    """Per job of a rule: estimated GPU-hours and disk (bytes) from the checked config."""
+    """Per job of a rule: estimated GPU-hours, disk and peak GPU memory from the checked config."""
 
     def __init__(self, config: dict[str, Any], throughput: Throughput):
         self.config, self.t = config, throughput
         self.base = model_shape(config["base"])
         self.n_conditions = len(conditions(EvaluateSettings.from_config(config)))
 
-    def __call__(self, job: Job) -> tuple[float, float]:
+    def __call__(self, job: Job) -> Cost:
         cost = getattr(self, job.rule, None)
-        return cost(job.of) if cost else (0.0, 0.0)
+        return cost(job.of) if cost else Cost(0.0, 0.0)
 
     def _run(self, name: str) -> tuple[dict[str, Any], dict[str, Any], int]:
         run = self.config["runs"][name]
         task = self.config["tasks"][run["task"]]
         return run, task, PROMPT_TOKENS.get(task["source"], 200)
 
-    def prepare_model(self, role: str) -> tuple[float, float]:
-        shape = model_shape(self.config["teacher"]) if role == "teacher" else self.base
-        return 0.0, shape.params * BYTES_FP32
+    def _generation(self, shape: memory.Shape, rows: int, prompt: int, new: int) -> memory.Estimate:
+        return memory.generation(shape, rows, prompt, new, memory.BFLOAT16)  # bfloat16 on a GPU (sparks.model.load)
 
-    def train(self, name: str) -> tuple[float, float]:
+    def prepare_model(self, role: str) -> Cost:
+        shape = model_shape(self.config["teacher"]) if role == "teacher" else self.base
+        return Cost(0.0, shape.params * BYTES_FP32)
+
+    def train(self, name: str) -> Cost:
         run, task, prompt = self._run(name)
+        method = training_method(run["method"])
         example = min(run["max_length"], TRAIN_TOKENS.get(task["source"], run["max_length"]))
-        hours = training_method(run["method"]).cost(run, prompt, example, self.base.params, self.t)
+        hours = method.cost(run, prompt, example, self.base.params, self.t)
         params = self.base.params
         resume_state = 2 * params * BYTES_FP32  # Adam moments, kept in the newest checkpoint only
         saved = 2 if run["save_dtype"] == "bfloat16" else BYTES_FP32  # every checkpoint but the newest (the peak)
         weights = (len(planned_steps(name, run)) - 1) * params * saved + params * BYTES_FP32
-        return hours, weights + resume_state
+        return Cost(hours, weights + resume_state, method.peak_memory(run, prompt, self.base, self.config["resources"]["train"]))
 
-    def teacher_traces(self, name: str) -> tuple[float, float]:
-        run, task, _ = self._run(name)
+    def teacher_traces(self, name: str) -> Cost:
+        run, task, prompt = self._run(name)
         d = run["distill"]
         teacher = model_shape(self.config["teacher"]) if d["teacher"] == "teacher" else self.base
         samples = task["n_train"] * d["samples_per_problem"] * d["max_new_tokens"]
-        return self.t.generation_hours(samples, teacher.params), 0.0
+        peak = self._generation(teacher, TEACHER_BATCH, prompt, d["max_new_tokens"])
+        return Cost(self.t.generation_hours(samples, teacher.params), 0.0, peak)
 
-    def style_pairs(self, name: str) -> tuple[float, float]:
-        _, task, _ = self._run(name)
-        openings = 2 * task["n_eval"] * (self.config["attribute"]["style"]["opening_tokens"] + 1)  # two models
-        return self.t.generation_hours(openings, self.base.params), 0.0
-
-    def attribute(self, name: str) -> tuple[float, float]:
+    def style_pairs(self, name: str) -> Cost:
         _, task, prompt = self._run(name)
+        opening = self.config["attribute"]["style"]["opening_tokens"] + 1
+        openings = 2 * task["n_eval"] * opening  # two models
+        peak = self._generation(self.base, self.config["evaluate"]["batch_size"], prompt, opening)
+        return Cost(self.t.generation_hours(openings, self.base.params), 0.0, peak)
+
+    def attribute(self, name: str, think: bool | None = None, curve: bool = True) -> Cost:
+        run, task, prompt = self._run(name)
         at = self.config["attribute"]
+        think = at["think"] if think is None else think
         pairs = min(task["n_pairs"], at["max_pairs"] or task["n_pairs"])
         exact = 0
         if at["exact"] == "on":  # 2 forwards, then one of n_heads copies per layer (sparks.attribute.patching)
             exact = (2 + self.base.n_layers * self.base.n_heads) * min(pairs, at["exact_pairs"] or pairs) / pairs
         hours = self.t.compute_hours(2 * self.base.params * pairs * prompt * (2 + 3 * at["ig_steps"] + CURVE_POINTS + exact))
-        return hours, pairs * self.base.graph.n_edges * BYTES_FP32  # the per-pair edges table
+        style = pairs_kind(at, run["task"]) == "style"  # the prompt and the opening sampled
+        tokens = prompt + at["style"]["opening_tokens"] + 1 if style else pair_tokens(task, prompt, think)
+        batch = min(at["batch_size"], pairs)
+        peak = memory.eap_ig(self.base, batch, tokens, at["ig_steps"], at["stack_ig_steps"])
+        if curve:  # the attribute job's faithfulness curve (attribute_think scores heads and edges only)
+            peak = max(
+                peak, memory.faithfulness(self.base, batch, tokens, len(at["faithfulness_fractions"])), key=lambda e: e.total
+            )
+        n_edges = Graph(self.base.n_layers, self.base.n_heads, self.base.n_kv_heads).n_edges
+        return Cost(hours, pairs * n_edges * BYTES_FP32, peak)  # disk: the per-pair edges table
 
-    def attribute_think(self, name: str) -> tuple[float, float]:
-        return self.attribute(name)[0], 0.0
+    def attribute_think(self, name: str) -> Cost:
+        cost = self.attribute(name, think=not self.config["attribute"]["think"], curve=False)  # the other think mode
+        return Cost(cost.gpu_hours, 0.0, cost.memory)
 
-    def _evaluation(self, name: str) -> tuple[float, float]:
-        _, task, _ = self._run(name)
+    def evaluate(self, name: str) -> Cost:
+        _, task, prompt = self._run(name)
         ev = self.config["evaluate"]
         generated = task["n_eval"] * ev["n_samples"] * ev["max_new_tokens"]
-        return self.t.generation_hours(generated, self.base.params), generated * 4
+        peak = self._generation(self.base, ev["batch_size"], prompt, ev["max_new_tokens"])
+        return Cost(self.t.generation_hours(generated, self.base.params), generated * 4, peak)
 
-    evaluate = _evaluation
-
-    def intervene(self, name: str) -> tuple[float, float]:
+    def intervene(self, name: str) -> Cost:
         passes = 1 if self.config["evaluate"]["split_interventions"] else self.n_conditions  # one pass per condition
-        hours, disk = self._evaluation(name)
-        return passes * hours, passes * disk
+        one = self.evaluate(name)
+        return Cost(passes * one.gpu_hours, passes * one.disk, one.memory)
+
+
+def pair_tokens(task: dict[str, Any], prompt: int, think: bool) -> int:
+    """The longest clean/corrupted text attributed: the prompt (think off), or the prompt and the
+    reference trace, at most the task's max_pair_tokens (think on)."""
+    if not think:
+        return prompt
+    return prompt + TRAIN_TOKENS["synthetic"] if task["source"] == "synthetic" else task["max_pair_tokens"]
+
+
+def plan_jobs(config: dict[str, Any], throughput: Throughput | None = None) -> pl.DataFrame:
+    """One row per job of the config's DAG (sparks.workflow.Workflow.jobs): its GPU-hours, disk,
+    wall minutes, peak GPU memory and the largest term of that peak, beside its rule's limits
+    (``resources.<rule>.runtime`` and ``gpu_mem_gb``)."""
+    cost = JobCost(config, throughput or Throughput())
+    graph = Workflow(config, "", steps_of=lambda run: planned_steps(run, config["runs"][run]))
+    rows = []
+    for job in graph.jobs():
+        c = cost(job)
+        limits = config["resources"][RESOURCES_OF.get(job.rule, job.rule)]
+        gpus = limits.get("gpus", 1) if job.rule == "train" else 1
+        rows.append(
+            {
+                "rule": job.rule,
+                "of": str(job.of),
+                "gpu": job.rule in GPU_RULES,
+                "gpu_hours": c.gpu_hours,
+                "disk_gb": c.disk / memory.GB,
+                "minutes": c.gpu_hours * 60 / gpus,
+                "runtime_limit": limits["runtime"],
+                "peak_gb": None if c.memory is None else c.memory.total / memory.GB,
+                "largest_term": None if c.memory is None else c.memory.largest(),
+                "gpu_mem_gb": float(limits["gpu_mem_gb"]) if job.rule in GPU_RULES else None,
+            }
+        )
+    return pl.DataFrame(rows, schema=JOB_SCHEMA)
+
+
+JOB_SCHEMA = {
+    "rule": pl.String,
+    "of": pl.String,
+    "gpu": pl.Boolean,
+    "gpu_hours": pl.Float64,
+    "disk_gb": pl.Float64,
+    "minutes": pl.Float64,
+    "runtime_limit": pl.Int64,
+    "peak_gb": pl.Float64,
+    "largest_term": pl.String,
+    "gpu_mem_gb": pl.Float64,
+}
 
 
 def plan_table(config: dict[str, Any], throughput: Throughput | None = None) -> pl.DataFrame:
     """Per rule: whether its jobs run on a GPU (sparks.workflow.GPU_RULES), jobs, GPU-hours
-    (estimate) and disk in GB, from the checked config. The jobs are the workflow's own list
-    (sparks.workflow.Workflow.jobs), each costed by :class:`JobCost`."""
-    cost = JobCost(config, throughput or Throughput())
-    graph = Workflow(config, "", steps_of=lambda run: planned_steps(run, config["runs"][run]))
-    rows: dict[str, dict[str, float]] = {}
-    for job in graph.jobs():
-        hours, disk = cost(job)
-        row = rows.setdefault(job.rule, {"jobs": 0, "gpu_hours": 0.0, "disk_gb": 0.0})
-        row["jobs"] += 1
-        row["gpu_hours"] += hours
-        row["disk_gb"] += disk / 1e9
-    return pl.DataFrame(
-        [{"rule": rule, "gpu": rule in GPU_RULES, **row} for rule, row in rows.items()],
-        schema={"rule": pl.String, "gpu": pl.Boolean, "jobs": pl.Int64, "gpu_hours": pl.Float64, "disk_gb": pl.Float64},
+    (estimate), disk in GB, and its longest job's minutes and largest peak GPU memory beside the
+    rule's limits: :func:`plan_jobs` summed per rule."""
+    return per_rule(plan_jobs(config, throughput))
+
+
+def per_rule(jobs: pl.DataFrame) -> pl.DataFrame:
+    return jobs.group_by("rule", maintain_order=True).agg(
+        pl.col("gpu").first(),
+        pl.len().cast(pl.Int64).alias("jobs"),
+        pl.col("gpu_hours").sum(),
+        pl.col("disk_gb").sum(),
+        pl.col("minutes").max().alias("max_minutes"),
+        pl.col("runtime_limit").first(),
+        pl.col("peak_gb").max(),
+        pl.col("gpu_mem_gb").first(),
     )
 
 
-def with_limits(table: pl.DataFrame, config: dict[str, Any]) -> pl.DataFrame:
-    """Add each rule's mean estimated minutes per job and its runtime limit (resources.<rule>)."""
-    limits = {rule: job["runtime"] for rule, job in config["resources"].items()}
-    return table.with_columns(
-        (pl.col("gpu_hours") * 60 / pl.col("jobs")).alias("minutes_per_job"),
-        pl.col("rule").replace_strict(limits, default=None, return_dtype=pl.Int64).alias("runtime_limit"),
+def over_limits(jobs: pl.DataFrame) -> list[str]:
+    """One line per job whose estimate exceeds its rule's time or GPU-memory limit, naming the key
+    to change (jobs of one rule and run with the same estimate share a line)."""
+    lines: list[str] = []
+    for row in jobs.filter(pl.col("minutes") > pl.col("runtime_limit")).iter_rows(named=True):
+        lines.append(
+            f"{row['rule']} job of {row['of']} takes about {row['minutes']:.0f} min against a limit of "
+            f"{row['runtime_limit']}: raise resources.{RESOURCES_OF.get(row['rule'], row['rule'])}.runtime"
+            + (" or set evaluate.split_interventions: true" if row["rule"] == "intervene" else "")
+            + (" or resources.train.gpus" if row["rule"] == "train" else "")
+        )
+    for row in jobs.filter(pl.col("peak_gb") > pl.col("gpu_mem_gb")).iter_rows(named=True):
+        lines.append(
+            f"{row['rule']} job of {row['of']} needs about {row['peak_gb']:.0f} GB of GPU memory (most: "
+            f"{row['largest_term']}) against resources.{RESOURCES_OF.get(row['rule'], row['rule'])}.gpu_mem_gb = "
+            f"{row['gpu_mem_gb']:g}: {SHRINK[row['rule']]}"
+        )
+    return [f"{line} ({lines.count(line)} jobs)" if lines.count(line) > 1 else line for line in dict.fromkeys(lines)]
+
+
+SHRINK = {  # what lowers each GPU rule's peak memory
+    "train": "lower runs.<name>.micro_batch_size, set runs.<name>.gradient_checkpointing: true, or shard over "
+    "resources.train.gpus with strategy zero3/fsdp",
+    "teacher_traces": "lower distill.max_new_tokens or use a larger card",
+    "style_pairs": "lower evaluate.batch_size",
+    "attribute": "set attribute.stack_ig_steps: false, lower attribute.batch_size or the task's max_pair_tokens",
+    "attribute_think": "set attribute.stack_ig_steps: false, lower attribute.batch_size or the task's max_pair_tokens",
+    "evaluate": "lower evaluate.batch_size",
+    "intervene": "lower evaluate.batch_size",
+}
+
+
+def check_fits(config: dict[str, Any]) -> None:
+    """Refuse (ConfigError) a config with a job that cannot fit its GPU card or its time limit. A
+    model whose shape cannot be read here (a hub id neither known nor in the local cache) is
+    not checked: a warning says so."""
+    try:
+        jobs = plan_jobs(config)
+    except ValueError as err:
+        if "no shape known" not in str(err):
+            raise
+        log.warning("memory and time not checked: %s", err)
+        return
+    base = config["base"]["source"]
+    if base != "embedded":  # a hub base read from the local cache (a local folder was checked with the config)
+        check_model_type(
+            {"model_type": model_shape(config["base"]).model_type}, f"config key base.source = {base!r}", ConfigError
+        )
+    lines = over_limits(jobs) + length_problems(config)
+    if lines:
+        raise ConfigError(
+            f"experiment {config['experiment']}: {len(lines)} job(s) will not fit (sparks plan shows every job):\n  "
+            + "\n  ".join(lines)
+        )
+
+
+def length_problems(config: dict[str, Any]) -> list[str]:
+    """Token lengths that would bias results without an error: a model asked to read or write past
+    its context (max_position_embeddings), or evaluated on shorter completions than it was
+    trained to write (long correct answers would count as truncated)."""
+    lines = []
+    new = config["evaluate"]["max_new_tokens"]
+    for name, run in config["runs"].items():
+        task = config["tasks"][run["task"]]
+        prompt = PROMPT_TOKENS.get(task["source"], 200)
+        models = {config["base"]["source"]: model_shape(config["base"])}
+        if run["method"] == registry.GIVEN:
+            from sparks.sources import given_checkpoints
+
+            for c in given_checkpoints(run["checkpoints"], f"runs.{name}.checkpoints"):
+                models.setdefault(c.source, model_shape({"source": c.source}))
+        for source, shape in models.items():
+            if shape.max_positions and prompt + new > shape.max_positions:
+                lines.append(
+                    f"runs.{name}: {source} reads {shape.max_positions} tokens at most, but evaluation asks for a "
+                    f"~{prompt}-token prompt and evaluate.max_new_tokens = {new}: lower evaluate.max_new_tokens"
+                )
+        trained = 0  # a models run, or the synthetic task (its traces are a few dozen tokens, not max_length)
+        if run["method"] != registry.GIVEN and task["source"] != "synthetic":
+            trained = training_method(run["method"]).longest_completion(run, prompt)
+        if trained > new:
+            lines.append(
+                f"runs.{name} trains on completions of up to {trained} tokens but evaluate.max_new_tokens = {new}: "
+                f"its long correct answers would count as truncated; raise evaluate.max_new_tokens to at least {trained}"
+            )
+        if trained and prompt + trained > models[config["base"]["source"]].max_positions > 0:
+            lines.append(
+                f"runs.{name} trains on ~{prompt}-token prompts with completions of up to {trained} tokens, past "
+                f"{config['base']['source']}'s {models[config['base']['source']].max_positions}-token context"
+            )
+    return lines
+
+
+def format_plan(jobs: pl.DataFrame, config: dict[str, Any]) -> str:
+    """The plan as text: one line per rule (its longest job and largest peak against the limits),
+    the totals, and every job that may outrun its limits."""
+    table = per_rule(jobs)
+    lines = [f"experiment {config['experiment']}: jobs, estimated GPU-hours (H100-class), disk and peak GPU memory", ""]
+    lines.append(
+        f"{'rule':<20}{'on':>4}{'jobs':>6}{'GPU-hours':>12}{'disk GB':>10}{'max min':>9}{'limit':>7}{'peak GB':>9}{'card':>6}"
     )
-
-
-def format_plan(table: pl.DataFrame, config: dict[str, Any]) -> str:
-    """The plan as text: one line per rule, the totals, and the rules whose jobs may outrun their limit."""
-    table = with_limits(table, config)
-    lines = [f"experiment {config['experiment']}: jobs, estimated GPU-hours (H100-class) and disk", ""]
-    lines.append(f"{'rule':<20}{'on':>4}{'jobs':>6}{'GPU-hours':>12}{'disk GB':>10}{'min/job':>10}{'limit':>8}")
     for row in table.iter_rows(named=True):
-        limit = "" if row["runtime_limit"] is None else str(row["runtime_limit"])
+        peak = "" if row["peak_gb"] is None else f"{row['peak_gb']:.1f}"
+        card = "" if row["gpu_mem_gb"] is None else f"{row['gpu_mem_gb']:g}"
         lines.append(
             f"{row['rule']:<20}{'GPU' if row['gpu'] else 'CPU':>4}{row['jobs']:>6}{row['gpu_hours']:>12.1f}"
-            f"{row['disk_gb']:>10.1f}{row['minutes_per_job']:>10.0f}{limit:>8}"
+            f"{row['disk_gb']:>10.1f}{row['max_minutes']:>9.0f}{row['runtime_limit']:>7}{peak:>9}{card:>6}"
         )
     lines.append(f"{'total':<24}{table['jobs'].sum():>6}{table['gpu_hours'].sum():>12.1f}{table['disk_gb'].sum():>10.1f}")
-    over = table.filter(pl.col("minutes_per_job") > pl.col("runtime_limit"))
-    for row in over.iter_rows(named=True):
-        lines.append(
-            f"warning: {row['rule']} jobs take about {row['minutes_per_job']:.0f} min against a limit of "
-            f"{row['runtime_limit']} (resources.{row['rule']}.runtime): raise it"
-            + (
-                " or set evaluate.split_interventions: true"
-                if row["rule"] == "intervene" and row["jobs"] <= len(config["runs"])
-                else ""
-            )
-        )
-    lines += ["", "Throughputs assumed: sparks.plan.Throughput (generation runs every sample to its token limit)."]
+    lines += [f"warning: {line}" for line in over_limits(jobs) + length_problems(config)]
+    lines += [
+        "",
+        "Throughputs assumed: sparks.plan.Throughput (generation runs every sample to its token limit);",
+        "memory: sparks.memory (benchmarks/memory_estimate.py compares it with measured peaks).",
+    ]
     return "\n".join(lines)
 
 
@@ -242,7 +361,7 @@ def make_parser(subparsers) -> None:
     p = subparsers.add_parser("plan", help="jobs, estimated GPU-hours and disk per rule of a config, before running it")
     add_common(p)
     p.add_argument("--configfile", dest="config", type=Path, help="the same as --config (snakemake's spelling)")
-    p.add_argument("--out", type=Path, default=None, help="output (optional): the plan as a Parquet table too")
+    p.add_argument("--out", type=Path, default=None, help="output (optional): the plan's jobs as a Parquet table too")
     p.set_defaults(func=main)
 
 
@@ -251,8 +370,8 @@ def main(args) -> None:
     from sparks.atomic import atomic_file
 
     config = read_common(args)
-    table = plan_table(config)
-    print(format_plan(table, config))
+    jobs = plan_jobs(config)
+    print(format_plan(jobs, config))
     if args.out is not None:
         with atomic_file(args.out) as tmp:
-            table.write_parquet(tmp)
+            jobs.write_parquet(tmp)

@@ -34,15 +34,27 @@ class Job(NamedTuple):
     of: str = ""
 
 
+# CPU cores per job where one is not enough: training takes CPUS_PER_GPU per GPU (data loading,
+# tokenising, each process's host work), the generating rules CPUS_PER_GPU (tokenisers, vLLM's
+# engine and detokeniser processes); resources.<rule>.cpus overrides.
+CPUS_PER_GPU = 4
+GENERATING_RULES = ("teacher_traces", "style_pairs", "evaluate", "intervene")
+
+
 def resources(config: Mapping[str, Any], rule: str) -> dict[str, int]:
-    """A rule's job resources: memory and run time from its ``resources`` section, and the GPUs a
-    GPU rule asks for (train: ``resources.train.gpus``; every other GPU rule one)."""
+    """A rule's job resources: memory (train: per GPU process, times its GPUs), run time and CPU
+    cores from its ``resources`` section, and the GPUs a GPU rule asks for (train:
+    ``resources.train.gpus``, on one node; every other GPU rule one)."""
     if rule not in GPU_RULES + CPU_RULES:
         raise KeyError(f"no rule {rule!r} in the workflow; known: {', '.join(GPU_RULES + CPU_RULES)}")
     job = config["resources"][RESOURCES_OF.get(rule, rule)]
-    out = {"mem_mb": job["mem_mb"], "runtime": job["runtime"]}
+    gpus = job.get("gpus", 1) if rule == "train" else int(rule in GPU_RULES)
+    cpus = CPUS_PER_GPU * gpus if rule == "train" or rule in GENERATING_RULES else 1
+    out = {"mem_mb": job["mem_mb"] * max(1, gpus if rule == "train" else 1), "runtime": job["runtime"]}
+    out["cpus_per_task"] = job.get("cpus") or cpus
     if rule in GPU_RULES:
-        out["gpu"] = job["gpus"] if rule == "train" else 1
+        out["gpu"] = gpus
+        out["nodes"] = 1  # accelerate's config is one machine's (sparks.train.launch)
     return out
 
 

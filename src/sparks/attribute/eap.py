@@ -1,4 +1,5 @@
-"""EAP-IG edge and head scores with nnsight on a Hugging Face decoder (Qwen2, Llama family).
+"""EAP-IG edge and head scores with nnsight on a Hugging Face decoder (one of
+``sparks.sources.SUPPORTED_MODEL_TYPES``: Qwen2, Qwen3, Llama).
 
 For a batch of clean/corrupted pairs (each pair of one length; rows left-padded to the batch's
 width when lengths differ, where both runs are identical and score nothing), with m integration steps:
@@ -16,6 +17,8 @@ the steps as it arrives):
   mapped back through that head's projection and the layer's RMSNorm. The norm's
   vector-Jacobian product is linear in the gradient, so each head gets its own exact residual
   gradient although all heads read one normalised tensor. k and v stay per KV head (GQA).
+  Qwen3's per-head ``q_norm``/``k_norm`` and RoPE come after the projection's output, so autograd
+  carries the gradient through them to that point.
 - mlp readers: the gradient at the MLP input, through ``post_attention_layernorm``.
 - logits: the gradient at the final norm's output, through the final norm.
 z_head is the head's slice of the ``o_proj`` input times its columns of ``o_proj.weight``.
@@ -32,8 +35,10 @@ from transformers import PreTrainedModel
 
 from sparks.attribute.batches import PairBatch
 from sparks.attribute.metrics import Targets
+from sparks.memory import DELTA_ELEMENTS
 from sparks.model import folded_lm_head, head_dim
 from sparks.model.graph import Graph
+from sparks.sources import check_model_type
 from sparks.types import EdgeScores
 
 Metric = Callable[[torch.Tensor, Targets], torch.Tensor]
@@ -73,15 +78,14 @@ class EapIg:
     second is a rank-one term per step, kept as its coefficient and x.
     """
 
-    DELTA_ELEMENTS = 1 << 22  # steps in turn: at most this many numbers of z(corrupt) - z(clean) at once
+    DELTA_ELEMENTS = DELTA_ELEMENTS  # z(corrupt) - z(clean) numbers at once (sparks.memory bounds the buffer)
 
     def __init__(
         self, model: PreTrainedModel, metric: Metric, ig_steps: int = 5, edges: bool = True, stack_steps: bool = True
     ) -> None:
         if ig_steps < 1:
             raise ValueError(f"ig_steps must be >= 1 (got {ig_steps}); set attribute.ig_steps")
-        if getattr(model.config, "use_sliding_window", False):
-            raise ValueError("models with sliding-window attention are not supported by the attribution graph")
+        check_model_type(model.config.to_dict(), f"model {model.name_or_path!r}")
         self.model = model.eval().requires_grad_(False)
         self.traced = NNsight(self.model)
         self.graph = Graph.of(model.config)
@@ -218,7 +222,7 @@ class EapIg:
             if isinstance(value, list):  # per-chunk pieces of the m steps: [m, b, ...]
                 sums[key] = torch.cat(value)
         s, d = delta["embed"].shape[1:]
-        rows = b * s if self.stack_steps else max(1, self.DELTA_ELEMENTS // (g.n_upstream * d))  # (pair, position) rows at once
+        rows = max(1, self.DELTA_ELEMENTS // (g.n_upstream * d))  # (pair, position) rows of z at once, stacked or not
         n_pairs, n_positions = max(1, rows // s), min(s, rows)  # whole pairs while they fit, else positions of one
         edges = torch.zeros(b, g.n_upstream, g.n_readers, device=self.device)
         for i in range(0, b, n_pairs):

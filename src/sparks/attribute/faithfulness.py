@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from sparks.attribute.batches import PairBatch
+from sparks.memory import FAITHFULNESS_ELEMENTS
 from sparks.attribute.eap import Metric
 from sparks.attribute.edgewise import run_edgewise
 from sparks.attribute.metrics import Targets
@@ -45,7 +46,7 @@ def faithfulness_curve(
     edge_scores: torch.Tensor,
     metric: Metric,
     fractions: Sequence[float],
-    max_elements: int = 1 << 27,
+    max_elements: int = FAITHFULNESS_ELEMENTS,
 ) -> pl.DataFrame:
     """One row per circuit size: n_edges, edge_fraction, metric_circuit, faithfulness, the two
     reference metrics, and the curve's CPR and CMD (the same on every row).

@@ -17,21 +17,9 @@ import torch
 from datasets import Dataset
 
 from sparks.data.prompting import Prompter
+from sparks.methods import micro_batches
 
 log = logging.getLogger(__name__)
-
-
-def per_device_batch(run: dict[str, Any], processes: int) -> int:
-    """The per-device batch that makes ``batch_size`` examples per optimiser step with the run's
-    gradient accumulation (``trainer.gradient_accumulation_steps``) over ``processes`` GPUs."""
-    accumulation = run["trainer"].get("gradient_accumulation_steps", 1)
-    per_device, rest = divmod(run["batch_size"], accumulation * processes)
-    if rest or not per_device:
-        raise ValueError(
-            f"batch_size = {run['batch_size']} examples per step is not a multiple of gradient_accumulation_steps "
-            f"({accumulation}) x processes ({processes}); change runs.<name>.batch_size or the accumulation"
-        )
-    return per_device
 
 
 def _common_args(run: dict[str, Any], seed: int, out_dir: Path) -> dict[str, Any]:
@@ -39,6 +27,7 @@ def _common_args(run: dict[str, Any], seed: int, out_dir: Path) -> dict[str, Any
     against the dataclass and kept off sparks' keys by the config check)."""
     cuda = torch.cuda.is_available()
     processes = int(os.environ.get("WORLD_SIZE", "1"))  # accelerate launch sets it per process
+    micro, accumulation = micro_batches(run, processes)
     return (
         dict(
             output_dir=str(out_dir),
@@ -52,8 +41,8 @@ def _common_args(run: dict[str, Any], seed: int, out_dir: Path) -> dict[str, Any
             warmup_steps=min(10, run["max_steps"] // 10)
             if run["warmup_ratio"] is None
             else round(run["warmup_ratio"] * run["max_steps"]),
-            per_device_train_batch_size=per_device_batch(run, processes),
-            gradient_accumulation_steps=1,
+            per_device_train_batch_size=micro,
+            gradient_accumulation_steps=accumulation,
             logging_steps=1,
             seed=seed + run["seed"],
             data_seed=seed + run["seed"],
@@ -173,4 +162,22 @@ def grpo(run, seed, start, tokenizer, problems, out_dir, prompter, source, teach
         max_completion_length=settings["max_completion_length"],
         reward_weights=weights,
     )
-    return GRPOTrainer(model=str(start), reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer = GRPOTrainer(model=str(start), reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer)
+    if args.use_vllm and args.vllm_mode == "colocate":
+        reseed_after_colocated_vllm(trainer)
+    return trainer
+
+
+def reseed_after_colocated_vllm(trainer) -> None:
+    """Give a GRPO trainer's process its replicate's seed back once TRL has started a colocated
+    vLLM engine. TRL seeds that engine with the process index, whatever ``args.seed`` is
+    (trl/generation/vllm_generation.py:357, TRL 1.16), and vLLM's worker, which runs in the
+    trainer's process, reseeds torch, numpy and random with it when it starts (after TRL's own
+    ``set_seed(args.seed, device_specific=True)``, trl/trainer/grpo_trainer.py:1103). Rollouts carry
+    no per-request seed, so vLLM samples them from the process's default generator: without this,
+    every replicate of a run samples the same rollouts. The ranks of one tensor-parallel group keep
+    one seed, as TRL gives them (their engines must sample alike)."""
+    from transformers import set_seed
+
+    args = trainer.args
+    set_seed(args.seed + trainer.accelerator.process_index // args.vllm_tensor_parallel_size)
