@@ -4,12 +4,15 @@ from pathlib import Path
 import pytest
 
 from sparks.data.answers import (
+    CHOICE,
     MATH,
     SYNTHETIC,
     answer_checker,
     extract_answer,
+    extract_choice,
     has_think_format,
     is_correct,
+    is_correct_choice,
     is_correct_math,
     parse_reference,
 )
@@ -134,3 +137,58 @@ def test_hub_format_reward_wants_a_closed_trace_then_a_readable_answer():
     assert think_format(["\\boxed{72}"], [False], source=["gsm8k"]) == [1.0]
     assert think_format([ok], [False], source=["gsm8k"]) == [0.0]
     assert think_format(["<think>1+1=2</think>2", "2"], [True, False], source=["synthetic"] * 2) == [1.0, 1.0]
+
+
+# --- multiple choice (GPQA): one letter, boxed first, else the final line ------------------
+
+
+@pytest.mark.parametrize(
+    ("completion", "letter"),
+    [
+        ("<think>A is tempting, but B fits</think>The final answer is $\\boxed{C}$.", "C"),  # not the trace's A, B
+        ("<think></think>\\boxed{\\text{C}}", "C"),
+        ("\\boxed{\\textbf{(c)}}", "C"),
+        ("So the answer is $\\boxed{C) 10^{-4} eV}$", "C"),
+        ("<think>Answer: A</think>\nB is wrong: it ignores the lifetime.\nAnswer: D", "D"),  # the final line only
+        ("The answer is (B).", "B"),
+        ("Weighing the options...\n\n**C**\n", "C"),
+        ("**Answer:** A", "A"),
+        ("Answer: $D$", "D"),
+        ("\\boxed{B}\nAnswer: B", "B"),
+        ("\\boxed{10^{-4}\\text{ eV}}\nAnswer: A", "A"),  # a box without a letter: the final line decides
+        # malformed: wrong, never an error
+        ("<think>The answer is B", None),  # a trace that never closed
+        ("<think>Answer: B</think>I am not sure.", None),  # the trace's letter does not count
+        ("<think>B</think>", None),
+        ("Answer: A or B", None),  # two letters on the final line
+        ("\\boxed{A} or maybe \\boxed{B}", None),  # two boxes disagree
+        ("\\boxed{E}", None),
+        ("ABCD", None),
+        ("The answer is 42.", None),
+        ("", None),
+        (None, None),
+        ("\\boxed{" * 2000 + "7", None),  # unclosed boxes, read in one pass
+        ("}" * 50 + "\\boxed{C}" + "{" * 50, "C"),
+    ],
+)
+def test_choice_checker_reads_one_letter(completion, letter):
+    assert extract_choice(completion) == letter
+    assert is_correct_choice(completion, "C") is (letter == "C")
+
+
+def test_choice_checker_compares_with_the_reference_letter():
+    assert is_correct_choice("\\boxed{c}", "C") and is_correct_choice("Answer: C", "(C)")
+    assert not is_correct_choice("Answer: C", "D")
+    for junk in ("", "E", "CD", "10", None):  # a reference that is not one letter is never matched
+        assert is_correct_choice("Answer: C", junk) is False
+        assert CHOICE.reads_reference(junk) is False
+    assert CHOICE.extract("<think>hmm</think>\\boxed{B}") == "B"
+
+
+def test_gpqa_uses_the_choice_checker_in_rewards_and_evaluation_alike():
+    assert answer_checker("gpqa") is CHOICE and answer_checker("aime25") is MATH and answer_checker("math") is MATH
+    completions = ["<think>working</think>\\boxed{C}", "<think>working</think>Answer: B", "<think>C"]
+    assert correctness(completions, ["C"] * 3, source=["gpqa"] * 3) == [1.0, 0.0, 0.0]
+    assert think_format(completions, [True] * 3, source=["gpqa"] * 3) == [1.0, 1.0, 0.0]
+    assert think_format(["Answer: C", "<think>a</think>Answer: C"], [False, False], source=["gpqa"] * 2) == [1.0, 0.0]
+    assert think_format(["<think>a</think>no letter here"], [True], source=["gpqa"]) == [0.0]

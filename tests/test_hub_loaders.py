@@ -1,5 +1,6 @@
 """Hub loaders on local folders with the hub's files and README configs (no network)."""
 
+import csv
 import hashlib
 import io
 import os
@@ -13,7 +14,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from sparks.data.hub import load_hub_problems
+from sparks.config import check_config
+from sparks.data.answers import LETTERS, is_correct_choice
+from sparks.data.hub import CHOICE_INSTRUCTION, _gpqa_row, choice_order, load_hub_problems
 from sparks.data.prompting import Prompter, PromptSettings
 from sparks.data.tasks import task_pairs
 from sparks.model.load import load_model, load_tokenizer
@@ -166,20 +169,14 @@ def test_model_loader_explains_an_uncached_hub_id_offline():
     assert "huggingface-cli download" in result.stdout
 
 
-def hub_cache_with_gsm8k(cache: Path) -> None:
-    """openai/gsm8k laid out as `huggingface-cli download --repo-type dataset openai/gsm8k` leaves
-    it: blobs named by hash, a snapshot folder of symlinks, refs/main naming the snapshot. The rows
-    are real GSM8K rows, in the hub's Parquet files and README configs."""
-    repo = cache / "datasets--openai--gsm8k"
-    commit = "e53f048856ff4f594e959d75785d2c2d37b678ee"
+def hub_cache(
+    cache: Path, repo_id: str, files: dict[str, bytes], commit: str = "e53f048856ff4f594e959d75785d2c2d37b678ee"
+) -> None:
+    """A dataset laid out as `huggingface-cli download --repo-type dataset {repo_id}` leaves it:
+    blobs named by hash, a snapshot folder of symlinks, refs/main naming the snapshot."""
+    repo = cache / f"datasets--{repo_id.replace('/', '--')}"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
-    files = {"README.md": GSM8K_README.encode()}
-    for split, name in (("train", "train.jsonl"), ("test", "test.jsonl")):
-        frame = pl.read_ndjson(FIXTURES / "gsm8k" / name)
-        buffer = io.BytesIO()
-        frame.write_parquet(buffer)
-        files[f"main/{split}-00000-of-00001.parquet"] = buffer.getvalue()
     for relative, data in files.items():
         blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
         blob.parent.mkdir(parents=True, exist_ok=True)
@@ -187,6 +184,18 @@ def hub_cache_with_gsm8k(cache: Path) -> None:
         link = repo / "snapshots" / commit / relative
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(os.path.relpath(blob, link.parent))
+
+
+def hub_cache_with_gsm8k(cache: Path) -> None:
+    """openai/gsm8k in the hub cache (:func:`hub_cache`). The rows are real GSM8K rows, in the hub's
+    Parquet files and README configs."""
+    files = {"README.md": GSM8K_README.encode()}
+    for split, name in (("train", "train.jsonl"), ("test", "test.jsonl")):
+        frame = pl.read_ndjson(FIXTURES / "gsm8k" / name)
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer)
+        files[f"main/{split}-00000-of-00001.parquet"] = buffer.getvalue()
+    hub_cache(cache, "openai/gsm8k", files)
 
 
 def test_a_hub_id_loads_offline_from_the_local_hub_cache(tmp_path):
@@ -222,7 +231,7 @@ def test_a_hub_id_loads_offline_from_the_local_hub_cache(tmp_path):
     assert "huggingface-cli download --repo-type dataset open-r1/OpenR1-Math-220k" in uncached.stderr
 
 
-@pytest.mark.parametrize(("source", "n", "first"), [("aime24", 30, "204"), ("amc23", 40, "27")])
+@pytest.mark.parametrize(("source", "n", "first"), [("aime24", 30, "204"), ("aime25", 30, "807"), ("amc23", 40, "27")])
 def test_evaluation_sets_load_from_their_jsonl_with_every_answer_readable(tmp_path, source, n, first):
     folder = unique_dir(tmp_path)
     shutil.copy(FIXTURES / source / "test.jsonl", folder / "test.jsonl")
@@ -244,3 +253,101 @@ def test_records_without_a_usable_answer_are_skipped_and_counted(tmp_path, caplo
     df = load_hub_problems("math500", str(folder), None, n_train=1, n_eval=10)
     assert df["answer"].to_list() == ["2", "\\sqrt{4}"]
     assert "skipped 2 of 4 records" in caplog.text
+
+
+# --- GPQA Diamond and AIME 2025: hand-made rows in the hub datasets' own files (see their READMEs)
+
+
+def fixture_copy(tmp_path: Path, name: str) -> Path:
+    folder = unique_dir(tmp_path)
+    for file in (FIXTURES / name).iterdir():
+        shutil.copy(file, folder / file.name)
+    return folder
+
+
+def gpqa_records() -> list[dict]:
+    with (FIXTURES / "gpqa" / "gpqa_diamond.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+GPQA_OPTIONS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
+
+
+def lettered_options(question: str) -> dict[str, str]:
+    """The options a question shows, by letter: its last four lines, "A) ..." to "D) ..."."""
+    lines = question.rsplit("\n", 4)[1:]
+    assert [line[:3] for line in lines] == [f"{letter}) " for letter in LETTERS]
+    return {line[0]: line[3:] for line in lines}
+
+
+@pytest.mark.parametrize(("source", "repo_id", "n"), [("gpqa", "Idavidrein/gpqa", 8), ("aime25", "math-ai/aime25", 30)])
+def test_new_evaluation_sets_load_by_hub_id_as_from_their_folder(tmp_path, monkeypatch, source, repo_id, n):
+    """The hub id goes through the local hub cache to its snapshot, then the same loader as a folder
+    (README configs: gpqa's subset gpqa_diamond is a CSV read as a train split, aime25 a test JSONL)."""
+    import huggingface_hub.constants
+
+    by_folder = load_hub_problems(source, str(fixture_copy(tmp_path, source)), None, n_train=1, n_eval=500)
+    files = {file.name: file.read_bytes() for file in (FIXTURES / source).iterdir()}
+    hub_cache(tmp_path / "hub", repo_id, files, commit=uuid.uuid4().hex + "0" * 8)  # a snapshot no session used
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    by_id = load_hub_problems(source, None, None, n_train=1, n_eval=500)
+    assert by_id.equals(by_folder)
+    assert by_id.height == n and by_id["split"].unique().to_list() == ["eval"]  # evaluation sets: no training rows
+
+
+def test_gpqa_letters_each_questions_options_in_an_order_its_seed_and_record_fix(tmp_path):
+    folder = str(fixture_copy(tmp_path, "gpqa"))
+    df = load_hub_problems("gpqa", folder, None, n_train=1, n_eval=500, seed=0)
+    records = gpqa_records()
+    assert df.height == len(records) == 8
+    orders = set()
+    for row, record in zip(df.iter_rows(named=True), records):
+        options = lettered_options(row["question"])
+        written = [record[column].strip() for column in GPQA_OPTIONS]
+        assert options[row["answer"]] == record["Correct Answer"].strip()  # the answer is the correct option's letter
+        order = choice_order(0, record["Record ID"])
+        assert [options[letter] for letter in LETTERS] == [written[i] for i in order]
+        assert row["question"].startswith(CHOICE_INSTRUCTION) and record["Question"].strip() in row["question"]
+        assert row["trace"] == record["Explanation"].strip() and row["reply"] is None
+        assert is_correct_choice(f"<think>...</think>The final answer is $\\boxed{{{row['answer']}}}$.", row["answer"])
+        orders.add(order)
+    assert len(orders) > 1 and df["answer"].n_unique() > 1  # rows are shuffled differently
+    assert df["answer"].to_list() == ["A", "D", "B", "D", "A", "A", "C", "B"]  # pinned: a change to the shuffle shows
+    assert load_hub_problems("gpqa", folder, None, 1, 500, seed=0).equals(df)  # reproducible
+    other = load_hub_problems("gpqa", folder, None, 1, 500, seed=1)
+    assert other["question"].to_list() != df["question"].to_list()  # the experiment's seed changes the orders
+
+
+def test_gpqa_skips_records_without_four_distinct_options_and_reads_numeric_cells(tmp_path, caplog):
+    folder = unique_dir(tmp_path)
+    shutil.copy(FIXTURES / "gpqa" / "README.md", folder / "README.md")
+    records = gpqa_records()
+    records[0]["Incorrect Answer 3"] = ""  # a missing option
+    records[1]["Incorrect Answer 2"] = records[1]["Correct Answer"]  # two right letters
+    records[2]["Incorrect Answer 3"] = "None"  # text, not pandas' missing value
+    with (folder / "gpqa_diamond.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, list(records[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+    df = load_hub_problems("gpqa", str(folder), None, n_train=1, n_eval=500)
+    assert df.height == 6 and "skipped 2 of 8 records" in caplog.text
+    assert "None" in lettered_options(df["question"][0]).values()
+    numeric = dict(zip(GPQA_OPTIONS, (3.0, 1.0, 2.5, 11)))  # what pandas makes of an all-number column
+    row = _gpqa_row({"Question": "pH?", **numeric, "Record ID": "r", "Explanation": float("nan")}, False, 0)
+    assert lettered_options(row["question"])[row["answer"]] == "3"
+    assert sorted(lettered_options(row["question"]).values()) == ["1", "11", "2.5", "3"] and row["trace"] == ""
+
+
+def test_gpqa_pairs_end_where_the_letter_is_written(tmp_path, tokenizer):
+    folder = str(fixture_copy(tmp_path, "gpqa"))
+    task = {"source": "gpqa", "path": folder, "subset": None, "n_train": 1, "n_eval": 8, "n_pairs": 3, "max_pair_tokens": 4096}
+    problems = load_hub_problems("gpqa", folder, None, 1, 8)
+    pairs = task_pairs(problems, task, 0, tokenizer, Prompter(tokenizer, PromptSettings.defaults()))
+    assert pairs.height == 6 and set(pairs["clean_answer"]) <= set(LETTERS)
+    assert all(text.endswith("\\boxed{") for text in pairs["clean"])
+
+
+@pytest.mark.parametrize("source", ["gpqa", "aime25"])
+def test_config_accepts_the_new_evaluation_sets(raw_config, source):
+    raw_config["tasks"]["bench"] = {"source": source, "n_train": 1, "n_eval": 198, "n_pairs": 4}
+    assert check_config(raw_config)["tasks"]["bench"]["source"] == source

@@ -60,7 +60,7 @@ def synthetic_problems(task: dict[str, Any], seed: int) -> pl.DataFrame:
 def task_problems(task: dict[str, Any], seed: int) -> pl.DataFrame:
     if task["source"] == "synthetic":
         return synthetic_problems(task, seed)
-    return load_hub_problems(task["source"], task["path"], task["subset"], task["n_train"], task["n_eval"])
+    return load_hub_problems(task["source"], task["path"], task["subset"], task["n_train"], task["n_eval"], seed)
 
 
 def _corrupt_arithmetic(rng: random.Random, problem: arith.Problem) -> arith.Problem | None:
