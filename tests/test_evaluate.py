@@ -6,7 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import REPO
 
+from sparks.config import ConfigError, load_config
 from sparks.data.answers import extract_answer, is_correct
 from sparks.evaluate import EvaluateSettings, pass_table, sample_table
 from sparks.evaluate.interventions import HeadIntervention, control_heads, head_means, intervene, random_heads_like
@@ -184,3 +186,82 @@ def test_the_intervened_heads_are_the_emergent_ones_or_one_think_modes_own():
     assert intervened_heads(off, cohorts, modes) == (HeadId(1, 1), HeadId(2, 1))  # at the last compared step
     with pytest.raises(ValueError, match="--think-modes"):
         intervened_heads(off, cohorts, None)
+
+
+def test_top_k_of_one_and_min_p_of_one_sample_the_greedy_completion(model, tok):
+    """Each filter really applies on the hf path: keeping only the most likely token is greedy.
+    Off is off: the same seed over the whole distribution gives other completions."""
+    greedy = generate(model, tok, PROMPTS, 8)
+    assert generate(model, tok, PROMPTS, 8, temperature=1.0, seed=3) != greedy
+    assert generate(model, tok, PROMPTS, 8, temperature=1.0, seed=3, top_k=0) != greedy
+    assert generate(model, tok, PROMPTS, 8, temperature=1.0, seed=3, top_k=1) == greedy
+    assert generate(model, tok, PROMPTS, 8, temperature=1.0, seed=3, min_p=1.0) == greedy
+
+
+def test_greedy_ignores_the_sampling_settings(model, tok):
+    greedy = generate(model, tok, PROMPTS, 8)
+    assert generate(model, tok, PROMPTS, 8, top_k=3, top_p=0.5, min_p=0.5, repetition_penalty=1e9) == greedy
+
+
+def test_a_repetition_penalty_steers_away_from_seen_tokens(model, tok):
+    """top_k 1 picks the most likely token after the penalty: a prohibitive one never picks a
+    token of the prompt or of the completion so far (the random model repeats itself without)."""
+    prompt_ids = tok(PROMPTS, add_special_tokens=False)["input_ids"]
+    plain = generate(model, tok, PROMPTS, 12, temperature=1.0, top_k=1, decode=False)
+    penalised = generate(model, tok, PROMPTS, 12, temperature=1.0, top_k=1, repetition_penalty=1e9, decode=False)
+    assert any(len(set(ids)) < len(ids) or set(ids) & set(p) for ids, p in zip(plain, prompt_ids))
+    assert all(len(set(ids)) == len(ids) and not set(ids) & set(p) for ids, p in zip(penalised, prompt_ids))
+
+
+def test_the_settings_reach_generate_and_the_defaults_sample_as_before(model, tok, monkeypatch):
+    """Every setting is passed, off ones as transformers' off values (top_k 0, not its default
+    50); with the defaults the completions are those of sparks' call before top_k, min_p and
+    repetition_penalty were settings."""
+    calls, real = [], model.generate
+
+    def before(**kwargs):  # the call as sparks made it before: without min_p and repetition_penalty
+        calls.append({k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask")})
+        return real(**{k: v for k, v in kwargs.items() if k not in ("min_p", "repetition_penalty")})
+
+    now = generate(model, tok, PROMPTS, 8, temperature=1.0, top_p=0.9, seed=3)
+    monkeypatch.setattr(model, "generate", before)
+    assert generate(model, tok, PROMPTS, 8, temperature=1.0, top_p=0.9, seed=3) == now
+    generate(model, tok, PROMPTS, 8)
+    generate(model, tok, PROMPTS, 8, temperature=0.7, top_p=0.8, top_k=20, min_p=0.05, repetition_penalty=1.1)
+    sampling = ("do_sample", "temperature", "top_k", "top_p", "min_p", "repetition_penalty")
+    sampled, greedy, card = ({k: c[k] for k in sampling} for c in calls)
+    assert sampled == {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 0.9, "min_p": None, "repetition_penalty": 1.0}
+    assert greedy == {
+        "do_sample": False,
+        "temperature": None,
+        "top_k": None,
+        "top_p": None,
+        "min_p": None,
+        "repetition_penalty": None,
+    }
+    assert card == {"do_sample": True, "temperature": 0.7, "top_k": 20, "top_p": 0.8, "min_p": 0.05, "repetition_penalty": 1.1}
+
+
+def test_evaluate_samples_with_its_settings(model, tok):
+    problems = pl.DataFrame(
+        {"problem_id": [0, 1], "difficulty": ["all"] * 2, "question": ["2+2=", "7*8+1="], "answer": ["4", "57"]}
+    )
+    greedy = sample_table(model, tok, problems, EvaluateSettings.defaults(n_samples=2, k=(1,), max_new_tokens=8, temperature=0))
+    for one in ({"top_k": 1}, {"min_p": 1.0}):
+        settings = EvaluateSettings.defaults(n_samples=2, k=(1,), max_new_tokens=8, temperature=1.0, **one)
+        assert sample_table(model, tok, problems, settings)["completion"].to_list() == greedy["completion"].to_list()
+    assert EvaluateSettings.defaults().top_k == 0 and EvaluateSettings.defaults(top_k=None).top_k is None
+    with pytest.raises(ConfigError, match="evaluate.top_k"):
+        EvaluateSettings.defaults(top_k=-1)
+
+
+def test_the_qwen3_config_samples_as_its_card_advises_for_thinking_off():
+    evaluate = load_config(REPO / "config" / "qwen3-8b-think.yaml")["evaluate"]
+    assert not evaluate["think"]
+    assert {k: evaluate[k] for k in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")} == {
+        "temperature": 0.7,
+        "top_p": 0.8,
+        "top_k": 20,
+        "min_p": 0.0,
+        "repetition_penalty": 1.0,
+    }

@@ -1,5 +1,5 @@
 """generation.backend: vllm hands sampling to vLLM with what the hf path uses (token ids,
-temperature, nucleus, token limit, end-of-reply tokens, a seed per sample) and yields the same
+sampling settings, token limit, end-of-reply tokens, a seed per sample) and yields the same
 tables. vLLM needs CUDA: a stand-in module records what sparks asks of it here."""
 
 from __future__ import annotations
@@ -107,12 +107,30 @@ def test_evaluate_samples_through_vllm(vllm, tiny_model_dir):
 
 
 def test_greedy_is_greedy_on_vllm(vllm, tiny_model_dir):
+    """Temperature 0 sets every filter off, the repetition penalty too (vLLM keeps it when greedy)."""
     from sparks.generate import generate
 
     model, tok = load_model(tiny_model_dir, device="cpu"), load_tokenizer(tiny_model_dir)
-    generate(model, tok, ["2+3=<think>"], 8, engine=GenerationSettings.defaults(backend="vllm"))
+    engine = GenerationSettings.defaults(backend="vllm")
+    generate(model, tok, ["2+3=<think>"], 8, engine=engine, top_p=0.5, top_k=20, min_p=0.1, repetition_penalty=1.2)
     (params,) = StandInLLM.made[0].params
-    assert params["temperature"] == 0.0 and params["top_p"] == 1.0
+    off = {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0}
+    assert {k: params[k] for k in off} == off
+
+
+def test_sampling_settings_reach_vllm_and_off_is_off(vllm, tiny_model_dir):
+    """evaluate's top_k, min_p and repetition_penalty go into every SamplingParams; the defaults
+    as vLLM's off values (top_k -1: every vLLM takes it, older ones refuse 0)."""
+    model, tok = load_model(tiny_model_dir, device="cpu"), load_tokenizer(tiny_model_dir)
+    engine = GenerationSettings.defaults(backend="vllm")
+    card = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1}
+    sample_table(model, tok, problems(), EvaluateSettings.defaults(n_samples=2, k=(1,), **card), engine=engine)
+    sample_table(model, tok, problems(), EvaluateSettings.defaults(n_samples=2, k=(1,), temperature=1.0), engine=engine)
+    (llm,) = StandInLLM.made
+    assert len(llm.params) == 8
+    assert all({k: p[k] for k in card} == card for p in llm.params[:4])
+    off = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0}
+    assert all({k: p[k] for k in off} == off for p in llm.params[4:])
 
 
 def test_vllm_missing_says_how_to_install(monkeypatch, tiny_model_dir):

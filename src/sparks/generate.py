@@ -30,6 +30,60 @@ class GenerationSettings(Section):
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """How :func:`generate` draws each next token; temperature 0 is greedy (the argmax: the
+    other settings are then ignored). Each back end gets every setting, the off ones as its own
+    off value, so that neither a model's generation_config.json (Qwen3-8B's sets top-k 20) nor an
+    engine's default (transformers' top-k 50) filters tokens sparks did not ask it to."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0  # 1.0: off
+    top_k: int | None = None  # 0 or None: off
+    min_p: float = 0.0  # 0: off
+    repetition_penalty: float = 1.0  # 1.0: off
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+    def hf_kwargs(self) -> dict[str, Any]:
+        """``model.generate``'s sampling arguments, every one of them: one left out falls back to
+        the model's generation config, then to transformers' defaults (top_k 50). top_k 0 and
+        None add no logits processor (transformers 5 ``GenerationMixin._get_logits_processor``)."""
+        if self.greedy:
+            return {
+                "do_sample": False,
+                "temperature": None,
+                "top_k": None,
+                "top_p": None,
+                "min_p": None,
+                "repetition_penalty": None,
+            }
+        return {
+            "do_sample": True,
+            "temperature": self.temperature,
+            "top_k": self.top_k or 0,
+            "top_p": self.top_p,
+            "min_p": self.min_p or None,
+            "repetition_penalty": self.repetition_penalty,
+        }
+
+    def vllm_kwargs(self) -> dict[str, Any]:
+        """``vllm.SamplingParams``' sampling arguments. top_k -1 is off in every vLLM: older ones
+        refuse 0, newer ones take 0 or -1 (sampling_params.py: "Set to 0 (or -1) to consider all
+        tokens"). vLLM keeps a repetition penalty at temperature 0, so greedy sets it off too."""
+        if self.greedy:
+            return {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0}
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k or -1,
+            "min_p": self.min_p,
+            "repetition_penalty": self.repetition_penalty,
+        }
+
+
+@dataclass(frozen=True)
 class ModelSource:
     """A model whose weights this process does not hold: its folder or hub id and revision, for an
     engine that loads them itself (vLLM)."""
@@ -66,14 +120,24 @@ def generate(
     decode: bool = True,
     top_p: float = 1.0,
     engine: GenerationSettings | None = None,
+    top_k: int | None = None,
+    min_p: float = 0.0,
+    repetition_penalty: float = 1.0,
 ) -> list[str] | list[list[int]]:
-    """Complete every prompt (left-padded batches, KV cache); greedy when temperature is 0, else
-    sampled at ``temperature`` from the ``top_p`` nucleus (1.0: the whole distribution).
+    """Complete every prompt (left-padded batches, KV cache); greedy when temperature is 0 (the
+    argmax: the other settings are ignored), else sampled at ``temperature`` from the tokens the
+    filters keep: the ``top_k`` most likely (0 or None: all), the ``top_p`` nucleus (1.0: all)
+    and those at least ``min_p`` times as likely as the most likely one (0: all); a
+    ``repetition_penalty`` above 1 makes the tokens already in the prompt or the completion less
+    likely (1.0: none). Off settings are passed as off (:class:`Sampling`). The back ends filter
+    in another order (transformers top-k, top-p, then min-p; vLLM min-p first), which matters
+    only where min_p > 0 and top_p < 1 both.
     Returns the completions' text, or with ``decode=False`` their token ids up to the first
     end-of-reply token (excluded). ``engine`` (generation section; default hf) may hand the work
     to vLLM (:func:`vllm_generate`), which loads the model from its folder: give it the
     :class:`ModelSource` of :func:`load_generator` (a loaded model works too, but holds the GPU
     memory the engine needs)."""
+    sampling = Sampling(temperature, top_p, top_k, min_p, repetition_penalty)
     if engine is not None and engine.backend == "vllm":
         if isinstance(model, PreTrainedModel):
             if next(model.parameters()).device.type == "cuda":
@@ -83,7 +147,7 @@ def generate(
                     model.name_or_path,
                 )
             model = ModelSource(model.name_or_path)  # a hub model's revision is not kept: load_generator keeps it
-        return vllm_generate(model, tokenizer, prompts, max_new_tokens, temperature, seed, decode, top_p, engine)
+        return vllm_generate(model, tokenizer, prompts, max_new_tokens, sampling, seed, decode, engine)
     if isinstance(model, ModelSource):
         raise TypeError(
             f"generation.backend: hf needs the loaded model, not only where it is ({model.path}); "
@@ -105,14 +169,10 @@ def generate(
         )
         batch = {k: v.to(device) for k, v in batch.items()}
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator_seed)))
-        sampled = temperature > 0
         ids = model.generate(
             **batch,
             max_new_tokens=max_new_tokens,
-            do_sample=sampled,
-            temperature=temperature if sampled else None,
-            top_k=0 if sampled else None,
-            top_p=top_p if sampled else None,
+            **sampling.hf_kwargs(),
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=stops,
         )  # [batch, prompt + new]
@@ -180,15 +240,14 @@ def vllm_generate(
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
     max_new_tokens: int,
-    temperature: float,
+    sampling: Sampling,
     seed: int,
     decode: bool,
-    top_p: float,
     engine: GenerationSettings,
 ) -> list[str] | list[list[int]]:
-    """:func:`generate` on vLLM: the same token ids in, the same sampling (temperature, nucleus,
-    token limit, end-of-reply tokens), one seed per prompt (``seed + i``, so a sample does not
-    depend on what else is in the batch), the completions in prompt order."""
+    """:func:`generate` on vLLM: the same token ids in, the same sampling settings, token limit
+    and end-of-reply tokens, one seed per prompt (``seed + i``, so a sample does not depend on
+    what else is in the batch), the completions in prompt order."""
     try:
         from vllm import SamplingParams
     except ImportError as err:
@@ -197,11 +256,9 @@ def vllm_generate(
         ) from err
     llm = vllm_engine(model, seed, engine.gpu_memory_utilization)
     stops = end_of_turn_ids(tokenizer)
-    sampled = temperature > 0
     params = [
         SamplingParams(
-            temperature=temperature if sampled else 0.0,
-            top_p=top_p if sampled else 1.0,
+            **sampling.vllm_kwargs(),
             max_tokens=max_new_tokens,
             stop_token_ids=stops,
             seed=seed + i,

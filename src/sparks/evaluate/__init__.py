@@ -64,6 +64,9 @@ def sample_table(
             progress=True,
             top_p=settings.top_p,
             engine=engine,
+            top_k=settings.top_k,
+            min_p=settings.min_p,
+            repetition_penalty=settings.repetition_penalty,
         )
     n_tokens = [len(ids) for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
     replies = [prompter.reply_text(p, c) for p, c in zip(repeated, completions)]  # with a <think> the prompt opened

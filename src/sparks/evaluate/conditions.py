@@ -18,6 +18,9 @@ class EvaluateSettings(Section):
     n_samples: int
     temperature: float
     top_p: float
+    top_k: int | None
+    min_p: float
+    repetition_penalty: float
     max_new_tokens: int
     batch_size: int
     k: tuple[int, ...]
