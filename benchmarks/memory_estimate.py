@@ -127,6 +127,17 @@ def cases(name: str, fields: dict, device: str):
             train_job(fields, device, rows, tokens, ckpt),
             memory.training(shape, rows, tokens, checkpointing=ckpt),
         )
+    if big:  # longer: the activations and the loss's logits, not the weights, set the peak
+        yield (
+            "train (micro-batch 4 x 256 tokens)",
+            train_job(fields, device, 4, 256, False),
+            memory.training(shape, 4, 256),
+        )
+        yield (
+            "EAP-IG (4 pairs x 128 tokens, 5 steps stacked)",
+            eap_job(fields, device, 4, 128, 5, True),
+            memory.eap_ig(shape, 4, 128, 5, True),
+        )
     gen_rows = 4 if big else 16
     yield (
         f"generate ({gen_rows} rows, 32 + 32 tokens)",

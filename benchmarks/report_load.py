@@ -33,7 +33,7 @@ def main() -> None:
             times.append(page.load_ms())
             height, errors = page.height(), page.errors
     text = args.report.read_text()
-    explorer = re.search(r'<div id="explorer">.*?</script><script>.*?</script>', text, re.S)
+    explorer = re.search(r'<div id="explorer">.*?</script><script>.*?</script>', text, re.DOTALL)
     size = len(text.encode())
     print(f"report: {args.report} ({size:,} bytes; head explorer {len(explorer[0].encode()) if explorer else 0:,} bytes)")
     print(f"height at 1,280 px: {height:,} px; console errors: {len(errors)}")

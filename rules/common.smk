@@ -24,7 +24,8 @@ if len(workflow.configfiles) != 1:
     )
 try:
     config = check_config(config, source=str(workflow.configfiles[0]))
-    check_fits(config)  # sparks plan's estimates: every job within its GPU card and time limit
+    # sparks plan's estimates: every job within its GPU card and time limit
+    check_fits(config)
 except ConfigError as err:
     raise WorkflowError(f"config error: {err}") from None
 

@@ -29,8 +29,6 @@ rule intervene:
         unpack(WF.intervene_inputs),
         manifest=layout.manifest(),
         problems=layout.problems(),
-        cohorts=layout.circuits("cohorts"),
-        frequency=layout.circuits("frequency"),
     output:
         **INTERVENE_OUT,
     log:

@@ -122,7 +122,7 @@ class LocalSlurm:
         out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
         return out.returncode == 0 and out.stdout.strip() == "idle"
 
-    def start(self) -> "LocalSlurm":
+    def start(self) -> LocalSlurm:
         self._write_conf()
         self._start_munge()
         for daemon in ("slurmctld", "slurmd"):
@@ -173,7 +173,7 @@ class LocalSlurm:
         for name in ("slurm.conf", "gres.conf"):
             (CONF_DIR / name).unlink(missing_ok=True)
 
-    def __enter__(self) -> "LocalSlurm":
+    def __enter__(self) -> LocalSlurm:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -14,8 +14,8 @@ import pytest
 
 from sparks.config import ConfigError, check_config
 from sparks.manifest import read_manifest
-from sparks.sources import given_checkpoints
 from sparks.model.load import load_checkpoint, model_hash
+from sparks.sources import given_checkpoints
 from sparks.tables import read_table
 from sparks.train import train_run
 

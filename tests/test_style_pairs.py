@@ -7,8 +7,8 @@ import copy
 import polars as pl
 import pytest
 
-from sparks.config import ConfigError, check_config
 from sparks.attribute.style import oriented, style_pairs
+from sparks.config import ConfigError, check_config
 
 PROMPTS = ["3+4*2=", "5+5=", "7*1=", "9+9="]
 PROBLEMS = pl.DataFrame({"problem_id": [10, 11, 12, 13], "difficulty": ["medium", "easy", "easy", "easy"]})
@@ -61,7 +61,7 @@ def test_style_pairs_need_think_on_and_no_think_comparison(raw_config):
 
 
 def test_each_task_can_take_its_own_kind_of_pairs(raw_config):
-    from sparks.attribute.style import pairs_kind
+    from sparks.config import pairs_kind
 
     raw = copy.deepcopy(raw_config)
     raw["tasks"]["twin"] = copy.deepcopy(raw["tasks"]["arith"])

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from sparks.config import ConfigError, check_config
 from sparks.methods import micro_batches
-from conftest import REPO
 from sparks.train.methods import _common_args
 
 

@@ -376,7 +376,9 @@ def test_paper_scale_config_plans_cleanly(experiment, tmp_path):
     assert counts["train"] == len(config["runs"]) and counts["prepare_data"] == len(config["tasks"])
     assert counts["replicates"] == counts["claims"] == len(config["runs"])
     train_mem = config["resources"]["train"]["mem_mb"]
-    assert re.search(rf"checkpoint train:(?:.|\n)*?resources: [^\n]*gpu=1, mem_mb={train_mem}", result.stdout)
+    gpus = config["resources"]["train"].get("gpus", 1)  # memory per GPU process; 4 cores per GPU, on one node
+    train = rf"cpus_per_task={4 * gpus}, gpu={gpus}, nodes=1, mem_mb={train_mem * gpus}"
+    assert re.search(rf"checkpoint train:(?:.|\n)*?resources: [^\n]*{train}", result.stdout)
     assert f"results/{config['experiment']}/report.html" in result.stdout
 
 

@@ -3,6 +3,7 @@ the SLURM profile's GPU list, and the files each input function asks for."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ from sparks import layout, workflow
 from sparks.config import check_config
 from sparks.evaluate import EvaluateSettings, conditions
 from sparks.plot import INPUTS as PLOT_INPUTS
+from sparks.plot import SET_INPUTS
 
 STEPS = {"sft": [0, 30, 60], "grpo": [0, 40], "distill": [0, 30]}
 
@@ -73,7 +75,7 @@ def test_input_functions_name_the_layouts_files(graph):
     tables = graph.attribution_tables(run)
     assert tables["heads"] == [layout.attribution("heads", "distill", s, "arith", "embedded") for s in (0, 30)]
     plot = graph.plot_inputs(run)
-    assert list(plot) == list(PLOT_INPUTS)  # the embedded default compares think modes
+    assert list(plot) == [*PLOT_INPUTS, *SET_INPUTS]  # the embedded default compares think modes, and evaluates on arithlong
     assert plot["passk"] == [layout.passk("distill", s, "arith", "embedded") for s in (0, 30)]
     assert plot["failure_shares"] == layout.failures("failure_shares", "distill", "embedded")
     parts = graph.intervention_parts("table")(run)
@@ -114,12 +116,21 @@ def test_the_job_list_follows_the_run_kinds(raw_config):
 
     raw_config["attribute"] = {"pairs": "style", "think": True, "compare_think_at": "none"}
     raw_config["evaluate"] = {"split_interventions": True}
+    raw_config["runs"]["grpo"]["evaluate_on"] = None  # its own task; the others also answer arithlong
     config = check_config(raw_config)
     jobs = Counter(workflow.Workflow(config, "c.yaml", lambda run: STEPS[run]).jobs())
     n_conditions = len(conditions(EvaluateSettings.from_config(config)))
     for run, steps in STEPS.items():
-        assert jobs[workflow.Job("attribute", run)] == jobs[workflow.Job("evaluate", run)] == len(steps)
-        assert jobs[workflow.Job("intervene", run)] == n_conditions and jobs[workflow.Job("merge_interventions", run)] == 1
+        sets = 1 if run == "grpo" else 2
+        assert jobs[workflow.Job("attribute", run)] == jobs[workflow.Job("evaluate", run)] / sets == len(steps)
+        assert jobs[workflow.Job("intervene", run)] == n_conditions * sets and jobs[workflow.Job("merge_interventions", run)] == sets
         assert jobs[workflow.Job("style_pairs", run)] == 1 and jobs[workflow.Job("attribute_think", run)] == 0
     assert [job.of for job in jobs if job.rule == "teacher_traces"] == ["distill"]
     assert jobs[workflow.Job("report")] == 1 and {job.rule for job in jobs} <= {*workflow.GPU_RULES, *workflow.CPU_RULES}
+
+
+def test_the_docs_list_the_gpu_rules():
+    """The README names the GPU stages as sparks.workflow.GPU_RULES has them (the profile and plan read the list)."""
+    readme = (REPO / "README.md").read_text()
+    listed = re.search(r"\(`sparks\.workflow\.GPU_RULES`: ([^)]*)\)", readme)
+    assert listed and re.findall(r"`(\w+)`", listed[1]) == list(workflow.GPU_RULES)

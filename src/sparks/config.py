@@ -254,6 +254,12 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 f"config key runs.{name}.task = {run['task']!r} in {source} names no task; "
                 f"use one of: {', '.join(config['tasks'])}"
             )
+        unknown = [t for t in run["evaluate_on"] or () if t not in config["tasks"]]
+        if unknown:
+            raise ConfigError(
+                f"config key runs.{name}.evaluate_on names {unknown[0]!r} in {source}, which is not under tasks; "
+                f"use some of: {', '.join(config['tasks'])}"
+            )
         _check_train_heads(name, run, config, source)
         if (run["method"] == registry.GIVEN) != (run["checkpoints"] is not None):
             raise ConfigError(
@@ -318,6 +324,19 @@ def task_difficulties(task: dict[str, Any]) -> list[str]:
     """A task's difficulty names, easiest first: a synthetic task's as its config lists them, one
     ``all`` for a hub task."""
     return list(task["difficulties"]) if task["source"] == "synthetic" else ["all"]
+
+
+def pairs_kind(attribute: dict[str, Any], task: str) -> str:
+    """Which pairs ``task``'s circuits are scored on (``attribute.pairs``: one kind, or task -> kind)."""
+    pairs = attribute["pairs"]
+    return pairs if isinstance(pairs, str) else pairs.get(task, "operand")
+
+
+def eval_sets(config: dict[str, Any], run: str) -> list[str]:
+    """The tasks whose evaluation problems a run's checkpoints answer: its own task first (the
+    one its circuits, failure anatomy and report section are about), then ``runs.<name>.evaluate_on``."""
+    own = config["runs"][run]["task"]
+    return [own, *(t for t in config["runs"][run]["evaluate_on"] or () if t != own)]
 
 
 def fixed_circuit_size(top_n: int, faithfulness_target: float | None) -> int | None:

@@ -17,8 +17,7 @@ from typing import Any, NamedTuple
 import polars as pl
 
 from sparks import memory, registry
-from sparks.attribute.style import pairs_kind
-from sparks.config import ConfigError
+from sparks.config import ConfigError, pairs_kind
 from sparks.evaluate.conditions import EvaluateSettings, conditions
 from sparks.memory import model_shape
 from sparks.methods import training_method
@@ -55,7 +54,16 @@ class Throughput:
 
 
 # Prompt tokens per problem (templated prompts of each source; the synthetic task's chains are short).
-PROMPT_TOKENS = {"synthetic": 24, "gsm8k": 160, "openr1": 260, "aime24": 220, "amc23": 200, "math500": 180}
+PROMPT_TOKENS = {
+    "synthetic": 24,
+    "gsm8k": 160,
+    "openr1": 260,
+    "aime24": 220,
+    "aime25": 220,
+    "amc23": 200,
+    "math500": 180,
+    "gpqa": 400,
+}
 TRAIN_TOKENS = {"synthetic": 64, "gsm8k": 400}  # SFT example length where max_length would overstate it
 BYTES_FP32 = 4
 CURVE_POINTS = 12  # forwards per pair of the faithfulness curve (sizes) on top of EAP-IG

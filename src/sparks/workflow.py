@@ -144,7 +144,7 @@ class Workflow:
 
     def attribute_pairs(self, wildcards: Any) -> str:
         """The pairs an attribute job scores: the task's operand pairs, or the run's style pairs."""
-        from sparks.attribute.style import pairs_kind
+        from sparks.config import pairs_kind
 
         if pairs_kind(self.config["attribute"], wildcards.task) == "style":
             return layout.style_pairs(wildcards.run, wildcards.task, self.exp)
@@ -213,15 +213,18 @@ class Workflow:
         }
 
     def intervene_inputs(self, wildcards: Any) -> dict[str, str]:
-        """The think-mode comparison, when evaluate.heads takes the intervened heads from it; for a
-        replicate, its replicated run's heads (their robust emergent set)."""
-        run = self.config["runs"][wildcards.run]
+        """The run's cohorts and frequency (its circuits: on its own task, whichever set the
+        interventions are evaluated on), and the think-mode comparison when evaluate.heads takes
+        the intervened heads from it; for a replicate, its replicated run's heads (their robust
+        emergent set)."""
+        run, task = self.config["runs"][wildcards.run], self.run_task(wildcards.run)
+        inputs = {name: layout.circuits(name, wildcards.run, task, self.exp) for name in ("cohorts", "frequency")}
         group = run["replicate_of"]
-        if self.config["evaluate"]["heads"] == "emergent":
-            if group is None or run["base_seed"] is not None:  # heads of two bases are not the same heads
-                return {}
-            return {"replicate_heads": layout.replicates("replicate_heads", group, wildcards.task, self.exp)}
-        return {"think_modes": layout.circuits("think_modes", wildcards.run, wildcards.task, self.exp)}
+        if self.config["evaluate"]["heads"] != "emergent":
+            inputs["think_modes"] = layout.circuits("think_modes", wildcards.run, task, self.exp)
+        elif group is not None and run["base_seed"] is None:  # heads of two bases are not the same heads
+            inputs["replicate_heads"] = layout.replicates("replicate_heads", group, task, self.exp)
+        return inputs
 
     def intervention_parts(self, kind: str) -> Callable[[Any], list[str]]:
         """A run's per-condition intervene tables (``kind``: table or samples), in condition order."""
@@ -261,12 +264,29 @@ class Workflow:
         raise KeyError(f"no file for a run's {name!r} table")
 
     def plot_inputs(self, wildcards: Any) -> dict[str, Any]:
-        """Every table a run's figures and report section read (sparks.plot.INPUTS)."""
+        """Every table a run's figures and report section read (sparks.plot.INPUTS), and with
+        ``runs.<name>.evaluate_on`` those of its other evaluation sets (sparks.plot.SET_INPUTS)."""
         from sparks.plot import INPUTS
 
         compared = self.config["attribute"]["compare_think_at"] != "none"
         names = [n for n in INPUTS if compared or n not in layout.THINK_MODES]
-        return {name: self.run_table(name, wildcards.run, wildcards.task) for name in names}
+        tables = {name: self.run_table(name, wildcards.run, wildcards.task) for name in names}
+        return tables | self.set_tables(wildcards.run)
+
+    def set_tables(self, run: str) -> dict[str, list[str]]:
+        """A run's tables on its other evaluation sets: accuracy at every checkpoint, the samples of
+        its first and last (paired gains and losses) and the interventions."""
+        from sparks.config import eval_sets
+
+        others = eval_sets(self.config, run)[1:]
+        if not others:
+            return {}
+        steps = self.steps_of(run)
+        return {
+            "set_passk": [layout.passk(run, s, t, self.exp) for t in others for s in steps],
+            "set_eval": [layout.eval_samples(run, s, t, self.exp) for t in others for s in (steps[0], steps[-1])],
+            "set_interventions": [layout.interventions(run, t, self.exp) for t in others],
+        }
 
     def report_runs(self) -> list[str]:
         return [r for group in self.config["claim_groups"].values() for r in group]
@@ -349,7 +369,7 @@ class Workflow:
         """Every job the DAG runs for this config (a run's per-checkpoint jobs once per step of
         ``steps_of``): the one job list ``sparks plan`` costs and a finished DAG's timings match."""
         from sparks.aggregate.think_modes import compare_steps
-        from sparks.attribute.style import pairs_kind
+        from sparks.config import eval_sets, pairs_kind
         from sparks.methods import training_method
 
         config = self.config
@@ -363,9 +383,10 @@ class Workflow:
                 jobs += [Job("teacher_traces", run)] * ("teacher_traces" in training_method(settings["method"]).inputs)
             jobs += [Job("style_pairs", run)] * (pairs_kind(config["attribute"], settings["task"]) == "style")
             jobs += [Job("attribute", run)] * len(steps) + [Job("attribute_think", run)] * len(compared)
-            jobs += [Job("think_modes", run)] * bool(compared) + [Job("evaluate", run)] * len(steps)
-            jobs += [Job("intervene", run)] * (len(self.conditions) if self.split_interventions else 1)
-            jobs += [Job("merge_interventions", run)] * self.split_interventions
+            sets = len(eval_sets(config, run))  # one evaluate job per checkpoint and evaluation set
+            jobs += [Job("think_modes", run)] * bool(compared) + [Job("evaluate", run)] * len(steps) * sets
+            jobs += [Job("intervene", run)] * (len(self.conditions) if self.split_interventions else 1) * sets
+            jobs += [Job("merge_interventions", run)] * self.split_interventions * sets
             jobs += [Job(rule, run) for rule in ("aggregate", "failures", "plot")]
         for group in config["claim_groups"]:
             jobs += [Job("replicates", group), Job("claims", group)]

@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from sparks.attribute.batches import PairBatch
-from sparks.memory import FAITHFULNESS_ELEMENTS
 from sparks.attribute.eap import Metric
 from sparks.attribute.edgewise import run_edgewise
 from sparks.attribute.metrics import Targets
+from sparks.memory import FAITHFULNESS_ELEMENTS
 from sparks.model.graph import Graph
 
 

@@ -25,12 +25,6 @@ import polars as pl
 log = logging.getLogger(__name__)
 
 
-def pairs_kind(attribute: dict[str, Any], task: str) -> str:
-    """Which pairs ``task``'s circuits are scored on (``attribute.pairs``: one kind, or task -> kind)."""
-    pairs = attribute["pairs"]
-    return pairs if isinstance(pairs, str) else pairs.get(task, "operand")
-
-
 def style_pairs_stage(config: dict[str, Any], manifest: Path, task: str, problems_path: Path, out: Path) -> Path:
     """Sample the openings of the run in ``manifest`` (its first checkpoint, and the reasoning model
     ``attribute.style.reasoning``) on ``task``'s held-out problems and write the style pairs to ``out``."""

@@ -27,20 +27,29 @@ INPUTS = (
 )  # fmt: skip
 PER_CHECKPOINT = ("faithfulness", "passk", "eval")  # one file per checkpoint
 THINK_INPUTS = ("think_modes", "think_overlap")  # only with THINK_FIGURE
+# A run's tables on its other evaluation sets (runs.<name>.evaluate_on), by the schema each is:
+# every checkpoint's accuracy, the first and last checkpoints' samples, the interventions.
+SET_INPUTS = {"set_passk": "passk", "set_eval": "eval", "set_interventions": "interventions"}
 
 
 def figure_names(config: dict[str, Any]) -> tuple[str, ...]:
-    return FIGURES + ((THINK_FIGURE,) if config["attribute"]["compare_think_at"] != "none" else ())
+    """Every run's figures: FIGURES, the think-mode figure when think modes are compared, and the
+    per-benchmark figure when a run is evaluated on more than its own task."""
+    from sparks.config import eval_sets
+    from sparks.plot.benchmarks import FIGURE
+
+    think = (THINK_FIGURE,) if config["attribute"]["compare_think_at"] != "none" else ()
+    return FIGURES + think + ((FIGURE,) if any(len(eval_sets(config, run)) > 1 for run in config["runs"]) else ())
 
 
 def read_inputs(paths: dict[str, Path | list[Path]]) -> dict[str, pl.DataFrame]:
     """Every table of ``paths`` (names of INPUTS), each checked against its schema."""
     from sparks.tables import read_table
 
-    unknown = set(paths) - set(INPUTS)
+    unknown = set(paths) - set(INPUTS) - set(SET_INPUTS)
     if unknown:
-        raise KeyError(f"unknown plot inputs {sorted(unknown)}; known: {', '.join(INPUTS)}")
-    return {name: read_table(p, name) for name, p in paths.items()}
+        raise KeyError(f"unknown plot inputs {sorted(unknown)}; known: {', '.join([*INPUTS, *SET_INPUTS])}")
+    return {name: read_table(p, SET_INPUTS.get(name, name)) for name, p in paths.items()}
 
 
 def figure_files(outputs: list[Path], task: str, names: tuple[str, ...]) -> dict[str, list[Path]]:
@@ -56,6 +65,31 @@ def figure_files(outputs: list[Path], task: str, names: tuple[str, ...]) -> dict
     return files
 
 
+def all_sets(tables: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
+    """A run's ``name`` table (passk, eval or interventions) on its own task and its other sets."""
+    other = tables.get(next(k for k, v in SET_INPUTS.items() if v == name))
+    return tables[name] if other is None else pl.concat([tables[name], other])
+
+
+def intervened(interventions: pl.DataFrame) -> str:
+    """The evaluate.heads value the interventions table names (emergent unless it says otherwise)."""
+    from sparks.registry import CONTROLS
+
+    named = set(interventions["heads_from"].unique()) - {"none", *CONTROLS}
+    return next(iter(named), "emergent")
+
+
+def benchmarks_of(tables: dict[str, pl.DataFrame], run: str, cohort_steps: list[int]):
+    from sparks.plot.benchmarks import benchmarks_figure, set_accuracy, set_scaling
+
+    interventions = all_sets(tables, "interventions")
+    heads = intervened(interventions)
+    return benchmarks_figure(
+        set_accuracy(all_sets(tables, "passk")), set_scaling(interventions, heads), cohort_steps,
+        f"{run}: accuracy per evaluation set, and the starting model with its {heads} heads scaled", heads,
+    )  # fmt: skip
+
+
 def plot_run(
     tables: dict[str, pl.DataFrame],
     run: str,
@@ -68,10 +102,14 @@ def plot_run(
     given); ``order``: the task's difficulties, easiest first; ``circuit_edges``: the fixed circuit
     size (aggregate.top_n), marked on the faithfulness curve."""
     from sparks.plot import figures as f
+    from sparks.plot.benchmarks import FIGURE as BENCHMARKS
     from sparks.plot.canvas import save_files
 
     think = all(name in tables for name in THINK_INPUTS)
-    files = figure_files([Path(p) for p in outputs], task, FIGURES + ((THINK_FIGURE,) if think else ()))
+    benchmarks = any(Path(p).name == f"{task}_{BENCHMARKS}.png" for p in outputs)  # asked for: a run of the config has sets
+    files = figure_files(
+        [Path(p) for p in outputs], task, FIGURES + ((THINK_FIGURE,) if think else ()) + ((BENCHMARKS,) if benchmarks else ())
+    )
     passk, steps = tables["passk"], sorted(tables["passk"]["step"].unique())
     ends = passk.filter(pl.col("step").is_in([steps[0], steps[-1]])).with_columns(
         pl.format(
@@ -95,6 +133,8 @@ def plot_run(
     if think:
         title = f"{run}: heads active on think-on vs think-off prompts ({task})"
         drawn[THINK_FIGURE] = f.think_modes_figure(tables["think_modes"], tables["think_overlap"], title)
+    if benchmarks:
+        drawn[BENCHMARKS] = benchmarks_of(tables, run, cohort_steps)
     paths = [path for name, figure in drawn.items() for path in save_files(figure, files[name])]
     log.info("wrote %d figure files", len(paths))
     return paths

@@ -9,7 +9,7 @@ from sparks.arguments import add_common, files, read_common
 
 
 def make_parser(subparsers: argparse._SubParsersAction) -> None:
-    from sparks.plot import INPUTS, PER_CHECKPOINT, THINK_INPUTS
+    from sparks.plot import INPUTS, PER_CHECKPOINT, SET_INPUTS, THINK_INPUTS
 
     p = subparsers.add_parser("plot", help="figures and report section of one run, from its tables")
     add_common(p, task=True)
@@ -22,6 +22,11 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument(
                 flag, type=Path, required=not optional, help=f"the run's {name} table" + (" (think figure)" if optional else "")
             )
+    for name, schema in SET_INPUTS.items():
+        p.add_argument(
+            f"--{name.replace('_', '-')}", nargs="+", type=Path, default=None,
+            help=f"the run's {schema} tables on its other evaluation sets (runs.<name>.evaluate_on)",
+        )  # fmt: skip
     p.add_argument("--figures-out", **files("output: every figure file, {task}_{name}.png and .svg"))
     p.add_argument("--section-out", type=Path, required=True, help="output: the run's report section (HTML)")
     p.set_defaults(func=main)
@@ -53,18 +58,19 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> None:
     from sparks.config import fixed_circuit_size, task_difficulties
-    from sparks.plot import INPUTS, THINK_INPUTS, plot_run, read_inputs
-    from sparks.plot.report import write_section
+    from sparks.plot import INPUTS, SET_INPUTS, THINK_INPUTS, plot_run, read_inputs
+    from sparks.plot.report import behaviour_note, write_section
 
     config = read_common(args)
     order = task_difficulties(config["tasks"][args.task])
-    given = {name: getattr(args, name) for name in INPUTS if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in (*INPUTS, *SET_INPUTS) if getattr(args, name) is not None}
     if 0 < sum(name in given for name in THINK_INPUTS) < len(THINK_INPUTS):
         raise SystemExit("sparks plot: give both --think-modes and --think-overlap, or neither")
     tables = read_inputs(given)
     fixed_size = fixed_circuit_size(config["aggregate"]["top_n"], config["aggregate"]["faithfulness_target"])
     paths = plot_run(tables, args.run, args.task, args.figures_out, order, fixed_size)
-    write_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, order, args.section_out)
+    note = behaviour_note(config, args.run) if args.run in config["runs"] else ""
+    write_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, order, args.section_out, note)
 
 
 def main_plot_replicates(args: argparse.Namespace) -> None:

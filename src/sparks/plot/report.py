@@ -63,6 +63,8 @@ def run_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, t
         .select(pl.format("a{}.h{}", "layer", "head").alias("head"), pl.col("status").fill_null("never active"), "mean_effect")
         .sort("mean_effect", descending=True)
     )
+    if "set_eval" in tables:
+        parts += benchmark_gains(tables)
     parts += [
         "<h3>Heads by status at the final checkpoint</h3>",
         "<p>maintained: in the base circuit and in the final one; lost: in the base circuit, not the final one; "
@@ -273,11 +275,50 @@ def benchmark_section(passk: pl.DataFrame, interventions: pl.DataFrame, order: l
     ]
 
 
-def write_section(tables: dict[str, pl.DataFrame], images: list[Path], run: str, task: str, order: list[str], out: Path) -> Path:
-    """Write one run's section (an HTML fragment) atomically."""
+def benchmark_gains(tables: dict[str, pl.DataFrame]) -> list[str]:
+    """The run's per-benchmark gains and losses, base to final checkpoint, largest gain first."""
+    from sparks.plot import all_sets
+    from sparks.plot.benchmarks import gains
+
+    table = gains(all_sets(tables, "eval"))
+    return [
+        "<h3>Gains and losses per evaluation set</h3>",
+        "<p>Accuracy on each set the run was evaluated on (its own task and runs.&lt;name&gt;.evaluate_on), "
+        "at the first and the last checkpoint; the change with its 95 % interval over the set's problems "
+        "(each problem's share of correct samples, paired on the problem). An interval that holds 0 allows both answers.</p>",
+        html_table(table, headers={"task": "evaluation set", "low": "95 % low", "high": "95 % high", "n_problems": "problems"}),
+    ]
+
+
+def write_section(
+    tables: dict[str, pl.DataFrame], images: list[Path], run: str, task: str, order: list[str], out: Path, note: str = ""
+) -> Path:
+    """Write one run's section (an HTML fragment, ``note`` first: :func:`behaviour_note`) atomically."""
     with atomic_file(out) as tmp:
-        tmp.write_text(run_section(tables, images, run, task, order))
+        tmp.write_text(run_section(tables, images, run, task, order).replace("</summary>", "</summary>" + note, 1))
     return Path(out)
+
+
+def behaviour_note(config: dict, run: str) -> str:
+    """Which pairs the run's circuits are scored on and which prompts its accuracy comes from, with
+    a warning when they are not the same behaviour (another think mode, or sets the circuits never saw)."""
+    from sparks.config import eval_sets, pairs_kind
+
+    task = config["runs"][run]["task"]
+    circuit_mode, eval_mode = ("on" if config[s]["think"] else "off" for s in ("attribute", "evaluate"))
+    sets = eval_sets(config, run)
+    text = (
+        f"Circuits: {pairs_kind(config['attribute'], task)} pairs of {task}, think {circuit_mode} (attribute.pairs, "
+        f"attribute.think). Accuracy, ablation and scaling: think-{eval_mode} prompts of {', '.join(sets)} "
+        f"(evaluate.think, runs.{run}.evaluate_on)."
+    )
+    differ = ["the think mode"] * (circuit_mode != eval_mode) + ["the problems"] * (len(sets) > 1)
+    if differ:
+        text += (
+            f" <strong>Warning: the circuits and the accuracy differ in {' and '.join(differ)}</strong>: the heads are "
+            "those of the circuit's behaviour, read against another one's accuracy."
+        )
+    return f"<p>{text}</p>"
 
 
 REPORT_INPUTS = (

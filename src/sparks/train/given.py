@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 def write_given_run(config: dict[str, Any], run_name: str, manifest_path: Path, train_log_path: Path) -> Path:
     """Write the manifest and train_log of the given run ``run_name``; returns the manifest path."""
     from sparks.manifest import write_manifest
-    from sparks.sources import given_checkpoints, weights_folder
     from sparks.model.load import model_hash
     from sparks.model.store import replace_dir, temp_dir_for, write_pointer
+    from sparks.sources import given_checkpoints, weights_folder
     from sparks.tables import with_provenance, write_table
     from sparks.train.history import log_history_frame
 
