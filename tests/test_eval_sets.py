@@ -30,7 +30,7 @@ def test_the_dag_has_one_evaluate_job_per_checkpoint_and_set(raw_config):
     assert eval_sets(config, "sft") == ["arith", *SETS]
     graph = workflow.Workflow(config, "c.yaml", steps_of=lambda run: [0, 30, 60])
     jobs = graph.jobs()
-    per_run = {rule: sum(1 for j in jobs if j == workflow.Job(rule, "sft")) for rule in ("evaluate", "intervene")}
+    per_run = {rule: sum(1 for j in jobs if j.rule == rule and j.of == "sft") for rule in ("evaluate", "intervene")}
     assert per_run == {"evaluate": 3 * 3, "intervene": 3}  # three checkpoints x three sets; interventions per set
     sets = graph.set_tables("sft")
     assert sets["set_passk"] == [layout.passk("sft", s, t, "embedded") for t in SETS for s in (0, 30, 60)]

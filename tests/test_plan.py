@@ -168,3 +168,18 @@ def test_the_workflow_refuses_a_config_whose_job_cannot_fit(tmp_path):
     (tmp_path / "c.yaml").write_text(__import__("yaml").safe_dump(raw))
     result = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "c.yaml"))
     assert result.returncode != 0 and "train job of grpo needs about" in result.stdout + result.stderr
+
+
+def test_training_memory_holds_gradients_beside_activations_only_when_accumulating():
+    """One micro-batch per step: the backward frees activations as it writes gradients (the peak
+    holds the larger); accumulating, later micro-batches' activations sit beside the gradients."""
+    from sparks import memory
+
+    shape = KNOWN_SHAPES["Qwen/Qwen2.5-0.5B"]
+    once = memory.training(shape, 4, 256)
+    accumulated = memory.training(shape, 4, 256, accumulation=8)
+    activations = memory.trained_activations(shape, 4, 256, memory.FLOAT32, checkpointing=False)
+    assert set(once.terms) == {"weights", "optimizer", "activations"} and once.terms["activations"] == activations
+    assert accumulated.total == pytest.approx(once.total + shape.params * memory.FLOAT32)  # plus the gradients
+    sharded = memory.training(shape, 4, 256, gpus=4, strategy="zero3", accumulation=8)
+    assert sharded.terms["weights"] == once.terms["weights"] / 4 and sharded.terms["activations"] == activations

@@ -121,9 +121,10 @@ def test_the_job_list_follows_the_run_kinds(raw_config):
     jobs = Counter(workflow.Workflow(config, "c.yaml", lambda run: STEPS[run]).jobs())
     n_conditions = len(conditions(EvaluateSettings.from_config(config)))
     for run, steps in STEPS.items():
-        sets = 1 if run == "grpo" else 2
-        assert jobs[workflow.Job("attribute", run)] == jobs[workflow.Job("evaluate", run)] / sets == len(steps)
-        assert jobs[workflow.Job("intervene", run)] == n_conditions * sets and jobs[workflow.Job("merge_interventions", run)] == sets
+        on = "" if run == "grpo" else "arithlong"
+        assert jobs[workflow.Job("attribute", run)] == jobs[workflow.Job("evaluate", run)] == len(steps)
+        assert jobs[workflow.Job("evaluate", run, on)] == len(steps)  # and as many on arithlong
+        assert jobs[workflow.Job("intervene", run)] == n_conditions and jobs[workflow.Job("merge_interventions", run)] == 1
         assert jobs[workflow.Job("style_pairs", run)] == 1 and jobs[workflow.Job("attribute_think", run)] == 0
     assert [job.of for job in jobs if job.rule == "teacher_traces"] == ["distill"]
     assert jobs[workflow.Job("report")] == 1 and {job.rule for job in jobs} <= {*workflow.GPU_RULES, *workflow.CPU_RULES}

@@ -190,22 +190,31 @@ def training(
     generation_rows: int = 0,
     generation_tokens: int = 0,
     reference: bool = False,
+    accumulation: int = 1,
 ) -> Estimate:
-    """Per GPU: float32 weights, gradients and Adam moments (sharded under zero2/zero3/fsdp), the
-    optimizer step's temporaries, and the larger of a micro-batch's activations and (GRPO) the KV
-    cache of the generation batch each GPU samples. ``reference``: GRPO's frozen reference model (beta > 0)."""
+    """Per GPU: float32 weights and Adam moments (sharded under zero2/zero3/fsdp), and the largest
+    of the gradients, a micro-batch's activations and (GRPO) the KV cache of the generation batch
+    each GPU samples. ``reference``: GRPO's frozen reference model (beta > 0); ``accumulation``:
+    micro-batches per optimiser step."""
     p = shape.params
     shard = {"ddp": (1, 1, 1), "zero2": (1, gpus, gpus), "zero3": (gpus, gpus, gpus), "fsdp": (gpus, gpus, gpus)}[strategy]
     terms = {
         "weights": p * FLOAT32 / shard[0],
-        "gradients": p * FLOAT32 / shard[1],
         "optimizer": 2 * p * FLOAT32 / shard[2],  # Adam's two moments (fused AdamW, transformers' default: no temporaries)
     }
     if reference:
         terms["reference model"] = p * activation_bytes / shard[0]
+    # The backward frees each layer's activations as it writes its gradients: with one micro-batch
+    # per step the peak holds the larger of the two; accumulating, the later micro-batches'
+    # activations sit beside the gradients summed so far. Generation (GRPO) runs before both,
+    # after the last step's gradients were freed.
+    gradients = p * FLOAT32 / shard[1]
     activations = trained_activations(shape, micro_batch, tokens, activation_bytes, checkpointing)
+    training = {"gradients": gradients, "activations": activations}
+    if accumulation == 1:
+        training = {max(training, key=training.get): max(gradients, activations)}
     cache = kv_cache(shape, generation_rows, generation_tokens, activation_bytes)
-    terms["activations" if activations >= cache else "generation KV cache"] = max(activations, cache)
+    terms |= training if sum(training.values()) >= cache else {"generation KV cache": cache}
     return Estimate(terms)
 
 

@@ -151,10 +151,10 @@ def _supervised_memory(run: Mapping[str, Any], prompt: int, shape: Any, job: Map
     """The longest example (max_length) in every row of a micro-batch."""
     from sparks import memory
 
-    micro, _ = micro_batches(run, job["gpus"])
+    micro, accumulation = micro_batches(run, job["gpus"])
     return memory.training(
         shape, micro, run["max_length"], gpus=job["gpus"], strategy=job["strategy"],
-        checkpointing=run["gradient_checkpointing"], activation_bytes=memory.BFLOAT16,
+        checkpointing=run["gradient_checkpointing"], activation_bytes=memory.BFLOAT16, accumulation=accumulation,
     )  # fmt: skip
 
 
@@ -165,12 +165,12 @@ def _grpo_memory(run: Mapping[str, Any], prompt: int, shape: Any, job: Mapping[s
     from sparks import memory
 
     g = run["grpo"]
-    micro, _ = micro_batches(run, job["gpus"])
+    micro, accumulation = micro_batches(run, job["gpus"])
     tokens = prompt + g["max_completion_length"]
     return memory.training(
         shape, micro, tokens, gpus=job["gpus"], strategy=job["strategy"], checkpointing=run["gradient_checkpointing"],
         activation_bytes=memory.BFLOAT16, generation_rows=run["batch_size"] // job["gpus"], generation_tokens=tokens,
-        reference=g["beta"] > 0,
+        reference=g["beta"] > 0, accumulation=accumulation,
     )  # fmt: skip
 
 

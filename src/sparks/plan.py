@@ -98,11 +98,14 @@ class JobCost:
 
     def __call__(self, job: Job) -> Cost:
         cost = getattr(self, job.rule, None)
-        return cost(job.of) if cost else Cost(0.0, 0.0)
+        if cost is None:
+            return Cost(0.0, 0.0)
+        return cost(job.of, job.task) if job.task else cost(job.of)
 
-    def _run(self, name: str) -> tuple[dict[str, Any], dict[str, Any], int]:
+    def _run(self, name: str, on: str = "") -> tuple[dict[str, Any], dict[str, Any], int]:
+        """A run's section, and its task's (or evaluation set ``on``'s) section and prompt tokens."""
         run = self.config["runs"][name]
-        task = self.config["tasks"][run["task"]]
+        task = self.config["tasks"][on or run["task"]]
         return run, task, PROMPT_TOKENS.get(task["source"], 200)
 
     def _generation(self, shape: memory.Shape, rows: int, prompt: int, new: int) -> memory.Estimate:
@@ -162,16 +165,16 @@ class JobCost:
         cost = self.attribute(name, think=not self.config["attribute"]["think"], curve=False)  # the other think mode
         return Cost(cost.gpu_hours, 0.0, cost.memory)
 
-    def evaluate(self, name: str) -> Cost:
-        _, task, prompt = self._run(name)
+    def evaluate(self, name: str, on: str = "") -> Cost:
+        _, task, prompt = self._run(name, on)
         ev = self.config["evaluate"]
         generated = task["n_eval"] * ev["n_samples"] * ev["max_new_tokens"]
         peak = self._generation(self.base, ev["batch_size"], prompt, ev["max_new_tokens"])
         return Cost(self.t.generation_hours(generated, self.base.params), generated * 4, peak)
 
-    def intervene(self, name: str) -> Cost:
+    def intervene(self, name: str, on: str = "") -> Cost:
         passes = 1 if self.config["evaluate"]["split_interventions"] else self.n_conditions  # one pass per condition
-        one = self.evaluate(name)
+        one = self.evaluate(name, on)
         return Cost(passes * one.gpu_hours, passes * one.disk, one.memory)
 
 
@@ -197,7 +200,7 @@ def plan_jobs(config: dict[str, Any], throughput: Throughput | None = None) -> p
         rows.append(
             {
                 "rule": job.rule,
-                "of": str(job.of),
+                "of": job.of + (f" on {job.task}" if job.task else ""),
                 "gpu": job.rule in GPU_RULES,
                 "gpu_hours": c.gpu_hours,
                 "disk_gb": c.disk / memory.GB,

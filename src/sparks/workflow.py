@@ -32,6 +32,7 @@ class Job(NamedTuple):
 
     rule: str
     of: str = ""
+    task: str = ""  # the evaluation set of an evaluate, intervene or merge job on a run's other set (evaluate_on)
 
 
 # CPU cores per job where one is not enough: training takes CPUS_PER_GPU per GPU (data loading,
@@ -383,10 +384,12 @@ class Workflow:
                 jobs += [Job("teacher_traces", run)] * ("teacher_traces" in training_method(settings["method"]).inputs)
             jobs += [Job("style_pairs", run)] * (pairs_kind(config["attribute"], settings["task"]) == "style")
             jobs += [Job("attribute", run)] * len(steps) + [Job("attribute_think", run)] * len(compared)
-            sets = len(eval_sets(config, run))  # one evaluate job per checkpoint and evaluation set
-            jobs += [Job("think_modes", run)] * bool(compared) + [Job("evaluate", run)] * len(steps) * sets
-            jobs += [Job("intervene", run)] * (len(self.conditions) if self.split_interventions else 1) * sets
-            jobs += [Job("merge_interventions", run)] * self.split_interventions * sets
+            jobs += [Job("think_modes", run)] * bool(compared)
+            for i, task in enumerate(eval_sets(config, run)):  # per evaluation set: the run's own task, then the others
+                on = "" if i == 0 else task
+                jobs += [Job("evaluate", run, on)] * len(steps)
+                jobs += [Job("intervene", run, on)] * (len(self.conditions) if self.split_interventions else 1)
+                jobs += [Job("merge_interventions", run, on)] * self.split_interventions
             jobs += [Job(rule, run) for rule in ("aggregate", "failures", "plot")]
         for group in config["claim_groups"]:
             jobs += [Job("replicates", group), Job("claims", group)]
