@@ -15,7 +15,7 @@ rule evaluate:
         **resources_of("evaluate"),
     params:
         config=CONFIG_FILE,
-        settings=WF.settings("evaluate", ignore=("split_interventions",)),
+        settings=WF.evaluate_settings(),
         prompt=WF.prompt,
         generation=WF.generation,
         outputs=out_flags,
@@ -41,7 +41,7 @@ rule intervene:
         **resources_of("intervene"),
     params:
         config=CONFIG_FILE,
-        settings=WF.settings("evaluate", ignore=("split_interventions",)),
+        settings=WF.evaluate_settings(),
         prompt=WF.prompt,
         inputs=flags,
         outputs=out_flags,

@@ -183,3 +183,14 @@ def test_training_memory_holds_gradients_beside_activations_only_when_accumulati
     assert accumulated.total == pytest.approx(once.total + shape.params * memory.FLOAT32)  # plus the gradients
     sharded = memory.training(shape, 4, 256, gpus=4, strategy="zero3", accumulation=8)
     assert sharded.terms["weights"] == once.terms["weights"] / 4 and sharded.terms["activations"] == activations
+
+
+def test_a_smoke_test_may_evaluate_shorter_than_it_trains():
+    """evaluate.short_generation_ok accepts short generations on purpose (config/hub_shaped_cpu.yaml);
+    a model asked to read past its context is refused all the same."""
+    config = load_config(REPO / "config" / "qwen-math-1.5b_openr1_sft.yaml")
+    config["evaluate"] = {**config["evaluate"], "max_new_tokens": 2048, "short_generation_ok": True}
+    check_fits(config)
+    config["evaluate"]["max_new_tokens"] = 8192
+    with pytest.raises(ConfigError, match="reads 4096 tokens at most"):
+        check_fits(config)

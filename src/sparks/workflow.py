@@ -110,6 +110,11 @@ class Workflow:
 
         return section
 
+    def evaluate_settings(self) -> Callable[[Any], str]:
+        """The evaluate section as a sampling job's param, without the keys that decide only how
+        jobs are split or which configs are accepted."""
+        return self.settings("evaluate", ignore=("split_interventions", "short_generation_ok"))
+
     def model_settings(self, wildcards: Any) -> str:
         """A prepared model's settings (its section, its pre-training seed), as :meth:`settings`;
         the base replicates list (base.seeds) is left out: adding a seed re-runs no other base."""
