@@ -113,3 +113,10 @@ def test_settings_defaults_match_the_schema(raw_config):
     from sparks.config import check_config
 
     assert FailureSettings.from_config(check_config(raw_config)) == FailureSettings.defaults()
+
+
+def test_a_multiple_choice_answer_is_judged_by_its_sets_checker():
+    """A wrong GPQA letter is a wrong answer, not a format failure (the math checker reads no letter)."""
+    text = "<think>The energy is larger.</think>\nAnswer: C"
+    assert classify("Which?", text, "B", False, 40, 500, synthetic=False, source="math").category == "format"
+    assert classify("Which?", text, "B", False, 40, 500, synthetic=False, source="gpqa").category != "format"

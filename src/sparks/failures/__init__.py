@@ -42,8 +42,9 @@ def failures_stage(
     columns = [*SAMPLE_KEYS, "difficulty", "sample_id", "k", "correct", "n_tokens", "completion"]
     samples = pl.concat([evals.select(columns), interventions.select(columns)])
     settings = FailureSettings.from_config(config)
-    synthetic = config["tasks"][task]["source"] == "synthetic"
-    table = failure_table(samples, eval_problems(problems_path), config["evaluate"]["max_new_tokens"], synthetic, settings)
+    source = config["tasks"][task]["source"]
+    max_new = config["evaluate"]["max_new_tokens"]
+    table = failure_table(samples, eval_problems(problems_path), max_new, source == "synthetic", settings, source)
     tables = {
         "failures": table,
         "failure_changes": change_table(table, list(info.steps), seed=config["seed"]),

@@ -19,10 +19,15 @@ CONDITION = ("origin", "step", "kind", "heads_from", "alpha", "difficulty")  # a
 
 
 def failure_table(
-    samples: pl.DataFrame, problems: pl.DataFrame, max_new_tokens: int, synthetic: bool, settings: FailureSettings
+    samples: pl.DataFrame,
+    problems: pl.DataFrame,
+    max_new_tokens: int,
+    synthetic: bool,
+    settings: FailureSettings,
+    source: str | None = None,
 ) -> pl.DataFrame:
     """Classify every sample. ``samples`` has the condition columns (SAMPLE_KEYS) and the eval
-    columns; ``problems`` gives each problem's question and answer."""
+    columns; ``problems`` gives each problem's question and answer; ``source``: the task's."""
     questions = problems.select(pl.col("problem_id").alias("sample_id"), "question", pl.col("answer").alias("expected"))
     joined = samples.join(questions, on="sample_id", how="left")
     missing = joined.filter(pl.col("question").is_null())
@@ -32,7 +37,15 @@ def failure_table(
         )
     rows = [
         classify(
-            r["question"], r["completion"], str(r["expected"]), r["correct"], r["n_tokens"], max_new_tokens, synthetic, settings
+            r["question"],
+            r["completion"],
+            str(r["expected"]),
+            r["correct"],
+            r["n_tokens"],
+            max_new_tokens,
+            synthetic,
+            settings,
+            source,
         )
         for r in joined.iter_rows(named=True)
     ]

@@ -123,9 +123,11 @@ def classify(
     max_new_tokens: int,
     synthetic: bool,
     settings: FailureSettings | None = None,
+    source: str | None = None,
 ) -> Failure:
     """The category of one sample, from its text (see the module docstring); never raises.
-    ``settings`` default to the schema's."""
+    ``settings`` default to the schema's; ``source``: the task's, whose answer checker judges the
+    format (default: synthetic or math)."""
     from sparks.data.answers import answer_checker
 
     settings = settings or _default_settings()
@@ -147,7 +149,7 @@ def classify(
         category = "loop"
     elif n_tokens >= max_new_tokens:
         category = "truncated"
-    elif not closed or answer_checker("synthetic" if synthetic else "math").extract(text) is None:
+    elif not closed or answer_checker(source or ("synthetic" if synthetic else "math")).extract(text) is None:
         category = "format"
     elif first_bad is not None:
         category = "calculation_error"
