@@ -32,6 +32,11 @@ DELTA_ELEMENTS = 1 << 26
 FAITHFULNESS_ELEMENTS = 1 << 27
 
 
+class UnknownShape(ValueError):
+    """A model whose shape cannot be read here: no local config.json, not a known hub model and
+    not in the local Hugging Face cache (sparks.plan then checks nothing of it)."""
+
+
 @dataclass(frozen=True)
 class Shape:
     """What memory depends on in a decoder's config.json."""
@@ -142,7 +147,7 @@ def model_shape(section: dict[str, Any]) -> Shape:
     cached = try_to_load_from_cache(source, "config.json", revision=section.get("revision"))
     if isinstance(cached, str):  # a hub model downloaded once (huggingface-cli download)
         return Shape.of_config(json.loads(Path(cached).read_text()))
-    raise ValueError(
+    raise UnknownShape(
         f"no shape known for model {source!r}: give a local folder with config.json (or add it to sparks.memory.KNOWN_SHAPES)"
     )
 

@@ -23,7 +23,7 @@ from sparks.memory import model_shape
 from sparks.methods import training_method
 from sparks.model.graph import Graph
 from sparks.sources import check_model_type
-from sparks.workflow import GPU_RULES, RESOURCES_OF, Job, Workflow
+from sparks.workflow import GPU_RULES, RESOURCES_OF, Job, Workflow, resources
 
 
 @dataclass(frozen=True)
@@ -195,8 +195,8 @@ def plan_jobs(config: dict[str, Any], throughput: Throughput | None = None) -> p
     rows = []
     for job in graph.jobs():
         c = cost(job)
-        limits = config["resources"][RESOURCES_OF.get(job.rule, job.rule)]
-        gpus = limits.get("gpus", 1) if job.rule == "train" else 1
+        section = RESOURCES_OF.get(job.rule, job.rule)  # the resources.<section> the job takes
+        job_resources = resources(config, job.rule)
         rows.append(
             {
                 "rule": job.rule,
@@ -204,11 +204,12 @@ def plan_jobs(config: dict[str, Any], throughput: Throughput | None = None) -> p
                 "gpu": job.rule in GPU_RULES,
                 "gpu_hours": c.gpu_hours,
                 "disk_gb": c.disk / memory.GB,
-                "minutes": c.gpu_hours * 60 / gpus,
-                "runtime_limit": limits["runtime"],
+                "minutes": c.gpu_hours * 60 / job_resources.get("gpu", 1),  # GPU-hours over the job's GPUs
+                "runtime_limit": job_resources["runtime"],
                 "peak_gb": None if c.memory is None else c.memory.total / memory.GB,
                 "largest_term": None if c.memory is None else c.memory.largest(),
-                "gpu_mem_gb": float(limits["gpu_mem_gb"]) if job.rule in GPU_RULES else None,
+                "gpu_mem_gb": float(config["resources"][section]["gpu_mem_gb"]) if job.rule in GPU_RULES else None,
+                "resources": section,
             }
         )
     return pl.DataFrame(rows, schema=JOB_SCHEMA)
@@ -225,6 +226,7 @@ JOB_SCHEMA = {
     "peak_gb": pl.Float64,
     "largest_term": pl.String,
     "gpu_mem_gb": pl.Float64,
+    "resources": pl.String,  # the config section of the job's limits (resources.<resources>)
 }
 
 
@@ -255,14 +257,14 @@ def over_limits(jobs: pl.DataFrame) -> list[str]:
     for row in jobs.filter(pl.col("minutes") > pl.col("runtime_limit")).iter_rows(named=True):
         lines.append(
             f"{row['rule']} job of {row['of']} takes about {row['minutes']:.0f} min against a limit of "
-            f"{row['runtime_limit']}: raise resources.{RESOURCES_OF.get(row['rule'], row['rule'])}.runtime"
+            f"{row['runtime_limit']}: raise resources.{row['resources']}.runtime"
             + (" or set evaluate.split_interventions: true" if row["rule"] == "intervene" else "")
             + (" or resources.train.gpus" if row["rule"] == "train" else "")
         )
     for row in jobs.filter(pl.col("peak_gb") > pl.col("gpu_mem_gb")).iter_rows(named=True):
         lines.append(
             f"{row['rule']} job of {row['of']} needs about {row['peak_gb']:.0f} GB of GPU memory (most: "
-            f"{row['largest_term']}) against resources.{RESOURCES_OF.get(row['rule'], row['rule'])}.gpu_mem_gb = "
+            f"{row['largest_term']}) against resources.{row['resources']}.gpu_mem_gb = "
             f"{row['gpu_mem_gb']:g}: {SHRINK[row['rule']]}"
         )
     return [f"{line} ({lines.count(line)} jobs)" if lines.count(line) > 1 else line for line in dict.fromkeys(lines)]
@@ -286,9 +288,7 @@ def check_fits(config: dict[str, Any]) -> None:
     not checked: a warning says so."""
     try:
         jobs = plan_jobs(config)
-    except ValueError as err:
-        if "no shape known" not in str(err):
-            raise
+    except memory.UnknownShape as err:
         log.warning("memory and time not checked: %s", err)
         return
     base = config["base"]["source"]
@@ -310,10 +310,11 @@ def length_problems(config: dict[str, Any]) -> list[str]:
     trained to write (long correct answers would count as truncated)."""
     lines = []
     new = config["evaluate"]["max_new_tokens"]
+    base = {config["base"]["source"]: model_shape(config["base"])}
     for name, run in config["runs"].items():
         task = config["tasks"][run["task"]]
         prompt = PROMPT_TOKENS.get(task["source"], 200)
-        models = {config["base"]["source"]: model_shape(config["base"])}
+        models = dict(base)
         if run["method"] == registry.GIVEN:
             from sparks.sources import given_checkpoints
 

@@ -51,7 +51,7 @@ def resources(config: Mapping[str, Any], rule: str) -> dict[str, int]:
     job = config["resources"][RESOURCES_OF.get(rule, rule)]
     gpus = job.get("gpus", 1) if rule == "train" else int(rule in GPU_RULES)
     cpus = CPUS_PER_GPU * gpus if rule == "train" or rule in GENERATING_RULES else 1
-    out = {"mem_mb": job["mem_mb"] * max(1, gpus if rule == "train" else 1), "runtime": job["runtime"]}
+    out = {"mem_mb": job["mem_mb"] * (gpus if rule == "train" else 1), "runtime": job["runtime"]}
     out["cpus_per_task"] = job.get("cpus") or cpus
     if rule in GPU_RULES:
         out["gpu"] = gpus
