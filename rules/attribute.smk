@@ -44,6 +44,29 @@ rule attribute_think:
         "--task {wildcards.task} --pairs {input.pairs} --think {wildcards.mode} {params.outputs} > {log} 2>&1"
 
 
+rule attribute_style:
+    input:
+        manifest=layout.manifest(),
+        pairs=layout.style_pairs(),
+    output:
+        **layout.tables(layout.style_attribution, layout.ATTRIBUTION),
+    log:
+        layout.log("attribute_style", "{run}", "{step}", "{task}"),
+    benchmark:
+        layout.timing("attribute_style", "{run}", "{step}", "{task}")
+    conda:
+        "../envs/sparks.yaml"
+    resources:
+        **resources_of("attribute_style"),
+    params:
+        config=CONFIG_FILE,
+        settings=WF.settings("attribute", ignore=("compare_think_at",)),
+        outputs=out_flags,
+    shell:
+        "sparks attribute --config {params.config} --manifest {input.manifest} --step {wildcards.step} "
+        "--task {wildcards.task} --pairs {input.pairs} --think on {params.outputs} > {log} 2>&1"
+
+
 rule style_pairs:
     input:
         manifest=layout.manifest(),

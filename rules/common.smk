@@ -69,6 +69,7 @@ wildcard_constraints:
     task="|".join(config["tasks"]),
     step=r"\d+",
     mode="on|off",
+    role=r"base|teacher|base-b\d+",
     condition="|".join(re.escape(c) for c in WF.conditions),
 
 

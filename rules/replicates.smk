@@ -26,6 +26,28 @@ rule replicates:
         "{params.inputs} {params.outputs} > {log} 2>&1"
 
 
+rule policy_comparison:
+    input:
+        unpack(WF.policy_inputs),
+    output:
+        layout.policies("policy_comparison"),
+    log:
+        layout.log("policy_comparison", "{group}", "{task}"),
+    benchmark:
+        layout.timing("policy_comparison", "{group}", "{task}")
+    conda:
+        "../envs/sparks.yaml"
+    resources:
+        **resources_of("policy_comparison"),
+    params:
+        config=CONFIG_FILE,
+        settings=WF.settings("runs"),
+        inputs=flags,
+    shell:
+        "sparks policy-comparison --config {params.config} --run {wildcards.group} --task {wildcards.task} "
+        "{params.inputs} --out {output} > {log} 2>&1"
+
+
 rule claims:
     input:
         unpack(WF.claims_inputs),

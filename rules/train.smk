@@ -25,6 +25,27 @@ checkpoint train:
         "{params.outputs} > {log} 2>&1"
 
 
+rule head_policy:
+    input:
+        unpack(WF.head_policy_inputs),
+    output:
+        layout.head_policy(),
+    log:
+        layout.log("head_policy", "{run}"),
+    benchmark:
+        layout.timing("head_policy", "{run}")
+    conda:
+        "../envs/sparks.yaml"
+    resources:
+        **resources_of("head_policy"),
+    params:
+        config=CONFIG_FILE,
+        settings=WF.settings("runs", "{run}", "heads"),
+        inputs=flags,
+    shell:
+        "sparks head-policy --config {params.config} --run {wildcards.run} {params.inputs} --out {output} > {log} 2>&1"
+
+
 rule teacher_traces:
     input:
         unpack(WF.teacher_inputs),

@@ -15,7 +15,7 @@ from sparks.config import ConfigError, check_config
 from sparks.manifest import read_manifest
 from sparks.prepare import prepare_data
 from sparks.train import train_run
-from sparks.train.heads import restrict_updates
+from sparks.train.heads import HeadPolicy, restrict_updates
 from sparks.train.teacher import sample_teacher_traces
 from sparks.types import HeadId, parse_heads
 
@@ -146,47 +146,138 @@ def problems(tmp_path_factory, head_config, tiny_model_dir):
     return out / "problems.parquet"
 
 
-@pytest.mark.parametrize("run", ["sft", "grpo", "distill"])
-def test_train_heads_run_changes_only_its_heads_in_every_checkpoint(run, head_config, problems, tiny_model_dir, tmp_path, caplog):
-    import logging
+WEIGHT = 1e4  # anchor weight of the anchored runs: the penalty of the tiny model's heads is ~1e-4
+FROZEN = ["a1.h2", "a1.h3", "a0.h1"]  # a1's KV head 1 (heads 2-3) frozen whole; a0's KV head 0 still trains
 
-    from safetensors.torch import load_file
 
+def _train(run, head_config, problems, tiny_model_dir, out, policy=None):
+    """Train ``run`` of ``head_config`` into ``out`` (distill: self-distillation, sampled first);
+    returns its manifest and train_log."""
     from sparks.tables import read_table
 
     traces = None
     if run == "distill":  # self-distillation: the run's base is its teacher
-        traces = sample_teacher_traces(head_config, run, problems, tiny_model_dir, tmp_path / "traces.parquet")
+        traces = sample_teacher_traces(head_config, run, problems, tiny_model_dir, out / "traces.parquet")
         assert read_table(traces, "teacher_traces")["teacher"].unique().to_list() == [str(tiny_model_dir)]
         head_config = copy.deepcopy(head_config)
         head_config["runs"][run]["distill"]["only_correct"] = False
-    out = tmp_path / run
-    caplog.set_level(logging.INFO, logger="sparks.train.heads")
-    manifest = read_manifest(
-        train_run(head_config, run, tiny_model_dir, problems, out / "checkpoints.json", out / "train_log.parquet", traces)
+    manifest = train_run(
+        head_config, run, tiny_model_dir, problems, out / "checkpoints.json", out / "train_log.parquet", traces, policy
     )
+    return read_manifest(manifest), read_table(out / "train_log.parquet", "train_log")
+
+
+@pytest.mark.parametrize("how", ["train_heads", "freeze"])
+@pytest.mark.parametrize("run", ["sft", "grpo", "distill"])
+def test_head_policy_run_changes_only_what_it_may_in_every_checkpoint(
+    run, how, head_config, problems, tiny_model_dir, tmp_path, caplog
+):
+    """train_heads (the config key): only the named heads' q rows and o columns move. A freeze
+    policy: the frozen heads' slices (and a KV head whose whole group is frozen) stay bit-identical
+    to step 0, and everything else moves."""
+    import logging
+
+    from safetensors.torch import load_file
+
+    caplog.set_level(logging.INFO, logger="sparks.train.heads")
+    policy = HeadPolicy(freeze=tuple(FROZEN)) if how == "freeze" else None
+    manifest, log = _train(run, head_config, problems, tiny_model_dir, tmp_path / run, policy)
     assert manifest.steps == (0, 2, 4)
-    assert f"runs.{run}.train_heads = a1.h2, a0.h1: 1040 of " in caplog.text  # 2 x (8 q rows + 8 biases + 8 o columns) x 32 wide
+    if how == "freeze":
+        assert f"runs.{run}.heads: freeze a1.h2, a1.h3, a0.h1: " in caplog.text
+    else:  # 2 x (8 q rows + 8 biases + 8 o columns) x 32 wide
+        assert f"runs.{run}.train_heads: train only a1.h2, a0.h1: 1040 of " in caplog.text
+    assert log["anchor"].is_null().all()  # no anchor
+    heads, train = (FROZEN, False) if how == "freeze" else (["a1.h2", "a0.h1"], True)
     start = load_file(manifest.checkpoint(0) / "model.safetensors")
-    log = read_table(out / "train_log.parquet", "train_log")
     for step in (2, 4):
         weights = load_file(manifest.checkpoint(step) / "model.safetensors")
         assert weights.keys() == start.keys()
         signal = log.filter(pl.col("step") <= step)["frac_reward_zero_std"].min() < 1 if run == "grpo" else True
         if signal:  # GRPO learns only from groups whose rewards differ
-            assert_restricted(start, weights, ["a1.h2", "a0.h1"], n_heads=4, n_kv=2, train=True)
+            assert_restricted(start, weights, heads, n_heads=4, n_kv=2, train=train)
         else:
             assert all(torch.equal(weights[k], v) for k, v in start.items())
 
 
-def test_train_heads_with_weight_decay_is_refused_at_train_time(head_config, problems, tiny_model_dir, tmp_path):
-    """The config check refuses trainer.weight_decay; the train stage checks the trainer it built too."""
-    from sparks.train.heads import restrict_trainer
+def _anchor_distance(manifest, step: int, heads: list[str]) -> float:
+    """The anchor penalty of checkpoint ``step`` against step 0 on a fixed batch of random tokens."""
+    from transformers import AutoModelForCausalLM
+
+    from sparks.train.anchor import ActivationAnchor
+
+    start, model = (AutoModelForCausalLM.from_pretrained(manifest.checkpoint(s)) for s in (0, step))
+    anchor = ActivationAnchor(model, heads, reference=start.eval())
+    ids = torch.randint(0, model.config.vocab_size, (8, 24), generator=torch.Generator().manual_seed(5))
+    model.train()
+    model(input_ids=ids)
+    return anchor.take().item()
+
+
+def test_an_anchored_sft_run_logs_its_penalty_and_keeps_the_heads_near_the_start(
+    head_config, problems, tiny_model_dir, tmp_path, monkeypatch
+):
+    """Weight 0 installs nothing (anchor null in train_log); a large weight logs the penalty, the
+    mean of its micro-batches' (2 per step here), 0 at step 1 (nothing has moved yet) and > 0 after,
+    and leaves the anchored heads' outputs closer to step 0's than the same run without it."""
+    from sparks.train.anchor import ActivationAnchor
+
+    heads = ["a1.h0", "a1.h3"]
+    config = copy.deepcopy(head_config)
+    config["runs"]["sft"].update(micro_batch_size=4, max_steps=4, save_steps=4)  # 2 micro-batches per step
+    taken = []
+    take = ActivationAnchor.take
+
+    def spy(self):
+        penalty = take(self)
+        if penalty is not None:
+            taken.append(penalty.item())
+        return penalty
+
+    monkeypatch.setattr(ActivationAnchor, "take", spy)
+    manifests, logs = {}, {}
+    for weight in (0.0, WEIGHT):
+        policy = HeadPolicy(anchor=tuple(heads), anchor_weight=weight)
+        manifests[weight], logs[weight] = _train("sft", config, problems, tiny_model_dir, tmp_path / str(weight), policy)
+    monkeypatch.undo()
+    assert logs[0.0]["anchor"].is_null().all() and len(taken) == 8  # weight 0: no anchor; then 4 steps x 2
+    anchored = logs[WEIGHT].sort("step")
+    assert anchored["step"].to_list() == [1, 2, 3, 4]
+    assert anchored["anchor"].to_list() == pytest.approx([(a + b) / 2 for a, b in zip(taken[::2], taken[1::2])])
+    assert anchored["anchor"][0] == 0.0 and (anchored["anchor"][1:] > 0).all()
+    distances = {weight: _anchor_distance(manifest, 4, heads) for weight, manifest in manifests.items()}
+    assert distances[WEIGHT] < distances[0.0] / 2
+
+
+def test_an_anchored_grpo_run_logs_its_penalty(head_config, problems, tiny_model_dir, tmp_path):
+    """The anchor runs in GRPO's loss passes only (not its generation), 0 until the policy moves."""
+    from safetensors.torch import load_file
+
+    config = copy.deepcopy(head_config)
+    config["runs"]["grpo"].update(max_steps=6, save_steps=6)
+    policy = HeadPolicy(freeze=("a0.h0",), anchor=("a1.h1",), anchor_weight=WEIGHT)
+    manifest, log = _train("grpo", config, problems, tiny_model_dir, tmp_path, policy)
+    assert log.height == 6 and log["anchor"].is_not_null().all() and log["anchor"][0] == 0.0
+    moved = log.filter(pl.col("step") < 6)["frac_reward_zero_std"].min() < 1  # a step with signal before the last
+    assert (log["anchor"][-1] > 0) == moved
+    start, end = (load_file(manifest.checkpoint(step) / "model.safetensors") for step in (0, 6))
+    for name, old in start.items():  # the anchor's gradient does not reach the frozen head
+        free = movable(name, old.shape, parse_heads(["a0.h0"], "heads"), n_heads=4, n_kv=2, train=False)
+        assert torch.equal(end[name][~free], old[~free]), name
+
+
+def test_head_policies_with_weight_decay_are_refused_at_train_time():
+    """The config check refuses trainer.weight_decay; the train stage checks the trainer it built too
+    (an anchor alone restricts nothing, so it has no reason to refuse)."""
+    from sparks.train.heads import apply_head_policy, restrict_trainer
 
     class Trainer:
         args = type("Args", (), {"weight_decay": 0.01})()
 
-    with pytest.raises(ValueError, match=r"runs.sft.train_heads with weight_decay = 0.01: .*remove weight_decay"):
+    for policy in (HeadPolicy(train_only=("a0.h1",)), HeadPolicy(freeze=("a0.h1",), anchor=("a1.h0",), anchor_weight=1.0)):
+        with pytest.raises(ValueError, match=r"^runs.sft.heads with weight_decay = 0.01: .*remove weight_decay"):
+            apply_head_policy(Trainer(), policy, "runs.sft.heads")
+    with pytest.raises(ValueError, match=r"^runs.sft.train_heads with weight_decay = 0.01: .*remove weight_decay"):
         restrict_trainer(Trainer(), ["a0.h1"], "runs.sft.train_heads")
     assert restrict_trainer(Trainer(), None, "runs.sft.train_heads") is None
 

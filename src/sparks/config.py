@@ -261,6 +261,7 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 f"use some of: {', '.join(config['tasks'])}"
             )
         _check_train_heads(name, run, config, source)
+        _check_head_policy(name, run, config, source)
         if (run["method"] == registry.GIVEN) != (run["checkpoints"] is not None):
             raise ConfigError(
                 f"config key runs.{name}.checkpoints in {source}: "
@@ -332,6 +333,44 @@ def pairs_kind(attribute: dict[str, Any], task: str) -> str:
     return pairs if isinstance(pairs, str) else pairs.get(task, "operand")
 
 
+def compares_pairs(config: dict[str, Any], run: str) -> bool:
+    """Whether ``run`` (a replicate: its replicated run) is also scored on style pairs (attribute.compare_pairs)."""
+    settings = config["runs"][run]
+    return (settings.get("replicate_of") or run) in config["attribute"]["compare_pairs"]
+
+
+POLICIES = ("freeze", "train_only", "anchor")
+
+
+def head_sets(run: dict[str, Any]) -> dict[str, list[str] | dict[str, Any]]:
+    """The head set each policy of a run's ``heads`` section names (policies it does not set left out)."""
+    heads = run["heads"] or {}
+    return {p: heads[p]["heads"] if p == "anchor" else heads[p] for p in POLICIES if heads.get(p) is not None}
+
+
+def describe(spec: list[str] | dict[str, Any]) -> str:
+    """A head set as the config spells it: ``a1.h3 a2.h0`` or ``emergent_of: sft``."""
+    if isinstance(spec, list):
+        return " ".join(spec)
+    ((key, value),) = spec.items()
+    return f"{key}: {value}"
+
+
+def paired_run(config: dict[str, Any], run: str, ref: str) -> str:
+    """The run whose tables a reference to run ``ref`` reads for policy run ``run`` (an expanded
+    config): ``ref`` itself, or for a replicated ``ref`` its replicate with ``run``'s seed."""
+    if ref not in config["replicates"]:
+        return ref
+    group = config["runs"][run]["replicate_of"]
+    twin = ref + run[len(group) :] if group is not None else None
+    if twin not in config["replicates"][ref]:
+        raise ConfigError(
+            f"config key runs.{group or run}.heads names run {ref!r}, whose replicates {config['replicates'][ref]} "
+            f"do not pair with {run!r} by seed; give both the same seeds, or use robust_of: {ref}"
+        )
+    return twin
+
+
 def eval_sets(config: dict[str, Any], run: str) -> list[str]:
     """The tasks whose evaluation problems a run's checkpoints answer: its own task first (the
     one its circuits, failure anatomy and report section are about), then ``runs.<name>.evaluate_on``."""
@@ -374,6 +413,79 @@ def _check_trainer(name: str, run: dict[str, Any], source: str) -> None:
                 f"config key runs.{name}.trainer.{key} in {source} is not a field of TRL's {cls.__name__}"
                 + (f"; did you mean {', '.join(close)}?" if close else "; see its documentation for the fields")
             )
+
+
+def _check_head_policy(name: str, run: dict[str, Any], config: dict[str, Any], source: str) -> None:
+    """``runs.<name>.heads``: a training run's, not with train_heads, freeze or train_only (not
+    both), literal heads in the embedded base's shape, references to other runs that exist (a
+    replicated one for robust_of) and lead back to none of its own; no weight decay."""
+    from sparks.types import check_heads, parse_heads
+
+    key = f"config key runs.{name}.heads in {source}"
+    policy = run["heads"]
+    if policy is None:
+        return
+    if run["method"] == registry.GIVEN or run["train_heads"] is not None:
+        raise ConfigError(
+            f"{key}: "
+            + (
+                "a models run trains nothing"
+                if run["method"] == registry.GIVEN
+                else "give train_heads or heads.train_only, not both"
+            )
+            + "; remove it"
+        )
+    if policy.get("freeze") is not None and policy.get("train_only") is not None:
+        raise ConfigError(
+            f"{key} sets both freeze and train_only; give one (freeze keeps its heads, train_only trains only its heads)"
+        )
+    if (policy.get("freeze") is not None or policy.get("train_only") is not None) and run["trainer"].get("weight_decay"):
+        raise ConfigError(f"{key}: AdamW would decay the frozen heads' slices of q_proj/o_proj; remove trainer.weight_decay")
+    plain = policy.get("compare_to")
+    if plain is not None and (plain not in config["runs"] or plain == name or config["runs"][plain].get("heads")):
+        raise ConfigError(f"{key}: compare_to names {plain!r}, which is not another run without heads under runs")
+    for part, spec in policy.items():
+        if part == "compare_to" or spec is None:
+            continue
+        spec = spec["heads"] if part == "anchor" else spec
+        if isinstance(spec, list):
+            try:
+                heads = parse_heads(spec, f"runs.{name}.heads.{part}")
+                if config["base"]["source"] == "embedded":
+                    check_heads(
+                        heads,
+                        config["base"]["shape"]["n_layers"],
+                        config["base"]["shape"]["n_heads"],
+                        f"runs.{name}.heads.{part}",
+                    )
+            except ValueError as err:
+                raise ConfigError(f"config key {err} (in {source})") from None
+            continue
+        ((ref_key, ref),) = spec.items()
+        if ref_key == "calculation_heads":
+            continue
+        if ref not in config["runs"] or ref == name:
+            raise ConfigError(
+                f"{key}: {part} names {ref_key}: {ref!r}, which is not another run under runs; use one of: "
+                + ", ".join(r for r in config["runs"] if r != name)
+            )
+        if ref_key == "robust_of" and config["runs"][ref]["seeds"] is None and config["base"]["seeds"] is None:
+            raise ConfigError(f"{key}: robust_of: {ref!r} needs a replicated run (runs.{ref}.seeds); use emergent_of: {ref}")
+    seen, todo = set(), [name]
+    while todo:  # the runs this policy waits for, and theirs: none may be this run
+        current = todo.pop()
+        for part, spec in (config["runs"][current]["heads"] or {}).items():
+            if part == "compare_to" or spec is None:
+                continue
+            spec = spec["heads"] if part == "anchor" else spec
+            ref = next(iter(spec.values())) if isinstance(spec, dict) and "calculation_heads" not in spec else None
+            if ref == name:
+                raise ConfigError(
+                    f"{key}: its head sets lead back to run {name!r} through {current!r}; a run cannot wait for itself"
+                )
+            if ref in config["runs"] and ref not in seen:  # an unknown run is refused where it is named
+                seen.add(ref)
+                todo.append(ref)
 
 
 def _check_difficulties(key: str, names: list[str] | None, task_name: str, task: dict[str, Any]) -> None:
@@ -441,6 +553,7 @@ def _check_stage_settings(config: dict[str, Any], source: str) -> None:
     for name, task in config["tasks"].items():
         _check_difficulties("attribute.difficulties", config["attribute"]["difficulties"], name, task)
     _check_intervened_heads(config, source)
+    _check_compared_pairs(config, source)
     pairs = config["attribute"]["pairs"]
     unknown = sorted(set(pairs) - set(config["tasks"])) if isinstance(pairs, dict) else []
     if unknown:
@@ -448,6 +561,19 @@ def _check_stage_settings(config: dict[str, Any], source: str) -> None:
             f"config key attribute.pairs names task {unknown[0]!r}, which is not under tasks in {source}; "
             f"use some of: {', '.join(config['tasks'])}"
         )
+
+
+def _check_compared_pairs(config: dict[str, Any], source: str) -> None:
+    for name in config["attribute"]["compare_pairs"]:
+        key = f"config key attribute.compare_pairs in {source}"
+        if name not in config["runs"]:
+            raise ConfigError(f"{key} names run {name!r}, which is not under runs; use some of: {', '.join(config['runs'])}")
+        task = config["runs"][name]["task"]
+        if pairs_kind(config["attribute"], task) != "operand":
+            raise ConfigError(
+                f"{key} names run {name!r}, whose circuits on {task!r} are already style pairs (attribute.pairs); "
+                "compare_pairs scores operand-pair circuits on style pairs too: remove it there"
+            )
 
 
 class Section:

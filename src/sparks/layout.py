@@ -30,6 +30,10 @@ CIRCUITS = (
 )  # the aggregate stage's
 FAILURES = ("failures", "failure_changes", "failure_shares")  # the failures stage's
 THINK_MODES = ("think_modes", "think_overlap")  # the think-modes step of the aggregate stage
+PAIR_KINDS = ("pair_kinds",)
+POLICIES = (
+    "policy_comparison",
+)  # a head policy's replicates against its plain run's (runs.<name>.heads.compare_to)  # emergence calls on operand vs style pairs (attribute.compare_pairs)
 REPLICATES = (
     "replicate_heads",
     "replicate_jaccard",
@@ -87,6 +91,12 @@ def replicates(name: str, group: str = "{group}", task: str = "{task}", exp: str
     return f"{experiment(exp)}/replicates/{group}/{task}/{name}.parquet"
 
 
+def policies(name: str, group: str = "{group}", task: str = "{task}", exp: str = "{exp}") -> str:
+    """A table comparing a head-policy run with its plain run (one of POLICIES)."""
+    _check(name, POLICIES)
+    return f"{experiment(exp)}/policies/{group}/{task}/{name}.parquet"
+
+
 def manifest(run: str = "{run}", exp: str = "{exp}") -> str:
     """A run's checkpoints.json; its checkpoint folders lie beside it."""
     return f"{experiment(exp)}/runs/{run}/checkpoints.json"
@@ -100,6 +110,21 @@ def accelerate_config(run: str = "{run}", exp: str = "{exp}") -> str:
 def teacher_traces(run: str = "{run}", exp: str = "{exp}") -> str:
     """A distill run's teacher samples (one table per run: the sampling settings are the run's)."""
     return f"{experiment(exp)}/teacher_traces/{run}.parquet"
+
+
+def head_policy(run: str = "{run}", exp: str = "{exp}") -> str:
+    """A run's head policy resolved into heads (runs.<name>.heads), read by its train job."""
+    return f"{experiment(exp)}/head_policies/{run}.parquet"
+
+
+def calculation_heads(role: str = "{role}", task: str = "{task}", exp: str = "{exp}") -> str:
+    """Every head of a prepared model ablated in turn on a task: the calculation-error share it raises."""
+    return f"{experiment(exp)}/calculation_heads/{role}/{task}.parquet"
+
+
+def head_ablations(role: str = "{role}", task: str = "{task}", exp: str = "{exp}") -> str:
+    """A prepared model's samples on a task's eval problems with each head ablated alone (and unablated)."""
+    return f"{experiment(exp)}/calculation_heads/{role}/{task}_samples.parquet"
 
 
 def train_log(run: str = "{run}", exp: str = "{exp}") -> str:
@@ -129,9 +154,22 @@ def attribution_in_mode(kind: str, think: bool, main_think: bool, run: str, step
 
 
 def circuits(name: str, run: str = "{run}", task: str = "{task}", exp: str = "{exp}") -> str:
-    """A per-run aggregate table (one of CIRCUITS or THINK_MODES)."""
-    _check(name, CIRCUITS + THINK_MODES)
+    """A per-run aggregate table (one of CIRCUITS, THINK_MODES or PAIR_KINDS)."""
+    _check(name, CIRCUITS + THINK_MODES + PAIR_KINDS)
     return f"{experiment(exp)}/circuits/{run}/{task}/{name}.parquet"
+
+
+def style_attribution(kind: str, run: str = "{run}", step: int | str = "{step}", task: str = "{task}", exp: str = "{exp}") -> str:
+    """An attribute-stage table (one of ATTRIBUTION) of one checkpoint scored on the run's style
+    pairs, think on, beside its operand-pair circuits (attribute.compare_pairs)."""
+    _check(kind, ATTRIBUTION)
+    return f"{experiment(exp)}/style/{kind}/{run}/{step}/{task}.parquet"
+
+
+def style_circuits(name: str, run: str = "{run}", task: str = "{task}", exp: str = "{exp}") -> str:
+    """An aggregate table (one of CIRCUITS) of a run's style-pair circuits (attribute.compare_pairs)."""
+    _check(name, CIRCUITS)
+    return f"{experiment(exp)}/style/circuits/{run}/{task}/{name}.parquet"
 
 
 def eval_samples(run: str = "{run}", step: int | str = "{step}", task: str = "{task}", exp: str = "{exp}") -> str:

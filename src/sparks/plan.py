@@ -141,7 +141,7 @@ class JobCost:
         peak = self._generation(self.base, self.config["evaluate"]["batch_size"], prompt, opening)
         return Cost(self.t.generation_hours(openings, self.base.params), 0.0, peak)
 
-    def attribute(self, name: str, think: bool | None = None, curve: bool = True) -> Cost:
+    def attribute(self, name: str, think: bool | None = None, curve: bool = True, style: bool | None = None) -> Cost:
         run, task, prompt = self._run(name)
         at = self.config["attribute"]
         think = at["think"] if think is None else think
@@ -150,7 +150,7 @@ class JobCost:
         if at["exact"] == "on":  # 2 forwards, then one of n_heads copies per layer (sparks.attribute.patching)
             exact = (2 + self.base.n_layers * self.base.n_heads) * min(pairs, at["exact_pairs"] or pairs) / pairs
         hours = self.t.compute_hours(2 * self.base.params * pairs * prompt * (2 + 3 * at["ig_steps"] + CURVE_POINTS + exact))
-        style = pairs_kind(at, run["task"]) == "style"  # the prompt and the opening sampled
+        style = pairs_kind(at, run["task"]) == "style" if style is None else style  # the prompt and the opening sampled
         tokens = prompt + at["style"]["opening_tokens"] + 1 if style else pair_tokens(task, prompt, think)
         batch = min(at["batch_size"], pairs)
         peak = memory.eap_ig(self.base, batch, tokens, at["ig_steps"], at["stack_ig_steps"])
@@ -164,6 +164,19 @@ class JobCost:
     def attribute_think(self, name: str) -> Cost:
         cost = self.attribute(name, think=not self.config["attribute"]["think"], curve=False)  # the other think mode
         return Cost(cost.gpu_hours, 0.0, cost.memory)
+
+    def head_ablations(self, role: str, task_name: str) -> Cost:
+        """The starting model evaluated once whole and once per head ablated alone (sparks.evaluate.ablations)."""
+        task = self.config["tasks"][task_name]
+        ev = self.config["evaluate"]
+        shape = self.base
+        passes = 1 + shape.n_layers * shape.n_heads
+        generated = passes * task["n_eval"] * ev["n_samples"] * ev["max_new_tokens"]
+        peak = self._generation(shape, ev["batch_size"], PROMPT_TOKENS.get(task["source"], 200), ev["max_new_tokens"])
+        return Cost(self.t.generation_hours(generated, shape.params), 0.0, peak)
+
+    def attribute_style(self, name: str) -> Cost:
+        return self.attribute(name, think=True, style=True)  # a compared run's style pairs (attribute.compare_pairs)
 
     def evaluate(self, name: str, on: str = "") -> Cost:
         _, task, prompt = self._run(name, on)
@@ -274,9 +287,11 @@ SHRINK = {  # what lowers each GPU rule's peak memory
     "train": "lower runs.<name>.micro_batch_size, set runs.<name>.gradient_checkpointing: true, or shard over "
     "resources.train.gpus with strategy zero3/fsdp",
     "teacher_traces": "lower distill.max_new_tokens or use a larger card",
+    "head_ablations": "lower evaluate.batch_size",
     "style_pairs": "lower evaluate.batch_size",
     "attribute": "set attribute.stack_ig_steps: false, lower attribute.batch_size or the task's max_pair_tokens",
     "attribute_think": "set attribute.stack_ig_steps: false, lower attribute.batch_size or the task's max_pair_tokens",
+    "attribute_style": "set attribute.stack_ig_steps: false, lower attribute.batch_size or attribute.style.opening_tokens",
     "evaluate": "lower evaluate.batch_size",
     "intervene": "lower evaluate.batch_size",
 }

@@ -120,6 +120,7 @@ SCHEMAS: dict[str, pl.Schema] = {
             "frac_reward_zero_std": pl.Float64,
             "mean_completion_length": pl.Float64,
             "mean_token_accuracy": pl.Float64,
+            "anchor": pl.Float64,  # activation-anchoring penalty, unweighted (sparks.train.anchor); null: no anchor
         }
     ),
     "heads": pl.Schema(
@@ -378,6 +379,30 @@ SCHEMAS: dict[str, pl.Schema] = {
             "pearson_high": pl.Float64,
         }
     ),
+    "head_policy": pl.Schema(
+        {
+            # one row per (policy, head) of a run's runs.<name>.heads, resolved (sparks.train.policy)
+            "policy": pl.String,  # freeze | train_only | anchor
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "head_set": pl.String,  # the set as the config names it: a1.h3 a2.h0, or emergent_of: sft
+            "weight": pl.Float64,  # the anchor's weight (null for freeze and train_only)
+        }
+    ),
+    "pair_kinds": pl.Schema(
+        {
+            # one row per head that either kind's cohorts hold (attribute.compare_pairs)
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "status_operand": pl.String,  # the head's cohort status on operand pairs (null: never active there)
+            "status_style": pl.String,  # and on style pairs, think on
+            "cohort_step_operand": pl.Int64,  # first step the emergence test calls it (null: not called)
+            "cohort_step_style": pl.Int64,
+            "called_operand": pl.Boolean,  # an emergence call (cohort_step not null) on operand pairs
+            "called_style": pl.Boolean,
+            "agree": pl.Boolean,  # called under both kinds or under neither
+        }
+    ),
     "think_overlap": pl.Schema(
         {
             # provenance "step" is the compared checkpoint
@@ -401,6 +426,24 @@ SCHEMAS: dict[str, pl.Schema] = {
             "n_correct": pl.Int64,
             "tokens": pl.Int64,  # generated tokens, all samples
             "tokens_per_correct": pl.Float64,  # tokens / n_correct (null when none is correct)
+        }
+    ),
+    "calculation_heads": pl.Schema(
+        {
+            # one row per head of a starting model and difficulty, plus its "all" row (sparks.failures.calculation);
+            # provenance "run": the model's role (base), "step" null
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "difficulty": pl.String,  # a task difficulty, or "all": every eval sample
+            "n_samples": pl.Int64,  # samples behind each share (the same with and without the ablation: paired)
+            "calc_share": pl.Float64,  # share of all samples classified calculation_error with the head ablated alone
+            "calc_share_base": pl.Float64,  # the same without ablation (same problems, same seed)
+            "calc_rise": pl.Float64,  # calc_share - calc_share_base
+            "accuracy": pl.Float64,  # share correct with the head ablated
+            "accuracy_base": pl.Float64,
+            "accuracy_change": pl.Float64,  # accuracy - accuracy_base
+            "rank": pl.Int64,  # the head's rank by calc_rise on its "all" row (1 = largest; ties: lower layer, head)
+            "selected": pl.Boolean,  # rank <= top_k and calc_rise > 0 on its "all" row (the same on every row of the head)
         }
     ),
     # The replicates stage (sparks.aggregate.replicates and .claims); provenance "run" is the
@@ -496,6 +539,29 @@ SCHEMAS: dict[str, pl.Schema] = {
             "detail": pl.String,
         }
     ),
+    "policy_comparison": pl.Schema(
+        {
+            # a head-policy run (runs.<name>.heads.compare_to) against its plain run, final checkpoints, replicates
+            # paired by seed, paired on problems (sparks.aggregate.policies); provenance "run": the policy run
+            "policy": pl.String,  # the head policy as the config names it, e.g. "freeze calculation_heads: 2"
+            "plain": pl.String,  # the plain run it is compared with (heads.compare_to)
+            # accuracy_{difficulty|all} | calculation_error_{difficulty} | no_trace_{difficulty} | heads_policy
+            # | heads_plain | H1 | H2 | H3 | combined
+            "name": pl.String,
+            "kind": pl.String,  # accuracy | calculation_error | no_trace | heads | hypothesis
+            "difficulty": pl.String,  # a task difficulty, "all" (accuracy over every one); null: heads, combined
+            "statement": pl.String,
+            "statistic": pl.String,
+            "n_replicates": pl.Int64,
+            "value": pl.Float64,  # changes: policy minus plain; hypotheses: positive supports; heads: emergent heads per replicate
+            "low": pl.Float64,  # 95 % interval (crossed over replicates and problems)
+            "high": pl.Float64,
+            "p_value": pl.Float64,  # changes: two-sided; hypotheses: one-sided in their direction (null: not tested)
+            "p_adjusted": pl.Float64,  # H1-H3: Holm over the group's hypotheses
+            "verdict": pl.String,  # hypothesis rows: reproduced | contradicted | inconclusive | not testable here
+            "detail": pl.String,  # heads rows: "a1.h1 (2/3), a3.h6 (1/3)" (replicates emergent in), or "none"
+        }
+    ),
     "interventions": pl.Schema(
         {
             # provenance "step": the final checkpoint (ablate) or the starting model (scale)
@@ -548,7 +614,10 @@ KEYS: dict[str, tuple[str, ...]] = {
     "passk": ("experiment", "run", "step", "task", "difficulty", "k_samples"),
     "emergence": ("experiment", "run", "step", "task"),
     "think_overlap": ("experiment", "run", "step", "task"),
+    "pair_kinds": ("experiment", "run", "task", "layer", "head"),
+    "head_policy": ("experiment", "run", "policy", "layer", "head"),
     "failure_shares": ("experiment", "run", "step", "task", "origin", "kind", "heads_from", "alpha", "difficulty"),
+    "calculation_heads": ("experiment", "run", "task", "layer", "head", "difficulty"),
     "replicate_heads": ("experiment", "run", "task", "replicate", "layer", "head"),
     "replicate_jaccard": ("experiment", "run", "task", "replicate_a", "replicate_b"),
     "replicate_counts": ("experiment", "run", "task", "status", "layer"),
@@ -556,6 +625,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "replicate_reward": ("experiment", "run", "task"),
     "replicate_accuracy": ("experiment", "run", "step", "task", "difficulty"),
     "replicate_claims": ("experiment", "run", "task", "claim"),
+    "policy_comparison": ("experiment", "run", "task", "name"),
 }
 
 
@@ -660,16 +730,19 @@ WRITTEN_BY = {
     "teacher_traces": "teacher_traces", "train_log": "train",
     **{name: "attribute" for name in ("heads", "edges", "pair_edges", "head_effects", "faithfulness")},
     **{name: "think_modes" for name in ("think_modes", "think_overlap")},
+    "pair_kinds": "pair_kinds", "head_policy": "head_policy",
     **{name: "aggregate" for name in (
         "circuit", "cohorts", "importance", "frequency", "stability", "agreement", "planted", "circuit_rules", "null_calls",
         "similarity", "emergence",
     )},
     "eval": "evaluate", "passk": "evaluate", "interventions": "intervene", "intervention_samples": "intervene",
     **{name: "failures" for name in ("failures", "failure_changes", "failure_shares")},
+    "calculation_heads": "calculation_heads",
     **{name: "replicates" for name in (
         "replicate_heads", "replicate_jaccard", "replicate_counts", "replicate_timing", "replicate_reward", "replicate_accuracy",
     )},
     "replicate_claims": "claims",
+    "policy_comparison": "policy_comparison",
 }  # fmt: skip
 
 

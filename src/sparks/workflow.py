@@ -15,13 +15,21 @@ from typing import Any, NamedTuple
 
 from sparks import layout, registry
 
-GPU_RULES = ("prepare_model", "teacher_traces", "train", "style_pairs", "attribute", "attribute_think", "evaluate", "intervene")
+GPU_RULES = (
+    "prepare_model", "teacher_traces", "head_ablations", "train", "style_pairs", "attribute", "attribute_think",
+    "attribute_style", "evaluate", "intervene",
+)  # fmt: skip
 CPU_RULES = (
-    "prepare_data", "aggregate", "think_modes", "merge_interventions", "failures", "plot", "replicates", "claims",
-    "plot_replicates", "report",
+    "prepare_data", "calculation_heads", "head_policy", "aggregate", "think_modes", "aggregate_style", "pair_kinds", "merge_interventions", "failures", "plot",
+    "replicates", "claims", "policy_comparison", "plot_replicates", "report",
 )  # fmt: skip
 # The resources section (config ``resources.<name>``) a rule's jobs take when it is not its own.
-RESOURCES_OF = {"claims": "replicates", "plot_replicates": "plot"}
+RESOURCES_OF = {
+    "claims": "replicates", "plot_replicates": "plot", "attribute_style": "attribute", "aggregate_style": "aggregate",
+    "pair_kinds": "think_modes", "head_ablations": "intervene", "calculation_heads": "failures",
+    "head_policy": "think_modes",
+    "policy_comparison": "replicates",
+}  # fmt: skip
 # The report's inputs (sparks.plot.report.REPORT_INPUTS) read at every checkpoint of a run: one
 # input function per run each (report_step_inputs).
 REPORT_PER_CHECKPOINT = ("heads", "passk")
@@ -32,14 +40,14 @@ class Job(NamedTuple):
 
     rule: str
     of: str = ""
-    task: str = ""  # the evaluation set of an evaluate, intervene or merge job on a run's other set (evaluate_on)
+    task: str = ""  # the evaluation set of an evaluate, intervene or merge job on a run's other set (evaluate_on); a head_ablations or calculation_heads job's task
 
 
 # CPU cores per job where one is not enough: training takes CPUS_PER_GPU per GPU (data loading,
 # tokenising, each process's host work), the generating rules CPUS_PER_GPU (tokenisers, vLLM's
 # engine and detokeniser processes); resources.<rule>.cpus overrides.
 CPUS_PER_GPU = 4
-GENERATING_RULES = ("teacher_traces", "style_pairs", "evaluate", "intervene")
+GENERATING_RULES = ("teacher_traces", "head_ablations", "style_pairs", "evaluate", "intervene")
 
 
 def resources(config: Mapping[str, Any], rule: str) -> dict[str, int]:
@@ -156,6 +164,12 @@ class Workflow:
             return layout.style_pairs(wildcards.run, wildcards.task, self.exp)
         return layout.pairs(wildcards.task, self.exp)
 
+    def uses_style_pairs(self, run: str) -> bool:
+        """Whether a run's style pairs are sampled: its circuits are scored on them, or compared with them."""
+        from sparks.config import compares_pairs, pairs_kind
+
+        return compares_pairs(self.config, run) or pairs_kind(self.config["attribute"], self.run_task(run)) == "style"
+
     def given_checkpoints(self, wildcards: Any) -> list[str]:
         """A models run's local checkpoints (their config.json), unnamed inputs: the stage finds them
         through the config, and one saved again (or one more in the folder) rewrites the manifest."""
@@ -182,7 +196,34 @@ class Workflow:
         extra = {"teacher_traces": layout.teacher_traces}  # what a method may read beyond base and problems
         for name in training_method(run["method"]).inputs:
             inputs[name] = extra[name](wildcards.run, self.exp)
+        if run["heads"] is not None:
+            inputs["head_policy"] = layout.head_policy(wildcards.run, self.exp)
         return inputs
+
+    def head_policy_inputs(self, wildcards: Any) -> dict[str, str]:
+        """The table each head set of a run's policy is read from (none for a literal list): the
+        runs it names must have finished their aggregate (or replicates, or calculation-heads) jobs."""
+        from sparks.config import head_sets
+        from sparks.train.policy import head_set_table
+
+        sets = head_sets(self.config["runs"][wildcards.run])
+        tables = {policy: head_set_table(self.config, wildcards.run, spec) for policy, spec in sets.items()}
+        return {policy: path for policy, path in tables.items() if path is not None}
+
+    def calculation_sets(self) -> dict[tuple[str, str], int]:
+        """(starting model role, task) -> the largest k any run's ``{calculation_heads: k}`` asks of it."""
+        from sparks.config import base_role, head_sets
+
+        wanted: dict[tuple[str, str], int] = {}
+        for run, settings in self.config["runs"].items():
+            for spec in head_sets(settings).values():
+                if isinstance(spec, dict) and "calculation_heads" in spec:
+                    key = (base_role(self.config, run), settings["task"])
+                    wanted[key] = max(wanted.get(key, 0), spec["calculation_heads"])
+        return wanted
+
+    def calculation_top_k(self, wildcards: Any) -> int:
+        return self.calculation_sets()[(wildcards.role, wildcards.task)]
 
     def teacher_inputs(self, wildcards: Any) -> dict[str, str]:
         """A distill run's teacher sampling: its problems, and the prepared model it samples if it
@@ -202,6 +243,16 @@ class Workflow:
 
         steps = self.steps_of(wildcards.run)
         tables = {kind: [layout.attribution(kind, wildcards.run, s, wildcards.task, self.exp) for s in steps] for kind in INPUTS}
+        return {**tables, "train_log": layout.train_log(wildcards.run, self.exp)}
+
+    def style_attribution_tables(self, wildcards: Any) -> dict[str, Any]:
+        """A compared run's attribute tables on style pairs, by kind, and its train log (aggregate_style)."""
+        from sparks.aggregate import INPUTS
+
+        steps = self.steps_of(wildcards.run)
+        tables = {
+            kind: [layout.style_attribution(kind, wildcards.run, s, wildcards.task, self.exp) for s in steps] for kind in INPUTS
+        }
         return {**tables, "train_log": layout.train_log(wildcards.run, self.exp)}
 
     def think_mode_tables(self, wildcards: Any) -> dict[str, list[str]]:
@@ -252,7 +303,7 @@ class Workflow:
     def run_table(self, name: str, run: str, task: str) -> str | list[str]:
         """The file (a list: one per checkpoint) of a run's table ``name`` (a sparks.tables schema
         the plot and report stages read)."""
-        if name in layout.CIRCUITS or name in layout.THINK_MODES:
+        if name in layout.CIRCUITS or name in layout.THINK_MODES or name in layout.PAIR_KINDS:
             return layout.circuits(name, run, task, self.exp)
         if name in layout.FAILURES:
             return layout.failures(name, run, self.exp)
@@ -272,10 +323,12 @@ class Workflow:
     def plot_inputs(self, wildcards: Any) -> dict[str, Any]:
         """Every table a run's figures and report section read (sparks.plot.INPUTS), and with
         ``runs.<name>.evaluate_on`` those of its other evaluation sets (sparks.plot.SET_INPUTS)."""
+        from sparks.config import compares_pairs
         from sparks.plot import INPUTS
 
         compared = self.config["attribute"]["compare_think_at"] != "none"
         names = [n for n in INPUTS if compared or n not in layout.THINK_MODES]
+        names = [n for n in names if n not in layout.PAIR_KINDS or compares_pairs(self.config, wildcards.run)]
         tables = {name: self.run_table(name, wildcards.run, wildcards.task) for name in names}
         return tables | self.set_tables(wildcards.run)
 
@@ -319,6 +372,8 @@ class Workflow:
         for name in REPORT_INPUTS:
             if name in layout.REPLICATES or name == "replicate_claims":  # a claim group's
                 tables[name] = [layout.replicates(name, g, self.run_task(rs[0]), self.exp) for g, rs in groups.items()]
+            elif name in layout.POLICIES:  # a head-policy group's, if any
+                tables[name] = [layout.policies(name, g, self.run_task(groups[g][0]), self.exp) for g in self.policy_groups()]
             elif name not in REPORT_PER_CHECKPOINT:
                 tables[name] = [self.run_table(name, r, self.run_task(r)) for r in runs]
         tables["models"] = [layout.model(role, self.exp) for role in self.model_roles()]
@@ -334,6 +389,28 @@ class Workflow:
         def tables(wildcards: Any) -> list[str]:
             return self.run_table(name, run, self.run_task(run))
 
+        return tables
+
+    def policy_groups(self) -> dict[str, str]:
+        """Each claim group of a head-policy run with ``heads.compare_to`` -> the plain run it is compared with."""
+        groups = {}
+        for group, members in self.config["claim_groups"].items():
+            heads = self.config["runs"][members[0]]["heads"] or {}
+            if heads.get("compare_to"):
+                groups[group] = heads["compare_to"]
+        return groups
+
+    def policy_inputs(self, wildcards: Any) -> dict[str, list[str]]:
+        """A policy group's replicates and, paired by seed, its plain run's: every sample's failure
+        anatomy (failures) and the emergence cohorts, in replicate order."""
+        from sparks.config import paired_run
+
+        members = self.config["claim_groups"][wildcards.group]
+        plain = [paired_run(self.config, r, self.policy_groups()[wildcards.group]) for r in members]
+        tables: dict[str, list[str]] = {}
+        for side, runs in (("policy", members), ("plain", plain)):
+            tables[f"{side}_failures"] = [layout.failures("failures", r, self.exp) for r in runs]
+            tables[f"{side}_cohorts"] = [layout.circuits("cohorts", r, self.run_task(r), self.exp) for r in runs]
         return tables
 
     def replicate_names(self, wildcards: Any) -> list[str]:
@@ -375,27 +452,34 @@ class Workflow:
         """Every job the DAG runs for this config (a run's per-checkpoint jobs once per step of
         ``steps_of``): the one job list ``sparks plan`` costs and a finished DAG's timings match."""
         from sparks.aggregate.think_modes import compare_steps
-        from sparks.config import eval_sets, pairs_kind
+        from sparks.config import compares_pairs, eval_sets
         from sparks.methods import training_method
 
         config = self.config
         jobs = [Job("prepare_model", role) for role in self.model_roles()]
         jobs += [Job("prepare_data", task) for task in config["tasks"]]
+        jobs += [
+            Job(rule, role, task) for role, task in self.calculation_sets() for rule in ("head_ablations", "calculation_heads")
+        ]
         for run, settings in config["runs"].items():
             steps = self.steps_of(run)
             compared = compare_steps(steps, config["attribute"]["compare_think_at"])
+            jobs += [Job("head_policy", run)] * (settings["heads"] is not None)
             if settings["method"] != registry.GIVEN:
                 jobs.append(Job("train", run))
                 jobs += [Job("teacher_traces", run)] * ("teacher_traces" in training_method(settings["method"]).inputs)
-            jobs += [Job("style_pairs", run)] * (pairs_kind(config["attribute"], settings["task"]) == "style")
+            jobs += [Job("style_pairs", run)] * self.uses_style_pairs(run)
             jobs += [Job("attribute", run)] * len(steps) + [Job("attribute_think", run)] * len(compared)
             jobs += [Job("think_modes", run)] * bool(compared)
+            if compares_pairs(config, run):
+                jobs += [Job("attribute_style", run)] * len(steps) + [Job("aggregate_style", run), Job("pair_kinds", run)]
             for i, task in enumerate(eval_sets(config, run)):  # per evaluation set: the run's own task, then the others
                 on = "" if i == 0 else task
                 jobs += [Job("evaluate", run, on)] * len(steps)
                 jobs += [Job("intervene", run, on)] * (len(self.conditions) if self.split_interventions else 1)
                 jobs += [Job("merge_interventions", run, on)] * self.split_interventions
             jobs += [Job(rule, run) for rule in ("aggregate", "failures", "plot")]
+        jobs += [Job("policy_comparison", group) for group in self.policy_groups()]
         for group in config["claim_groups"]:
             jobs += [Job("replicates", group), Job("claims", group)]
             jobs += [Job("plot_replicates", group)] * (group in config["replicates"])

@@ -1,4 +1,4 @@
-"""``sparks aggregate`` and ``sparks think-modes``."""
+"""``sparks aggregate``, ``think-modes``, ``pair-kinds``, ``replicates``, ``claims`` and ``policy-comparison``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--think-overlap-out", type=Path, required=True, help="output: think_overlap table (Parquet)")
     t.set_defaults(func=main_think_modes)
 
+    k = subparsers.add_parser("pair-kinds", help="emergence calls of one run on operand vs style pairs")
+    add_common(k, task=True)
+    k.add_argument("--run", required=True, help="run name under runs: in the config")
+    k.add_argument("--operand", type=Path, required=True, help="the run's cohorts table on operand pairs")
+    k.add_argument("--style", type=Path, required=True, help="the run's cohorts table on style pairs")
+    k.add_argument("--out", type=Path, required=True, help="output: pair_kinds table (Parquet)")
+    k.set_defaults(func=main_pair_kinds)
+
     from sparks.aggregate.replicates import INPUTS as REPLICATE_INPUTS
     from sparks.aggregate.replicates import TABLES as REPLICATE_TABLES
 
@@ -53,6 +61,16 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--out", type=Path, required=True, help="output: replicate_claims table (Parquet)")
     c.set_defaults(func=main_claims)
 
+    h = subparsers.add_parser("policy-comparison", help="a head-policy run's replicates against its plain run's, paired by seed")
+    add_common(h, task=True)
+    h.add_argument("--run", required=True, help="the head-policy run (a name under runs: with heads.compare_to)")
+    for side in ("policy", "plain"):
+        run = "the policy run's" if side == "policy" else "the plain run's (heads.compare_to)"
+        h.add_argument(f"--{side}-failures", **files(f"{run} replicates' failures tables, in replicate order"))
+        h.add_argument(f"--{side}-cohorts", **files(f"{run} replicates' cohorts tables, in replicate order"))
+    h.add_argument("--out", type=Path, required=True, help="output: policy_comparison table (Parquet)")
+    h.set_defaults(func=main_policy_comparison)
+
 
 def main(args: argparse.Namespace) -> None:
     from sparks.aggregate import INPUTS, TABLES, aggregate_stage
@@ -71,6 +89,13 @@ def main_think_modes(args: argparse.Namespace) -> None:
     think_modes_stage(config, inputs, args.task, args.run, args.think_modes_out, args.think_overlap_out)
 
 
+def main_pair_kinds(args: argparse.Namespace) -> None:
+    from sparks.aggregate.pair_kinds import pair_kinds_stage
+
+    config = read_common(args)
+    pair_kinds_stage(config, {"operand": args.operand, "style": args.style}, args.task, args.run, args.out)
+
+
 def main_replicates(args: argparse.Namespace) -> None:
     from sparks.aggregate.replicates import INPUTS, TABLES, replicates_stage
 
@@ -85,3 +110,11 @@ def main_claims(args: argparse.Namespace) -> None:
     config = read_common(args)
     tables = {name: getattr(args, name) for name in ("replicate_heads", "replicate_reward")}
     claims_stage(config, args.run, args.task, tables, args.failures, args.think_overlap, args.out, args.null_calls)
+
+
+def main_policy_comparison(args: argparse.Namespace) -> None:
+    from sparks.aggregate.policies import policy_comparison_stage
+
+    config = read_common(args)
+    names = ("policy_failures", "plain_failures", "policy_cohorts", "plain_cohorts")
+    policy_comparison_stage(config, args.run, args.task, {name: getattr(args, name) for name in names}, args.out)

@@ -1,4 +1,4 @@
-"""``sparks evaluate`` and ``sparks intervene``."""
+"""``sparks evaluate``, ``intervene``, ``merge-interventions`` and ``head-ablations``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,18 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--intervention-samples-out", type=Path, required=True, help="output: intervention_samples table (Parquet)")
     m.set_defaults(func=main_merge_interventions)
 
+    h = subparsers.add_parser(
+        "head-ablations", help="a starting model's samples with each head ablated alone (calculation heads)"
+    )
+    add_common(h, task=True)
+    h.add_argument("--model", type=Path, required=True, help="the prepared model's folder (prepare-model)")
+    h.add_argument("--problems", type=Path, required=True, help="the task's problems table (prepare-data)")
+    h.add_argument("--role", default=None, help="the model's role, for the provenance run column (default: the folder's name)")
+    h.add_argument(
+        "--out", type=Path, required=True, help="output: intervention_samples table, heads_from none or a head (Parquet)"
+    )
+    h.set_defaults(func=main_head_ablations)
+
 
 def main(args: argparse.Namespace) -> None:
     from sparks.evaluate import evaluate_stage
@@ -77,3 +89,9 @@ def main_merge_interventions(args: argparse.Namespace) -> None:
     from sparks.evaluate import merge_interventions
 
     merge_interventions(args.tables, args.samples, args.interventions_out, args.intervention_samples_out)
+
+
+def main_head_ablations(args: argparse.Namespace) -> None:
+    from sparks.evaluate.ablations import head_ablations_stage
+
+    head_ablations_stage(read_common(args), args.model, args.task, args.problems, args.out, args.role)

@@ -23,10 +23,11 @@ THINK_FIGURE = "think_modes"  # drawn unless attribute.compare_think_at is none
 # The tables a run's figures and section read, each named as its schema in sparks.tables
 INPUTS = (
     "circuit", "cohorts", "frequency", "similarity", "emergence", "importance", "train_log", "problems", "faithfulness", "passk",
-    "eval", "interventions", "failures", "failure_changes", "failure_shares", "think_modes", "think_overlap",
+    "eval", "interventions", "failures", "failure_changes", "failure_shares", "think_modes", "think_overlap", "pair_kinds",
 )  # fmt: skip
 PER_CHECKPOINT = ("faithfulness", "passk", "eval")  # one file per checkpoint
 THINK_INPUTS = ("think_modes", "think_overlap")  # only with THINK_FIGURE
+PAIR_INPUTS = ("pair_kinds",)  # only for a run in attribute.compare_pairs (its section states the agreement)
 # A run's tables on its other evaluation sets (runs.<name>.evaluate_on), by the schema each is:
 # every checkpoint's accuracy, the first and last checkpoints' samples, the interventions.
 SET_INPUTS = {"set_passk": "passk", "set_eval": "eval", "set_interventions": "interventions"}

@@ -9,18 +9,18 @@ from sparks.arguments import add_common, files, read_common
 
 
 def make_parser(subparsers: argparse._SubParsersAction) -> None:
-    from sparks.plot import INPUTS, PER_CHECKPOINT, SET_INPUTS, THINK_INPUTS
+    from sparks.plot import INPUTS, PAIR_INPUTS, PER_CHECKPOINT, SET_INPUTS, THINK_INPUTS
 
     p = subparsers.add_parser("plot", help="figures and report section of one run, from its tables")
     add_common(p, task=True)
     p.add_argument("--run", required=True, help="run name under runs: in the config")
     for name in INPUTS:
-        flag, optional = f"--{name.replace('_', '-')}", name in THINK_INPUTS
+        flag, optional = f"--{name.replace('_', '-')}", name in THINK_INPUTS + PAIR_INPUTS
         if name in PER_CHECKPOINT:
             p.add_argument(flag, **files(f"the run's {name} tables, one per checkpoint"))
         else:
             p.add_argument(
-                flag, type=Path, required=not optional, help=f"the run's {name} table" + (" (think figure)" if optional else "")
+                flag, type=Path, required=not optional, help=f"the run's {name} table" + (" (if compared)" if optional else "")
             )
     for name, schema in SET_INPUTS.items():
         p.add_argument(
@@ -44,14 +44,16 @@ def make_parser(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--section-out", type=Path, required=True, help="output: the run's report section (HTML)")
     q.set_defaults(func=main_plot_replicates)
 
-    from sparks.plot.report import REPORT_INPUTS
+    from sparks.plot.report import OPTIONAL_INPUTS, REPORT_INPUTS
 
     r = subparsers.add_parser("report", help="one self-contained HTML page: the answer first, runs side by side, a head explorer")
     add_common(r)
     r.add_argument("--sections", **files("every run's report section (plot stage), in report order"))
     r.add_argument("--models", **files("the prepared base (and teacher) model folders, for their accuracy tables"))
     for name in REPORT_INPUTS:
-        r.add_argument(f"--{name.replace('_', '-')}", **files(f"every run's {name} tables"))
+        optional = name in OPTIONAL_INPUTS
+        flag = files(f"every run's {name} tables" + (" (absent or empty: none)" if optional else ""), required=not optional)
+        r.add_argument(f"--{name.replace('_', '-')}", **flag | ({"nargs": "*"} if optional else {}))
     r.add_argument("--out", type=Path, required=True, help="output HTML file")
     r.set_defaults(func=main_report)
 
@@ -69,7 +71,7 @@ def main(args: argparse.Namespace) -> None:
     tables = read_inputs(given)
     fixed_size = fixed_circuit_size(config["aggregate"]["top_n"], config["aggregate"]["faithfulness_target"])
     paths = plot_run(tables, args.run, args.task, args.figures_out, order, fixed_size)
-    note = behaviour_note(config, args.run) if args.run in config["runs"] else ""
+    note = behaviour_note(config, args.run, tables.get("pair_kinds")) if args.run in config["runs"] else ""
     write_section(tables, [p for p in paths if p.suffix == ".svg"], args.run, args.task, order, args.section_out, note)
 
 
@@ -91,5 +93,5 @@ def main_report(args: argparse.Namespace) -> None:
     from sparks.tables import read_table
 
     config = read_common(args)
-    tables = {name: read_table(list(getattr(args, name)), name) for name in REPORT_INPUTS}
+    tables = {name: read_table(list(getattr(args, name)), name) for name in REPORT_INPUTS if getattr(args, name)}
     write_report(config, args.sections, tables, args.models, args.out)

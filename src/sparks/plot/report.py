@@ -299,9 +299,10 @@ def write_section(
     return Path(out)
 
 
-def behaviour_note(config: dict, run: str) -> str:
+def behaviour_note(config: dict, run: str, pair_kinds: pl.DataFrame | None = None) -> str:
     """Which pairs the run's circuits are scored on and which prompts its accuracy comes from, with
-    a warning when they are not the same behaviour (another think mode, or sets the circuits never saw)."""
+    a warning when they are not the same behaviour (another think mode, or sets the circuits never
+    saw), and with ``pair_kinds`` (attribute.compare_pairs) how far operand and style pairs agree."""
     from sparks.config import eval_sets, pairs_kind
 
     task = config["runs"][run]["task"]
@@ -318,14 +319,30 @@ def behaviour_note(config: dict, run: str) -> str:
             f" <strong>Warning: the circuits and the accuracy differ in {' and '.join(differ)}</strong>: the heads are "
             "those of the circuit's behaviour, read against another one's accuracy."
         )
+    if pair_kinds is not None:
+        operand, style = pl.col("called_operand"), pl.col("called_style")
+        parts = []
+        for side, mask in (
+            ("on both kinds", operand & style),
+            ("on operand pairs only", operand & ~style),
+            ("on style pairs only", style & ~operand),
+        ):
+            heads = [f"a{r['layer']}.h{r['head']}" for r in pair_kinds.filter(mask).iter_rows(named=True)]
+            parts.append(f"{len(heads)} called {side} ({' '.join(heads) or 'none'})")
+        text += (
+            " Emergence calls on the same checkpoints scored on style pairs, think on (attribute.compare_pairs): "
+            + ", ".join(parts)
+            + "."
+        )
     return f"<p>{text}</p>"
 
 
 REPORT_INPUTS = (
     "circuit", "cohorts", "frequency", "stability", "agreement", "null_calls", "planted", "circuit_rules", "heads", "passk", "failure_shares",
-    "train_log", "interventions", "replicate_heads", "replicate_claims",
+    "train_log", "interventions", "replicate_heads", "replicate_claims", "policy_comparison",
 )  # fmt: skip
 """The tables ``sparks report`` reads, every run's (their provenance ``run`` tells them apart)."""
+OPTIONAL_INPUTS = ("policy_comparison",)  # one per head-policy run: none when the config has none
 
 GLOSSARY = {
     "a{layer}.h{head}": "attention head {head} of layer {layer}, both counted from 0 (a1.h4: layer 1, head 4)",
@@ -346,6 +363,77 @@ GLOSSARY = {
     "p / Holm-adjusted": "a claim's one-sided p-value, read back from its interval, and Holm's adjustment over the run's "
     "claims (one family); the verdict comes from the adjusted p at 2.5 % in each direction",
 }
+
+
+def policy_section(table: pl.DataFrame | None, order: list[str]) -> str:
+    """The head policies against their plain runs (policy_comparison, one table per policy run):
+    per difficulty the changes in accuracy and in the calculation-error and no-trace shares, the
+    emergent heads of each side, and the hypotheses' verdicts; empty without a policy run."""
+    from sparks.plot.summary import number, verdict_html
+
+    if table is None or table.is_empty():
+        return ""
+    parts = [
+        '<h2 id="policies">Head policies</h2>',
+        (
+            "<p>Each head-policy run (runs.&lt;name&gt;.heads) against its plain run (heads.compare_to): both sides' "
+            "final checkpoints, each policy replicate paired with the plain replicate of the same seed, paired on "
+            "problems. Changes are policy minus plain with their 95 % interval; a share is of all samples.</p>"
+        ),
+    ]
+    for group in table["run"].unique(maintain_order=True).to_list():
+        rows = table.filter(pl.col("run") == group)
+        first = rows.row(0, named=True)
+        changes = rows.filter(pl.col("kind").is_in(["accuracy", "calculation_error", "no_trace"]))
+        tiers = [d for d in order if d in changes["difficulty"].to_list()]
+        tiers += [d for d in changes["difficulty"].unique(maintain_order=True).to_list() if d not in tiers and d != "all"]
+        tiers += ["all"] * ("all" in changes["difficulty"].to_list() and "all" not in tiers)
+        cells = []
+        for tier in tiers:
+            line = {"difficulty": tier}
+            for kind, label in (
+                ("accuracy", "accuracy change"),
+                ("calculation_error", "calculation-error share change"),
+                ("no_trace", "no-trace share change"),
+            ):
+                hit = changes.filter((pl.col("kind") == kind) & (pl.col("difficulty") == tier))
+                line[label] = number(hit["value"][0], hit["low"][0], hit["high"][0]) if hit.height else None
+            cells.append(line)
+        heads = {r["name"]: r for r in rows.filter(pl.col("kind") == "heads").iter_rows(named=True)}
+        items = "".join(
+            f"<li>{html.escape(who)}: {html.escape(heads[name]['detail'] or 'none')}</li>"
+            for name, who in (("heads_policy", f"{group} (policy)"), ("heads_plain", f"{first['plain']} (plain)"))
+            if name in heads
+        )
+        verdicts = []
+        for r in rows.filter(pl.col("kind") == "hypothesis").iter_rows(named=True):
+            tested = f"p = {r['p_value']:.3g}, Holm-adjusted {r['p_adjusted']:.3g}" if r["p_adjusted"] is not None else ""
+            verdicts.append(
+                f'<tr><td class="txt">{html.escape(r["name"])}: {html.escape(r["statement"])}<br>'
+                f"<span class='note'>{html.escape(r['statistic'])}</span></td>"
+                f'<td class="txt">{verdict_html(r["verdict"], r["high"])}</td>'
+                f'<td class="txt">{number(r["value"], r["low"], r["high"])}<br><span class="note">{tested}</span></td>'
+                f'<td class="txt">{html.escape(r["detail"] or "")}</td></tr>'
+            )
+        parts += [
+            (
+                f'<h3 id="policy-{html.escape(group)}">{html.escape(group)}: {html.escape(first["policy"] or DASH)}, '
+                f"against {html.escape(first['plain'] or DASH)}</h3>"
+            ),
+            html_table(pl.DataFrame(cells), note=f"{DASH}: not measured on that difficulty."),
+            f"<p>Emergent heads (in how many replicates):</p><ul>{items}</ul>",
+            (
+                "<table><thead><tr><th>hypothesis</th><th>verdict</th><th>value [95 % interval]</th><th>detail</th>"
+                f"</tr></thead><tbody>{''.join(verdicts)}</tbody></table>"
+            ),
+        ]
+    parts.append(
+        "<p class='note'>H2 (not lowering middle accuracy) is a non-inferiority statement read with the claims' "
+        "verdicts: reproduced means the policy significantly raises it, inconclusive that the interval's lower end "
+        "(a loss the data cannot exclude) is below zero. The combined hypothesis is contradicted if H1 or H2 is, "
+        "reproduced if H1 is and H2 is not contradicted (sparks.aggregate.policies).</p>"
+    )
+    return "\n".join(parts)
 
 
 def write_report(
@@ -383,7 +471,9 @@ def write_report(
     order = list(dict.fromkeys(d for task in tasks for d in task_difficulties(config["tasks"][task])))
     summaries = "".join(group_summary(g, rs, config["runs"][rs[0]]["method"], tables, order) for g, rs in groups.items())
     figures = comparisons(tables, runs, order)
-    toc = [("summary", "The answer first"), ("trust", "How far to trust the heads"), ("setup", "Setup of each run")]
+    policies = policy_section(tables.get("policy_comparison"), order)
+    toc = [("summary", "The answer first")] + [("policies", "Head policies")] * bool(policies)
+    toc += [("trust", "How far to trust the heads"), ("setup", "Setup of each run")]
     toc.append(("compare", "The runs side by side"))
     toc.append(("", "<ul>" + "".join(f'<li><a href="#fig-{c.name}">{html.escape(c.title)}</a></li>' for c in figures) + "</ul>"))
     toc += [("explorer-section", "Head explorer"), ("details", "Each run in detail"), ("terms", "Terms")]
@@ -412,6 +502,7 @@ threshold of {aggregate["stability_threshold"]:.0%}; exact per-head effects {"on
 <p>Each of the study's claims, tested on each run (verdict; value with its 95 % interval; the statistic):</p>
 {claims_matrix(list(groups), tables["replicate_claims"], order)}
 {summaries}
+{policies}
 <h2 id="trust">How far to trust the heads</h2>
 {trust_section(groups, tables, sham_groups(config, groups))}
 <nav><h2>Contents</h2><ol>{"".join(f'<li><a href="#{a}">{t}</a></li>' if a else t for a, t in toc)}</ol></nav>

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sparks.config import config_hash
 from sparks.registry import GIVEN
+
+if TYPE_CHECKING:
+    from sparks.train.heads import HeadPolicy
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +51,20 @@ def train_run(
     manifest_path: Path,
     train_log_path: Path,
     teacher_traces: Path | None = None,
+    head_policy: HeadPolicy | None = None,
 ) -> Path:
     """Run ``runs.{run_name}`` of ``config`` from the model in ``base_dir`` on the task's problems
     (a distill run on the ``teacher_traces`` table of ``sparks teacher-traces``); checkpoints go
     beside ``manifest_path``, which is written last. Returns the manifest path. A ``models`` run
-    trains nothing: its manifest is written from its given checkpoints (``sparks.train.given``)."""
+    trains nothing: its manifest is written from its given checkpoints (``sparks.train.given``).
+    ``head_policy`` freezes, restricts or anchors heads while training (``sparks.train.heads``;
+    errors name ``runs.{run_name}.heads``); without it a run's ``train_heads`` trains only those heads."""
     from sparks.manifest import write_manifest
     from sparks.methods import training_method
     from sparks.model.load import load_model, load_tokenizer, model_hash
     from sparks.model.store import resolve
     from sparks.tables import file_hash, with_provenance, write_table
-    from sparks.train.heads import restrict_trainer
+    from sparks.train.heads import HeadPolicy, apply_head_policy
     from sparks.train.history import log_history_frame
     from sparks.train.resume import (
         CheckpointMarker,
@@ -91,6 +97,8 @@ def train_run(
         "base": model_hash(base_dir),
         "teacher": None if teacher_traces is None else file_hash([Path(teacher_traces)]),
     }
+    if head_policy is not None:  # the resolved head sets: other sets train afresh
+        identity["heads"] = repr(head_policy)
     layout = checkpoint_layout(processes.distributed_type)  # what resume state its checkpoints hold
     start = out_dir / "checkpoint-0"
     problems = training_problems(config, run_name, problems_path)  # inputs first: a bad one writes nothing
@@ -118,7 +126,10 @@ def train_run(
         prompter = Prompter.of(tokenizer, config)
         build = training_method(run["method"]).build()  # sparks.methods: the run's method's trainer builder
         trainer = build(run, config["seed"], start, tokenizer, problems, out_dir, prompter, source, teacher_traces)
-        restrict_trainer(trainer, run["train_heads"], f"runs.{run_name}.train_heads")
+        if head_policy is not None:
+            apply_head_policy(trainer, head_policy, f"runs.{run_name}.heads")
+        elif run["train_heads"]:
+            apply_head_policy(trainer, HeadPolicy(train_only=tuple(run["train_heads"])), f"runs.{run_name}.train_heads")
         trainer.add_callback(CheckpointMarker(out_dir, run["save_dtype"]))
         trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
         history = trainer.state.log_history

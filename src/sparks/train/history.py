@@ -21,6 +21,7 @@ _COLUMNS = {
     "frac_reward_zero_std": ("frac_reward_zero_std",),
     "mean_completion_length": ("completions/mean_length", "completion_length"),
     "mean_token_accuracy": ("mean_token_accuracy",),
+    "anchor": ("anchor",),  # sparks.train.anchor's penalty, unweighted; null without an anchor
 }
 
 
