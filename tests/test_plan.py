@@ -194,3 +194,17 @@ def test_a_smoke_test_may_evaluate_shorter_than_it_trains():
     config["evaluate"]["max_new_tokens"] = 8192
     with pytest.raises(ConfigError, match="reads 4096 tokens at most"):
         check_fits(config)
+
+
+def test_an_anchored_run_plans_its_reference_copy_and_the_head_ablations():
+    """runs.<name>.heads.anchor keeps a float32 copy of the start beside the trainer; a
+    calculation_heads set costs one evaluation per head of the base, plus the unablated one."""
+    config = load_config(REPO / "config" / "head-aware-study.yaml")
+    jobs = plan_jobs(config)
+    train = {row["of"]: row for row in jobs.filter(pl.col("rule") == "train").iter_rows(named=True)}
+    plain, anchored = train["sft-s0"], train["sftanchor-s0"]
+    assert anchored["peak_gb"] > plain["peak_gb"] and anchored["gpu_hours"] > plain["gpu_hours"]
+    assert train["sftfreeze-s0"]["peak_gb"] == plain["peak_gb"]
+    ablations = jobs.filter(pl.col("rule") == "head_ablations")
+    evaluate = jobs.filter((pl.col("rule") == "evaluate") & (pl.col("of") == "sft-s0"))
+    assert ablations.height == 1 and ablations["gpu_hours"][0] == pytest.approx(33 * evaluate["gpu_hours"][0])

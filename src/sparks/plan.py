@@ -124,7 +124,11 @@ class JobCost:
         resume_state = 2 * params * BYTES_FP32  # Adam moments, kept in the newest checkpoint only
         saved = 2 if run["save_dtype"] == "bfloat16" else BYTES_FP32  # every checkpoint but the newest (the peak)
         weights = (len(planned_steps(name, run)) - 1) * params * saved + params * BYTES_FP32
-        return Cost(hours, weights + resume_state, method.peak_memory(run, prompt, self.base, self.config["resources"]["train"]))
+        peak = method.peak_memory(run, prompt, self.base, self.config["resources"]["train"])
+        if (run["heads"] or {}).get("anchor"):  # sparks.train.anchor: a frozen float32 copy of the start, and one more forward
+            peak = memory.Estimate({**peak.terms, "anchor reference": params * BYTES_FP32})
+            hours *= 4 / 3  # a forward without backward is about a third of a training step's compute
+        return Cost(hours, weights + resume_state, peak)
 
     def teacher_traces(self, name: str) -> Cost:
         run, task, prompt = self._run(name)
