@@ -60,8 +60,10 @@ rule pair_kinds:
         "../envs/sparks.yaml"
     resources:
         **resources_of("pair_kinds"),
+    params:
+        config=CONFIG_FILE,
     shell:
-        "sparks pair-kinds --config {CONFIG_FILE} --task {wildcards.task} --run {wildcards.run} "
+        "sparks pair-kinds --config {params.config} --task {wildcards.task} --run {wildcards.run} "
         "--operand {input.operand} --style {input.style} --out {output} > {log} 2>&1"
 
 

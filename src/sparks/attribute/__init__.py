@@ -51,6 +51,7 @@ class AttributeSettings(Section):
     style: dict
     faithfulness_fractions: tuple[float, ...]
     compare_think_at: str
+    compare_pairs: tuple[str, ...]
     exact: str
     exact_pairs: int | None
 
