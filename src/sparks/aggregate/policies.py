@@ -48,27 +48,19 @@ from typing import Any
 import polars as pl
 
 from sparks.aggregate.claims import CONTRADICTED, INCONCLUSIVE, REPRODUCED, UNTESTABLE, _estimated, _untestable, adjust
+from sparks.aggregate.claims import SCHEMA as CLAIM_SCHEMA
 from sparks.aggregate.paired import crossed, difference, per_problem
 
 log = logging.getLogger(__name__)
 SHARES = {"calculation_error": "calculation-error share", "no_trace": "no-trace share"}
 OVERALL = "all"  # the accuracy row over every difficulty
-SCHEMA = {
+SCHEMA = {  # the claims' columns (a claim is a row's name here), after the policy's own
     "policy": pl.String,
     "plain": pl.String,
     "name": pl.String,
     "kind": pl.String,
     "difficulty": pl.String,
-    "statement": pl.String,
-    "statistic": pl.String,
-    "n_replicates": pl.Int64,
-    "value": pl.Float64,
-    "low": pl.Float64,
-    "high": pl.Float64,
-    "p_value": pl.Float64,
-    "p_adjusted": pl.Float64,
-    "verdict": pl.String,
-    "detail": pl.String,
+    **{column: dtype for column, dtype in CLAIM_SCHEMA.items() if column != "claim"},
 }
 PAIRED = "paired on problems, replicates paired by seed and crossed"
 
