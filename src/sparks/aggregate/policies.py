@@ -159,20 +159,36 @@ def emergent_text(cohorts: Sequence[pl.DataFrame]) -> tuple[str, float]:
     return text, sum(per_replicate) / n
 
 
+def _paired_claim(
+    claim: str, statement: str, statistic: str, pairs: list, tier: str, sign: int = 1, loss_note: bool = False
+) -> dict:
+    """A hypothesis row from (policy, plain) per-problem tables paired by replicate: the policy
+    minus the plain run (``sign`` -1: plain minus policy); with ``loss_note`` the detail says what
+    loss the interval still allows (H2)."""
+    estimate = crossed([difference(a, b) if sign > 0 else difference(b, a) for a, b in pairs])
+    if estimate.value is None:
+        return _untestable(claim, statement, statistic, f"no {tier} problems evaluated by both")
+    detail = f"policy {_means([a for a, _ in pairs])}, plain {_means([b for _, b in pairs])}"
+    if loss_note:
+        low, high = estimate.interval()
+        if low is None:
+            detail += "; no interval: a loss is not excluded"
+        elif high < 0:
+            detail += f"; the interval lies below zero: a loss of {-high:.3f} to {-low:.3f}"
+        elif low < 0:
+            detail += f"; lower end of the interval {low:+.3f}: the data cannot exclude a loss down to it"
+        else:
+            detail += f"; lower end of the interval {low:+.3f}: no loss within the interval"
+    return _estimated(claim, statement, statistic, estimate, detail)
+
+
 def _hypotheses(policy: Sequence[pl.DataFrame], plain: Sequence[pl.DataFrame], difficulties: list[str]) -> list[dict]:
     hardest = difficulties[-1]
     middle = difficulties[len(difficulties) // 2] if len(difficulties) >= 3 else None
-    rows = []
     h1 = f"the policy lowers the calculation-error share on the hardest difficulty ({hardest})"
     calc = [(_indicator(a, "calculation_error"), _indicator(b, "calculation_error")) for a, b in zip(policy, plain)]
     pairs = _pairs([a for a, _ in calc], [b for _, b in calc], hardest, "in_category")
-    estimate = crossed([difference(b, a) for a, b in pairs])
-    statistic = f"calculation-error share, plain minus policy ({PAIRED})"
-    if estimate.value is None:
-        rows.append(_untestable("H1", h1, statistic, f"no {hardest} problems evaluated by both"))
-    else:
-        detail = f"policy {_means([a for a, _ in pairs])}, plain {_means([b for _, b in pairs])}"
-        rows.append(_estimated("H1", h1, statistic, estimate, detail))
+    rows = [_paired_claim("H1", h1, f"calculation-error share, plain minus policy ({PAIRED})", pairs, hardest, sign=-1)]
     h2 = "the policy does not lower accuracy on the middle difficulty" + (f" ({middle})" if middle else "")
     statistic = f"accuracy, policy minus plain ({PAIRED}); reproduced: significantly raised, inconclusive: a loss not excluded"
     if middle is None:
@@ -180,31 +196,10 @@ def _hypotheses(policy: Sequence[pl.DataFrame], plain: Sequence[pl.DataFrame], d
             _untestable("H2", h2, statistic, f"the task has {len(difficulties)} difficulties: no middle tier apart from the ends")
         )
     else:
-        pairs = _pairs(policy, plain, middle, "correct")
-        estimate = crossed([difference(a, b) for a, b in pairs])
-        if estimate.value is None:
-            rows.append(_untestable("H2", h2, statistic, f"no {middle} problems evaluated by both"))
-        else:
-            low, high = estimate.interval()
-            detail = f"policy {_means([a for a, _ in pairs])}, plain {_means([b for _, b in pairs])}"
-            if low is None:
-                detail += "; no interval: a loss is not excluded"
-            elif high < 0:
-                detail += f"; the interval lies below zero: a loss of {-high:.3f} to {-low:.3f}"
-            elif low < 0:
-                detail += f"; lower end of the interval {low:+.3f}: the data cannot exclude a loss down to it"
-            else:
-                detail += f"; lower end of the interval {low:+.3f}: no loss within the interval"
-            rows.append(_estimated("H2", h2, statistic, estimate, detail))
+        rows.append(_paired_claim("H2", h2, statistic, _pairs(policy, plain, middle, "correct"), middle, loss_note=True))
     h3 = f"the policy raises hard accuracy ({hardest})"
     pairs = _pairs(policy, plain, hardest, "correct")
-    estimate = crossed([difference(a, b) for a, b in pairs])
-    statistic = f"accuracy, policy minus plain ({PAIRED})"
-    if estimate.value is None:
-        rows.append(_untestable("H3", h3, statistic, f"no {hardest} problems evaluated by both"))
-    else:
-        detail = f"policy {_means([a for a, _ in pairs])}, plain {_means([b for _, b in pairs])}"
-        rows.append(_estimated("H3", h3, statistic, estimate, detail))
+    rows.append(_paired_claim("H3", h3, f"accuracy, policy minus plain ({PAIRED})", pairs, hardest))
     rows = adjust(rows)
     verdicts = {r["claim"]: r["verdict"] for r in rows}
     rows.append(combined(verdicts["H1"], verdicts["H2"]))
