@@ -350,7 +350,11 @@ def test_rerun_has_nothing_to_do(dag_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-CPU_CONFIGS = ("hub_shaped_cpu.yaml", "embedded-study.yaml", "head-aware-study.yaml")  # test_hub_shaped; test_embedded_study_plans
+CPU_CONFIGS = (
+    "hub_shaped_cpu.yaml",
+    "embedded-study.yaml",
+    "head-aware-study.yaml",
+)  # test_hub_shaped; test_embedded_study_plans
 PAPER_SCALE = sorted(p.name for p in (REPO / "config").glob("*.yaml") if p.name not in CPU_CONFIGS)
 
 
