@@ -85,7 +85,9 @@ def test_checkpoints_from_elsewhere_run_through_every_stage(dag_run, tmp_path):
     assert "emergent" not in set(table["heads_from"])
     assert set(table.filter(pl.col("heads_from") == "think_off_only")["heads"]) == ({expected} if expected else set())
     samples = read_table(results / "bench" / "listed" / "interventions" / "arith_samples.parquet", "intervention_samples")
-    assert not samples["completion"].str.starts_with("<think>").any() or expected == ""  # thinking off: an empty trace pre-filled
+    # Every condition sampled (a model may still write "<think>" after the pre-filled empty trace:
+    # which prompt thinking off builds is tests/test_prompting.py's).
+    assert samples.height > 0 and set(samples["heads_from"]) == set(table["heads_from"])
 
     # The same checkpoints on style-contrast pairs, a config switch: the listed run's two models'
     # openings, and its circuits scored on them.

@@ -30,10 +30,8 @@ CIRCUITS = (
 )  # the aggregate stage's
 FAILURES = ("failures", "failure_changes", "failure_shares")  # the failures stage's
 THINK_MODES = ("think_modes", "think_overlap")  # the think-modes step of the aggregate stage
-PAIR_KINDS = ("pair_kinds",)
-POLICIES = (
-    "policy_comparison",
-)  # a head policy's replicates against its plain run's (runs.<name>.heads.compare_to)  # emergence calls on operand vs style pairs (attribute.compare_pairs)
+PAIR_KINDS = ("pair_kinds",)  # emergence calls on operand vs style pairs (attribute.compare_pairs)
+POLICIES = ("policy_comparison",)  # a head policy's replicates against its plain run's (runs.<name>.heads.compare_to)
 REPLICATES = (
     "replicate_heads",
     "replicate_jaccard",
