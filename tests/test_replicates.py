@@ -422,7 +422,8 @@ def test_interventions_target_the_robust_set(heads):
 
 
 def replicated_config(base: Path) -> dict:
-    """Two replicates each of SFT and GRPO on a given base, a few steps: wiring, not science."""
+    """Two replicates each of SFT, GRPO and SFT under a head policy on a given base, a few steps,
+    with SFT's circuits also scored on style pairs: wiring, not science."""
     raw = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
     raw.update(experiment="replicated", base={"source": str(base)})
     raw.pop("teacher")
@@ -437,8 +438,10 @@ def replicated_config(base: Path) -> dict:
             "grpo": {"num_generations": 4, "temperature": 1.0, "beta": 0.0, "max_completion_length": 24, "scale_rewards": "none"},
             **common,
         },
+        # a head policy: the base's top calculation head frozen, compared with plain sft seed by seed
+        "sftfreeze": {"method": "sft", "batch_size": 8, "heads": {"freeze": {"calculation_heads": 1}, "compare_to": "sft"}, **common},
     }
-    raw["attribute"] = {"compare_think_at": "none"}
+    raw["attribute"] = {"compare_think_at": "none", "compare_pairs": ["sft"]}  # sft's circuits on style pairs too
     # one intervene job per condition here (the embedded default runs one per run)
     raw["evaluate"] = {"n_samples": 2, "k": [1, 2], "alphas": [2.0], "random_seeds": 1, "split_interventions": True}
     raw["aggregate"] = {"bootstrap": 5}
@@ -470,7 +473,7 @@ def test_replicated_runs_through_the_dag_twice(dag_run, tmp_path):
 
     # Two folders, one config and seed: the same tables, head by head.
     heads = sorted((two / "heads").rglob("*.parquet"))
-    assert len(heads) == 2 * 3 and len(list((one / "heads").rglob("*.parquet"))) == 4 * 3  # replicates x checkpoints 0, 2, 4
+    assert len(heads) == 2 * 3 and len(list((one / "heads").rglob("*.parquet"))) == 6 * 3  # replicates x checkpoints 0, 2, 4
     for path in heads:
         assert frames_equal(path, one / path.relative_to(two), "heads"), path
 
@@ -515,6 +518,26 @@ def test_replicated_runs_through_the_dag_twice(dag_run, tmp_path):
     final = section[section.index("Final accuracy against the shared base") :]
     assert re.findall(r'<td class="txt">(easy|medium|hard)</td>', final) == ["easy", "medium", "hard"]  # easiest first
     assert (one / "figures" / "grpo" / "arith_replicate_heads.png").is_file()
+
+    # The head policy: the base's calculation heads (every head ablated alone), the one frozen, the
+    # policy's replicates against plain sft's of the same seed.
+    calculation = read_table(one / "calculation_heads" / "base" / "arith.parquet", "calculation_heads")
+    assert calculation.filter(pl.col("difficulty") == "all").height == 4 * 8  # every head of the tiny base
+    top = calculation.filter((pl.col("difficulty") == "all") & (pl.col("rank") == 1) & (pl.col("calc_rise") > 0))
+    policy = read_table(one / "head_policies" / "sftfreeze-s0.parquet", "head_policy")
+    assert policy.select("layer", "head").rows() == top.select("layer", "head").rows()  # none if no head raises it
+    assert set(policy["policy"]) <= {"freeze"} and set(policy["head_set"]) <= {"calculation_heads: 1"}
+    comparison = read_table(one / "policies" / "sftfreeze" / "arith" / "policy_comparison.parquet", "policy_comparison")
+    assert set(comparison["plain"]) == {"sft"} and set(comparison["n_replicates"].drop_nulls()) == {2}
+    assert {"accuracy_hard", "calculation_error_hard", "H1", "H2", "H3", "combined"} <= set(comparison["name"])
+    assert set(comparison.filter(pl.col("kind") == "hypothesis")["verdict"]) <= set(VERDICTS)
+    assert '<h2 id="policies">Head policies</h2>' in report and "sftfreeze" in report
+
+    # sft's checkpoints on style pairs too: which emergence calls the two kinds of pairs agree on.
+    for s in (0, 1):
+        kinds = read_table(one / "circuits" / f"sft-s{s}" / "arith" / "pair_kinds.parquet", "pair_kinds")
+        assert kinds["agree"].to_list() == (kinds["called_operand"] == kinds["called_style"]).to_list()
+    assert "Emergence calls on the same checkpoints scored on style pairs" in report
 
 
 @pytest.mark.slow

@@ -31,8 +31,12 @@ GPU_RULES = set(workflow.GPU_RULES)
 # the think-mode comparison (attribute_think) that this test needs; tests/test_given_dag.py and
 # tests/test_hub_shaped.py run it locally. The replicates rules (CPU jobs wired like aggregate's)
 # need replicated runs, which put three more sbatch round trips of about 45 s each on this test's
-# critical path; tests/test_replicates.py runs them locally.
+# critical path; tests/test_replicates.py runs them locally. So do the head-policy rules (a run with
+# runs.<name>.heads) and the pair-kind comparison (attribute.compare_pairs), which study configs
+# use and the embedded default does not.
 NOT_HERE = {"all", "style_pairs", "plot_replicates"}
+NOT_HERE |= {"head_ablations", "calculation_heads", "head_policy", "policy_comparison"}
+NOT_HERE |= {"attribute_style", "aggregate_style", "pair_kinds"}
 
 
 def scaled_down(config: dict) -> dict:
