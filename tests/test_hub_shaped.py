@@ -51,20 +51,14 @@ def test_every_stage_runs_on_real_rows_with_a_real_tokenizer(hub_run):
 
 @pytest.mark.slow
 def test_style_pairs_on_the_hub_path(hub_run):
-    """The same experiment on style-contrast pairs (a config switch): each model's sampled opening
-    after Qwen2.5's chat template, cut to one token length, scored by the attribute stage."""
-    import yaml
-
+    """sft's checkpoints also scored on style-contrast pairs (attribute.compare_pairs): each model's
+    sampled opening after Qwen2.5's chat template, cut to one token length, scored by the attribute
+    stage, and the emergence calls of both kinds of pairs compared head by head."""
+    from sparks import layout
     from sparks.tables import read_table
 
     workdir = hub_run.parent.parent
-    raw = yaml.safe_load((REPO / "config" / "hub_shaped_cpu.yaml").read_text())
-    raw["attribute"].update(pairs="style", think=True, compare_think_at="none", style={"opening_tokens": 6})
-    (workdir / "style.yaml").write_text(yaml.safe_dump(raw))
-    heads = [f"results/hub_shaped_cpu/heads/sft/{step}/gsm8k.parquet" for step in (0, 2)]
-    result = snakemake(workdir, *heads, "--cores", "2", "--configfile", str(workdir / "style.yaml"))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    pairs = read_table(hub_run / "data" / "style" / "sft" / "gsm8k.parquet", "pairs")
+    pairs = read_table(workdir / layout.style_pairs("sft", "gsm8k", "hub_shaped_cpu"), "pairs")
     assert pairs.height > 0 and set(pairs["kind"]) == {"style"}
     turn = "<|im_start|>assistant\n"
     for clean, corrupt, clean_opening, corrupt_opening in pairs.select(
@@ -75,4 +69,7 @@ def test_style_pairs_on_the_hub_path(hub_run):
         assert clean_opening.startswith(clean[len(prompt) :]) and corrupt_opening.startswith(corrupt[len(prompt) :])
     assert (pairs["clean"] != pairs["corrupt"]).all() and pairs["opening_tokens"].is_between(1, 6).all()
     for step in (0, 2):
-        assert read_table(hub_run / "heads" / "sft" / str(step) / "gsm8k.parquet", "heads")["score"].is_finite().all()
+        heads = read_table(workdir / layout.style_attribution("heads", "sft", step, "gsm8k", "hub_shaped_cpu"), "heads")
+        assert heads.height == 2 * 4 and heads["score"].is_finite().all()
+    kinds = read_table(workdir / layout.circuits("pair_kinds", "sft", "gsm8k", "hub_shaped_cpu"), "pair_kinds")
+    assert kinds["agree"].to_list() == (kinds["called_operand"] == kinds["called_style"]).to_list()

@@ -439,11 +439,18 @@ def replicated_config(base: Path) -> dict:
             **common,
         },
         # a head policy: the base's top calculation head frozen, compared with plain sft seed by seed
-        "sftfreeze": {"method": "sft", "batch_size": 8, "heads": {"freeze": {"calculation_heads": 1}, "compare_to": "sft"}, **common},
+        "sftfreeze": {
+            "method": "sft",
+            "batch_size": 8,
+            "heads": {"freeze": {"calculation_heads": 1}, "compare_to": "sft"},
+            **common,
+        },
     }
     raw["attribute"] = {"compare_think_at": "none", "compare_pairs": ["sft"]}  # sft's circuits on style pairs too
     # one intervene job per condition here (the embedded default runs one per run)
-    raw["evaluate"] = {"n_samples": 2, "k": [1, 2], "alphas": [2.0], "random_seeds": 1, "split_interventions": True}
+    raw["evaluate"] = {
+        "n_samples": 2, "k": [1, 2], "alphas": [2.0], "random_seeds": 1, "controls": ["outside"], "split_interventions": True
+    }  # fmt: skip
     raw["aggregate"] = {"bootstrap": 5}
     return raw
 
@@ -465,15 +472,15 @@ def test_replicated_runs_through_the_dag_twice(dag_run, tmp_path):
     profile = ("--profile", str(REPO / "profiles" / "local"), "--cores", "2")
     first = snakemake(works[0], *profile, "--configfile", str(works[0] / "replicated.yaml"))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
-    # the second folder: both SFT replicates' head tables (data, training, attribution), not the whole DAG again
-    targets = [f"results/replicated/heads/sft-s{s}/{step}/arith.parquet" for s in (0, 1) for step in (0, 2, 4)]
+    # the second folder: one SFT replicate's head tables (data, training, attribution), not the whole DAG again
+    targets = [f"results/replicated/heads/sft-s0/{step}/arith.parquet" for step in (0, 2, 4)]
     second = snakemake(works[1], *targets, *profile, "--configfile", str(works[1] / "replicated.yaml"))
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-5000:]
     one, two = (w / "results" / "replicated" for w in works)
 
     # Two folders, one config and seed: the same tables, head by head.
     heads = sorted((two / "heads").rglob("*.parquet"))
-    assert len(heads) == 2 * 3 and len(list((one / "heads").rglob("*.parquet"))) == 6 * 3  # replicates x checkpoints 0, 2, 4
+    assert len(heads) == 3 and len(list((one / "heads").rglob("*.parquet"))) == 6 * 3  # replicates x checkpoints 0, 2, 4
     for path in heads:
         assert frames_equal(path, one / path.relative_to(two), "heads"), path
 
@@ -499,7 +506,7 @@ def test_replicated_runs_through_the_dag_twice(dag_run, tmp_path):
         assert set(claims["verdict"]) <= set(VERDICTS)
         assert claims.filter(pl.col("claim") == "think_off_broader")["verdict"].item() == UNTESTABLE
     parts = sorted(p.name for p in (one / "bench" / "sft-s0" / "interventions" / "parts" / "arith").iterdir())
-    assert len(parts) == 2 * 10  # (ablate: none, emergent, 3 controls; scale: none, emergent, 3 controls at alpha 2) x 2 tables
+    assert len(parts) == 2 * 6  # (ablate: none, emergent, outside; scale: none, emergent, outside at alpha 2) x 2 tables
     grpo_reward = read_table(one / "replicates" / "grpo" / "arith" / "replicate_reward.parquet", "replicate_reward")
     assert grpo_reward["n_points"].item() == 2  # 2 checkpoints after the base, so 1 change, x 2 replicates
     assert grpo_reward["pooled_r"].item() is None  # fewer changes than aggregate.min_reward_points: not testable

@@ -95,7 +95,7 @@ def test_each_stage_reads_only_the_files_its_rule_declares(dag_run, tmp_path):
         "evaluate": layout.eval_samples("sft", 30, "arith", "embedded"),
         "aggregate": layout.circuits("circuit", "sft", "arith", "embedded"),
         "think_modes": layout.circuits("think_modes", "sft", "arith", "embedded"),
-        "intervene": layout.interventions("sft", "arith", "embedded"),
+        "intervene": layout.interventions("sft", "arithlong", "embedded"),  # the run's arith heads on another set
         "failures": layout.failures("failures", "sft", "embedded"),
         "plot": layout.report_section("sft", "arith", "embedded"),
         "report": layout.report("embedded"),

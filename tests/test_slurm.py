@@ -47,7 +47,9 @@ def scaled_down(config: dict) -> dict:
         config[role]["pretrain"]["steps"] = 60
     task = config["tasks"]["arith"]
     task.update(n_train=96, n_eval=6, n_pairs=12)
-    config["runs"] = {"distill": {**config["runs"]["distill"], "max_steps": 2, "save_steps": 2}}
+    del config["tasks"]["arithlong"]  # a second evaluation set: the same rules again (tests/test_workflow.py runs it)
+    distill = {k: v for k, v in config["runs"]["distill"].items() if k != "evaluate_on"}
+    config["runs"] = {"distill": {**distill, "max_steps": 2, "save_steps": 2}}
     config["aggregate"] = {"bootstrap": 10}
     config["evaluate"] = {**config.get("evaluate", {}), "random_seeds": 1}  # wiring: one draw per control
     return config
