@@ -32,11 +32,12 @@ def test_conditions_follow_the_single_jobs_order():
 
 @pytest.mark.slow
 def test_split_interventions_merge_to_the_single_jobs_tables(dag_run, tmp_path):
-    """On the full-size run's distill checkpoints, with one draw per control and one alpha (the
-    merge does not depend on how many conditions there are; 8 draws would cost 77 passes)."""
+    """On the full-size run's distill checkpoints and its second evaluation set (24 problems), with
+    two draws per control and one alpha (the merge does not depend on how many conditions or
+    problems there are; 8 draws on arith would cost 77 passes of 180 problems)."""
     config = check_config(yaml.safe_load((REPO / "workflow_config.yaml").read_text()))
     config["evaluate"].update(random_seeds=2, alphas=[2.0])
-    run, task = "distill", "arith"
+    run, task, evaluated = "distill", "arith", "arithlong"
     # Which heads this machine's training calls emergent varies (none, on some machines): the merge
     # is checked on two of the run's circuit heads labelled emergent in a copy of its cohorts table.
     cohorts = read_table(dag_run / "circuits" / run / task / "cohorts.parquet", "cohorts").sort("layer", "head")
@@ -45,8 +46,8 @@ def test_split_interventions_merge_to_the_single_jobs_tables(dag_run, tmp_path):
     cohorts_path = write_table(cohorts, "cohorts", tmp_path / "cohorts.parquet")
     inputs = dict(
         manifest=dag_run / "runs" / run / "checkpoints.json",
-        task=task,
-        problems_path=dag_run / "data" / f"{task}_problems.parquet",
+        task=evaluated,
+        problems_path=dag_run / "data" / f"{evaluated}_problems.parquet",
         cohorts_path=cohorts_path,
         frequency_path=dag_run / "circuits" / run / task / "frequency.parquet",
     )
