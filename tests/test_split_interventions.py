@@ -11,6 +11,7 @@ from conftest import REPO
 from sparks.config import check_config
 from sparks.evaluate import Condition, EvaluateSettings, conditions, intervene_stage, merge_interventions
 from sparks.tables import read_table, write_table
+from sparks.types import HeadId
 
 
 def test_conditions_follow_the_single_jobs_order():
@@ -62,9 +63,7 @@ def test_split_interventions_merge_to_the_single_jobs_tables(dag_run, tmp_path):
     merged = read_table(tmp_path / "merged.parquet", "interventions").drop(drop)
     single = read_table(tmp_path / "single.parquet", "interventions").drop(drop)
     assert set(merged["heads_from"]) > {"none", "emergent"} and merged.equals(single)
-    emergent = {
-        f"a{layer}.h{head}" for layer, head in cohorts.filter(pl.col("status") == "emergent").select("layer", "head").rows()
-    }
+    emergent = {HeadId(*head).name for head in cohorts.filter(pl.col("status") == "emergent").select("layer", "head").rows()}
     assert {frozenset(h.split()) for h in merged.filter(pl.col("heads_from") == "emergent")["heads"]} == {frozenset(emergent)}
     merged_samples = read_table(tmp_path / "merged_samples.parquet", "intervention_samples").drop(drop)
     assert merged_samples.equals(read_table(tmp_path / "single_samples.parquet", "intervention_samples").drop(drop))
